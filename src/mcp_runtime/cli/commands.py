@@ -1,0 +1,9 @@
+"""The list of command groups, in the order `mcp-runtime --help` shows them."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Mount every command group on the root app. Add one line per new group."""

@@ -1,0 +1,32 @@
+"""One way for every command to fail: a single line that says what and how to fix, exit code 1.
+
+`CliError` is a click exception, so Typer's standalone mode (and its test runner) prints it and
+exits with its code; no command needs its own try/except to avoid a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+import typer
+from typer._click.exceptions import ClickException
+
+
+class CliError(ClickException):
+    """A user-facing failure printed as one line on stderr: `error: <message> (<hint>)`."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.hint = hint
+        self.exit_code = exit_code
+
+    def render(self) -> str:
+        return f"error: {self.message}" + (f" ({self.hint})" if self.hint else "")
+
+    def format_message(self) -> str:
+        return self.render()
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        typer.echo(self.render(), err=True)
