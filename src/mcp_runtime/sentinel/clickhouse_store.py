@@ -195,7 +195,8 @@ _TS_WRAP = "fromUnixTimestamp64Micro({}, 'UTC')"
 _INT_COLUMNS = {"status", "bytes_in", "bytes_out"}
 
 
-def _json_row(event: AnalyticsEvent) -> str:
+def event_json_row(event: AnalyticsEvent) -> str:
+    """One JSONEachRow line of the table for an event (timestamp in the column's text form)."""
     row = event.model_dump()
     row["timestamp"] = event.timestamp.strftime("%Y-%m-%d %H:%M:%S.%f")  # UTC, the column's zone
     return json.dumps(row, separators=(",", ":"))
@@ -268,7 +269,7 @@ class ClickHouseEventStore:
             {"lo": min(stamps), "hi": max(stamps), "ids": [event.event_id for event in unique]})}
         new = [event for event in unique if event.event_id not in existing]
         if new:
-            body = "\n".join(_json_row(event) for event in new).encode() + b"\n"
+            body = "\n".join(event_json_row(event) for event in new).encode() + b"\n"
             self.executor.insert_json_each_row(self.table, EVENT_COLUMNS, body)
         return InsertResult(accepted=len(new), duplicates=len(events) - len(new))
 
