@@ -1,6 +1,6 @@
 """The analytics store at scale: ClickHouse (`EventStore` of `sentinel.store`).
 
-    store = ClickHouseEventStore(ClickHouseConnectExecutor.from_url("http://clickhouse:8123"), ttl_days=90)
+    store = ClickHouseEventStore.from_url("http://user:password@clickhouse:8123", ttl_days=90)
     store = ClickHouseEventStore(ChdbExecutor(path))        # the same SQL, in process (tests, laptops)
 
 The store only builds SQL; an *executor* runs it. `ClickHouseConnectExecutor` talks to a server with
@@ -211,7 +211,9 @@ class ClickHouseEventStore:
     """`EventStore` on ClickHouse through an executor; creates its database and table if missing."""
 
     def __init__(self, executor: ClickHouseExecutor, *, database: str = "mcp_runtime",
-                 table: str = "sentinel_events", ttl_days: int | None = None) -> None:
+                 table: str = "sentinel_events", ttl_days: int | None = None,
+                 owns_executor: bool = False) -> None:
+        """`owns_executor`: `close()` closes the executor too (else its creator closes it)."""
         for name in (database, table):
             if not _IDENTIFIER.match(name):
                 raise ValueError(f"not a plain ClickHouse identifier: {name!r}")
@@ -221,6 +223,7 @@ class ClickHouseEventStore:
         self.database = database
         self.table = f"{database}.{table}"
         self.ttl_days = ttl_days
+        self._owns_executor = owns_executor
         for statement in self.ddl():
             executor.command(statement)
 
@@ -238,9 +241,14 @@ class ClickHouseEventStore:
             f"ORDER BY (namespace, server, event_id){ttl}",
         ]
 
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> ClickHouseEventStore:
+        """A store on a ClickHouse server (`http://user:password@host:8123`); it owns its client."""
+        return cls(ClickHouseConnectExecutor.from_url(url), owns_executor=True, **kwargs)
+
     def close(self) -> None:
         closer = getattr(self.executor, "close", None)
-        if callable(closer):
+        if self._owns_executor and callable(closer):
             closer()
 
     def _query(self, sql: str, params: Mapping[str, object]) -> list[Sequence[Any]]:
