@@ -100,10 +100,13 @@ def ingest_app(store: EventStore) -> Starlette:
     return Starlette(routes=[Route("/api/v1/ingest/events", ingest, methods=["POST"])])
 
 
-def bench_emitter_to_sqlite(count: int, batch_size: int, tmp: Path) -> float:
+def bench_emitter_to_sqlite(count: int, batch_size: int, tmp: Path, rate: float | None = None) -> float:
+    """Flat out (`rate=None`: emit as fast as the loop allows, overflow goes through the spool) or paced
+    at `rate` events/s (a steady gateway); prints events/s, the spooled count and the lag at the end."""
     from mcp_runtime.sentinel.emitter import Emitter
 
-    store = SQLiteEventStore(tmp / f"emitter-{batch_size}.db")
+    label = f"batch {batch_size:>5}" + (f", paced {rate:,.0f}/s" if rate else ", flat out")
+    store = SQLiteEventStore(tmp / f"emitter-{batch_size}-{rate}.db")
     port = free_port()
     config = uvicorn.Config(ingest_app(store), host="127.0.0.1", port=port, log_level="warning",
                             lifespan="off", access_log=False)
@@ -113,35 +116,43 @@ def bench_emitter_to_sqlite(count: int, batch_size: int, tmp: Path) -> float:
     while not server.started:
         time.sleep(0.01)
     events = make_events(count)
+    spooled = 0.0
 
-    async def run() -> float:
+    async def run() -> tuple[float, float]:
+        nonlocal spooled
         emitter = Emitter(f"http://127.0.0.1:{port}/api/v1/ingest/events", API_KEY,
-                          spool_path=tmp / f"spool-{batch_size}.db", batch_size=batch_size,
+                          spool_path=tmp / f"spool-{batch_size}-{rate}.db", batch_size=batch_size,
                           flush_interval=0.05, queue_size=max(10_000, batch_size * 4))
         await emitter.start()
         started = time.perf_counter()
-        # a gateway emits as requests complete: yield to the loop every 100 events
-        for start in range(0, count, 100):
-            for event in events[start:start + 100]:
+        tick = 100 if rate is None else max(1, int(rate / 100))  # events per 10 ms when paced
+        for n, start in enumerate(range(0, count, tick)):
+            for event in events[start:start + tick]:
                 emitter.emit(event)
-            await asyncio.sleep(0)
+            if rate is None:
+                await asyncio.sleep(0)  # a gateway yields between requests
+            else:
+                await asyncio.sleep(max(0.0, started + (n + 1) * tick / rate - time.perf_counter()))
+        emitted_at = time.perf_counter()
         while store.count() < count:
             await asyncio.sleep(0.005)
-        elapsed = time.perf_counter() - started
+        done = time.perf_counter()
+        spooled = emitter.registry.get_sample_value("mcp_gateway_events_spooled_total") or 0.0
         await emitter.close()
-        return elapsed
+        return done - started, done - emitted_at
 
     try:
-        elapsed = asyncio.run(run())
+        elapsed, lag = asyncio.run(run())
         status = check_exact(store, events)
     finally:
         server.should_exit = True
         thread.join(timeout=10)
         store.close()
-    rate = count / elapsed
-    print(f"{'emitter -> HTTP ingest -> SQLite':<34} batch {batch_size:>5}: {count:>7} events in "
-          f"{elapsed:6.2f} s = {rate:>9,.0f} events/s  [{status}]")
-    return rate
+    per_second = count / elapsed
+    print(f"{'emitter -> HTTP -> SQLite':<26} {label:<28} {count:>7} events in {elapsed:6.2f} s "
+          f"= {per_second:>9,.0f} events/s, spooled {spooled:,.0f}, lag at end {lag * 1000:,.0f} ms"
+          f"  [{status}]")
+    return per_second
 
 
 def bench_nats_to_sqlite(count: int, tmp: Path) -> float | None:
@@ -220,6 +231,7 @@ def main() -> None:
         print("== end to end")
         for batch_size in (100, 1000):
             bench_emitter_to_sqlite(n(50_000), batch_size, tmp)
+        bench_emitter_to_sqlite(n(20_000), 100, tmp, rate=2_000)  # 10 s at twice the target
         bench_nats_to_sqlite(n(100_000), tmp)
 
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from mcp_runtime.sentinel.clickhouse_store import ChdbExecutor, ClickHouseEventStore, event_json_row
 from mcp_runtime.sentinel.events import AnalyticsEvent, new_event_id
 from mcp_runtime.sentinel.sqlite_store import SQLiteEventStore
-from mcp_runtime.sentinel.store import EVENT_COLUMNS, EventStore, TimeBucket, UsageFilter
+from mcp_runtime.sentinel.store import EVENT_COLUMNS, EventStore, TimeBucket, UsageFilter, open_event_store
 
 ACME_NS, GLOBEX_NS = "mcp-team-acme", "mcp-team-globex"
 ACME, GLOBEX, INITECH = "team-acme-uuid", "team-globex-uuid", "team-initech-uuid"
@@ -403,3 +403,15 @@ def test_new_event_ids_page_in_emission_order(store: EventStore) -> None:
     assert new_event_id() > second.event_id > first.event_id
     store.insert([second, first])
     assert [e.event_id for e in store.events(ADMIN)] == [first.event_id, second.event_id]
+
+
+def test_store_urls_pick_the_implementation(tmp_path: Path) -> None:
+    for url in (f"sqlite://{tmp_path}/a.db", str(tmp_path / "b.db")):
+        opened = open_event_store(url)
+        try:
+            assert isinstance(opened, SQLiteEventStore) and opened.insert(tutorial_events()).accepted == 7
+        finally:
+            opened.close()
+    assert (tmp_path / "a.db").exists() and (tmp_path / "b.db").exists()
+    with pytest.raises(ValueError):
+        open_event_store("mongodb://nope")

@@ -96,7 +96,11 @@ def _param_text(value: object) -> str:
 
 
 class ChdbExecutor:
-    """The ClickHouse engine in process (`chdb`), on a data directory; one session, serialized calls."""
+    """The ClickHouse engine in process (`chdb`), on a data directory; one session, serialized calls.
+
+    chdb runs one embedded server per process: only one data directory may be open at a time, so share
+    one executor (several stores can use it with different `database` names) and `close()` it before
+    opening another directory."""
 
     def __init__(self, path: Path | str) -> None:
         chdb_session: Any = importlib.import_module("chdb.session")  # heavy (~0.5 s): only when used
