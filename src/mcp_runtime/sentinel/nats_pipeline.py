@@ -3,6 +3,8 @@
     # the ingest endpoint (one connection per process)
     publisher = await EventPublisher.connect("nats://nats:4222")
     await publisher.publish(batch.events)        # returns once JetStream has stored the batch
+    # answer 202 {"accepted": len(batch.events), "duplicates": 0}: duplicates are only known to the
+    # store, which absorbs them; on an exception answer 503 so the emitter keeps the batch and retries
     ...
     await publisher.close()
 
@@ -68,7 +70,7 @@ class StreamSettings:
 
     name: str = "MCP_EVENTS"
     subject_prefix: str = "mcp.events"
-    max_bytes: int = 8 * 1024**3
+    max_bytes: int = 1024**3  # what JetStream may hold unwritten (e.g. while the store is down)
     max_age_seconds: float = 7 * 86400.0
     duplicate_window_seconds: float = 120.0
     replicas: int = 1
