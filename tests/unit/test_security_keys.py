@@ -168,6 +168,13 @@ def test_load_refuses_a_key_file_others_can_read(tmp_path: Path, mode: int) -> N
     assert str(path) in str(caught.value)
 
 
+def test_save_creates_a_private_directory(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "keys.json"
+    KeyRing.generate().save(path)
+    assert _mode(path) == 0o600
+    assert _mode(path.parent) & 0o077 == 0
+
+
 def test_load_accepts_owner_read_only(tmp_path: Path) -> None:
     path = tmp_path / "keys.json"
     keyring = KeyRing.generate()

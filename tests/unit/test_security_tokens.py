@@ -314,7 +314,8 @@ def test_session_token_missing_a_required_claim_is_invalid(claim: str) -> None:
 
 @pytest.mark.parametrize(
     ("claim", "value"),
-    [("exp", "tomorrow"), ("exp", True), ("trust", "root"), ("sid", 7), ("agent", ""), ("aud", [AUDIENCE])],
+    [("exp", "tomorrow"), ("exp", True), ("exp", 1e300), ("exp", float("inf")), ("iat", -5),
+     ("trust", "root"), ("sid", 7), ("agent", ""), ("aud", [AUDIENCE])],
 )
 def test_session_token_with_a_malformed_claim_is_invalid(claim: str, value: Any) -> None:
     token = _sign_raw({**_segments(_session_token())[1], claim: value})

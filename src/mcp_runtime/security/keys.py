@@ -113,6 +113,7 @@ def _write_private_atomically(path: Path, text: str) -> None:
     """Write `text` to `path` with mode 0600 from the first byte on, replacing it atomically."""
     path = Path(path)
     directory = path.parent
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     # mkstemp creates the file with O_EXCL and mode 0600, so it is never readable by others.
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:

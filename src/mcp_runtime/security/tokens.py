@@ -265,8 +265,12 @@ def _verified_payload(
     return payload
 
 
+# Unix times we accept in exp/iat/nbf: year 1970 to 9999 (also rules out NaN and infinity).
+_MAX_TIMESTAMP = 253402300799
+
+
 def _is_number(value: object) -> TypeGuard[int | float]:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= _MAX_TIMESTAMP
 
 
 def _now(now: datetime | None) -> datetime:
