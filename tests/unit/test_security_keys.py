@@ -183,6 +183,13 @@ def test_load_accepts_owner_read_only(tmp_path: Path) -> None:
     assert KeyRing.load(path).current_kid == keyring.current_kid
 
 
+def test_load_refuses_something_that_is_not_a_regular_file(tmp_path: Path) -> None:
+    fifo = tmp_path / "keys.fifo"
+    os.mkfifo(fifo, 0o600)
+    with pytest.raises(KeyFileError, match="not a regular file"):
+        KeyRing.load(fifo)
+
+
 def test_load_of_a_missing_file_says_which_file(tmp_path: Path) -> None:
     with pytest.raises(KeyFileError, match=r"missing\.json"):
         KeyRing.load(tmp_path / "missing.json")

@@ -87,7 +87,8 @@ def _read_bounded(path: Path, *, private: bool) -> str:
     Symlinks are followed (Kubernetes Secret volumes are symlinks); the target's mode counts.
     """
     try:
-        fd = os.open(path, os.O_RDONLY)
+        # O_NONBLOCK: opening a FIFO planted at the path must not hang; no effect on regular files.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise KeyFileError(f"cannot open key file {path}: {exc.strerror or exc}") from exc
     with os.fdopen(fd, "rb") as handle:
