@@ -171,3 +171,12 @@ def test_loopback_server_rejects_a_foreign_host_header(data_utility_server: str)
         data_utility_server, json=INITIALIZE, headers={**MCP_HEADERS, "Host": f"localhost:{port}"}, timeout=10
     )
     assert allowed.status_code == 200
+
+
+def test_the_fixture_stops_the_server_it_started() -> None:
+    with run_data_utility_server() as server:
+        process, url = server.process, server.url
+        assert call(url, "echo", {"text": "up"}).content[0].text == "up"
+    assert process.poll() is not None
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url, timeout=5)
