@@ -9,6 +9,8 @@ from collections.abc import Iterator
 import anyio
 import pytest
 from fixtures.servers import DATA_UTILITY_TOOLS, data_utility_server, free_port, serve_asgi
+from mcp.server.lowlevel.server import Server
+from mcp_types import ListToolsResult, PaginatedRequestParams, Tool
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -140,3 +142,26 @@ def test_a_server_that_never_answers_times_out(silent_server: str) -> None:
         discover_tools_sync(silent_server, timeout=0.5)
     assert caught.value.reason == "timeout"
     assert "within 0.5s" in str(caught.value)
+
+
+def _paginating_mcp_app() -> Starlette:
+    """A low-level SDK server that lists five tools two per page."""
+    names = ["t1", "t2", "t3", "t4", "t5"]
+
+    async def list_tools(_ctx: object, params: PaginatedRequestParams | None) -> ListToolsResult:
+        start = int(params.cursor) if params is not None and params.cursor else 0
+        page = [
+            Tool(name=name, description=f"tool {name}", input_schema={"type": "object", "properties": {}})
+            for name in names[start:start + 2]
+        ]
+        more = start + 2 < len(names)
+        return ListToolsResult(tools=page, next_cursor=str(start + 2) if more else None)
+
+    return Server("paginating", on_list_tools=list_tools).streamable_http_app()
+
+
+def test_discovery_follows_tools_list_cursors() -> None:
+    with serve_asgi(_paginating_mcp_app()) as base_url:
+        tools = discover_tools_sync(base_url, timeout=10)
+    assert [tool.name for tool in tools] == ["t1", "t2", "t3", "t4", "t5"]
+    assert tools[4].description == "tool t5"

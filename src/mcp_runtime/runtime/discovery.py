@@ -192,6 +192,7 @@ class _ResponseRecorder:
 
     def __init__(self) -> None:
         self.last_post: _SeenResponse | None = None
+        self.stage = "the MCP handshake"  # what we were doing, for the error message
 
     async def __call__(self, response: httpx2.Response) -> None:
         if response.request.method == "POST":
@@ -224,9 +225,10 @@ async def _with_session(
                 ClientSession(read, write, read_timeout_seconds=timeout) as session,
             ):
                 result = await session.initialize()
+                recorder.stage = "the MCP request after the handshake"
                 return await action(session, result)
     except Exception as exc:  # includes the SDK's ExceptionGroups, unwrapped below
-        raise _explain(target, timeout, exc, recorder.last_post) from None
+        raise _explain(target, timeout, exc, recorder) from None
 
 
 def _leaves(exc: BaseException) -> Iterator[BaseException]:
@@ -258,11 +260,11 @@ def _pick(exc: BaseException) -> BaseException:
     return leaves[0] if leaves else exc
 
 
-def _explain(url: str, timeout: float, exc: BaseException, seen: _SeenResponse | None) -> DiscoveryError:
-    leaf = _pick(exc)
+def _explain(url: str, timeout: float, exc: BaseException, recorder: _ResponseRecorder) -> DiscoveryError:
+    leaf, seen, stage = _pick(exc), recorder.last_post, recorder.stage
     if isinstance(leaf, TimeoutError | httpx2.TimeoutException):
         return DiscoveryError(
-            url, "timeout", f"{url} did not answer the MCP handshake within {timeout:g}s",
+            url, "timeout", f"{url} did not answer {stage} within {timeout:g}s",
             "check that the server is healthy and the URL points at its MCP endpoint, or raise the timeout",
         )
     if isinstance(leaf, httpx2.ConnectError):
@@ -278,7 +280,7 @@ def _explain(url: str, timeout: float, exc: BaseException, seen: _SeenResponse |
             "fix the server's pagination cursors",
         )
     if seen is not None and not 200 <= seen.status_code < 300:
-        return _explain_status(url, seen)
+        return _explain_status(url, seen, stage)
     if seen is not None and seen.content_type not in ("application/json", "text/event-stream"):
         answered = seen.content_type or "no content type"
         return DiscoveryError(
@@ -292,7 +294,7 @@ def _explain(url: str, timeout: float, exc: BaseException, seen: _SeenResponse |
         )
     detail = leaf.message if isinstance(leaf, MCPError) else f"{type(leaf).__name__}: {leaf}"
     return DiscoveryError(
-        url, "protocol_error", f"the MCP handshake with {url} failed ({detail})",
+        url, "protocol_error", f"{stage} with {url} failed ({detail})",
         "check that the server speaks MCP over Streamable HTTP at that URL",
     )
 
@@ -317,7 +319,7 @@ def _explain_connect(url: str, leaf: BaseException) -> DiscoveryError:
     )
 
 
-def _explain_status(url: str, seen: _SeenResponse) -> DiscoveryError:
+def _explain_status(url: str, seen: _SeenResponse, stage: str) -> DiscoveryError:
     status = f"HTTP {seen.status_code} {seen.reason_phrase}".strip()
     if 300 <= seen.status_code < 400:
         hint = f"pass the address it redirects to ({seen.location or 'see the Location header'})"
@@ -329,5 +331,5 @@ def _explain_status(url: str, seen: _SeenResponse) -> DiscoveryError:
         hint = "check the URL (a server bound to 127.0.0.1 rejects other Host names) and that it speaks MCP"
     else:
         hint = "check the server's logs"
-    message = f"{url} answered the MCP handshake with {status}"
+    message = f"{url} answered {stage} with {status}"
     return DiscoveryError(url, "http_status", message, hint, status_code=seen.status_code)
