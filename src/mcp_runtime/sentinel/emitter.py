@@ -223,7 +223,8 @@ class Emitter:
         if running is loop:
             wake.set()
         else:
-            loop.call_soon_threadsafe(wake.set)
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: close() spools the buffer
+                loop.call_soon_threadsafe(wake.set)
 
     async def _run(self) -> None:
         assert self._wake is not None
