@@ -85,6 +85,7 @@ _CLIENT_TEXT_MAX = 128
 def _clip(value: object) -> object:
     return value[:_CLIENT_TEXT_MAX] if isinstance(value, str) else value
 
+
 ClientText = Annotated[str, BeforeValidator(_clip), Field(min_length=1, max_length=_CLIENT_TEXT_MAX)]
 """Text a client chooses (method, tool name, trace id): cut to 128 characters rather than refused, so an
 absurd tool name still leaves an audit event (of the denied call) instead of none."""
