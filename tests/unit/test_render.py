@@ -585,3 +585,9 @@ def test_render_does_not_mutate_its_input() -> None:
     before = copy.deepcopy(server.model_dump())
     render(server, watch_policy_via_api=True)
     assert server.model_dump() == before
+
+
+def test_a_policy_for_another_server_is_refused() -> None:
+    other = make_server(name="billing")
+    with pytest.raises(RenderError, match="billing"):
+        render_server(make_server(), policy_for(other), RenderOptions())

@@ -3,6 +3,16 @@
 Pure functions of resources and options: no I/O, same input -> same dicts.
 """
 
+from mcp_runtime.runtime.render.common import (
+    APP_CONTAINER,
+    GATEWAY_CONTAINER,
+    RESERVED_ENV,
+    RenderError,
+    policy_configmap_name,
+    route_path,
+    selector_labels,
+    server_labels,
+)
 from mcp_runtime.runtime.render.names import has_registry_host, label_value, object_name, qualify_image
 from mcp_runtime.runtime.render.options import (
     OwnerReference,
@@ -11,19 +21,8 @@ from mcp_runtime.runtime.render.options import (
     TeamNamespaceOptions,
     owner_reference_for,
 )
-from mcp_runtime.runtime.render.server import (
-    APP_CONTAINER,
-    GATEWAY_CONTAINER,
-    RESERVED_ENV,
-    RenderedServer,
-    RenderError,
-    gateway_upstream,
-    policy_configmap_name,
-    render_jwks_configmap,
-    render_server,
-    selector_labels,
-    server_labels,
-)
+from mcp_runtime.runtime.render.pod import gateway_upstream
+from mcp_runtime.runtime.render.server import RenderedServer, render_jwks_configmap, render_server
 from mcp_runtime.runtime.render.team import (
     TEAM_MEMBER_ROLE,
     TEAM_OWNER_ROLE,
@@ -38,5 +37,6 @@ __all__ = [
     "OwnerReference", "RenderError", "RenderOptions", "RenderedServer", "SecretKey", "TeamNamespace",
     "TeamNamespaceOptions", "check_team_slug", "gateway_upstream", "has_registry_host", "label_value",
     "object_name", "owner_reference_for", "policy_configmap_name", "qualify_image", "render_cluster_roles",
-    "render_jwks_configmap", "render_server", "render_team_namespace", "selector_labels", "server_labels",
+    "render_jwks_configmap", "render_server", "render_team_namespace", "route_path", "selector_labels",
+    "server_labels",
 ]

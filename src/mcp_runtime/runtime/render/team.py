@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from mcp_runtime.resources import API_GROUP, team_namespace
+from mcp_runtime.runtime.render.common import LABEL_MANAGED_BY, LABEL_TEAM, MANAGED_BY, RenderError
 from mcp_runtime.runtime.render.names import label_value
 from mcp_runtime.runtime.render.options import TeamNamespaceOptions
-from mcp_runtime.runtime.render.server import LABEL_MANAGED_BY, LABEL_TEAM, MANAGED_BY, RenderError
 
 Manifest = dict[str, Any]
 
