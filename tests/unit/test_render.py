@@ -383,8 +383,15 @@ def test_watch_policy_via_api_renders_least_privilege_rbac() -> None:
                                        "resourceNames": ["payments-policy"], "verbs": ["get", "list", "watch"]}]
     assert kinds["RoleBinding"]["subjects"][0]["name"] == kinds["ServiceAccount"]["metadata"]["name"]
     pod_spec = rendered.deployment["spec"]["template"]["spec"]
-    assert pod_spec["automountServiceAccountToken"] is True
     assert pod_spec["serviceAccountName"] == kinds["ServiceAccount"]["metadata"]["name"]
+    # The token reaches the sidecar only, never the app container.
+    assert pod_spec["automountServiceAccountToken"] is False
+    token_dir = "/var/run/secrets/kubernetes.io/serviceaccount"
+    mounts = {name: [m["mountPath"] for m in c["volumeMounts"]] for name, c in containers(rendered.deployment).items()}
+    assert token_dir in mounts[GATEWAY_CONTAINER] and token_dir not in mounts[APP_CONTAINER]
+    volumes = {v["name"]: v for v in pod_spec["volumes"]}
+    sources = volumes["kube-api-access"]["projected"]["sources"]
+    assert any("serviceAccountToken" in source for source in sources)
     args = containers(rendered.deployment)[GATEWAY_CONTAINER]["args"]
     assert arg_value(args, "--policy-configmap") == f"{NS}/payments-policy"
     assert "--policy-file" in args  # the mount stays as the fallback
@@ -591,3 +598,12 @@ def test_a_policy_for_another_server_is_refused() -> None:
     other = make_server(name="billing")
     with pytest.raises(RenderError, match="billing"):
         render_server(make_server(), policy_for(other), RenderOptions())
+
+
+def test_podman_objects_are_the_policy_and_the_pod() -> None:
+    rendered = render(make_server())
+    configmap, pod = rendered.podman_objects()
+    assert configmap == rendered.policy_configmap and pod == rendered.pod()
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["policy"]["configMap"]["name"] == configmap["metadata"]["name"]
+    validate_all([configmap, pod])

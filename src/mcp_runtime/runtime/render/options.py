@@ -99,7 +99,8 @@ class RenderOptions:
             revocation then lands in well under a second, not after the kubelet's mount sync). Renders
             a ServiceAccount, a Role with get/list/watch on that one ConfigMap (list and watch are
             authorized per name when the request carries `fieldSelector=metadata.name=<name>`), and a
-            RoleBinding (`.rbac`); mounts the service account token and passes
+            RoleBinding (`.rbac`); projects that account's token into the sidecar only (the pod keeps
+            `automountServiceAccountToken: false`, so the app never holds it) and passes
             `--policy-configmap <namespace>/<name>`. The file mount stays as the fallback.
         ingress_enabled: render an Ingress (the podman runtime has none).
         ingress_annotations: extra Ingress annotations (e.g. Traefik entrypoints or middlewares).

@@ -2,7 +2,8 @@
 
 Both containers run as non-root with a read-only root filesystem (each gets an emptyDir at /tmp), no
 privilege escalation and no capabilities, which is what Pod Security `restricted` demands. The service
-account token is mounted only when the sidecar watches its policy ConfigMap through the API.
+account token is never auto-mounted; when the sidecar watches its policy ConfigMap through the API, a
+projected token is mounted into the sidecar only.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def pod_template(ctx: RenderContext, policy: PolicyDocument, labels: dict[str, s
         security["runAsGroup"] = options.run_as_group
         security["fsGroup"] = options.run_as_group
     pod_spec: Manifest = {
-        "automountServiceAccountToken": bool(options.watch_policy_via_api and gateway_on),
+        # Never auto-mounted: with API watching, the token is projected into the sidecar alone.
+        "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": security,
         "containers": containers,
@@ -60,6 +62,23 @@ def pod_template(ctx: RenderContext, policy: PolicyDocument, labels: dict[str, s
     if spec.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": s} for s in spec.image_pull_secrets]
     return {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec}
+
+
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def _api_access_volume() -> Manifest:
+    """What automounting would give (short-lived token, cluster CA, namespace), for one container only.
+
+    Kubernetes client libraries find it at the standard path, so the sidecar's in-cluster config works;
+    the app container never sees the token.
+    """
+    return {"name": "kube-api-access", "projected": {"defaultMode": 0o444, "sources": [
+        {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1",
+                                                                       "fieldPath": "metadata.namespace"}}]}},
+    ]}}
 
 
 def _container_security() -> Manifest:
@@ -168,6 +187,9 @@ def _gateway_container(ctx: RenderContext) -> tuple[Manifest, list[Manifest]]:
                                        "items": [{"key": options.jwks_key, "path": "jwks.json"}]}},
         {"name": "gateway-tmp", "emptyDir": {}},
     ]
+    if options.watch_policy_via_api:
+        mounts.append({"name": "kube-api-access", "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": True})
+        volumes.append(_api_access_volume())
     ingest_url, ingest_key = _ingest(ctx)
     if ingest_url:
         args += ["--ingest-url", ingest_url]
