@@ -189,7 +189,8 @@ pub fn read_request<S: Read + Write>(reader: &mut BufReader<S>) -> Result<(Reque
         headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
     };
     let connection = header_values("connection").join(",");
-    let keep_alive = if http10 { has_token(&connection, "keep-alive") } else { !has_token(&connection, "close") };
+    let keep_alive =
+        if http10 { has_token(&connection, "keep-alive") } else { !has_token(&connection, "close") };
 
     if !header_values("transfer-encoding").is_empty() {
         return Err(ReadError::Reject(501, "Transfer-Encoding is not supported; send Content-Length"));
@@ -380,7 +381,8 @@ mod tests {
     fn http10_closes_unless_asked_to_keep_alive() {
         let (_, keep) = read_request(&mut reader(b"GET / HTTP/1.0\r\n\r\n")).unwrap();
         assert!(!keep);
-        let (_, keep) = read_request(&mut reader(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")).unwrap();
+        let (_, keep) =
+            read_request(&mut reader(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")).unwrap();
         assert!(keep);
     }
 
@@ -394,7 +396,10 @@ mod tests {
 
     #[test]
     fn rejects_oversized_bodies_without_reading_them() {
-        let raw = format!("POST /mcp HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n", MAX_BODY_BYTES + 1);
+        let raw = format!(
+            "POST /mcp HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+            MAX_BODY_BYTES + 1
+        );
         let mut r = reader(raw.as_bytes());
         assert!(matches!(read_request(&mut r), Err(ReadError::Reject(413, _))));
         assert!(r.get_ref().output.is_empty(), "no 100 Continue for a body we refuse");
@@ -403,7 +408,10 @@ mod tests {
     #[test]
     fn rejects_ambiguous_or_missing_lengths() {
         assert_eq!(reject_status(b"POST /mcp HTTP/1.1\r\n\r\n"), 411);
-        assert_eq!(reject_status(b"POST /mcp HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n"), 400);
+        assert_eq!(
+            reject_status(b"POST /mcp HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n"),
+            400
+        );
         assert_eq!(reject_status(b"POST /mcp HTTP/1.1\r\nContent-Length: -1\r\n\r\n"), 400);
         assert_eq!(reject_status(b"POST /mcp HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"), 501);
         assert_eq!(reject_status(b"POST /mcp HTTP/1.1\r\nContent-Length : 2\r\n\r\n{}"), 400);

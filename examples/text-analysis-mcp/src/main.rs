@@ -1,10 +1,13 @@
 //! text-analysis-mcp: an example MCP server (Streamable HTTP) with three text tools.
 //!
-//! Environment: `HOST` (default `0.0.0.0`), `PORT` (default 8088), `MCP_PATH` (default `/mcp`),
-//! `WORKERS` (connection threads, default 16).
+//! Environment: `HOST` (default `127.0.0.1`; the container image sets `0.0.0.0`), `PORT` (default
+//! 8088), `MCP_PATH` (default `/mcp`), `MCP_ALLOWED_HOSTS` / `MCP_ALLOWED_ORIGINS` (extra accepted
+//! Host / Origin values, comma-separated), `WORKERS` (connection threads, default 16).
 
+mod access;
 mod http;
 mod mcp;
+mod sessions;
 mod tools;
 
 use std::net::TcpListener;
@@ -16,11 +19,13 @@ struct Config {
     port: u16,
     path: String,
     workers: usize,
+    allowed_hosts: Vec<String>,
+    allowed_origins: Vec<String>,
 }
 
 fn config_from_env() -> Result<Config, String> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    let host = var("HOST").unwrap_or_else(|| "0.0.0.0".to_string());
+    let host = var("HOST").unwrap_or_else(|| "127.0.0.1".to_string());
     let port = match var("PORT") {
         None => 8088,
         Some(p) => p.trim().parse::<u16>().map_err(|_| format!("PORT must be a port number, got {:?}", p))?,
@@ -39,7 +44,19 @@ fn config_from_env() -> Result<Config, String> {
             _ => return Err(format!("WORKERS must be between 1 and 1024, got {:?}", w)),
         },
     };
-    Ok(Config { host, port, path, workers })
+    let list = |name: &str| -> Vec<String> {
+        var(name).map_or_else(Vec::new, |v| {
+            v.split(',').map(|item| item.trim().to_string()).filter(|item| !item.is_empty()).collect()
+        })
+    };
+    Ok(Config {
+        host,
+        port,
+        path,
+        workers,
+        allowed_hosts: list("MCP_ALLOWED_HOSTS"),
+        allowed_origins: list("MCP_ALLOWED_ORIGINS"),
+    })
 }
 
 /// Exit promptly on SIGTERM/SIGINT, also as PID 1 in a container (where the default is to ignore
@@ -87,10 +104,16 @@ fn main() {
             exit(1);
         }
     };
-    let access = mcp::Access::for_bind(&config.host, config.port);
+    let access =
+        access::Access::new(&config.host, config.port, &config.allowed_hosts, &config.allowed_origins);
     let server = Arc::new(mcp::McpServer::new(&config.path, access));
-    eprintln!("text-analysis-mcp {} listening on http://{}{} (MCP {})",
-              env!("CARGO_PKG_VERSION"), address, config.path, mcp::SUPPORTED_PROTOCOL_VERSIONS.join(", "));
+    eprintln!(
+        "text-analysis-mcp {} listening on http://{}{} (MCP {})",
+        env!("CARGO_PKG_VERSION"),
+        address,
+        config.path,
+        mcp::SUPPORTED_PROTOCOL_VERSIONS.join(", ")
+    );
     if let Err(error) = http::serve(listener, server, config.workers) {
         eprintln!("text-analysis-mcp: {}", error);
         exit(1);

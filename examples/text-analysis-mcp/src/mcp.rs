@@ -2,22 +2,20 @@
 //! the `Mcp-Session-Id` header, and the Host/Origin checks that stop DNS-rebinding attacks.
 //! Answers are always plain JSON (`application/json`); this server never needs an SSE stream.
 
+use crate::access::Access;
 use crate::http::{Handler, Request, Response};
+use crate::sessions::Sessions;
 use crate::tools;
 use serde_json::{json, Map, Value};
-use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
-use std::fs::File;
-use std::hash::{BuildHasher, Hasher};
-use std::io::Read;
-use std::sync::Mutex;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Newest first; the first one is what we answer when the client asks for one we do not know.
 pub const SUPPORTED_PROTOCOL_VERSIONS: &[&str] = &["2025-06-18", "2025-03-26"];
 pub const SERVER_NAME: &str = "text-analysis-mcp";
 const SESSION_HEADER: &str = "Mcp-Session-Id";
 const MAX_SESSIONS: usize = 10_000;
+/// Sessions unused this long are forgotten (the client gets 404 and initializes again).
+const SESSION_IDLE_LIMIT: Duration = Duration::from_secs(3600);
 
 const PARSE_ERROR: i64 = -32700;
 const INVALID_REQUEST: i64 = -32600;
@@ -25,40 +23,11 @@ const METHOD_NOT_FOUND: i64 = -32601;
 const INVALID_PARAMS: i64 = -32602;
 const SESSION_NOT_FOUND: i64 = -32001;
 
-/// Who may talk to the server: Host and Origin values (lower-case `host:port` / `scheme://host:port`).
-#[derive(Clone, Debug, Default)]
-pub struct Access {
-    /// `None` accepts any Host (bound to a public interface, e.g. in a container behind a gateway).
-    pub allowed_hosts: Option<Vec<String>>,
-    /// A request carrying an Origin header must match one of these. Non-browser clients send none.
-    pub allowed_origins: Vec<String>,
-}
-
-impl Access {
-    /// The rules for a bind address: loopback binds only answer to loopback names (DNS rebinding).
-    pub fn for_bind(host: &str, port: u16) -> Access {
-        let loopback = matches!(host, "127.0.0.1" | "localhost" | "::1" | "[::1]");
-        if !loopback {
-            return Access { allowed_hosts: None, allowed_origins: Vec::new() };
-        }
-        let names = [format!("localhost:{}", port), format!("127.0.0.1:{}", port), format!("[::1]:{}", port)];
-        Access {
-            allowed_hosts: Some(names.to_vec()),
-            allowed_origins: names.iter().map(|n| format!("http://{}", n)).collect(),
-        }
-    }
-}
-
-struct Session {
-    protocol_version: String,
-    last_seen: Instant,
-}
-
 /// The MCP endpoint. One per process, shared by all worker threads.
 pub struct McpServer {
     path: String,
     access: Access,
-    sessions: Mutex<HashMap<String, Session>>,
+    sessions: Sessions,
 }
 
 #[derive(Debug)]
@@ -77,7 +46,11 @@ fn error_body(id: &Value, error: &RpcError) -> Value {
 
 /// One JSON-RPC message, classified.
 enum Message {
-    Request { id: Value, method: String, params: Option<Value> },
+    Request {
+        id: Value,
+        method: String,
+        params: Option<Value>,
+    },
     /// Notifications and responses: accepted, never answered.
     NoReply,
 }
@@ -93,7 +66,10 @@ fn classify(value: &Value) -> Result<Message, (Value, RpcError)> {
         Some(_) => return Err((Value::Null, rpc_error(INVALID_REQUEST, "Invalid Request: bad id"))),
     };
     if object.get("jsonrpc") != Some(&json!("2.0")) {
-        return Err((id.unwrap_or(Value::Null), rpc_error(INVALID_REQUEST, "Invalid Request: jsonrpc must be \"2.0\"")));
+        return Err((
+            id.unwrap_or(Value::Null),
+            rpc_error(INVALID_REQUEST, "Invalid Request: jsonrpc must be \"2.0\""),
+        ));
     }
     match (object.get("method"), id) {
         (Some(Value::String(method)), Some(id)) => {
@@ -104,25 +80,11 @@ fn classify(value: &Value) -> Result<Message, (Value, RpcError)> {
             Ok(Message::Request { id, method: method.clone(), params })
         }
         (Some(Value::String(_)), None) => Ok(Message::NoReply),
-        (None, Some(_)) if object.contains_key("result") || object.contains_key("error") => Ok(Message::NoReply),
+        (None, Some(_)) if object.contains_key("result") || object.contains_key("error") => {
+            Ok(Message::NoReply)
+        }
         (_, id) => Err((id.unwrap_or(Value::Null), rpc_error(INVALID_REQUEST, "Invalid Request: no method"))),
     }
-}
-
-/// 128 random bits, hex: from the kernel, or failing that from std's randomly keyed hasher.
-fn new_session_id() -> String {
-    let mut bytes = [0u8; 16];
-    let from_kernel = File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).is_ok();
-    if !from_kernel {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        for half in 0..2 {
-            let mut hasher = RandomState::new().build_hasher();
-            hasher.write_u128(nanos);
-            hasher.write_usize(half);
-            bytes[half * 8..half * 8 + 8].copy_from_slice(&hasher.finish().to_le_bytes());
-        }
-    }
-    bytes.iter().map(|b| format!("{:02x}", b)).collect()
 }
 
 fn json_response(status: u16, body: &Value) -> Response {
@@ -131,51 +93,11 @@ fn json_response(status: u16, body: &Value) -> Response {
 
 impl McpServer {
     pub fn new(path: &str, access: Access) -> McpServer {
-        McpServer { path: path.to_string(), access, sessions: Mutex::new(HashMap::new()) }
-    }
-
-    fn host_allowed(&self, request: &Request) -> bool {
-        match &self.access.allowed_hosts {
-            None => true,
-            Some(allowed) => match request.header("host") {
-                Some(host) => allowed.iter().any(|a| a.eq_ignore_ascii_case(host)),
-                None => false,
-            },
+        McpServer {
+            path: path.to_string(),
+            access,
+            sessions: Sessions::new(MAX_SESSIONS, SESSION_IDLE_LIMIT),
         }
-    }
-
-    fn origin_allowed(&self, request: &Request) -> bool {
-        match request.header("origin") {
-            None => true,
-            Some(origin) => self.access.allowed_origins.iter().any(|a| a.eq_ignore_ascii_case(origin)),
-        }
-    }
-
-    fn create_session(&self, protocol_version: &str) -> String {
-        let id = new_session_id();
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        if sessions.len() >= MAX_SESSIONS {
-            // Bounded memory: forget the session idle the longest.
-            let oldest = sessions.iter().min_by_key(|(_, s)| s.last_seen).map(|(k, _)| k.clone());
-            if let Some(oldest) = oldest {
-                sessions.remove(&oldest);
-            }
-        }
-        sessions.insert(id.clone(), Session { protocol_version: protocol_version.to_string(), last_seen: Instant::now() });
-        id
-    }
-
-    /// The session's negotiated version, marking it used; `None` when unknown.
-    fn touch_session(&self, id: &str) -> Option<String> {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        sessions.get_mut(id).map(|s| {
-            s.last_seen = Instant::now();
-            s.protocol_version.clone()
-        })
-    }
-
-    fn remove_session(&self, id: &str) -> bool {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(id).is_some()
     }
 
     /// Check the session header of a non-initialize message: `Err` is the HTTP answer.
@@ -183,11 +105,14 @@ impl McpServer {
         let id = match request.header(SESSION_HEADER) {
             Some(id) => id,
             None => {
-                let error = rpc_error(INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id header; send initialize first");
+                let error = rpc_error(
+                    INVALID_REQUEST,
+                    "Bad Request: missing Mcp-Session-Id header; send initialize first",
+                );
                 return Err(json_response(400, &error_body(&Value::Null, &error)));
             }
         };
-        match self.touch_session(id) {
+        match self.sessions.touch(id) {
             Some(_) => Ok(id.to_string()),
             None => {
                 let error = rpc_error(SESSION_NOT_FOUND, "Session not found: initialize a new session");
@@ -204,15 +129,22 @@ impl McpServer {
         }
         if let Some(version) = request.header("mcp-protocol-version") {
             if !SUPPORTED_PROTOCOL_VERSIONS.contains(&version) {
-                let error = rpc_error(INVALID_REQUEST, format!(
-                    "Bad Request: unsupported MCP-Protocol-Version {}; supported: {}",
-                    version, SUPPORTED_PROTOCOL_VERSIONS.join(", ")));
+                let error = rpc_error(
+                    INVALID_REQUEST,
+                    format!(
+                        "Bad Request: unsupported MCP-Protocol-Version {}; supported: {}",
+                        version,
+                        SUPPORTED_PROTOCOL_VERSIONS.join(", ")
+                    ),
+                );
                 return json_response(400, &error_body(&Value::Null, &error));
             }
         }
         let body: Value = match serde_json::from_slice(&request.body) {
             Ok(v) => v,
-            Err(_) => return json_response(400, &error_body(&Value::Null, &rpc_error(PARSE_ERROR, "Parse error"))),
+            Err(_) => {
+                return json_response(400, &error_body(&Value::Null, &rpc_error(PARSE_ERROR, "Parse error")))
+            }
         };
         match body {
             Value::Array(batch) => self.handle_batch(request, &batch),
@@ -235,7 +167,9 @@ impl McpServer {
         }
         match message {
             Message::NoReply => Response::empty(202),
-            Message::Request { id, method, params } => json_response(200, &self.answer(&id, &method, params.as_ref())),
+            Message::Request { id, method, params } => {
+                json_response(200, &self.answer(&id, &method, params.as_ref()))
+            }
         }
     }
 
@@ -257,7 +191,9 @@ impl McpServer {
                     let error = rpc_error(INVALID_REQUEST, "Invalid Request: initialize cannot be batched");
                     answers.push(error_body(&id, &error));
                 }
-                Ok(Message::Request { id, method, params }) => answers.push(self.answer(&id, &method, params.as_ref())),
+                Ok(Message::Request { id, method, params }) => {
+                    answers.push(self.answer(&id, &method, params.as_ref()))
+                }
             }
         }
         if answers.is_empty() {
@@ -277,15 +213,20 @@ impl McpServer {
             }
         };
         // Answer with the client's version when we speak it, else our latest (the client decides).
-        let version = if SUPPORTED_PROTOCOL_VERSIONS.contains(&requested) { requested } else { SUPPORTED_PROTOCOL_VERSIONS[0] };
-        let session_id = self.create_session(version);
+        let version = if SUPPORTED_PROTOCOL_VERSIONS.contains(&requested) {
+            requested
+        } else {
+            SUPPORTED_PROTOCOL_VERSIONS[0]
+        };
+        let session_id = self.sessions.create(version);
         let result = json!({
             "protocolVersion": version,
             "capabilities": {"tools": {}},
             "serverInfo": {"name": SERVER_NAME, "title": "Text Analysis", "version": env!("CARGO_PKG_VERSION")},
             "instructions": "Text tools: repeat a text, count its words/lines/characters, extract its keywords.",
         });
-        json_response(200, &json!({"jsonrpc": "2.0", "id": id, "result": result})).with_header(SESSION_HEADER, &session_id)
+        json_response(200, &json!({"jsonrpc": "2.0", "id": id, "result": result}))
+            .with_header(SESSION_HEADER, &session_id)
     }
 
     /// The JSON-RPC answer to one request inside an established session.
@@ -309,7 +250,7 @@ impl McpServer {
     fn handle_delete(&self, request: &Request) -> Response {
         match request.header(SESSION_HEADER) {
             None => Response::text(400, "Mcp-Session-Id header required"),
-            Some(id) if self.remove_session(id) => Response::empty(200),
+            Some(id) if self.sessions.remove(id) => Response::empty(200),
             Some(_) => Response::text(404, "Session not found"),
         }
     }
@@ -340,10 +281,10 @@ fn call_tool(params: Option<&Value>) -> Result<Value, RpcError> {
 
 impl Handler for McpServer {
     fn handle(&self, request: &Request) -> Response {
-        if !self.host_allowed(request) {
+        if !self.access.host_allowed(request.header("host")) {
             return Response::text(421, "Invalid Host header");
         }
-        if !self.origin_allowed(request) {
+        if !self.access.origin_allowed(request.header("origin")) {
             return Response::text(403, "Invalid Origin header");
         }
         if request.path == "/healthz" && request.method == "GET" {
@@ -372,7 +313,12 @@ mod tests {
     fn request(method: &str, headers: &[(&str, &str)], body: &str) -> Request {
         let mut all = vec![("host".to_string(), "localhost:8088".to_string())];
         all.extend(headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.to_string())));
-        Request { method: method.to_string(), path: "/mcp".to_string(), headers: all, body: body.as_bytes().to_vec() }
+        Request {
+            method: method.to_string(),
+            path: "/mcp".to_string(),
+            headers: all,
+            body: body.as_bytes().to_vec(),
+        }
     }
 
     fn post(server: &McpServer, session: Option<&str>, body: &str) -> Response {
@@ -433,15 +379,21 @@ mod tests {
         let (session, _) = initialize(&s, "2025-06-18");
         let parse = post(&s, Some(&session), "{not json");
         assert_eq!(parse.status, 400);
-        assert_eq!(body(&parse), json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "Parse error"}}));
-        let unknown = body(&post(&s, Some(&session), r#"{"jsonrpc":"2.0","id":3,"method":"resources/list"}"#));
+        assert_eq!(
+            body(&parse),
+            json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "Parse error"}})
+        );
+        let unknown =
+            body(&post(&s, Some(&session), r#"{"jsonrpc":"2.0","id":3,"method":"resources/list"}"#));
         assert_eq!(unknown["error"]["code"], -32601);
         assert_eq!(unknown["id"], 3);
-        let call = r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"nope","arguments":{}}}"#;
+        let call =
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"nope","arguments":{}}}"#;
         let answer = body(&post(&s, Some(&session), call));
         assert_eq!(answer["error"]["code"], -32602);
         assert!(answer["error"]["message"].as_str().unwrap().contains("nope"));
-        let no_name = body(&post(&s, Some(&session), r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{}}"#));
+        let no_name =
+            body(&post(&s, Some(&session), r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{}}"#));
         assert_eq!(no_name["error"]["code"], -32602);
         assert_eq!(post(&s, Some(&session), r#"{"jsonrpc":"1.0","id":6,"method":"ping"}"#).status, 400);
     }
@@ -453,8 +405,10 @@ mod tests {
         let list = body(&post(&s, Some(&session), r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#));
         assert_eq!(list["result"]["tools"].as_array().unwrap().len(), 3);
         let call = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"repeat","arguments":{"text":"ab","times":2}}}"#;
-        assert_eq!(body(&post(&s, Some(&session), call))["result"],
-                   json!({"content": [{"type": "text", "text": "abab"}], "isError": false}));
+        assert_eq!(
+            body(&post(&s, Some(&session), call))["result"],
+            json!({"content": [{"type": "text", "text": "abab"}], "isError": false})
+        );
         let bad = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"repeat","arguments":{"text":"ab"}}}"#;
         let answer = body(&post(&s, Some(&session), bad));
         assert_eq!(answer["result"]["isError"], true);
@@ -479,10 +433,15 @@ mod tests {
         let mut evil = request("POST", &[("content-type", "application/json")], "{}");
         evil.headers[0].1 = "evil.example:8088".to_string();
         assert_eq!(s.handle(&evil).status, 421);
-        let origin = request("POST", &[("content-type", "application/json"), ("origin", "http://evil.example")], "{}");
+        let origin =
+            request("POST", &[("content-type", "application/json"), ("origin", "http://evil.example")], "{}");
         assert_eq!(s.handle(&origin).status, 403);
         assert_eq!(s.handle(&request("POST", &[("content-type", "text/plain")], "{}")).status, 415);
-        let old = request("POST", &[("content-type", "application/json"), ("mcp-protocol-version", "1999-01-01")], "{}");
+        let old = request(
+            "POST",
+            &[("content-type", "application/json"), ("mcp-protocol-version", "1999-01-01")],
+            "{}",
+        );
         assert_eq!(s.handle(&old).status, 400);
         let mut elsewhere = request("POST", &[("content-type", "application/json")], "{}");
         elsewhere.path = "/other".to_string();

@@ -81,7 +81,8 @@ pub fn call(name: &str, arguments: &Map<String, Value>) -> Option<Result<String,
 }
 
 fn check_known(arguments: &Map<String, Value>, known: &[&str]) -> Result<(), String> {
-    let mut unknown: Vec<&str> = arguments.keys().map(|k| k.as_str()).filter(|k| !known.contains(k)).collect();
+    let mut unknown: Vec<&str> =
+        arguments.keys().map(|k| k.as_str()).filter(|k| !known.contains(k)).collect();
     if unknown.is_empty() {
         return Ok(());
     }
@@ -98,8 +99,13 @@ fn required_string<'a>(arguments: &'a Map<String, Value>, name: &str) -> Result<
 }
 
 /// An integer argument within `min..=max`; `default` when absent (`None` makes it required).
-fn integer(arguments: &Map<String, Value>, name: &str, min: i64, max: i64, default: Option<i64>)
-           -> Result<i64, String> {
+fn integer(
+    arguments: &Map<String, Value>,
+    name: &str,
+    min: i64,
+    max: i64,
+    default: Option<i64>,
+) -> Result<i64, String> {
     let value = match arguments.get(name) {
         None | Some(Value::Null) => {
             return default.ok_or_else(|| format!("missing required argument '{}' (an integer)", name))
@@ -130,7 +136,9 @@ fn repeat(arguments: &Map<String, Value>) -> Result<String, String> {
     let size = text.chars().count() * times + separator.chars().count() * (times - 1);
     if size > MAX_REPEAT_OUTPUT_CHARS {
         return Err(format!(
-            "the result would be {} characters; the limit is {}", size, MAX_REPEAT_OUTPUT_CHARS));
+            "the result would be {} characters; the limit is {}",
+            size, MAX_REPEAT_OUTPUT_CHARS
+        ));
     }
     Ok(vec![text; times].join(separator))
 }
@@ -147,6 +155,7 @@ fn word_count(arguments: &Map<String, Value>) -> Result<String, String> {
     Ok(json!({"words": words, "lines": lines, "characters": characters}).to_string())
 }
 
+#[rustfmt::skip]
 const STOP_WORDS: &[&str] = &[
     "a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any", "are",
     "aren't", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both", "but",
@@ -233,7 +242,8 @@ mod tests {
     #[test]
     fn lists_three_tools_with_object_schemas() {
         let tools = definitions();
-        let names: Vec<&str> = tools.as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> =
+            tools.as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
         assert_eq!(names, vec!["repeat", "word_count", "extract_keywords"]);
         for tool in tools.as_array().unwrap() {
             assert_eq!(tool["inputSchema"]["type"], "object");
@@ -268,7 +278,9 @@ mod tests {
 
     #[test]
     fn word_count_counts_words_lines_and_characters() {
-        let result: Value = serde_json::from_str(&run("word_count", json!({"text": "hello  world\nnaïve café\n"})).unwrap()).unwrap();
+        let result: Value =
+            serde_json::from_str(&run("word_count", json!({"text": "hello  world\nnaïve café\n"})).unwrap())
+                .unwrap();
         assert_eq!(result, json!({"words": 4, "lines": 2, "characters": 24}));
         assert_eq!(counts(""), (0, 0, 0));
         assert_eq!(counts("one"), (1, 1, 3));
@@ -277,9 +289,13 @@ mod tests {
     #[test]
     fn keywords_skip_stop_words_and_rank_by_frequency() {
         let text = "The Rust compiler checks Rust code. The compiler is fast; rust is safe, and it's 2024!";
-        assert_eq!(keywords(text, 3), vec![
-            ("rust".to_string(), 3), ("compiler".to_string(), 2), ("checks".to_string(), 1)]);
-        let result: Value = serde_json::from_str(&run("extract_keywords", json!({"text": text, "top_n": 1})).unwrap()).unwrap();
+        assert_eq!(
+            keywords(text, 3),
+            vec![("rust".to_string(), 3), ("compiler".to_string(), 2), ("checks".to_string(), 1)]
+        );
+        let result: Value =
+            serde_json::from_str(&run("extract_keywords", json!({"text": text, "top_n": 1})).unwrap())
+                .unwrap();
         assert_eq!(result, json!({"keywords": [{"word": "rust", "count": 3}]}));
         assert!(run("extract_keywords", json!({"text": text, "top_n": 0})).is_err());
         assert_eq!(keywords("the and of", 5), vec![]);
