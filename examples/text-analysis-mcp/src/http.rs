@@ -6,7 +6,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Largest request body accepted; bigger ones get 413 before the body is read.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -15,6 +15,8 @@ const MAX_HEAD_BYTES: usize = 16 * 1024;
 const MAX_HEADERS: usize = 100;
 /// How long a connection may sit idle (or stall mid-request) before it is closed, freeing its worker.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most time one request (head and body) may take to arrive.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A parsed request. Header names are lower-cased; the path has its query string removed.
@@ -247,12 +249,41 @@ pub fn write_response<W: Write>(out: &mut W, response: &Response, keep_alive: bo
 }
 
 /// Answer requests on one connection until the peer closes it, asks to, or goes idle.
+/// A client connection whose reads give up at a deadline as well as after an idle gap, so a client
+/// trickling bytes (slowloris) cannot hold a worker thread for longer than `REQUEST_DEADLINE`.
+struct Connection {
+    stream: TcpStream,
+    deadline: Instant,
+}
+
+impl Read for Connection {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "request deadline passed"));
+        }
+        self.stream.set_read_timeout(Some(left.min(IDLE_TIMEOUT)))?;
+        self.stream.read(buf)
+    }
+}
+
+impl Write for Connection {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+/// Answer requests on one connection until the peer closes it, asks to, or goes idle.
 fn serve_connection(stream: TcpStream, handler: &dyn Handler) {
-    let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let _ = stream.set_nodelay(true);
-    let mut reader = BufReader::new(stream);
+    let mut reader = BufReader::new(Connection { stream, deadline: Instant::now() + REQUEST_DEADLINE });
     loop {
+        // Each request (including the idle wait before it) must arrive within REQUEST_DEADLINE.
+        reader.get_mut().deadline = Instant::now() + REQUEST_DEADLINE;
         match read_request(&mut reader) {
             Ok((request, keep_alive)) => {
                 let response = handler.handle(&request);
@@ -262,7 +293,7 @@ fn serve_connection(stream: TcpStream, handler: &dyn Handler) {
             }
             Err(ReadError::Closed) => return,
             Err(ReadError::Reject(status, message)) => {
-                let stream = reader.get_mut();
+                let stream = &mut reader.get_mut().stream;
                 let _ = write_response(stream, &Response::text(status, message), false);
                 linger_close(stream);
                 return;

@@ -2,7 +2,7 @@
 //!
 //! Environment: `HOST` (default `127.0.0.1`; the container image sets `0.0.0.0`), `PORT` (default
 //! 8088), `MCP_PATH` (default `/mcp`), `MCP_ALLOWED_HOSTS` / `MCP_ALLOWED_ORIGINS` (extra accepted
-//! Host / Origin values, comma-separated), `WORKERS` (connection threads, default 16).
+//! Host / Origin values, comma-separated), `WORKERS` (connection threads, default 32).
 
 mod access;
 mod http;
@@ -38,7 +38,7 @@ fn config_from_env() -> Result<Config, String> {
         path.pop();
     }
     let workers = match var("WORKERS") {
-        None => 16,
+        None => 32,
         Some(w) => match w.trim().parse::<usize>() {
             Ok(n) if (1..=1024).contains(&n) => n,
             _ => return Err(format!("WORKERS must be between 1 and 1024, got {:?}", w)),
