@@ -83,7 +83,10 @@ fn classify(value: &Value) -> Result<Message, (Value, RpcError)> {
         (None, Some(_)) if object.contains_key("result") || object.contains_key("error") => {
             Ok(Message::NoReply)
         }
-        (_, id) => Err((id.unwrap_or(Value::Null), rpc_error(INVALID_REQUEST, "Invalid Request: no method"))),
+        (_, id) => Err((
+            id.unwrap_or(Value::Null),
+            rpc_error(INVALID_REQUEST, "Invalid Request: method must be a string"),
+        )),
     }
 }
 
@@ -101,7 +104,7 @@ impl McpServer {
     }
 
     /// Check the session header of a non-initialize message: `Err` is the HTTP answer.
-    fn require_session(&self, request: &Request) -> Result<String, Response> {
+    fn require_session(&self, request: &Request) -> Result<(), Response> {
         let id = match request.header(SESSION_HEADER) {
             Some(id) => id,
             None => {
@@ -113,7 +116,7 @@ impl McpServer {
             }
         };
         match self.sessions.touch(id) {
-            Some(_) => Ok(id.to_string()),
+            Some(_) => Ok(()),
             None => {
                 let error = rpc_error(SESSION_NOT_FOUND, "Session not found: initialize a new session");
                 Err(json_response(404, &error_body(&Value::Null, &error)))
