@@ -159,6 +159,20 @@ def test_init_force_replaces_the_entry_in_place(mcp_dir: Path) -> None:
     assert demo is not None and demo.tool_names() == ["only"]
 
 
+def test_init_force_keeps_fields_init_does_not_manage(mcp_dir: Path) -> None:
+    write_metadata(mcp_dir, "version: v1\nservers:\n- name: svc\n  scope: org\n  image: reg.example.com/org/svc\n"
+                            "  imageTag: v3\n  port: 9000\n  policy:\n    mode: observe\n"
+                            "  tools:\n  - name: old\n    sideEffect: write\n")
+    result = run("server", "init", "svc", "--metadata-dir", str(mcp_dir), "--tool", "new", "--force",
+                 "--default-decision", "allow")
+    assert result.exit_code == 0, result.output
+    meta = servers(mcp_dir).get("svc")
+    assert meta is not None
+    assert (meta.image, meta.image_tag, meta.port, meta.scope) == ("reg.example.com/org/svc", "v3", 9000, "org")
+    assert (meta.policy.mode, meta.policy.default_decision) == ("observe", "allow")
+    assert meta.tool_names() == ["new"]
+
+
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [
@@ -265,8 +279,9 @@ def test_validate_catches_server_level_problems(mcp_dir: Path) -> None:
     assert_error(run("server", "validate", "--metadata-dir", str(mcp_dir)), "server 'svc'", "gateway.port")
 
 
-def grant_init(name: str, *args: str, server: str = "demo", output: str = "grant.yaml"):
-    return run("access", "grant", "init", name, "--server", server, "--namespace", "mcp-team-acme",
+def grant_init(name: str, *args: str, server: str = "demo", output: str = "grant.yaml",
+               namespace: str = "mcp-team-acme"):
+    return run("access", "grant", "init", name, "--server", server, "--namespace", namespace,
                *args, "--output", output)
 
 
@@ -286,6 +301,19 @@ def test_validate_grant_and_session_for_unknown_server_fail(mcp_dir: Path) -> No
                "--agent-id", "cursor", "--trust", "low", "--expires-in", "1h", "--output", "s.yaml").exit_code == 0
     assert_error(run("server", "validate", "--metadata-dir", str(mcp_dir), "--session-file", "s.yaml"),
                  "s.yaml", "session 's'", "server 'other'")
+
+
+def test_validate_grant_in_the_wrong_namespace_for_an_org_server(mcp_dir: Path) -> None:
+    assert run("server", "init", "demo", "--metadata-dir", str(mcp_dir), "--scope", "org", "--tool", "echo"
+               ).exit_code == 0
+    assert grant_init("g", "--agent-id", "cursor", "--tool", "echo").exit_code == 0
+    assert_error(run("server", "validate", "--metadata-dir", str(mcp_dir), "--grant-file", "grant.yaml"),
+                 "grant.yaml", "'mcp-team-acme'", "'mcp-servers-org'")
+    assert grant_init("g", "--agent-id", "cursor", "--tool", "echo", namespace="mcp-servers-org").exit_code == 0
+    assert run("server", "validate", "--metadata-dir", str(mcp_dir), "--grant-file", "grant.yaml").exit_code == 0
+    allowed = run("access", "explain", "--metadata-dir", str(mcp_dir), "--grant-file", "grant.yaml",
+                  "--agent-id", "cursor", "--tool", "echo")
+    assert allowed.exit_code == 0, allowed.output
 
 
 def test_validate_good_grant_and_session_pass_and_warn_about_unreachable_trust(mcp_dir: Path) -> None:

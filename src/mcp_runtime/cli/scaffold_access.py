@@ -28,6 +28,7 @@ from mcp_runtime.cli.local_files import (
     write_atomic,
 )
 from mcp_runtime.cli.output import OutputFormat, OutputOption, emit
+from mcp_runtime.cli.server import known_namespace
 from mcp_runtime.policy import Decision, Identity, compile_policy, evaluate
 from mcp_runtime.resources import (
     MCPAccessGrant,
@@ -88,12 +89,17 @@ def grant_init(
     team_id: str | None = TeamOption,
     agent_id: str | None = AgentOption,
     human_id: str | None = HumanOption,
-    tool: list[str] | None = typer.Option(None, "--tool", help="Allow a tool at --trust (name:allow:<trust>)."),
+    tool: list[str] | None = typer.Option(
+        None, "--tool", metavar="TOOL",
+        help="Allow a tool at --trust (name:allow:<trust>)."
+    ),
     tool_rule: list[str] | None = typer.Option(
-        None, "--tool-rule", help="name:allow|deny:low|medium|high, e.g. create_task:deny:medium."
+        None, "--tool-rule", metavar="NAME:DECISION:TRUST",
+        help="name:allow|deny:low|medium|high, e.g. create_task:deny:medium."
     ),
     side_effect: list[str] | None = typer.Option(
-        None, "--side-effect", help="Allowed side effect (read, write, destructive); repeat; none = all."
+        None, "--side-effect", metavar="SIDE_EFFECT",
+        help="Allowed side effect (read, write, destructive); repeat; none = all."
     ),
     trust: str = typer.Option("low", "--trust", help="maxTrust of the grant, and requiredTrust of --tool rules."),
     expires_in: str | None = ExpiresInOption,
@@ -189,9 +195,12 @@ def session_init(
 def explain(
     tool: str = typer.Option(..., "--tool", help="The tool being called."),
     metadata_dir: Path = typer.Option(Path(".mcp"), "--metadata-dir", help="Directory holding servers.yaml."),
-    grant_file: list[Path] | None = typer.Option(None, "--grant-file", help="MCPAccessGrant YAML; repeat."),
+    grant_file: list[Path] | None = typer.Option(
+        None, "--grant-file", metavar="FILE",
+        help="MCPAccessGrant YAML; repeat."
+    ),
     session_file: Path | None = typer.Option(
-        None, "--session-file", help="The caller's MCPAgentSession YAML (its name is the session id)."
+        None, "--session-file", metavar="FILE", help="The caller's MCPAgentSession YAML (its name is the session id)."
     ),
     server: str | None = typer.Option(None, "--server", help="Server in the metadata (default: the only one)."),
     agent_id: str | None = AgentOption,
@@ -227,7 +236,7 @@ def explain(
         raise CliError(f"--session-file {session_file}: session {session.metadata.name!r} is for server "
                        f"{session.spec.server_ref.name!r}, not {server_name!r}",
                        hint="pass the caller's session for this server, or --server")
-    namespace = _namespace(grants, session) or meta.resolved_namespace()
+    namespace = known_namespace(meta) or _namespace(grants, session) or meta.resolved_namespace()
     ignored = [g.metadata.name for g in grants if g.spec.server_ref.name != server_name
                or (g.metadata.namespace or namespace) != namespace]
     try:

@@ -41,10 +41,12 @@ from mcp_runtime.resources import (
     describe_validation_error,
     dump_resource,
     metadata_to_server,
+    scope_namespace,
     to_yaml,
     validate_model,
 )
 from mcp_runtime.resources.common import check_dns_label, check_tool_name, utcnow
+from mcp_runtime.resources.server import DEFAULT_APP_PORT
 
 app = typer.Typer(help="Scaffold, validate and render MCP server metadata (.mcp/servers.yaml).",
                   no_args_is_help=True)
@@ -59,18 +61,27 @@ TimeoutOption = typer.Option(10.0, "--timeout", help="Seconds to wait for --from
 @app.command("init")
 def init(
     name: str = typer.Argument(..., help="Server name (lowercase letters, digits and '-')."),
-    tool: list[str] | None = typer.Option(None, "--tool", help="A tool with side effect read and trust low."),
+    tool: list[str] | None = typer.Option(
+        None, "--tool", metavar="TOOL",
+        help="A tool with side effect read and trust low."
+    ),
     tool_spec: list[str] | None = typer.Option(
-        None, "--tool-spec", help="name:trust:side-effect, trust low|medium|high, side effect read|write|destructive."
+        None, "--tool-spec", metavar="NAME:TRUST:SIDE_EFFECT",
+        help="name:trust:side-effect, trust low|medium|high, side effect read|write|destructive."
     ),
-    scope: str = typer.Option("tenant", "--scope", help="Where it is published: tenant, org or public."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing entry with the same name."),
-    policy_mode: str = typer.Option("allow-list", "--policy-mode", help="allow-list (enforce) or observe."),
-    default_decision: str = typer.Option(
-        "deny", "--default-decision", help="Decision when no grant matches: allow or deny."
+    scope: str | None = typer.Option(None, "--scope", help="Where it is published: tenant (default), org, public."),
+    force: bool = typer.Option(
+        False, "--force", help="Replace the entry with the same name: its tools, and the flags given; fields init "
+        "does not write (image, imageTag, env vars, ...) are kept."
     ),
-    session_required: bool = typer.Option(
-        True, "--session-required/--no-session-required", help="Require an agent session for tool calls."
+    policy_mode: str | None = typer.Option(
+        None, "--policy-mode", help="allow-list (enforce, default) or observe."
+    ),
+    default_decision: str | None = typer.Option(
+        None, "--default-decision", help="Decision when no grant matches: deny (default) or allow."
+    ),
+    session_required: bool | None = typer.Option(
+        None, "--session-required/--no-session-required", help="Require an agent session for tool calls (default)."
     ),
     from_server: str | None = typer.Option(
         None, "--from-server", help="Discover tools from a running server (http://localhost:8088 gets /mcp)."
@@ -89,9 +100,10 @@ def init(
         check_dns_label(name)
     except ValueError as exc:
         raise CliError(f"server name {exc}") from None
-    scope_value = parse_choice(scope, Scope, "--scope")
-    mode = parse_choice(policy_mode, PolicyMode, "--policy-mode")
-    decision = parse_choice(default_decision, ToolDecision, "--default-decision")
+    scope_value = parse_choice(scope, Scope, "--scope") if scope is not None else None
+    mode = parse_choice(policy_mode, PolicyMode, "--policy-mode") if policy_mode is not None else None
+    decision = (parse_choice(default_decision, ToolDecision, "--default-decision")
+                if default_decision is not None else None)
     plain = [_checked_tool_name(t, "--tool") for t in tool or []]
     specs = [_parse_tool_spec(v) for v in tool_spec or []]
     check_unique([*plain, *(s.name for s in specs)], "tool")
@@ -110,19 +122,15 @@ def init(
     else:
         tools = [ToolSpec(name=t, side_effect=SideEffect.read, required_trust=Trust.low) for t in plain] + specs
 
-    entry: dict[str, Any] = {"name": name, "description": description, "scope": scope_value.value,
-                             "tools": [dump_resource(t) for t in tools],
-                             "policy": {"mode": mode.value, "defaultDecision": decision.value},
-                             "session": {"required": session_required}, "gateway": {"enabled": True}}
-    if run is not None:
-        entry["run"] = {"command": run, "workingDir": str(Path.cwd().resolve())}
+    old = _raw_entry(raw["servers"], name) if replacing else {}
+    entry = _scaffold_entry(old, name=name, description=description, scope=scope_value, tools=tools, mode=mode,
+                            decision=decision, session_required=session_required, run=run)
     try:
-        meta = validate_model(ServerMetadata, {k: v for k, v in entry.items() if v is not None},
-                              source=f"server {name!r}")
+        meta = validate_model(ServerMetadata, entry, source=f"{path}: server {name!r}")
     except ResourceError as exc:
-        raise resource_error(exc, "fix the flags and re-run") from None
+        raise resource_error(exc, "fix the flags (or the existing entry) and re-run") from None
 
-    raw["servers"] = _upsert(raw["servers"], _metadata_entry(meta))
+    raw["servers"] = _upsert(raw["servers"], entry)
     try:
         validate_model(ServersFile, raw, source=str(path))  # the whole file must still load
     except ResourceError as exc:
@@ -204,17 +212,45 @@ def _review_note(discovered: Sequence[Any], specs: list[ToolSpec]) -> None:
         typer.echo(f"note: these tools say they are not read-only: {', '.join(hinted)}")
 
 
-def _metadata_entry(meta: ServerMetadata) -> dict[str, Any]:
-    """The entry as `server init` writes it: the scaffolded fields, none of the platform wiring."""
-    wire = meta.to_wire()
-    entry = {k: wire[k] for k in ("name", "description", "scope", "route", "port", "replicas") if k in wire}
-    entry["gateway"] = {"enabled": meta.gateway.enabled}
-    entry["policy"] = wire["policy"]
-    entry["session"] = {"required": meta.session.required}
-    entry["tools"] = [dump_resource(t) for t in meta.tools]
-    if meta.run is not None:
-        entry["run"] = dump_resource(meta.run)
-    return entry
+def _raw_entry(entries: list[Any], name: str) -> dict[str, Any]:
+    return next((dict(e) for e in entries if isinstance(e, dict) and e.get("name") == name), {})
+
+
+def _scaffold_entry(old: dict[str, Any], *, name: str, description: str | None, scope: Scope | None,
+                    tools: list[ToolSpec], mode: PolicyMode | None, decision: ToolDecision | None,
+                    session_required: bool | None, run: str | None) -> dict[str, Any]:
+    """The entry `server init` writes: scaffolded fields, none of the platform wiring.
+
+    On --force the old entry is the base: tools are replaced, flags given override, and what init does
+    not manage (image, imageTag, port, env vars, a custom route, ...) is kept as it was written.
+    """
+    def section(key: str) -> dict[str, Any]:
+        value = old.get(key)
+        return dict(value) if isinstance(value, dict) else {}
+
+    entry: dict[str, Any] = {"name": name}
+    if description is not None or old.get("description") is not None:
+        entry["description"] = description if description is not None else old["description"]
+    entry["scope"] = scope.value if scope else old.get("scope", Scope.tenant.value)
+    entry["route"] = old.get("route", f"/{name}")
+    entry["port"] = old.get("port", DEFAULT_APP_PORT)
+    entry["replicas"] = old.get("replicas", 1)
+    entry["gateway"] = {"enabled": True, **section("gateway")}
+    policy = section("policy")
+    policy["mode"] = mode.value if mode else policy.get("mode", PolicyMode.allow_list.value)
+    policy["defaultDecision"] = decision.value if decision else policy.get("defaultDecision", ToolDecision.deny.value)
+    entry["policy"] = policy
+    session = section("session")
+    session["required"] = session_required if session_required is not None else session.get("required", True)
+    entry["session"] = session
+    entry["tools"] = [dump_resource(t) for t in tools]
+    if run is not None:
+        entry["run"] = {"command": run, "workingDir": str(Path.cwd().resolve())}
+    if not old:
+        return entry
+    merged = {k: entry.get(k, v) for k, v in old.items()}  # the old key order, then what init adds
+    merged.update({k: v for k, v in entry.items() if k not in old})
+    return merged
 
 
 def _upsert(entries: list[Any], entry: dict[str, Any]) -> list[Any]:
@@ -249,8 +285,14 @@ def discover(url: str, timeout: float) -> list[Any]:
 @app.command("validate")
 def validate(
     metadata_dir: Path = MetadataDirOption,
-    grant_file: list[Path] | None = typer.Option(None, "--grant-file", help="An MCPAccessGrant YAML to check."),
-    session_file: list[Path] | None = typer.Option(None, "--session-file", help="An MCPAgentSession YAML to check."),
+    grant_file: list[Path] | None = typer.Option(
+        None, "--grant-file", metavar="FILE",
+        help="An MCPAccessGrant YAML to check."
+    ),
+    session_file: list[Path] | None = typer.Option(
+        None, "--session-file", metavar="FILE",
+        help="An MCPAgentSession YAML to check."
+    ),
     from_server: str | None = typer.Option(
         None, "--from-server", help="Compare the metadata's tools with a running server's."
     ),
@@ -277,8 +319,7 @@ def validate(
         problems += _grant_problems(source, grant, model, path, warnings)
     for source, session in sessions:
         assert isinstance(session, MCPAgentSession)
-        problems += _reference_problems(source, "session", session.metadata.name,
-                                        session.spec.server_ref.name, model, path)
+        problems += _reference_problems(source, "session", session, model, path)
         if session.phase_at(utcnow()).value != "Active":
             warnings.append(f"{source}: session {session.metadata.name!r} is {session.phase_at(utcnow()).value}")
     if problems:
@@ -313,12 +354,27 @@ def _server_problem(meta: ServerMetadata, path: Path) -> str | None:
     return None
 
 
-def _reference_problems(source: Path, what: str, name: str, server: str, model: ServersFile,
+def known_namespace(meta: ServerMetadata) -> str | None:
+    """The namespace the server is published to when the metadata fixes it (tenant needs the platform)."""
+    if meta.namespace:
+        return meta.namespace
+    return scope_namespace(meta.scope) if meta.scope != Scope.tenant else None
+
+
+def _reference_problems(source: Path, what: str, resource: MCPAccessGrant | MCPAgentSession, model: ServersFile,
                         path: Path) -> list[str]:
-    if model.get(server) is None:
+    """The grant or session must name a server of the metadata, in the namespace that server goes to."""
+    name, server = resource.metadata.name, resource.spec.server_ref.name
+    meta = model.get(server)
+    if meta is None:
         known = ", ".join(s.name for s in model.servers)
         return [f"{source}: {what} {name!r} is for server {server!r}, which {path} does not list "
                 f"(it lists: {known}); fix serverRef.name or add the server with 'server init'"]
+    expected = known_namespace(meta)
+    actual = resource.metadata.namespace or resource.spec.server_ref.namespace
+    if expected and actual and actual != expected:
+        return [f"{source}: {what} {name!r} is in namespace {actual!r} but server {server!r} is published to "
+                f"{expected!r} (metadata scope/namespace): the gateway would ignore it; fix metadata.namespace"]
     return []
 
 
@@ -326,7 +382,7 @@ def _grant_problems(source: Path, grant: MCPAccessGrant, model: ServersFile, pat
                     warnings: list[str]) -> list[str]:
     """Tool rules must name tools the metadata declares; also warn about rules that can never pass."""
     name, server_name = grant.metadata.name, grant.spec.server_ref.name
-    problems = _reference_problems(source, "grant", name, server_name, model, path)
+    problems = _reference_problems(source, "grant", grant, model, path)
     meta = model.get(server_name)
     if meta is None:
         return problems
