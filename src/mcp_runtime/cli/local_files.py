@@ -21,7 +21,6 @@ from mcp_runtime.cli.errors import CliError
 from mcp_runtime.resources import (
     MCPAccessGrant,
     MCPAgentSession,
-    Resource,
     ResourceError,
     ServersFile,
     load_resources,
@@ -32,6 +31,7 @@ from mcp_runtime.resources import (
 
 SERVERS_FILE = "servers.yaml"
 E = TypeVar("E", bound=StrEnum)
+R = TypeVar("R", MCPAccessGrant, MCPAgentSession)
 
 # pydantic says "missing required field" without the values a field takes; these fields are required enums.
 _ALLOWED_WHEN_MISSING = {
@@ -121,10 +121,10 @@ def load_metadata(metadata_dir: Path, *, missing_ok: bool = False) -> tuple[Serv
     return model, raw
 
 
-def load_resource_files(paths: Sequence[Path], kind: type[Resource], flag: str) -> list[tuple[Path, Resource]]:
+def load_resource_files(paths: Sequence[Path], kind: type[R], flag: str) -> list[tuple[Path, R]]:
     """Every resource in the given YAML files (multi-document files allowed), each of `kind`."""
-    what = {MCPAccessGrant: "grant file", MCPAgentSession: "session file"}.get(kind, "resource file")
-    loaded: list[tuple[Path, Resource]] = []
+    what = "grant file" if kind is MCPAccessGrant else "session file"
+    loaded: list[tuple[Path, R]] = []
     for path in paths:
         text = read_text(path, what)
         try:

@@ -224,7 +224,6 @@ def explain(
         raise CliError(f"--session-file {session_file} holds {len(sessions)} sessions",
                        hint="pass a file with the caller's one session")
     session = sessions[0] if sessions else None
-    assert session is None or isinstance(session, MCPAgentSession)
 
     server_name = _pick_server(server, model, grants, session, path)
     meta = model.get(server_name)
@@ -246,7 +245,7 @@ def explain(
                        hint="check it with 'mcp-runtime server validate'") from None
     if session is None:  # judge the grants, not the transport: assume the caller holds a valid session
         mcp_server.spec.session.required = False
-    doc = compile_policy(mcp_server, [g for g in grants if isinstance(g, MCPAccessGrant)],
+    doc = compile_policy(mcp_server, grants,
                          [session] if session else [])
 
     identity = Identity(

@@ -315,10 +315,8 @@ def validate(
     sessions = load_resource_files(session_file or [], MCPAgentSession, "--session-file")
     warnings: list[str] = []
     for source, grant in grants:
-        assert isinstance(grant, MCPAccessGrant)
         problems += _grant_problems(source, grant, model, path, warnings)
     for source, session in sessions:
-        assert isinstance(session, MCPAgentSession)
         problems += _reference_problems(source, "session", session, model, path)
         if session.phase_at(utcnow()).value != "Active":
             warnings.append(f"{source}: session {session.metadata.name!r} is {session.phase_at(utcnow()).value}")
