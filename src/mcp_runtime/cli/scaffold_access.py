@@ -91,15 +91,15 @@ def grant_init(
     human_id: str | None = HumanOption,
     tool: list[str] | None = typer.Option(
         None, "--tool", metavar="TOOL",
-        help="Allow a tool at --trust (name:allow:<trust>)."
+        help="Allow a tool at --trust (name:allow:<trust>).",
     ),
     tool_rule: list[str] | None = typer.Option(
         None, "--tool-rule", metavar="NAME:DECISION:TRUST",
-        help="name:allow|deny:low|medium|high, e.g. create_task:deny:medium."
+        help="name:allow|deny:low|medium|high, e.g. create_task:deny:medium.",
     ),
     side_effect: list[str] | None = typer.Option(
         None, "--side-effect", metavar="SIDE_EFFECT",
-        help="Allowed side effect (read, write, destructive); repeat; none = all."
+        help="Allowed side effect (read, write, destructive); repeat; none = all.",
     ),
     trust: str = typer.Option("low", "--trust", help="maxTrust of the grant, and requiredTrust of --tool rules."),
     expires_in: str | None = ExpiresInOption,
@@ -197,7 +197,7 @@ def explain(
     metadata_dir: Path = typer.Option(Path(".mcp"), "--metadata-dir", help="Directory holding servers.yaml."),
     grant_file: list[Path] | None = typer.Option(
         None, "--grant-file", metavar="FILE",
-        help="MCPAccessGrant YAML; repeat."
+        help="MCPAccessGrant YAML; repeat.",
     ),
     session_file: Path | None = typer.Option(
         None, "--session-file", metavar="FILE", help="The caller's MCPAgentSession YAML (its name is the session id)."

@@ -62,12 +62,11 @@ TimeoutOption = typer.Option(10.0, "--timeout", help="Seconds to wait for --from
 def init(
     name: str = typer.Argument(..., help="Server name (lowercase letters, digits and '-')."),
     tool: list[str] | None = typer.Option(
-        None, "--tool", metavar="TOOL",
-        help="A tool with side effect read and trust low."
+        None, "--tool", metavar="TOOL", help="A tool with side effect read and trust low; repeat."
     ),
     tool_spec: list[str] | None = typer.Option(
         None, "--tool-spec", metavar="NAME:TRUST:SIDE_EFFECT",
-        help="name:trust:side-effect, trust low|medium|high, side effect read|write|destructive."
+        help="A tool with trust low|medium|high and side effect read|write|destructive; repeat.",
     ),
     scope: str | None = typer.Option(None, "--scope", help="Where it is published: tenant (default), org, public."),
     force: bool = typer.Option(
@@ -287,11 +286,11 @@ def validate(
     metadata_dir: Path = MetadataDirOption,
     grant_file: list[Path] | None = typer.Option(
         None, "--grant-file", metavar="FILE",
-        help="An MCPAccessGrant YAML to check."
+        help="An MCPAccessGrant YAML to check.",
     ),
     session_file: list[Path] | None = typer.Option(
         None, "--session-file", metavar="FILE",
-        help="An MCPAgentSession YAML to check."
+        help="An MCPAgentSession YAML to check.",
     ),
     from_server: str | None = typer.Option(
         None, "--from-server", help="Compare the metadata's tools with a running server's."
