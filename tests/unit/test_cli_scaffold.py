@@ -588,3 +588,22 @@ def test_end_to_end_in_a_subprocess(tmp_path: Path, cli) -> None:
     denied = cli(["access", "explain", "--grant-file", "grant.yaml", "--agent-id", "cursor",
                       "--tool", "create_task"], cwd=tmp_path)
     assert denied.returncode == 1 and "tool_not_granted" in denied.stdout
+
+
+def test_explain_picks_the_server_the_grants_name(flow: Path) -> None:
+    assert run("server", "init", "other", "--metadata-dir", str(flow), "--tool", "echo").exit_code == 0
+    result = explain(flow, "echo", "--agent-id", "cursor", "-o", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["server"] == "demo"
+    denied = explain(flow, "echo", "--agent-id", "cursor", "--server", "other")
+    assert denied.exit_code == 1
+    assert "no_matching_grant" in denied.stdout and "ignored: demo-ops" in denied.stdout
+
+
+def test_validate_from_server_with_several_servers_needs_server(mcp_dir: Path) -> None:
+    init_demo(mcp_dir)
+    assert run("server", "init", "other", "--metadata-dir", str(mcp_dir), "--tool", "echo").exit_code == 0
+    assert_error(run("server", "validate", "--metadata-dir", str(mcp_dir), "--from-server", "http://127.0.0.1:1"),
+                 "several servers", "--server NAME")
+    assert_error(run("server", "validate", "--metadata-dir", str(mcp_dir), "--from-server", "http://127.0.0.1:1",
+                     "--server", "ghost"), "--server 'ghost'", "demo, other")
