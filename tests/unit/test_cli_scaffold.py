@@ -607,3 +607,11 @@ def test_validate_from_server_with_several_servers_needs_server(mcp_dir: Path) -
                  "several servers", "--server NAME")
     assert_error(run("server", "validate", "--metadata-dir", str(mcp_dir), "--from-server", "http://127.0.0.1:1",
                      "--server", "ghost"), "--server 'ghost'", "demo, other")
+
+
+def test_rewrites_keep_the_files_permissions(mcp_dir: Path) -> None:
+    init_demo(mcp_dir)
+    path = mcp_dir / "servers.yaml"
+    os.chmod(path, 0o640)
+    assert run("server", "init", "other", "--metadata-dir", str(mcp_dir), "--tool", "a").exit_code == 0
+    assert path.stat().st_mode & 0o777 == 0o640

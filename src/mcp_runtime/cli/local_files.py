@@ -72,7 +72,7 @@ def write_atomic(path: Path, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
     except OSError as exc:
         try:
@@ -80,6 +80,16 @@ def write_atomic(path: Path, text: str) -> None:
         except OSError:
             pass
         raise CliError(f"cannot write {path}: {exc.strerror}", hint="choose a writable path") from None
+
+
+def _mode_for(path: Path) -> int:
+    """Keep an existing file's permissions; a new file gets the usual 0666 minus the umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def dump_yaml(data: Any) -> str:
