@@ -100,6 +100,8 @@ def resource_error(exc: ResourceError, hint: str) -> CliError:
     """A ResourceError as a CliError; a missing enum field also gets the values it takes."""
     message = str(exc)
     extra = [text for field, text in _ALLOWED_WHEN_MISSING.items() if f"{field}: missing required field" in message]
+    if "not valid YAML" in message:  # the message already says to fix the syntax
+        return CliError(message)
     return CliError(message, hint="; ".join([*extra, hint]))
 
 
