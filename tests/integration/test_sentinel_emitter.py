@@ -44,6 +44,7 @@ class Receiver:
         self.order: list[str] = []
         self.duplicates = 0
         self.unauthorized = 0
+        self.refused = 0
         self.failing = False
         self._lock = threading.Lock()
         self._server: uvicorn.Server | None = None
@@ -56,6 +57,8 @@ class Receiver:
                 self.unauthorized += 1
             return JSONResponse({"error": "unauthorized", "message": "bad ingest key"}, status_code=401)
         if self.failing:
+            with self._lock:
+                self.refused += 1
             return JSONResponse({"error": "unavailable", "message": "try later"}, status_code=503)
         batch = IngestBatch.model_validate_json(await request.body())  # the wire format is the contract
         accepted = duplicates = 0
@@ -199,6 +202,26 @@ def test_outage_then_recovery_delivers_everything_once_in_order(receiver: Receiv
     assert metric(emitter, "mcp_gateway_event_spool_depth") == 0
     assert metric(emitter, "mcp_gateway_events_dropped_total") == 0
     assert metric(emitter, "mcp_gateway_events_failed_total") == 0
+
+
+def test_failing_ingest_is_not_hammered(receiver: Receiver, tmp_path: Path) -> None:
+    """After a failure the emitter waits out its backoff; new events meanwhile go to the spool."""
+    async def scenario() -> Emitter:
+        receiver.failing = True
+        emitter = Emitter(receiver.url, API_KEY, spool_path=tmp_path / "spool.db", batch_size=5,
+                          flush_interval=0.02, backoff_initial=30.0, backoff_max=60.0)
+        await emitter.start()
+        emit_many(emitter, 5)
+        await wait_until(lambda: metric(emitter, "mcp_gateway_event_spool_depth") == 5)
+        for round_ in range(1, 6):  # many flush intervals and full batches later: still one attempt
+            emit_many(emitter, 5, start=round_ * 5)
+            await wait_until(lambda r=round_: metric(emitter, "mcp_gateway_event_spool_depth") == 5 * (r + 1))
+        await emitter.close()  # while backing off, close spools instead of trying again
+        return emitter
+
+    emitter = asyncio.run(scenario())
+    assert receiver.refused == 1
+    assert metric(emitter, "mcp_gateway_event_spool_depth") == 30
 
 
 def test_close_during_outage_then_a_new_emitter_replays_everything(receiver: Receiver,

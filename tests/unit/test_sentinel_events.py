@@ -104,7 +104,7 @@ def test_event_round_trips_through_json() -> None:
 @pytest.mark.parametrize("overrides", [
     {"unexpected": "field"},
     {"server": "x" * 254},
-    {"tool_name": "t" * 129},
+    {"matched_grant": "g" * 254},
     {"decision": "maybe"},
     {"required_trust": "extreme"},
     {"side_effect": "explosive"},
@@ -119,6 +119,13 @@ def test_event_round_trips_through_json() -> None:
 def test_event_rejects_bad_fields(overrides: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         make_event(**overrides)
+
+
+def test_client_chosen_text_is_clipped_not_refused() -> None:
+    event = make_event(tool_name="t" * 10_000, rpc_method="m" * 500, trace_id="x" * 300)
+    assert event.tool_name == "t" * 128
+    assert event.rpc_method == "m" * 128
+    assert event.trace_id == "x" * 128
 
 
 def test_ingest_batch_is_bounded() -> None:

@@ -7,3 +7,8 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Mount every command group on the root app. Add one line per new group."""
+    from mcp_runtime.cli import access, crds, server
+
+    app.add_typer(server.app, name="server")
+    app.add_typer(access.app, name="access")
+    app.add_typer(crds.app, name="crds")

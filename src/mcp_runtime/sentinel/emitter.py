@@ -13,12 +13,18 @@ only removed from the spool after a 2xx, so an event may arrive twice (the inges
 `event_id`) but is never lost. While the ingest is failing the task retries with capped exponential
 backoff and jitter; between attempts it keeps moving new events from memory to the spool.
 
+Order has one exception: when the in-memory buffer is full (`queue_size`, the ingest far behind), `emit`
+spools the event at once, ahead of older events still in memory. Nothing is lost, and `event_id`
+(UUIDv7) still sorts events in emission order.
+
 Without an `ingest_url` the emitter only spools: a gateway running offline keeps every event on disk
 until an emitter with an ingest URL is started on the same spool file.
 
 Nothing is dropped silently: the only ways an event is not kept are a full spool (or one that cannot
 be written), or an `emit` after `close()`; each is counted in `mcp_gateway_events_dropped_total` and
 logged.
+
+The metrics go on the `registry` given (default: a private one); use one Emitter per registry.
 """
 
 from __future__ import annotations
@@ -223,7 +229,8 @@ class Emitter:
         if running is loop:
             wake.set()
         else:
-            loop.call_soon_threadsafe(wake.set)
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: close() spools the buffer
+                loop.call_soon_threadsafe(wake.set)
 
     async def _run(self) -> None:
         assert self._wake is not None

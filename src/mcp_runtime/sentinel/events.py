@@ -14,7 +14,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 MAX_BATCH_EVENTS = 5_000
 """The most events one ingest request may carry (bounded request sizes)."""
@@ -79,6 +79,16 @@ def event_id_time(event_id: str) -> datetime:
 Name = Annotated[str, Field(min_length=1, max_length=253)]
 """Kubernetes-sized names and ids: servers, namespaces, grants, sessions, users, agents, teams."""
 ShortText = Annotated[str, Field(min_length=1, max_length=128)]
+_CLIENT_TEXT_MAX = 128
+
+
+def _clip(value: object) -> object:
+    return value[:_CLIENT_TEXT_MAX] if isinstance(value, str) else value
+
+
+ClientText = Annotated[str, BeforeValidator(_clip), Field(min_length=1, max_length=_CLIENT_TEXT_MAX)]
+"""Text a client chooses (method, tool name, trace id): cut to 128 characters rather than refused, so an
+absurd tool name still leaves an audit event (of the denied call) instead of none."""
 TrustLevel = Literal["low", "medium", "high"]
 SideEffectKind = Literal["read", "write", "destructive"]
 DecisionKind = Literal["allow", "deny"]
@@ -101,7 +111,7 @@ class AnalyticsEvent(BaseModel):
 
     event_id: str = Field(default_factory=new_event_id, pattern=_UUID_PATTERN)
     timestamp: datetime = Field(default_factory=_now)
-    trace_id: ShortText | None = None
+    trace_id: ClientText | None = None
     source: ShortText = "gateway"
     server: Name
     namespace: Name
@@ -110,8 +120,8 @@ class AnalyticsEvent(BaseModel):
     agent_id: Name | None = None
     subject_team_id: Name | None = None
     session_id: Name | None = None
-    rpc_method: ShortText
-    tool_name: ShortText | None = None
+    rpc_method: ClientText
+    tool_name: ClientText | None = None
     decision: DecisionKind
     reason: ShortText | None = None
     matched_grant: Name | None = None
