@@ -271,10 +271,26 @@ def test_calling_team_sees_its_calls_to_other_teams_servers_but_not_theirs(loade
     assert loaded.totals(UsageFilter.for_teams([GLOBEX_NS], [GLOBEX], team=ACME)).events == 0
 
 
+def test_a_team_sees_its_servers_in_shared_namespaces_but_not_their_neighbours(loaded: EventStore) -> None:
+    org = "mcp-servers-org"
+    loaded.insert([event(30, server="search", namespace=org),  # globex's bob -> initech's org server
+                   event(31, server="search", namespace=org, team=ACME, human="alice@acme.com"),
+                   event(32, server="wiki", namespace=org, team=ACME, human="alice@acme.com")])  # not initech's
+    initech = UsageFilter.for_teams(["mcp-team-initech"], [INITECH], servers=[(org, "search")])
+    assert loaded.totals(initech).events == 2
+    assert {(r.server, r.human_id, r.team_id) for r in loaded.by_tool(initech)} == {
+        ("search", "bob@globex.com", GLOBEX), ("search", "alice@acme.com", ACME)}
+    # the three visibility rules add up: acme's namespace, acme's own calls anywhere, and a shared server
+    acme = UsageFilter.for_teams([ACME_NS], [ACME], servers=[(org, "search")])
+    assert loaded.totals(acme).events == 6 + 1 + 2  # payments, alice's call to wiki, both search calls
+    assert loaded.totals(UsageFilter(visible_servers=[(org, "wiki"), (GLOBEX_NS, "ledger")])).events == 2
+
+
 def test_a_team_with_no_traffic_and_empty_visibility_see_nothing(loaded: EventStore) -> None:
     for nothing in (UsageFilter.for_teams(["mcp-team-initech"], [INITECH]), UsageFilter.for_teams([], []),
                     UsageFilter(visible_namespaces=[]),  # type: ignore[arg-type]
-                    UsageFilter(visible_team_ids=("no-such-team",))):
+                    UsageFilter(visible_team_ids=("no-such-team",)), UsageFilter(visible_servers=()),
+                    UsageFilter.for_teams([], [], servers=[(ACME_NS, "no-such-server")])):
         assert loaded.totals(nothing).events == 0
         assert loaded.by_tool(nothing) == [] and loaded.by_server(nothing) == []
         assert loaded.events(nothing) == [] and loaded.recent(nothing) == []
@@ -287,6 +303,8 @@ def test_a_team_with_no_traffic_and_empty_visibility_see_nothing(loaded: EventSt
 def test_a_single_string_is_not_taken_as_a_list_of_namespaces() -> None:
     with pytest.raises(TypeError):
         UsageFilter(visible_namespaces="mcp-team-acme")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        UsageFilter(visible_team_ids="team-acme-uuid")  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------------

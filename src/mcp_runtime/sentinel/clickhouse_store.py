@@ -79,6 +79,13 @@ def _escape_quoted(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def _quoted_item(value: object) -> str:
+    """An array element: a quoted string, or a tuple of them (`Array(Tuple(String, String))`)."""
+    if isinstance(value, tuple):
+        return "(" + ",".join(_escape_quoted(str(item)) for item in value) + ")"
+    return _escape_quoted(str(value))
+
+
 def _param_text(value: object) -> str:
     """A parameter value in the text form ClickHouse parses `param_<name>` with (as over HTTP)."""
     if value is None:
@@ -90,8 +97,8 @@ def _param_text(value: object) -> str:
     if isinstance(value, str):
         return (value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
                 .replace("\r", "\\r").replace("\0", "\\0"))
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(_escape_quoted(str(item)) for item in value) + "]"
+    if isinstance(value, list):
+        return "[" + ",".join(_quoted_item(item) for item in value) + "]"
     raise TypeError(f"unsupported ClickHouse parameter type: {type(value).__name__}")
 
 

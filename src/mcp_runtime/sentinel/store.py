@@ -9,11 +9,12 @@ Writing is idempotent on `event_id` (the emitter and the NATS pipeline deliver a
 
     result = store.insert(events)           # InsertResult(accepted=new, duplicates=already stored)
 
-Every query takes a `UsageFilter`. Its `visible_namespaces` / `visible_team_ids` carry the caller's
-visibility, which the API computes from the caller's teams and always sets (admins: `UsageFilter()`
-sees everything):
+Every query takes a `UsageFilter`. Its `visible_namespaces` / `visible_team_ids` / `visible_servers`
+carry the caller's visibility (OR-ed), which the API computes from the caller's teams and always sets
+(admins: `UsageFilter()` sees everything); the other fields narrow what the caller asked for:
 
-    f = UsageFilter.for_teams(namespaces=["mcp-team-acme"], team_ids=["<acme uuid>"], server="payments")
+    f = UsageFilter.for_teams(namespaces=["mcp-team-acme"], team_ids=["<acme uuid>"],
+                              servers=[("mcp-servers-org", "search")], server="payments")
     store.totals(f); store.by_server(f); store.by_tool(f); store.by_actor(f); store.by_reason(f)
     store.time_series(f, bucket="hour"); store.recent(f, limit=50)
     store.events(f, limit=500, after_event_id=last_seen_id)      # page forward / follow
@@ -55,9 +56,11 @@ class UsageFilter:
     """Which events a query looks at: the caller's visibility, then the narrowing it asked for.
 
     Visibility (set by the API, never from request parameters): an event is visible when its server's
-    namespace is in `visible_namespaces` OR its calling team (`team_id`) is in `visible_team_ids`.
-    Both None means no restriction (admins). An empty tuple matches nothing, and once either is set the
-    other one being None counts as empty: a filter that restricts at all fails closed.
+    namespace is in `visible_namespaces` (the caller's team namespaces) OR its calling team (`team_id`)
+    is in `visible_team_ids` (the caller's teams) OR its `(namespace, server)` is in `visible_servers`
+    (servers the caller's teams own in shared namespaces: `mcp-servers-org`, `mcp-servers-public`).
+    All None means no restriction (admins). An empty tuple matches nothing, and once any is set the
+    others being None count as empty: a filter that restricts at all fails closed.
 
     Narrowing (all optional, combined with AND): exact `server`, `namespace`, calling `team`, `human`,
     `agent`, `tool`, `decision`; `since` inclusive, `until` exclusive.
@@ -65,6 +68,7 @@ class UsageFilter:
 
     visible_namespaces: tuple[str, ...] | None = None
     visible_team_ids: tuple[str, ...] | None = None
+    visible_servers: tuple[tuple[str, str], ...] | None = None
     server: str | None = None
     namespace: str | None = None
     team: str | None = None
@@ -83,6 +87,9 @@ class UsageFilter:
                 if isinstance(value, str):
                     raise TypeError(f"{name} must be a sequence of strings, not one string")
                 object.__setattr__(self, name, tuple(value))
+        if self.visible_servers is not None:
+            pairs = tuple((str(namespace), str(server)) for namespace, server in self.visible_servers)
+            object.__setattr__(self, "visible_servers", pairs)
         for name in ("since", "until"):
             value = getattr(self, name)
             if value is not None and value.tzinfo is None:
@@ -90,15 +97,17 @@ class UsageFilter:
 
     @classmethod
     def for_teams(cls, namespaces: Sequence[str], team_ids: Sequence[str],
-                  **narrowing: object) -> UsageFilter:
-        """The filter of a non-admin caller: the namespaces of its teams and the ids of its teams."""
+                  servers: Sequence[tuple[str, str]] = (), **narrowing: object) -> UsageFilter:
+        """The filter of a non-admin caller: its teams' namespaces, its teams' ids, and the
+        `(namespace, server)` of servers its teams own outside their namespaces."""
         return cls(visible_namespaces=tuple(namespaces), visible_team_ids=tuple(team_ids),
-                   **narrowing)  # type: ignore[arg-type]
+                   visible_servers=tuple(servers), **narrowing)  # type: ignore[arg-type]
 
     @property
     def restricted(self) -> bool:
         """True when visibility limits the result (a non-admin caller)."""
-        return self.visible_namespaces is not None or self.visible_team_ids is not None
+        return (self.visible_namespaces is not None or self.visible_team_ids is not None
+                or self.visible_servers is not None)
 
     @property
     def since_us(self) -> int | None:
@@ -359,6 +368,14 @@ class ParamCollector:
             return "(" + ", ".join("?" for _ in values) + ")"
         return self.add(list(values), "Array(String)")
 
+    def add_pairs(self, pairs: Sequence[tuple[str, str]]) -> str:
+        """`(VALUES (?, ?), ...)` for SQLite; one `Array(Tuple(String, String))` for ClickHouse."""
+        if self.style == "qmark":
+            for pair in pairs:
+                self.values.extend(pair)
+            return "(VALUES " + ", ".join("(?, ?)" for _ in pairs) + ")"
+        return self.add([tuple(pair) for pair in pairs], "Array(Tuple(String, String))")
+
 
 def where_clause(flt: UsageFilter, params: ParamCollector, *, ts_column: str, ts_wrap: str = "{}") -> str:
     """The SQL condition (no WHERE keyword) for a filter.
@@ -372,6 +389,8 @@ def where_clause(flt: UsageFilter, params: ParamCollector, *, ts_column: str, ts
             visible.append(f"namespace IN {params.add_list(flt.visible_namespaces)}")
         if flt.visible_team_ids:
             visible.append(f"team_id IN {params.add_list(flt.visible_team_ids)}")
+        if flt.visible_servers:
+            visible.append(f"(namespace, server) IN {params.add_pairs(flt.visible_servers)}")
         clauses.append("(" + " OR ".join(visible) + ")" if visible else "1 = 0")
     for column, value in (("server", flt.server), ("namespace", flt.namespace), ("team_id", flt.team),
                           ("human_id", flt.human), ("agent_id", flt.agent), ("tool_name", flt.tool),
