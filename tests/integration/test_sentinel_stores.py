@@ -201,6 +201,15 @@ def test_time_series_fills_empty_buckets(loaded: EventStore) -> None:
     days = loaded.time_series(ADMIN, "day")
     assert [(d.start.day, d.calls, d.allowed, d.denied) for d in days] == [(20, 6, 5, 1), (21, 1, 0, 1)]
     assert loaded.time_series(UsageFilter(server="nothing-here"), "hour") == []
+    # a window: one bucket per hour of it, even the empty ones at either end
+    window = UsageFilter(since=datetime(2026, 11, 20, 7, 30, tzinfo=UTC), until=datetime(2026, 11, 20, 12, tzinfo=UTC))
+    assert [(b.start.hour, b.calls) for b in loaded.time_series(window, "hour")] == [
+        (7, 0), (8, 0), (9, 3), (10, 2), (11, 0)]
+    quiet = UsageFilter(server="nothing-here", since=datetime(2026, 11, 1, tzinfo=UTC),
+                        until=datetime(2026, 11, 3, tzinfo=UTC))
+    assert [(b.start.day, b.calls) for b in loaded.time_series(quiet, "day")] == [(1, 0), (2, 0)]
+    forever = UsageFilter(since=datetime(2000, 1, 1, tzinfo=UTC))  # too many hours: the data's range
+    assert len(loaded.time_series(forever, "hour")) == 25
     with pytest.raises(ValueError):
         loaded.time_series(ADMIN, "week")  # type: ignore[arg-type]
 

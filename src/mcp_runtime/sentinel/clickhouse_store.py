@@ -361,7 +361,8 @@ class ClickHouseEventStore:
             f"SELECT intDiv(toUnixTimestamp64Micro(timestamp), {step * 1_000_000}) * {step} AS start, "
             f"count(), countIf(decision = 'allow'), countIf(decision = 'deny') FROM {self.table} FINAL "
             f"WHERE {where} GROUP BY start ORDER BY start", params.named)
-        return fill_buckets([(int(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in rows], bucket)
+        return fill_buckets([(int(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in rows], bucket,
+                            filter.since, filter.until)
 
     def recent(self, filter: UsageFilter, limit: int = 50) -> list[AnalyticsEvent]:
         where, params = self._where(filter)

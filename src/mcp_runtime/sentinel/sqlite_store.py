@@ -237,7 +237,7 @@ class SQLiteEventStore:
         rows = self._query(
             f"SELECT (ts_us / {step * 1_000_000}) * {step} AS start, COUNT(*), SUM(decision = 'allow'), "
             f"SUM(decision = 'deny') FROM {TABLE} WHERE {where} GROUP BY start ORDER BY start", params)
-        return fill_buckets(rows, bucket)
+        return fill_buckets(rows, bucket, filter.since, filter.until)
 
     def recent(self, filter: UsageFilter, limit: int = 50) -> list[AnalyticsEvent]:
         where, params = self._where(filter)

@@ -255,7 +255,8 @@ class EventStore(Protocol):
     def by_reason(self, filter: UsageFilter) -> list[ReasonCount]: ...
 
     def time_series(self, filter: UsageFilter, bucket: Bucket = "hour") -> list[TimeBucket]:
-        """Buckets from the first to the last one with events, empty ones included (zeros)."""
+        """Buckets (UTC) from the first to the last one with events, widened to `since`/`until` when
+        the filter has them; empty buckets are included with zeros (see `fill_buckets`)."""
         ...
 
     def recent(self, filter: UsageFilter, limit: int = 50) -> list[AnalyticsEvent]:
@@ -321,15 +322,29 @@ def dedupe_batch(events: Sequence[AnalyticsEvent]) -> list[AnalyticsEvent]:
     return unique
 
 
-def fill_buckets(rows: Sequence[tuple[int, int, int, int]], bucket: Bucket) -> list[TimeBucket]:
-    """Dense buckets from sparse `(start_epoch_seconds, calls, allowed, denied)` rows."""
+def fill_buckets(rows: Sequence[tuple[int, int, int, int]], bucket: Bucket,
+                 since: datetime | None = None, until: datetime | None = None) -> list[TimeBucket]:
+    """Dense buckets from sparse `(start_epoch_seconds, calls, allowed, denied)` rows.
+
+    The range runs from the first to the last bucket with events, widened to the buckets of `since` and
+    `until` (exclusive) when given, so a chart of "the last 24 hours" has 24 buckets; a widened range
+    longer than `MAX_QUERY_ROWS` buckets falls back to the range of the data."""
     if bucket not in BUCKET_SECONDS:
         raise ValueError(f"bucket must be 'hour' or 'day', not {bucket!r}")
-    if not rows:
-        return []
     step = BUCKET_SECONDS[bucket]
     by_start = {int(start): (int(c), int(a), int(d)) for start, c, a, d in rows}
-    first, last = min(by_start), max(by_start)
+    starts = list(by_start)
+    if since is not None:
+        starts.append(to_micros(since) // 1_000_000 // step * step)
+    if until is not None:
+        starts.append((to_micros(until) - 1) // 1_000_000 // step * step)
+    if not starts:
+        return []
+    first, last = min(starts), max(starts)
+    if (last - first) // step >= MAX_QUERY_ROWS:
+        if not by_start:
+            return []
+        first, last = min(by_start), max(by_start)
     result = []
     for start in range(first, last + step, step):
         calls, allowed, denied = by_start.get(start, (0, 0, 0))
