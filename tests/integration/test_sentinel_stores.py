@@ -442,3 +442,21 @@ def test_store_urls_pick_the_implementation(tmp_path: Path) -> None:
     assert (tmp_path / "a.db").exists() and (tmp_path / "b.db").exists()
     with pytest.raises(ValueError):
         open_event_store("mongodb://nope")
+
+
+def test_sqlite_prune_drops_events_past_retention(tmp_path: Path) -> None:
+    store = SQLiteEventStore(tmp_path / "a.db", retention_days=30)
+    try:
+        store.insert(tutorial_events())
+        assert store.prune(before=T0 + timedelta(minutes=60), chunk=2) == 3  # the first hour's three
+        assert store.count() == 4
+        now = datetime.now(UTC)
+        old, fresh = (event(0).model_copy(update={"event_id": new_event_id(), "timestamp": now - timedelta(days=d)})
+                      for d in (31, 29))
+        store.insert([old, fresh])
+        assert store.prune() >= 1  # the 31-day-old event (and the tutorial's, if the clock is past 2026-12-20)
+        remaining = {e.event_id for e in store.events(ADMIN)}
+        assert fresh.event_id in remaining and old.event_id not in remaining
+    finally:
+        store.close()
+    assert SQLiteEventStore(tmp_path / "b.db").prune() == 0  # no retention: keep everything

@@ -17,6 +17,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -96,9 +97,14 @@ class SQLiteEventStore:
     """`EventStore` on one SQLite file (created with its directory if missing)."""
 
     def __init__(self, path: Path | str, *, synchronous: Literal["FULL", "NORMAL"] = "FULL",
-                 busy_timeout: float = 30.0, max_idle_connections: int = 8) -> None:
+                 busy_timeout: float = 30.0, max_idle_connections: int = 8,
+                 retention_days: int | None = None) -> None:
         """`synchronous="FULL"` (default) makes every acknowledged insert survive a power loss;
-        `"NORMAL"` survives a crash of the process only, and writes single events faster."""
+        `"NORMAL"` survives a crash of the process only, and writes single events faster.
+        `retention_days`: what `prune()` keeps (the embedded counterpart of ClickHouse's TTL)."""
+        if retention_days is not None and retention_days < 1:
+            raise ValueError("retention_days must be at least 1 (or None to keep events forever)")
+        self.retention_days = retention_days
         if str(path) == ":memory:":
             raise ValueError("SQLiteEventStore needs a file path (connections share it)")
         self.path = Path(path)
@@ -175,6 +181,25 @@ class SQLiteEventStore:
                 raise
             accepted = conn.total_changes - before
         return InsertResult(accepted=accepted, duplicates=len(events) - accepted)
+
+    def prune(self, before: datetime | None = None, chunk: int = 5000) -> int:
+        """Delete events older than `before` (default: now minus `retention_days`; without either,
+        nothing); returns how many. Deletes in chunks so writers wait at most one chunk. The platform
+        calls it periodically. A replay of a pruned event would be stored again, as new."""
+        if before is None:
+            if self.retention_days is None:
+                return 0
+            before = datetime.now(UTC) - timedelta(days=self.retention_days)
+        cutoff = to_micros(before)
+        removed = 0
+        while True:
+            with self._write_lock, self._connection() as conn:
+                cursor = conn.execute(
+                    f"DELETE FROM {TABLE} WHERE event_id IN "
+                    f"(SELECT event_id FROM {TABLE} WHERE ts_us < ? ORDER BY ts_us LIMIT ?)", (cutoff, chunk))
+                removed += max(cursor.rowcount, 0)
+                if cursor.rowcount < chunk:
+                    return removed
 
     # --- queries -------------------------------------------------------------------------------
 
