@@ -7,3 +7,6 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Mount every command group on the root app. Add one line per new group."""
+    from mcp_runtime.cli import crds
+
+    app.add_typer(crds.app, name="crds")

@@ -1,0 +1,33 @@
+"""`mcp-runtime crds`: print or write the CRDs generated from the resource models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mcp_runtime.cli.errors import CliError
+from mcp_runtime.resources.crd import crd_yaml, render_crds
+
+app = typer.Typer(help="Print or write the MCPServer, MCPAccessGrant and MCPAgentSession CRDs.",
+                  no_args_is_help=True)
+
+
+@app.command("print")
+def print_crds() -> None:
+    """Print every CRD as one multi-document YAML stream (pipe it to `kubectl apply -f -`)."""
+    typer.echo("---\n".join(crd_yaml(crd) for crd in render_crds().values()), nl=False)
+
+
+@app.command("generate")
+def generate(
+    output: Path = typer.Option(Path("deploy/crds"), "--output", help="Directory to write the CRD files into."),
+) -> None:
+    """Write one YAML file per CRD into OUTPUT (the checked-in copies live in deploy/crds/)."""
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        for filename, crd in render_crds().items():
+            (output / filename).write_text(crd_yaml(crd), encoding="utf-8")
+            typer.echo(f"wrote {output / filename}")
+    except OSError as exc:
+        raise CliError(f"cannot write CRDs to {output}: {exc.strerror}", hint="choose a writable --output") from None

@@ -1,0 +1,219 @@
+"""The compiled per-server policy document: everything the gateway needs, in one canonical JSON.
+
+The control plane compiles it from a server, its grants and its sessions; the gateway loads it from
+a file, a ConfigMap or an in-process push and never talks to the control plane per request.
+`revision` is the SHA-256 of the canonical JSON without the revision itself, so two compilers that
+see the same inputs agree byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+from pydantic import ConfigDict, PrivateAttr, ValidationError
+
+from mcp_runtime.resources import (
+    MCPAccessGrant,
+    MCPAgentSession,
+    MCPServer,
+    PolicyMode,
+    SideEffect,
+    Subject,
+    ToolDecision,
+    Trust,
+)
+from mcp_runtime.resources.common import CamelModel, RiskLevel, as_utc
+from mcp_runtime.resources.io import describe_validation_error
+
+SCHEMA_VERSION = 1
+
+
+class PolicyDocumentError(ValueError):
+    """A policy document that cannot be used; the gateway keeps its last good one."""
+
+
+class _Frozen(CamelModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class PolicyServer(_Frozen):
+    name: str
+    namespace: str
+    team_id: str | None = None
+
+
+class PolicyTool(_Frozen):
+    name: str
+    required_trust: Trust = Trust.low
+    side_effect: SideEffect | None = None
+    risk_level: RiskLevel | None = None
+
+
+class PolicyToolRule(_Frozen):
+    name: str
+    decision: ToolDecision = ToolDecision.allow
+    required_trust: Trust | None = None
+
+
+class PolicySubject(_Frozen):
+    human_id: str | None = None
+    agent_id: str | None = None
+    team_id: str | None = None
+
+
+class PolicyGrant(_Frozen):
+    name: str
+    subject: PolicySubject
+    max_trust: Trust = Trust.low
+    allowed_side_effects: tuple[SideEffect, ...] = ()
+    tool_rules: tuple[PolicyToolRule, ...] = ()
+    disabled: bool = False
+    expires_at: datetime | None = None
+
+    def rule_for(self, tool: str) -> PolicyToolRule | None:
+        return next((r for r in self.tool_rules if r.name == tool), None)
+
+
+class PolicySession(_Frozen):
+    name: str
+    subject: PolicySubject
+    consented_trust: Trust = Trust.low
+    expires_at: datetime | None = None
+    revoked: bool = False
+
+
+class PolicyDocument(_Frozen):
+    """One server's policy. Build it with `compile_policy`; load it with `from_json`."""
+
+    schema_version: int = SCHEMA_VERSION
+    server: PolicyServer
+    mode: PolicyMode = PolicyMode.allow_list
+    default_decision: ToolDecision = ToolDecision.deny
+    session_required: bool = True
+    tools: tuple[PolicyTool, ...] = ()
+    grants: tuple[PolicyGrant, ...] = ()
+    sessions: tuple[PolicySession, ...] = ()
+    revision: str = ""
+
+    _tools_by_name: dict[str, PolicyTool] = PrivateAttr(default_factory=dict)
+    _sessions_by_name: dict[str, PolicySession] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._tools_by_name = {t.name: t for t in self.tools}
+        self._sessions_by_name = {s.name: s for s in self.sessions}
+
+    def tool(self, name: str) -> PolicyTool | None:
+        return self._tools_by_name.get(name)
+
+    def session(self, name: str) -> PolicySession | None:
+        return self._sessions_by_name.get(name)
+
+    def body(self) -> dict[str, Any]:
+        """The document without its revision, in the JSON form the revision is computed over."""
+        return self.model_dump(by_alias=True, mode="json", exclude={"revision"})
+
+    def to_json(self) -> bytes:
+        """Canonical JSON (sorted keys, no spaces, UTF-8) including the revision."""
+        return canonical_json({**self.body(), "revision": self.revision})
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> PolicyDocument:
+        """Load and check a document; a wrong revision or schema is a PolicyDocumentError."""
+        try:
+            raw = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise PolicyDocumentError(f"policy document is not JSON: {exc}") from None
+        if not isinstance(raw, dict):
+            raise PolicyDocumentError("policy document must be a JSON object")
+        if raw.get("schemaVersion") != SCHEMA_VERSION:
+            raise PolicyDocumentError(
+                f"policy schemaVersion {raw.get('schemaVersion')!r} is not supported (expected {SCHEMA_VERSION})"
+            )
+        try:
+            doc = cls.model_validate(raw)
+        except ValidationError as exc:
+            raise PolicyDocumentError(f"invalid policy document: {describe_validation_error(exc)}") from None
+        expected = revision_of(doc.body())
+        if doc.revision and doc.revision != expected:
+            raise PolicyDocumentError(
+                f"policy revision {doc.revision[:12]} does not match its content ({expected[:12]}): "
+                "the document was edited or truncated"
+            )
+        return doc.model_copy(update={"revision": expected})
+
+
+def canonical_json(data: Any) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def revision_of(body: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+def _subject(subject: Subject) -> PolicySubject:
+    return PolicySubject(human_id=subject.human_id, agent_id=subject.agent_id, team_id=subject.team_id)
+
+
+def compile_policy(
+    server: MCPServer,
+    grants: list[MCPAccessGrant],
+    sessions: list[MCPAgentSession],
+) -> PolicyDocument:
+    """Compile one server's document from its resources.
+
+    Only grants and sessions that reference this server (same name, same namespace) are kept; they are
+    sorted by name so the document, and therefore its revision, does not depend on input order.
+    """
+    namespace = server.metadata.namespace or ""
+
+    def ours(ref_name: str, ref_ns: str | None, obj_ns: str | None) -> bool:
+        return ref_name == server.metadata.name and (ref_ns or obj_ns or namespace) == namespace
+
+    policy_grants = [
+        PolicyGrant(
+            name=g.metadata.name,
+            subject=_subject(g.spec.subject),
+            max_trust=g.spec.max_trust,
+            allowed_side_effects=tuple(g.spec.allowed_side_effects),
+            tool_rules=tuple(
+                PolicyToolRule(name=r.name, decision=r.decision, required_trust=r.required_trust)
+                for r in g.spec.tool_rules
+            ),
+            disabled=g.spec.disabled,
+            expires_at=g.spec.expires_at,
+        )
+        for g in sorted(grants, key=lambda g: g.metadata.name)
+        if ours(g.spec.server_ref.name, g.spec.server_ref.namespace, g.metadata.namespace)
+    ]
+    policy_sessions = [
+        PolicySession(
+            name=s.metadata.name,
+            subject=_subject(s.spec.subject),
+            consented_trust=s.spec.consented_trust,
+            expires_at=s.spec.expires_at,
+            revoked=s.spec.revoked,
+        )
+        for s in sorted(sessions, key=lambda s: s.metadata.name)
+        if ours(s.spec.server_ref.name, s.spec.server_ref.namespace, s.metadata.namespace)
+    ]
+    doc = PolicyDocument(
+        server=PolicyServer(name=server.metadata.name, namespace=namespace, team_id=server.spec.team_id),
+        mode=server.spec.policy.mode,
+        default_decision=server.spec.policy.default_decision,
+        session_required=server.spec.session.required,
+        tools=tuple(
+            PolicyTool(name=t.name, required_trust=t.required_trust, side_effect=t.side_effect,
+                       risk_level=t.risk_level)
+            for t in sorted(server.spec.tools, key=lambda t: t.name)
+        ),
+        grants=tuple(policy_grants),
+        sessions=tuple(policy_sessions),
+    )
+    return doc.model_copy(update={"revision": revision_of(doc.body())})
+
+
+def is_expired(expires_at: datetime | None, now: datetime) -> bool:
+    return expires_at is not None and as_utc(expires_at) <= as_utc(now)

@@ -1,0 +1,154 @@
+"""MCPAccessGrant and MCPAgentSession: who may call which tools of a server, and for how long."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from mcp_runtime.resources.common import (
+    CamelModel,
+    Condition,
+    ObjectMeta,
+    SecretKeyRef,
+    ServerRef,
+    SideEffect,
+    Subject,
+    ToolDecision,
+    ToolName,
+    Trust,
+    as_utc,
+)
+
+
+class ToolRule(CamelModel):
+    """A per-tool decision inside a grant. `requiredTrust` raises the bar above the tool's own."""
+
+    name: ToolName
+    decision: ToolDecision = ToolDecision.allow
+    required_trust: Trust | None = None
+
+
+def _check_subject(subject: Subject) -> Subject:
+    if subject.is_empty():
+        raise ValueError("subject needs at least one of humanID, agentID, teamID")
+    return subject
+
+
+class AccessGrantSpec(CamelModel):
+    server_ref: ServerRef
+    subject: Subject
+    max_trust: Trust = Trust.low
+    allowed_side_effects: list[SideEffect] = Field(default_factory=list)
+    tool_rules: list[ToolRule] = Field(default_factory=list)
+    disabled: bool = False
+    expires_at: datetime | None = None
+
+    @field_validator("subject")
+    @classmethod
+    def _subject(cls, value: Subject) -> Subject:
+        return _check_subject(value)
+
+    @field_validator("expires_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return as_utc(value) if value else None
+
+    @model_validator(mode="after")
+    def _unique_rules(self) -> AccessGrantSpec:
+        seen: set[str] = set()
+        for rule in self.tool_rules:
+            if rule.name in seen:
+                raise ValueError(f"toolRules names {rule.name!r} twice: one rule per tool")
+            seen.add(rule.name)
+        self.allowed_side_effects = sorted(set(self.allowed_side_effects), key=list(SideEffect).index)
+        return self
+
+
+class GrantPhase(StrEnum):
+    active = "Active"
+    disabled = "Disabled"
+    expired = "Expired"
+
+
+class SessionPhase(StrEnum):
+    active = "Active"
+    expired = "Expired"
+    revoked = "Revoked"
+
+
+class AccessStatus(CamelModel):
+    phase: str | None = None
+    message: str | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = None
+
+
+class MCPAccessGrant(CamelModel):
+    api_version: Literal["mcpruntime.org/v1alpha1"] = "mcpruntime.org/v1alpha1"
+    kind: Literal["MCPAccessGrant"] = "MCPAccessGrant"
+    metadata: ObjectMeta
+    spec: AccessGrantSpec
+    status: AccessStatus | None = None
+
+    @model_validator(mode="after")
+    def _same_namespace(self) -> MCPAccessGrant:
+        _check_ref_namespace(self.metadata, self.spec.server_ref, "grant")
+        return self
+
+    def phase_at(self, now: datetime) -> GrantPhase:
+        if self.spec.disabled:
+            return GrantPhase.disabled
+        if self.spec.expires_at is not None and self.spec.expires_at <= as_utc(now):
+            return GrantPhase.expired
+        return GrantPhase.active
+
+
+class AgentSessionSpec(CamelModel):
+    server_ref: ServerRef
+    subject: Subject
+    consented_trust: Trust = Trust.low
+    expires_at: datetime | None = None
+    revoked: bool = False
+    upstream_token_secret_ref: SecretKeyRef | None = None
+
+    @field_validator("subject")
+    @classmethod
+    def _subject(cls, value: Subject) -> Subject:
+        return _check_subject(value)
+
+    @field_validator("expires_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return as_utc(value) if value else None
+
+
+class MCPAgentSession(CamelModel):
+    api_version: Literal["mcpruntime.org/v1alpha1"] = "mcpruntime.org/v1alpha1"
+    kind: Literal["MCPAgentSession"] = "MCPAgentSession"
+    metadata: ObjectMeta
+    spec: AgentSessionSpec
+    status: AccessStatus | None = None
+
+    @model_validator(mode="after")
+    def _same_namespace(self) -> MCPAgentSession:
+        _check_ref_namespace(self.metadata, self.spec.server_ref, "session")
+        return self
+
+    def phase_at(self, now: datetime) -> SessionPhase:
+        if self.spec.revoked:
+            return SessionPhase.revoked
+        if self.spec.expires_at is not None and self.spec.expires_at <= as_utc(now):
+            return SessionPhase.expired
+        return SessionPhase.active
+
+
+def _check_ref_namespace(meta: ObjectMeta, ref: ServerRef, what: str) -> None:
+    """A grant or session lives in its server's namespace; a cross-namespace reference is refused."""
+    if ref.namespace and meta.namespace and ref.namespace != meta.namespace:
+        raise ValueError(
+            f"the {what} is in namespace {meta.namespace!r} but serverRef names namespace "
+            f"{ref.namespace!r}: a {what} must live in its server's namespace"
+        )

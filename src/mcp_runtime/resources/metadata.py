@@ -1,0 +1,205 @@
+"""`.mcp/servers.yaml`: the light authoring format, and its conversion to MCPServer.
+
+Defaults follow the publish guide: scope tenant, tag latest, route `/<name>` with a leading slash,
+port 8088, replicas 1, namespace by scope, image toward the platform registry path.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from mcp_runtime.resources.common import (
+    DEFAULT_NAMESPACE,
+    ORG_NAMESPACE,
+    PUBLIC_NAMESPACE,
+    CamelModel,
+    DnsLabel,
+    ObjectMeta,
+    Scope,
+    team_namespace,
+)
+from mcp_runtime.resources.server import (
+    DEFAULT_APP_PORT,
+    AnalyticsSpec,
+    AuthSpec,
+    EnvVar,
+    GatewaySpec,
+    McpResourceSpec,
+    MCPServer,
+    MCPServerSpec,
+    PolicySpec,
+    PromptSpec,
+    ResourceRequirements,
+    RolloutSpec,
+    RunSpec,
+    SecretEnvVar,
+    SessionSpec,
+    ToolSpec,
+    image_has_tag,
+)
+
+METADATA_VERSION = "v1"
+METADATA_FILE = "servers.yaml"
+
+
+def scope_namespace(scope: Scope, team_slug: str | None = None) -> str:
+    """The namespace a scope publishes into; tenant needs the team (else the single-team default)."""
+    if scope == Scope.org:
+        return ORG_NAMESPACE
+    if scope == Scope.public:
+        return PUBLIC_NAMESPACE
+    return team_namespace(team_slug) if team_slug else DEFAULT_NAMESPACE
+
+
+def scope_image_prefix(scope: Scope, team_slug: str | None = None) -> str:
+    """The registry repository prefix of a scope: `<team>/`, `org/` or `public/`."""
+    if scope == Scope.org:
+        return "org/"
+    if scope == Scope.public:
+        return "public/"
+    return f"{team_slug}/" if team_slug else ""
+
+
+def normalize_route(route: str) -> str:
+    """`payments`, `/payments/`, `/payments/mcp` all become `/payments` (the ingress adds `/mcp`)."""
+    cleaned = "/" + route.strip().strip("/")
+    if cleaned.endswith("/mcp") and cleaned != "/mcp":
+        cleaned = cleaned[: -len("/mcp")]
+    if cleaned == "/":
+        raise ValueError("route must name a path prefix such as /payments")
+    return cleaned
+
+
+class ServerMetadata(CamelModel):
+    """One server entry of `.mcp/servers.yaml`."""
+
+    name: DnsLabel
+    description: str | None = Field(default=None, max_length=2048)
+    scope: Scope = Scope.tenant
+    image: str | None = Field(default=None, max_length=512)
+    image_tag: str | None = Field(default=None, max_length=128)
+    route: str | None = None
+    port: int = Field(default=DEFAULT_APP_PORT, ge=1, le=65535)
+    replicas: int = Field(default=1, ge=0, le=1000)
+    namespace: DnsLabel | None = None
+    team_id: str | None = None
+    ingress_host: str | None = None
+    tools: list[ToolSpec] = Field(default_factory=list)
+    prompts: list[PromptSpec] = Field(default_factory=list)
+    mcp_resources: list[McpResourceSpec] = Field(default_factory=list)
+    env_vars: list[EnvVar] = Field(default_factory=list)
+    secret_env_vars: list[SecretEnvVar] = Field(default_factory=list)
+    resources: ResourceRequirements | None = None
+    auth: AuthSpec | None = None
+    policy: PolicySpec = Field(default_factory=PolicySpec)
+    session: SessionSpec = Field(default_factory=SessionSpec)
+    gateway: GatewaySpec = Field(default_factory=GatewaySpec)
+    analytics: AnalyticsSpec | None = None
+    rollout: RolloutSpec | None = None
+    run: RunSpec | None = None
+
+    @field_validator("route")
+    @classmethod
+    def _route(cls, value: str | None) -> str | None:
+        return normalize_route(value) if value is not None else None
+
+    @model_validator(mode="after")
+    def _defaults(self) -> ServerMetadata:
+        if self.route is None:
+            self.route = f"/{self.name}"
+        if self.image_tag is None and not (self.image and image_has_tag(self.image)):
+            self.image_tag = "latest"
+        seen: set[str] = set()
+        for tool in self.tools:
+            if tool.name in seen:
+                raise ValueError(f"tool {tool.name!r} is listed twice: tool names must be unique")
+            seen.add(tool.name)
+        return self
+
+    def resolved_image(self, *, team_slug: str | None = None, registry: str | None = None) -> str:
+        """The image repository: as written, or `<registry>/<scope prefix><name>` when omitted."""
+        if self.image:
+            return self.image
+        repo = f"{scope_image_prefix(self.scope, team_slug)}{self.name}"
+        return f"{registry.rstrip('/')}/{repo}" if registry else repo
+
+    def resolved_namespace(self, team_slug: str | None = None) -> str:
+        return self.namespace or scope_namespace(self.scope, team_slug)
+
+    def tool_names(self) -> list[str]:
+        return [t.name for t in self.tools]
+
+
+class ServersFile(CamelModel):
+    """The whole `.mcp/servers.yaml` document."""
+
+    version: Literal["v1"] = "v1"
+    servers: list[ServerMetadata] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> ServersFile:
+        seen: set[str] = set()
+        for server in self.servers:
+            if server.name in seen:
+                raise ValueError(f"server {server.name!r} is listed twice: server names must be unique")
+            seen.add(server.name)
+        return self
+
+    def get(self, name: str) -> ServerMetadata | None:
+        return next((s for s in self.servers if s.name == name), None)
+
+    def upsert(self, server: ServerMetadata) -> None:
+        """Replace the entry with the same name, or append it."""
+        for i, existing in enumerate(self.servers):
+            if existing.name == server.name:
+                self.servers[i] = server
+                return
+        self.servers.append(server)
+
+
+def metadata_to_server(
+    meta: ServerMetadata,
+    *,
+    name: str | None = None,
+    namespace: str | None = None,
+    team_id: str | None = None,
+    team_slug: str | None = None,
+    registry: str | None = None,
+) -> MCPServer:
+    """Turn a metadata entry into an MCPServer (the same resource the operator reconciles).
+
+    `name` lets a deploy use another runtime name while keeping this entry's tool inventory.
+    """
+    server_name = name or meta.name
+    prefix = (meta.route or f"/{server_name}").strip("/")
+    if name and name != meta.name and meta.route == f"/{meta.name}":
+        prefix = server_name
+    spec = MCPServerSpec(
+        team_id=team_id or meta.team_id,
+        description=meta.description,
+        image=meta.resolved_image(team_slug=team_slug, registry=registry),
+        image_tag=meta.image_tag,
+        replicas=meta.replicas,
+        port=meta.port,
+        public_path_prefix=prefix,
+        ingress_host=meta.ingress_host,
+        resources=meta.resources,
+        env_vars=meta.env_vars,
+        secret_env_vars=meta.secret_env_vars,
+        tools=meta.tools,
+        prompts=meta.prompts,
+        mcp_resources=meta.mcp_resources,
+        auth=meta.auth,
+        policy=meta.policy,
+        session=meta.session,
+        gateway=meta.gateway,
+        analytics=meta.analytics,
+        rollout=meta.rollout,
+        run=meta.run,
+    )
+    return MCPServer(
+        metadata=ObjectMeta(name=server_name, namespace=namespace or meta.resolved_namespace(team_slug)),
+        spec=spec,
+    )

@@ -1,0 +1,247 @@
+"""MCPServer: a deployed MCP server, its tool inventory, and how its governed path behaves."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from mcp_runtime.resources.common import (
+    CamelModel,
+    Condition,
+    DnsLabel,
+    Duration,
+    EnvName,
+    ObjectMeta,
+    PolicyMode,
+    RiskLevel,
+    RolloutStrategy,
+    SecretKeyRef,
+    SideEffect,
+    ToolDecision,
+    ToolName,
+    Trust,
+)
+
+DEFAULT_APP_PORT = 8088
+DEFAULT_SERVICE_PORT = 80
+DEFAULT_GATEWAY_PORT = 8091
+DEFAULT_INGRESS_CLASS = "traefik"
+
+_TAG_OR_DIGEST = re.compile(r"(@sha256:[0-9a-f]{64}$)|(:[\w][\w.-]{0,127}$)")
+
+
+def image_has_tag(image: str) -> bool:
+    """True when `image` already pins a tag or digest (`repo:v1`, `repo@sha256:...`).
+
+    A registry host with a port (`localhost:5000/repo`) is not a tag: only the last path segment counts.
+    """
+    last = image.rsplit("/", 1)[-1]
+    return bool(_TAG_OR_DIGEST.search(last))
+
+
+class ToolSpec(CamelModel):
+    """One tool the server exposes, with what the policy needs to judge a call to it."""
+
+    name: ToolName
+    description: str | None = Field(default=None, max_length=4096)
+    required_trust: Trust = Trust.low
+    side_effect: SideEffect
+    risk_level: RiskLevel | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class PromptSpec(CamelModel):
+    name: str = Field(min_length=1, max_length=128)
+    description: str | None = None
+
+
+class McpResourceSpec(CamelModel):
+    uri: str = Field(min_length=1, max_length=2048)
+    name: str | None = None
+    description: str | None = None
+
+
+class EnvVar(CamelModel):
+    name: EnvName
+    value: str = ""
+
+
+class SecretEnvVar(CamelModel):
+    name: EnvName
+    secret_key_ref: SecretKeyRef
+
+
+class ResourceRequirements(CamelModel):
+    limits: dict[str, str] = Field(default_factory=dict)
+    requests: dict[str, str] = Field(default_factory=dict)
+
+
+class AuthSpec(CamelModel):
+    """The identity headers the gateway sets for the upstream from the verified session token."""
+
+    human_id_header: str = "X-MCP-Human-ID"
+    agent_id_header: str = "X-MCP-Agent-ID"
+    team_id_header: str = "X-MCP-Team-ID"
+    session_header: str = "X-MCP-Agent-Session"
+
+
+class PolicySpec(CamelModel):
+    mode: PolicyMode = PolicyMode.allow_list
+    default_decision: ToolDecision = ToolDecision.deny
+
+
+class SessionSpec(CamelModel):
+    required: bool = True
+    max_lifetime: Duration = "24h"
+    idle_timeout: Duration = "1h"
+
+
+class GatewaySpec(CamelModel):
+    enabled: bool = True
+    port: int = Field(default=DEFAULT_GATEWAY_PORT, ge=1, le=65535)
+    upstream_url: str | None = None
+
+
+class AnalyticsSpec(CamelModel):
+    disabled: bool = False
+    ingest_url: str | None = None
+    api_key_secret_ref: SecretKeyRef | None = None
+
+
+class RolloutSpec(CamelModel):
+    strategy: RolloutStrategy = RolloutStrategy.rolling_update
+    max_unavailable: int | str | None = None
+    max_surge: int | str | None = None
+    canary_replicas: int | None = Field(default=None, ge=0)
+
+
+class RunSpec(CamelModel):
+    """How the process runtime starts the server locally (ignored by container runtimes)."""
+
+    command: str = Field(min_length=1, max_length=4096)
+    working_dir: str | None = None
+
+
+class MCPServerSpec(CamelModel):
+    team_id: str | None = None
+    description: str | None = Field(default=None, max_length=2048)
+    image: str = Field(min_length=1, max_length=512)
+    image_tag: str | None = Field(default=None, max_length=128)
+    image_pull_secrets: list[str] = Field(default_factory=list)
+    replicas: int = Field(default=1, ge=0, le=1000)
+    port: int = Field(default=DEFAULT_APP_PORT, ge=1, le=65535)
+    service_port: int = Field(default=DEFAULT_SERVICE_PORT, ge=1, le=65535)
+    public_path_prefix: str | None = None
+    ingress_path: str | None = None
+    ingress_host: str | None = None
+    ingress_class: str = DEFAULT_INGRESS_CLASS
+    resources: ResourceRequirements | None = None
+    env_vars: list[EnvVar] = Field(default_factory=list)
+    secret_env_vars: list[SecretEnvVar] = Field(default_factory=list)
+    tools: list[ToolSpec] = Field(default_factory=list)
+    prompts: list[PromptSpec] = Field(default_factory=list)
+    mcp_resources: list[McpResourceSpec] = Field(default_factory=list)
+    auth: AuthSpec | None = None
+    policy: PolicySpec = Field(default_factory=PolicySpec)
+    session: SessionSpec = Field(default_factory=SessionSpec)
+    gateway: GatewaySpec = Field(default_factory=GatewaySpec)
+    analytics: AnalyticsSpec | None = None
+    rollout: RolloutSpec | None = None
+    run: RunSpec | None = None
+
+    @field_validator("public_path_prefix")
+    @classmethod
+    def _strip_prefix(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        stripped = value.strip("/")
+        if not stripped or not re.fullmatch(r"[A-Za-z0-9._~\-/]+", stripped):
+            raise ValueError(f"{value!r} is not a valid path prefix: use letters, digits, '-', '_', '.', '/'")
+        return stripped
+
+    @field_validator("ingress_path")
+    @classmethod
+    def _leading_slash(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return value if value.startswith("/") else "/" + value
+
+    @model_validator(mode="after")
+    def _check(self) -> MCPServerSpec:
+        seen: set[str] = set()
+        for tool in self.tools:
+            if tool.name in seen:
+                raise ValueError(f"tool {tool.name!r} is listed twice: tool names must be unique")
+            seen.add(tool.name)
+        if self.gateway.enabled and self.gateway.port == self.port:
+            raise ValueError(
+                f"gateway.port {self.gateway.port} equals the app port: the gateway sidecar needs its own port"
+            )
+        if self.rollout and self.rollout.canary_replicas is not None:
+            if self.rollout.strategy != RolloutStrategy.canary:
+                raise ValueError("rollout.canaryReplicas is only valid with rollout.strategy Canary")
+            if self.rollout.canary_replicas > self.replicas:
+                raise ValueError(
+                    f"rollout.canaryReplicas {self.rollout.canary_replicas} must be between 0 and "
+                    f"replicas ({self.replicas})"
+                )
+        if self.image_tag is None and not image_has_tag(self.image):
+            self.image_tag = "latest"
+        return self
+
+    def tool(self, name: str) -> ToolSpec | None:
+        return next((t for t in self.tools if t.name == name), None)
+
+
+class ServerPhase(StrEnum):
+    pending = "Pending"
+    ready = "Ready"
+    partially_ready = "PartiallyReady"
+    error = "Error"
+
+
+class MCPServerStatus(CamelModel):
+    phase: ServerPhase = ServerPhase.pending
+    message: str | None = None
+    url: str | None = None
+    ready_replicas: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = None
+
+
+class MCPServer(CamelModel):
+    api_version: Literal["mcpruntime.org/v1alpha1"] = "mcpruntime.org/v1alpha1"
+    kind: Literal["MCPServer"] = "MCPServer"
+    metadata: ObjectMeta
+    spec: MCPServerSpec
+    status: MCPServerStatus | None = None
+
+    @model_validator(mode="after")
+    def _route_defaults(self) -> MCPServer:
+        if self.spec.public_path_prefix is None:
+            self.spec.public_path_prefix = self.metadata.name
+        if self.spec.ingress_path is None:
+            self.spec.ingress_path = f"/{self.spec.public_path_prefix}/mcp"
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str | None:
+        return self.metadata.namespace
+
+    @property
+    def image_ref(self) -> str:
+        """The full image reference to run: image plus tag unless the image pins one already."""
+        spec = self.spec
+        if image_has_tag(spec.image) or not spec.image_tag:
+            return spec.image
+        return f"{spec.image}:{spec.image_tag}"
+
+
+ServerName = DnsLabel
