@@ -204,6 +204,7 @@ class AccessService:
         else:
             saved = self.repo.create(session, caller.email)
         self.policies.recompile(namespace, session.spec.server_ref.name)
+        saved = self._refresh_status(saved)
         return saved, self._token_for(saved)
 
     def list_sessions(self, caller: Principal, namespace: str | None = None) -> list[MCPAgentSession]:
@@ -327,7 +328,7 @@ class AccessService:
                 spec=AgentSessionSpec(server_ref=ServerRef(name=req.server, namespace=namespace), subject=subject,
                                       consented_trust=consented, expires_at=expires_at))
             _with_status(session, now)
-            saved = self.repo.create(session, caller.email, "issue")
+            saved = self._refresh_status(self.repo.create(session, caller.email, "issue"))
             reused = False
         self.policies.recompile(namespace, req.server)
         return {"session": dump_resource(saved), "token": self._token_for(saved),

@@ -16,8 +16,8 @@ from mcp_runtime.platform.principal import Principal
 from mcp_runtime.platform.ratelimit import LoginRateLimiter
 from mcp_runtime.platform.settings import TEAM_NAMESPACE_PREFIX, PlatformSettings
 from mcp_runtime.security.keys import KeyRing
-from mcp_runtime.security.passwords import hash_password, needs_rehash, verify_password
-from mcp_runtime.security.secrets import hash_secret, new_api_key, new_refresh_token
+from mcp_runtime.security.passwords import burn_password_check, hash_password, needs_rehash, verify_password
+from mcp_runtime.security.secrets import API_KEY_PREFIX, hash_secret, new_api_key, new_refresh_token
 from mcp_runtime.security.tokens import TokenError, issue_access_token, verify_access_token
 from mcp_runtime.store import (
     AlreadyExists,
@@ -35,11 +35,8 @@ from mcp_runtime.store import (
 log = logging.getLogger("mcp_runtime.platform")
 
 KEYRING_SETTING = "signing_keyring"
-API_KEY_PREFIX = "mcpr_"
 SLUG_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
-# verified against when the email is unknown, so a miss costs as much as a wrong password
-_DUMMY_HASH: str | None = None
 
 
 def utcnow() -> datetime:
@@ -111,7 +108,7 @@ class IdentityService:
         user = self.store.get_user_by_email(email)
         if user is None or not verify_password(user.password_hash, password):
             if user is None:
-                verify_password(_dummy_hash(), password)
+                burn_password_check(password)
             self.limiter.failed(email, client_ip)
             raise ApiError(401, "invalid_credentials", "email or password is wrong")
         self.limiter.succeeded(email, client_ip)
@@ -236,10 +233,3 @@ class IdentityService:
 
 def _unauthorized(code: str, message: str) -> ApiError:
     return ApiError(401, code, message, headers={"WWW-Authenticate": "Bearer"})
-
-
-def _dummy_hash() -> str:
-    global _DUMMY_HASH
-    if _DUMMY_HASH is None:
-        _DUMMY_HASH = hash_password(pysecrets.token_urlsafe(16))
-    return _DUMMY_HASH

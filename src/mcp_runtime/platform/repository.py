@@ -6,6 +6,8 @@ write also writes its audit record (before/after) in the same transaction.
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -90,7 +92,7 @@ class ResourceRepository:
         return out
 
     def create(self, resource: R, actor: str, action: str = "create") -> R:
-        stored = stored_from(resource)
+        stored = replace(stored_from(resource), uid=str(uuid.uuid4()), generation=1, created_at=utcnow())
         try:
             created = self.store.create_resource(stored, audit=AuditRecord(
                 actor=actor, action=action, kind=stored.kind, namespace=stored.namespace, name=stored.name,
