@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from databases import BACKENDS, database_url
+from platform_support import BACKENDS, LivePlatform, World, build_world, database_url, platform_settings, serve_platform
 
 from mcp_runtime.store.sql import SqlStore
 
@@ -22,3 +22,16 @@ def store(db_url: str) -> Iterator[SqlStore]:
     opened = SqlStore.open(db_url)
     yield opened
     opened.close()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePlatform]:
+    """One platform API server per database for the whole run (tests use distinct names)."""
+    data_dir = tmp_path_factory.mktemp(f"platform-{request.param}")
+    with database_url(request.param, data_dir) as url, serve_platform(platform_settings(data_dir, url)) as served:
+        yield served
+
+
+@pytest.fixture(scope="session")
+def world(live: LivePlatform) -> World:
+    return build_world(live)

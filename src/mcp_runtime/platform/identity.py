@@ -8,7 +8,7 @@ import re
 import secrets as pysecrets
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from mcp_runtime.platform.errors import ApiError, not_found
