@@ -6,9 +6,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from platform_support import BACKENDS, LivePlatform, World, build_world, database_url, platform_settings, serve_platform
 
+from mcp_runtime.security import passwords
 from mcp_runtime.store.sql import SqlStore
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_argon2() -> Iterator[None]:
+    """Still argon2id, with test-sized cost: every login and user creation would otherwise take ~0.25 s."""
+    saved = passwords._HASHER, passwords._DUMMY_HASH
+    passwords._HASHER = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
+    passwords._DUMMY_HASH = passwords._HASHER.hash("dummy")
+    yield
+    passwords._HASHER, passwords._DUMMY_HASH = saved
 
 
 @pytest.fixture(params=BACKENDS)
