@@ -215,3 +215,19 @@ def test_audit_records_who_what_and_before_after(world: World) -> None:
     disable = next(e for e in entries if e["name"] == "audited" and e["action"] == "disable")
     assert disable["actor"] == "alice@acme.com"
     assert disable["before"]["spec"]["disabled"] is False and disable["after"]["spec"]["disabled"] is True
+
+
+def test_adapter_namespace_is_resolved_from_grants_and_ambiguity_lists_candidates(world: World) -> None:
+    globex_id = world.teams["globex"]["id"]
+    body = deploy_body("payments")
+    body["metadata"]["route"] = "/globex-payments"
+    world.ok("other", "POST", "/runtime/servers", {**body, "team": "globex"})
+    world.ok("other", "POST", "/runtime/grants", grant_doc("own-payments", "mcp-team-globex", "payments",
+                                                           {"teamID": globex_id}))
+    ambiguous = _adapter(world, "other", server="payments")
+    assert ambiguous.status_code == 409
+    assert ambiguous.json()["details"]["candidates"] == ["mcp-team-acme", "mcp-team-globex"]
+    chosen = _adapter(world, "other", server="payments", namespace="mcp-team-globex")
+    assert chosen.status_code == 200 and chosen.json()["grant"] == "own-payments"
+    world.ok("other", "DELETE", "/runtime/grants/mcp-team-globex/own-payments")
+    assert _adapter(world, "other", server="payments").json()["namespace"] == ACME

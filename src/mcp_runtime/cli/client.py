@@ -187,7 +187,8 @@ class ApiClient:
             return profile.api_key
         if not profile.access_token:
             raise CliError(f"profile {profile.name!r} has no credentials", hint=login_hint(profile.api_url))
-        if profile.access_expires_at and profile.access_expires_at - REFRESH_MARGIN_SECONDS < time.time() \
+        if profile.access_expires_at is not None \
+                and profile.access_expires_at - REFRESH_MARGIN_SECONDS < time.time() \
                 and profile.refresh_token:
             self.refresh()
         assert profile.access_token
