@@ -54,6 +54,14 @@ def test_wrong_enums(world: World) -> None:
     _envelope(role, 422)
 
 
+def test_invalid_assembled_resources_are_422(world: World) -> None:
+    bad_name = {**deploy_body("ok"), "name": "Bad_Name"}
+    assert "name" in _envelope(world.call("owner", "POST", "/runtime/servers", bad_name), 422)
+    body = deploy_body("port-clash")
+    body["metadata"]["port"] = 8091  # the gateway's port
+    assert "gateway" in _envelope(world.call("owner", "POST", "/runtime/servers", body), 422)
+
+
 def test_huge_bodies_get_413(world: World) -> None:
     huge = b'{"name": "' + b"x" * (2 * 1024 * 1024) + b'"}'
     answer = world.call("owner", "POST", "/user/api-keys", content=huge, headers={"content-type": "application/json"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +16,7 @@ from mcp_runtime.store import (
     StoredResource,
     TeamRole,
 )
-from mcp_runtime.store.sql import SqlStore
+from mcp_runtime.store.sql import SqlStore, sqlite_url
 
 
 def _grant(name: str, spec: dict | None = None) -> StoredResource:
@@ -82,6 +83,16 @@ def test_audit_is_written_with_the_change_and_not_without(store: SqlStore) -> No
         store.create_resource(_grant("g1"), audit=audit)
     entries = store.list_audit()
     assert len(entries) == 1 and entries[0].actor == "admin@example.com" and entries[0].at.tzinfo is not None
+
+
+def test_sqlite_is_a_wal_file_in_the_data_dir(tmp_path: Path) -> None:
+    sqlite = SqlStore.open(sqlite_url(tmp_path))
+    try:
+        with sqlite.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert (tmp_path / "platform.db").is_file()
+    finally:
+        sqlite.close()
 
 
 def test_settings_first_writer_wins(store: SqlStore) -> None:

@@ -75,7 +75,7 @@ def _locate(api: ApiClient, collection: str, name: str, namespace: str | None) -
         raise CliError(f"{word} {name} not found", hint=f"mcp-runtime access {word} list")
     if len(found) > 1:
         raise CliError(f"{word} {name} exists in several namespaces ({', '.join(found)})", hint="pass --namespace")
-    return found[0]
+    return str(found[0])
 
 
 def _apply(api: ApiClient, collection: str, doc: dict[str, Any]) -> tuple[dict[str, Any], bool]:

@@ -265,7 +265,7 @@ class AccessService:
             server=session.spec.server_ref.name, human_id=subject.human_id, agent_id=subject.agent_id,
             team_id=subject.team_id, trust=str(session.spec.consented_trust), expires_at=expires_at,
             issued_at=now, token_id=str(uuid.uuid4()))
-        return issue_session_token(self.keyring, claims)  # type: ignore[no-any-return]
+        return issue_session_token(self.keyring, claims)
 
     # adapter sessions ---------------------------------------------------------------------------
     def adapter_session(self, caller: Principal, req: AdapterSessionRequest) -> dict[str, Any]:

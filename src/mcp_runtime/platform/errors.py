@@ -91,6 +91,13 @@ def install_error_handlers(app: FastAPI) -> None:
             return envelope(400, "malformed_json", f"request body is not valid JSON: {detail.get('msg')}")
         return envelope(422, "invalid_request", validation_message(errors), details=_plain(errors))
 
+    @app.exception_handler(ValidationError)
+    async def _model_error(_: Request, exc: ValidationError) -> JSONResponse:
+        # a resource assembled by a service (e.g. a deploy's MCPServer) failed the models' rules
+        from mcp_runtime.resources import describe_validation_error
+
+        return envelope(422, "invalid_request", describe_validation_error(exc))
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
