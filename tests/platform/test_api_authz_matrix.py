@@ -45,6 +45,12 @@ def existing_team(w: World) -> tuple[str, Any]:
     return f"/teams/{slug}", None
 
 
+def existing_member(w: World) -> tuple[str, Any]:
+    email = f"{fresh('leaver')}@acme.com"
+    w.ok("admin", "POST", "/teams/acme/users", {"email": email, "password": "secret123"})
+    return f"/teams/acme/users/{email}", None
+
+
 def new_user_body(_: World) -> tuple[str, Any]:
     return "/teams/acme/users", {"email": f"{fresh('user')}@acme.com", "password": "secret123"}
 
@@ -100,6 +106,8 @@ MATRIX: list[tuple[str, str, Prepare, str]] = [
     ("create team", "POST", new_team_body,                               "401 201 403 403 403 403"),
     ("get team", "GET", fixed("/teams/acme"),                            "401 200 200 200 403 200"),
     ("delete team", "DELETE", existing_team,                             "401 204 403 403 403 403"),
+    ("rename team", "PATCH", lambda w: (existing_team(w)[0], {"name": "New"}), "401 200 403 403 403 403"),
+    ("remove team user", "DELETE", existing_member,                      "401 204 204 403 403 403"),
     ("add team user", "POST", new_user_body,                             "401 201 201 403 403 403"),
     ("list team users", "GET", fixed("/teams/acme/users"),               "401 200 200 200 403 200"),
     ("deploy server", "POST", new_server_body,                           "401 201 201 201 403 201"),
@@ -152,7 +160,7 @@ def test_every_route_is_in_the_matrix(world: World) -> None:
     paths = world.call("anonymous", "GET", "/openapi.json").json()["paths"]
     declared = {(method.upper(), path) for path, ops in paths.items() for method in ops}
     covered = {method for _, method, _, _ in MATRIX}
-    assert covered <= {"GET", "POST", "PUT", "DELETE"}
+    assert covered <= {"GET", "POST", "PUT", "PATCH", "DELETE"}
     # one row per (method, route shape): compare route shapes with the prepared paths' shapes
     shapes = set()
     for _, method, prepare, _ in MATRIX:

@@ -44,6 +44,11 @@ class Platform:
         self.identity.bootstrap_admin()
         self.policies.recompile_all()
 
+    def set_runtime(self, hooks: RuntimeHooks) -> None:
+        """Attach the runtime that runs servers (it hears of every later server change)."""
+        self.hooks = hooks
+        self.servers.hooks = hooks
+
     def close(self) -> None:
         if self._owns_store:
             self.store.close()

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 from pydantic import AliasChoices, Field
 
 from mcp_runtime.platform.deps import AdminDep, CallerDep, PlatformDep, RequestModel
-from mcp_runtime.platform.errors import forbidden
+from mcp_runtime.platform.errors import forbidden, not_found
 from mcp_runtime.platform.identity import team_json
 from mcp_runtime.store import AuditRecord, Membership, TeamRole
 
@@ -18,6 +18,10 @@ router = APIRouter(tags=["teams"])
 class TeamRequest(RequestModel):
     slug: str = Field(min_length=1, max_length=63)
     name: str = Field(default="", max_length=200)
+
+
+class TeamUpdate(RequestModel):
+    name: str = Field(min_length=1, max_length=200)
 
 
 class TeamUserRequest(RequestModel):
@@ -51,6 +55,16 @@ def get_team(slug: str, caller: CallerDep, platform: PlatformDep) -> dict[str, A
     return team_json(team)
 
 
+@router.patch("/teams/{slug}")
+def rename_team(slug: str, body: TeamUpdate, caller: AdminDep, platform: PlatformDep) -> dict[str, Any]:
+    """Change a team's display name (slug, namespace and UUID never change)."""
+    before = platform.identity.team(slug)
+    team = platform.store.rename_team(slug, body.name, audit=AuditRecord(
+        actor=caller.email, action="update", kind="Team", name=slug, before=team_json(before),
+        after={**team_json(before), "name": body.name}))
+    return team_json(team)
+
+
 @router.delete("/teams/{slug}", status_code=204)
 def delete_team(slug: str, caller: AdminDep, platform: PlatformDep) -> Response:
     team = platform.identity.team(slug)
@@ -75,3 +89,17 @@ def list_team_users(slug: str, caller: CallerDep, platform: PlatformDep) -> dict
     if not caller.is_admin and not caller.in_team(team.id):
         raise forbidden(f"you are not a member of team {slug}")
     return {"items": [_member_json(m) for m in platform.store.list_members(team.id)]}
+
+
+@router.delete("/teams/{slug}/users/{email}", status_code=204)
+def remove_team_user(slug: str, email: str, caller: CallerDep, platform: PlatformDep) -> Response:
+    """Take a user out of a team (admins, or the team's owners); the user account stays."""
+    team = platform.identity.team(slug)
+    if not caller.can_manage(team.namespace):
+        raise forbidden(f"only an admin or an owner of team {slug} can remove its users")
+    user = platform.store.get_user_by_email(email)
+    if user is None or not any(m.user.id == user.id for m in platform.store.list_members(team.id)):
+        raise not_found(f"user {email} in team {slug}")
+    platform.store.remove_member(team.id, user.id, audit=AuditRecord(
+        actor=caller.email, action="remove_member", kind="Team", name=slug, before={"user": user.email}))
+    return Response(status_code=204)

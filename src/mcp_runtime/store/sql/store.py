@@ -207,6 +207,14 @@ class SqlStore:
         with self._tx() as s:
             return [_team(r) for r in s.scalars(select(TeamRow).order_by(TeamRow.slug))]
 
+    def rename_team(self, slug: str, name: str, audit: AuditRecord | None = None) -> Team:
+        with self._tx(audit) as s:
+            row = s.scalars(select(TeamRow).where(TeamRow.slug == slug)).first()
+            if row is None:
+                raise NotFound(f"team {slug} not found")
+            row.name = name
+            return _team(row)
+
     def delete_team(self, slug: str, audit: AuditRecord | None = None) -> None:
         with self._tx(audit) as s:
             row = s.scalars(select(TeamRow).where(TeamRow.slug == slug)).first()
@@ -227,6 +235,13 @@ class SqlStore:
             else:
                 s.add(MembershipRow(team_id=team_id, user_id=user_id, role=str(role)))
             return Membership(team=_team(team), user=_user(user), role=role)
+
+    def remove_member(self, team_id: str, user_id: str, audit: AuditRecord | None = None) -> None:
+        with self._tx(audit) as s:
+            row = s.get(MembershipRow, (team_id, user_id))
+            if row is None:
+                raise NotFound("membership not found")
+            s.delete(row)
 
     def list_members(self, team_id: str) -> list[Membership]:
         with self._tx() as s:
