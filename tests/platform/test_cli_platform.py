@@ -170,3 +170,35 @@ def test_clear_errors(api: LivePlatform, run: Callable[..., Any], home: Path) ->
     assert wrong.stderr.strip() == "error: email or password is wrong"
     unknown = run("auth", "use", "ghost", ok=False, config_dir=empty)
     assert "ghost" in unknown.stderr
+
+
+def test_platform_serve_runs_the_api_on_a_sqlite_file(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    from platform_support import free_port
+
+    port = free_port()
+    src = Path(__file__).resolve().parents[2] / "src"
+    env = {**os.environ, "PYTHONPATH": str(src), "MCP_RUNTIME_ADMIN_PASSWORD": "serve-admin-pw"}
+    env.pop("MCP_RUNTIME_DATABASE_URL", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mcp_runtime", "platform", "serve", "--data-dir", str(tmp_path / "data"),
+         "--port", str(port), "--log-level", "warning"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}/api/v1"
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        login = httpx.post(f"{url}/auth/login", json={"email": ADMIN_EMAIL, "password": "serve-admin-pw"})
+        assert login.status_code == 200
+        assert (tmp_path / "data" / "platform.db").is_file()
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
