@@ -123,8 +123,9 @@ def test_tutorial_auth_team_and_access(api: LivePlatform, run: Callable[..., Any
     run("access", "grant", "delete", "payments-to-globex", "--namespace", "mcp-team-acme", profile="alice")
     # bob no longer sees Acme's server at all; alice asks on Globex's behalf
     assert run(*explain, profile="bob", ok=False).returncode == 1
-    verdict = json.loads(run(*explain, "-o", "json", profile="alice").stdout)
-    assert verdict["allowed"] is False and verdict["reason"] == "no_matching_grant"
+    denied_now = run(*explain, "-o", "json", profile="alice", ok=False)
+    verdict = json.loads(denied_now.stdout)
+    assert denied_now.returncode == 1 and verdict["allowed"] is False and verdict["reason"] == "no_matching_grant"
     run("access", "grant", "apply", "--file", "grant-cross.yaml", profile="alice")
     assert run(*explain, profile="bob").stdout.startswith("ALLOW")
 

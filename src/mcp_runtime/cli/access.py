@@ -1,7 +1,8 @@
 """`mcp-runtime access`: grants and sessions (the gateway's policy inputs) and `explain`.
 
 One module holds the whole `access` group: the sub-apps `grant` and `session` carry both the
-platform commands (apply, list, get, ...) and the local scaffolding (`init`).
+platform commands (apply, list, get, ...) and the local scaffolding (`init`, in scaffold_access.py);
+`explain` asks the platform, or judges local files when given --metadata-dir/--grant-file/--session-file.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 import typer
 import yaml
 
+from mcp_runtime.cli import scaffold_access
 from mcp_runtime.cli.client import ApiCallError, ApiClient, client
 from mcp_runtime.cli.errors import CliError
 from mcp_runtime.cli.output import OutputFormat, OutputOption, emit
@@ -22,6 +24,8 @@ grant_app = typer.Typer(help="Access grants: who may call which tools of a serve
 session_app = typer.Typer(help="Agent sessions: consented trust, expiry, revocation.", no_args_is_help=True)
 app.add_typer(grant_app, name="grant")
 app.add_typer(session_app, name="session")
+grant_app.command("init")(scaffold_access.grant_init)
+session_app.command("init")(scaffold_access.session_init)
 
 NamespaceOption = typer.Option(None, "--namespace", "-n", help="Namespace (found by name when omitted).")
 FileOption = typer.Option(..., "--file", "-f", help="YAML file (from `access grant|session init`).")
@@ -223,32 +227,60 @@ def session_token(name: str, namespace: str | None = NamespaceOption,
 
 
 # explain ----------------------------------------------------------------------------------------
-EXPLAIN_FIELDS = ("allowed", "reason", "message", "server", "namespace", "tool", "matchedGrant",
-                  "matchedSession", "effectiveTrust", "requiredTrust", "sideEffect", "policyRevision")
 
 
 @app.command("explain")
 def explain(
-    server: str = typer.Option(..., "--server", help="Server name."),
-    tool: str = typer.Option(..., "--tool", help="Tool to ask about."),
-    namespace: str | None = typer.Option(None, "--namespace", "-n", help="Server namespace."),
-    agent_id: str | None = typer.Option(None, "--agent-id", help="Agent identity."),
-    human_id: str | None = typer.Option(None, "--human-id", help="Human identity (default: you)."),
+    tool: str = typer.Option(..., "--tool", help="The tool being called."),
+    server: str | None = typer.Option(None, "--server", help="Server name (local mode: default the only one)."),
+    namespace: str | None = typer.Option(None, "--namespace", "-n", help="Server namespace (platform mode)."),
+    agent_id: str | None = typer.Option(None, "--agent-id", help="Agent identity, e.g. cursor."),
+    human_id: str | None = typer.Option(None, "--human-id", help="Human identity (platform default: you)."),
     team_id: str | None = typer.Option(None, "--team-id", help="Team UUID the agent acts for."),
-    session: str | None = typer.Option(None, "--session", help="Judge with this session (name)."),
+    session: str | None = typer.Option(None, "--session", help="Platform mode: judge with this session (name)."),
+    metadata_dir: Path | None = typer.Option(None, "--metadata-dir",
+                                             help="Local mode: directory holding servers.yaml."),
+    grant_file: list[Path] | None = typer.Option(None, "--grant-file", metavar="FILE",
+                                                 help="Local mode: MCPAccessGrant YAML; repeat."),
+    session_file: Path | None = typer.Option(None, "--session-file", metavar="FILE",
+                                             help="Local mode: the caller's MCPAgentSession YAML."),
     output: OutputFormat = OutputOption,
 ) -> None:
-    """May this identity call this tool, and why: the gateway's evaluator on the server's current policy."""
+    """May this identity call this tool, and why: the gateway's evaluator decides.
+
+    Against the platform (default): the server's current compiled policy. With --metadata-dir,
+    --grant-file or --session-file: from local files (.mcp/servers.yaml plus the YAML given).
+    Without a session the caller is taken to hold a valid one (trust capped by the grants only).
+    Exit code 0 when the call is allowed, 1 when it is denied (or on bad input).
+    """
+    if metadata_dir is not None or grant_file or session_file is not None:
+        if namespace or session:
+            raise CliError("--namespace and --session ask the platform; local files carry their own",
+                           hint="drop them, or drop --metadata-dir/--grant-file/--session-file")
+        scaffold_access.explain(tool=tool, metadata_dir=metadata_dir or Path(".mcp"), grant_file=grant_file,
+                                session_file=session_file, server=server, agent_id=agent_id, team_id=team_id,
+                                human_id=human_id, output_format=output)
+        return
+    if not server:
+        raise CliError("--server is required to ask the platform",
+                       hint="or explain from local files with --metadata-dir and --grant-file")
     answer = client().post("runtime/explain", {
         "server": server, "namespace": namespace, "tool": tool, "agentID": agent_id, "humanID": human_id,
         "teamID": team_id, "session": session,
     })
     if output != OutputFormat.table:
         emit(answer, output)
-        return
+    else:
+        _print_explanation(answer)
+    if not answer["allowed"]:
+        raise typer.Exit(1)
+
+
+def _print_explanation(answer: dict[str, Any]) -> None:
     verdict = "ALLOW" if answer["allowed"] else "DENY"
     typer.echo(f"{verdict} ({answer['reason']}): {answer['message']}")
-    for key in EXPLAIN_FIELDS[4:]:
+    for key in ("server", "namespace", "tool", "matchedGrant", "matchedSession", "effectiveTrust",
+                "requiredTrust", "sideEffect", "policyRevision"):
         if answer.get(key):
             typer.echo(f"  {key}: {answer[key]}")
     if answer.get("sessionAssumed"):

@@ -12,7 +12,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # errors print as CliError's one line, not in a Rich panel
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
