@@ -126,3 +126,22 @@ def test_restart_loses_nothing(db_url: str, tmp_path: Path) -> None:
         again = live.call("GET", "/runtime/servers/mcp-team-keep/kept/policy", token=token).json()
         assert again["revision"] == revision
         assert any(e["name"] == "kept-grant" for e in live.call("GET", "/audit", token=token).json()["items"])
+
+
+def test_openapi_is_published_with_resource_schemas(world: World) -> None:
+    document = world.call("anonymous", "GET", "/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    body = document["paths"]["/api/v1/runtime/grants"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["$ref"] == "#/components/schemas/MCPAccessGrant"
+    assert "serverRef" in schemas["AccessGrantSpec"]["properties"]
+
+    def refs(node: object) -> list[str]:
+        if isinstance(node, dict):
+            found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+            return found + [r for value in node.values() for r in refs(value)]
+        if isinstance(node, list):
+            return [r for value in node for r in refs(value)]
+        return []
+
+    dangling = {r for r in refs(document) if r.removeprefix("#/components/schemas/") not in schemas}
+    assert not dangling

@@ -259,7 +259,9 @@ class AccessService:
     def _token_for(self, session: MCPAgentSession) -> str:
         now = utcnow()
         subject = session.spec.subject
-        expires_at = session.spec.expires_at or now + self.settings.session_default_ttl
+        # a token never outlives its session, nor the maximum token lifetime (re-issue with `session token`)
+        expires_at = min(session.spec.expires_at or now + self.settings.session_default_ttl,
+                         now + self.settings.session_max_ttl)
         claims = SessionClaims(
             session_id=session.metadata.name, namespace=session.metadata.namespace or "",
             server=session.spec.server_ref.name, human_id=subject.human_id, agent_id=subject.agent_id,

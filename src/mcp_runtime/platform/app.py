@@ -55,4 +55,23 @@ def create_app(settings: PlatformSettings | None = None, *, store: ControlPlaneS
         return {"status": "ok", "version": __version__}
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=platform.settings.max_body_bytes)
+    app.openapi = lambda: _openapi_with_resources(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi_with_resources(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document plus the resource schemas the grant and session bodies refer to."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        from mcp_runtime.resources import MCPAccessGrant, MCPAgentSession
+
+        document = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        components = document.setdefault("components", {}).setdefault("schemas", {})
+        for model in (MCPAccessGrant, MCPAgentSession):
+            schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+            for name, definition in schema.pop("$defs", {}).items():
+                components.setdefault(name, definition)
+            components[model.__name__] = schema
+        app.openapi_schema = document
+    return app.openapi_schema

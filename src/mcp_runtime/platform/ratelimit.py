@@ -18,7 +18,11 @@ class LoginRateLimiter:
     def retry_after(self, email: str, ip: str) -> int:
         """Seconds to wait before another attempt is allowed; 0 when allowed now."""
         with self._lock:
-            window = self._prune((email.lower(), ip))
+            key = (email.lower(), ip)
+            window = self._prune(key)
+            if not window:
+                del self._failures[key]  # keep only keys with recent failures: memory stays bounded by them
+                return 0
             if len(window) < self.max_failures:
                 return 0
             return max(1, int(window[0] + self.window - time.monotonic()) + 1)

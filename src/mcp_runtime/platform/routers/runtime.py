@@ -17,6 +17,12 @@ NamespaceQuery = Query(None, max_length=63, description="only this namespace")
 ResourceBody = Body(..., description="a Kubernetes-style resource (the YAML that `access ... init` writes)")
 
 
+def resource_body(kind: str) -> dict[str, Any]:
+    """OpenAPI for a body validated by `mcp_runtime.resources` (the schema lives in components)."""
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"$ref": f"#/components/schemas/{kind}"}}}}}
+
+
 def _items(resources: list[Any]) -> dict[str, Any]:
     return {"items": [dump_resource(r) for r in resources]}
 
@@ -60,7 +66,7 @@ def server_policy(namespace: str, name: str, caller: CallerDep, platform: Platfo
 
 
 # grants -----------------------------------------------------------------------------------------
-@router.post("/runtime/grants", status_code=201)
+@router.post("/runtime/grants", status_code=201, openapi_extra=resource_body("MCPAccessGrant"))
 def create_grant(caller: CallerDep, platform: PlatformDep, body: Any = ResourceBody) -> dict[str, Any]:
     return dump_resource(platform.access.create_grant(caller, body))
 
@@ -76,7 +82,7 @@ def get_grant(namespace: str, name: str, caller: CallerDep, platform: PlatformDe
     return dump_resource(platform.access.get_grant(caller, namespace, name))
 
 
-@router.put("/runtime/grants/{namespace}/{name}")
+@router.put("/runtime/grants/{namespace}/{name}", openapi_extra=resource_body("MCPAccessGrant"))
 def replace_grant(namespace: str, name: str, caller: CallerDep, platform: PlatformDep,
                   body: Any = ResourceBody) -> dict[str, Any]:
     return dump_resource(platform.access.replace_grant(caller, namespace, name, body))
@@ -103,7 +109,7 @@ def _session_answer(session: Any, token: str) -> dict[str, Any]:
             "expiresAt": session.spec.expires_at.isoformat() if session.spec.expires_at else None}
 
 
-@router.post("/runtime/sessions", status_code=201)
+@router.post("/runtime/sessions", status_code=201, openapi_extra=resource_body("MCPAgentSession"))
 def apply_session(caller: CallerDep, platform: PlatformDep, body: Any = ResourceBody) -> dict[str, Any]:
     """Admin: create a session from its YAML; the answer carries its session token."""
     return _session_answer(*platform.access.apply_session(caller, body))
@@ -120,7 +126,7 @@ def get_session(namespace: str, name: str, caller: CallerDep, platform: Platform
     return dump_resource(platform.access.get_session(caller, namespace, name))
 
 
-@router.put("/runtime/sessions/{namespace}/{name}")
+@router.put("/runtime/sessions/{namespace}/{name}", openapi_extra=resource_body("MCPAgentSession"))
 def replace_session(namespace: str, name: str, caller: CallerDep, platform: PlatformDep,
                     body: Any = ResourceBody) -> dict[str, Any]:
     return _session_answer(*platform.access.apply_session(
