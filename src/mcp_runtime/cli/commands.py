@@ -7,7 +7,9 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Mount every command group on the root app. Add one line per new group."""
-    from mcp_runtime.cli import access, auth, crds, platform_serve, server, team
+    from mcp_runtime.cli import access, auth, crds, platform_serve, server, team, up
+
+    app.command("up")(up.up)
 
     app.add_typer(auth.app, name="auth")
     app.add_typer(server.app, name="server")
