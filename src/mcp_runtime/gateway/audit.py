@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from mcp_runtime.sentinel.events import AnalyticsEvent
-
 if TYPE_CHECKING:
     from mcp_runtime.gateway.auth import Authenticated
     from mcp_runtime.policy import Decision, PolicyDocument
@@ -38,6 +36,10 @@ class Auditor:
 
     def __init__(self, emitter: Emitter | None) -> None:
         self.emitter = emitter
+        if emitter is not None:
+            from mcp_runtime.sentinel.events import AnalyticsEvent
+
+            self._event = AnalyticsEvent
 
     @property
     def enabled(self) -> bool:
@@ -65,7 +67,7 @@ class Auditor:
             return
         claims = caller.claims if caller is not None else None
         try:
-            event = AnalyticsEvent(
+            event = self._event(
                 trace_id=trace_id,
                 server=_clip(server, _NAME) or "unknown",
                 namespace=_clip(namespace, _NAME) or "default",
