@@ -1,0 +1,3 @@
+module workspace-assistant-mcp
+
+go 1.19

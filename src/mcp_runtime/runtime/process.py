@@ -1,0 +1,292 @@
+"""The process runtime: each deployed server runs as a local subprocess of `mcp-runtime up`.
+
+A server's `spec.run.command` starts in its working directory with `PORT` (a free port picked here)
+and `MCP_PATH` set. It counts as Ready once MCP `initialize` answers. A crash restarts it with
+capped exponential backoff; a server that dies before it is ever ready shows phase Error with the
+tail of its log, so the user sees why without digging for files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shlex
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mcp_runtime.resources import MCPServer, ServerPhase
+from mcp_runtime.runtime.discovery import DiscoveryError, probe_initialize
+
+log = logging.getLogger(__name__)
+
+LOG_TAIL_LINES = 2000
+READY_TIMEOUT = 60.0
+BACKOFF_START = 0.5
+BACKOFF_MAX = 30.0
+STABLE_AFTER = 30.0  # a process that ran this long resets the backoff
+
+
+@dataclass
+class RuntimeStatus:
+    """What the runtime reports about one server; the platform writes it into MCPServer.status."""
+
+    phase: ServerPhase
+    message: str
+    upstream_url: str | None = None
+    restarts: int = 0
+    pid: int | None = None
+
+
+StatusCallback = Callable[[str, str, RuntimeStatus], None]
+
+
+def pick_free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ManagedServer:
+    namespace: str
+    name: str
+    command: list[str]
+    working_dir: Path
+    mcp_path: str
+    env: dict[str, str]
+    log_file: Path
+    port: int = 0
+    process: asyncio.subprocess.Process | None = None
+    task: asyncio.Task[None] | None = None
+    lines: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_TAIL_LINES))
+    listeners: set[asyncio.Queue[str]] = field(default_factory=set)
+    restarts: int = 0
+    stopping: bool = False
+    status: RuntimeStatus = field(default_factory=lambda: RuntimeStatus(ServerPhase.pending, "starting"))
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+    @property
+    def upstream_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.mcp_path}"
+
+    def tail(self, count: int = 20) -> list[str]:
+        return list(self.lines)[-count:]
+
+
+class ProcessRuntimeError(ValueError):
+    """A server the process runtime cannot run; the message says what to change."""
+
+
+class ProcessRuntime:
+    """Runs, supervises and stops server subprocesses. One instance per `mcp-runtime up`."""
+
+    def __init__(self, data_dir: Path, on_status: StatusCallback | None = None,
+                 ready_timeout: float = READY_TIMEOUT) -> None:
+        self.log_dir = data_dir / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._on_status = on_status
+        self._servers: dict[tuple[str, str], ManagedServer] = {}
+        self._ready_timeout = ready_timeout
+
+    # --- the interface the platform uses -------------------------------------------------------
+
+    async def deploy(self, server: MCPServer) -> None:
+        """Start (or restart with the new spec) the server's process. Returns at once; see status."""
+        namespace = server.metadata.namespace or "default"
+        managed = self._build(server, namespace)
+        await self.delete(namespace, server.metadata.name)
+        self._servers[managed.key] = managed
+        managed.task = asyncio.create_task(self._supervise(managed), name=f"run {namespace}/{managed.name}")
+
+    async def delete(self, namespace: str, name: str) -> None:
+        managed = self._servers.pop((namespace, name), None)
+        if managed is None:
+            return
+        managed.stopping = True
+        await self._terminate(managed)
+        if managed.task is not None:
+            managed.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await managed.task
+
+    async def shutdown(self) -> None:
+        """Stop every server (Ctrl-C on `up`): SIGTERM, then SIGKILL after a grace period."""
+        await asyncio.gather(*(self.delete(ns, name) for ns, name in list(self._servers)))
+
+    def upstream_url(self, namespace: str, name: str) -> str | None:
+        managed = self._servers.get((namespace, name))
+        return managed.upstream_url if managed and managed.port else None
+
+    def status(self, namespace: str, name: str) -> RuntimeStatus | None:
+        managed = self._servers.get((namespace, name))
+        return managed.status if managed else None
+
+    def logs(self, namespace: str, name: str, tail: int = 200) -> list[str]:
+        managed = self._servers.get((namespace, name))
+        if managed is not None:
+            return managed.tail(tail)
+        path = self._log_path(namespace, name)
+        if path.exists():
+            return path.read_text(errors="replace").splitlines()[-tail:]
+        return []
+
+    async def follow(self, namespace: str, name: str) -> AsyncIterator[str]:
+        """Yield new log lines as the process writes them, until the server is deleted."""
+        managed = self._servers.get((namespace, name))
+        if managed is None:
+            return
+        queue: asyncio.Queue[str] = asyncio.Queue(maxsize=10_000)
+        managed.listeners.add(queue)
+        try:
+            while managed.key in self._servers:
+                try:
+                    yield await asyncio.wait_for(queue.get(), timeout=1.0)
+                except TimeoutError:
+                    continue
+        finally:
+            managed.listeners.discard(queue)
+
+    # --- supervision ---------------------------------------------------------------------------
+
+    def _log_path(self, namespace: str, name: str) -> Path:
+        return self.log_dir / f"{namespace}__{name}.log"
+
+    def _build(self, server: MCPServer, namespace: str) -> ManagedServer:
+        run = server.spec.run
+        if run is None:
+            raise ProcessRuntimeError(
+                f"server {server.metadata.name!r} has no run command: the process runtime starts servers "
+                "from `run.command`; deploy with --run \"python app.py\" (or `server init --run`), "
+                "or use a container runtime"
+            )
+        try:
+            command = shlex.split(run.command)
+        except ValueError as exc:
+            raise ProcessRuntimeError(f"run command {run.command!r} cannot be parsed: {exc}") from None
+        working_dir = Path(run.working_dir or ".").expanduser()
+        if not working_dir.is_dir():
+            raise ProcessRuntimeError(
+                f"run.workingDir {str(working_dir)!r} of server {server.metadata.name!r} is not a directory "
+                "on this machine; run `server deploy` from the server's directory or fix workingDir"
+            )
+        if command and command[0] in ("python", "python3"):
+            command[0] = sys.executable  # the interpreter of `up`, which has the SDK installed
+        env = {var.name: var.value for var in server.spec.env_vars}
+        return ManagedServer(
+            namespace=namespace, name=server.metadata.name, command=command, working_dir=working_dir.resolve(),
+            mcp_path=server.spec.ingress_path or f"/{server.metadata.name}/mcp", env=env,
+            log_file=self._log_path(namespace, server.metadata.name),
+        )
+
+    def _report(self, managed: ManagedServer, phase: ServerPhase, message: str) -> None:
+        managed.status = RuntimeStatus(phase, message, managed.upstream_url if managed.port else None,
+                                       managed.restarts, managed.process.pid if managed.process else None)
+        if self._on_status is not None:
+            try:
+                self._on_status(managed.namespace, managed.name, managed.status)
+            except Exception:  # a status sink failing must not kill supervision
+                log.exception("status callback failed for %s/%s", managed.namespace, managed.name)
+
+    async def _supervise(self, managed: ManagedServer) -> None:
+        backoff = BACKOFF_START
+        ever_ready = False
+        while not managed.stopping:
+            managed.port = pick_free_port()
+            started = time.monotonic()
+            self._report(managed, ServerPhase.pending, f"starting: {' '.join(managed.command)}")
+            try:
+                await self._start(managed)
+            except OSError as exc:
+                self._note(managed, f"[mcp-runtime] cannot start {managed.command[0]!r}: {exc.strerror or exc}")
+                self._report(managed, ServerPhase.error, self._error_message(managed, "could not start"))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
+            assert managed.process is not None
+            pump = asyncio.create_task(self._pump(managed))
+            ready = await self._wait_ready(managed)
+            if ready:
+                ever_ready = True
+                self._report(managed, ServerPhase.ready, f"serving on {managed.upstream_url}")
+            code = await managed.process.wait()
+            await pump
+            if managed.stopping:
+                break
+            managed.restarts += 1
+            self._note(managed, f"[mcp-runtime] process exited with code {code}; restarting in {backoff:.1f}s")
+            if time.monotonic() - started > STABLE_AFTER:
+                backoff = BACKOFF_START
+            what = "crashed" if ever_ready else "exited before it answered MCP initialize"
+            self._report(managed, ServerPhase.error, self._error_message(managed, f"{what} (exit code {code})"))
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _error_message(self, managed: ManagedServer, what: str) -> str:
+        tail = [line for line in managed.tail(12) if not line.startswith("[mcp-runtime]")][-8:]
+        return f"{what}; last log lines:\n" + "\n".join(tail) if tail else what
+
+    async def _start(self, managed: ManagedServer) -> None:
+        env = {**os.environ, **managed.env, "PORT": str(managed.port), "MCP_PATH": managed.mcp_path,
+               "HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
+        managed.process = await asyncio.create_subprocess_exec(
+            *managed.command, cwd=managed.working_dir, env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+        )
+        self._note(managed, f"[mcp-runtime] started pid {managed.process.pid} on port {managed.port}")
+
+    async def _pump(self, managed: ManagedServer) -> None:
+        assert managed.process is not None and managed.process.stdout is not None
+        while True:
+            raw = await managed.process.stdout.readline()
+            if not raw:
+                return
+            self._note(managed, raw.decode(errors="replace").rstrip("\n"))
+
+    def _note(self, managed: ManagedServer, line: str) -> None:
+        managed.lines.append(line)
+        with managed.log_file.open("a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+        for queue in list(managed.listeners):
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(line)
+
+    async def _wait_ready(self, managed: ManagedServer) -> bool:
+        assert managed.process is not None
+        deadline = time.monotonic() + self._ready_timeout
+        delay = 0.05
+        while time.monotonic() < deadline and managed.process.returncode is None and not managed.stopping:
+            try:
+                await probe_initialize(managed.upstream_url, timeout=2.0)
+                return True
+            except DiscoveryError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+        if managed.process.returncode is None and not managed.stopping:
+            self._report(managed, ServerPhase.error,
+                         self._error_message(managed, f"no MCP answer on {managed.upstream_url} after "
+                                                      f"{self._ready_timeout:.0f}s"))
+        return False
+
+    async def _terminate(self, managed: ManagedServer, grace: float = 5.0) -> None:
+        process = managed.process
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), timeout=grace)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()

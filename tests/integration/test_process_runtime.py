@@ -1,0 +1,107 @@
+"""The process runtime runs real server subprocesses: ready by MCP initialize, errors with log tails."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from mcp_runtime.resources import MCPServer, ServerPhase
+from mcp_runtime.runtime.discovery import discover_tools
+from mcp_runtime.runtime.process import ProcessRuntime, ProcessRuntimeError, RuntimeStatus
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data-utility-mcp"
+
+
+def _server(name: str, command: str | None, working_dir: Path = EXAMPLE) -> MCPServer:
+    spec: dict[str, object] = {"image": name, "tools": [{"name": "echo", "sideEffect": "read"}]}
+    if command is not None:
+        spec["run"] = {"command": command, "workingDir": str(working_dir)}
+    return MCPServer.model_validate({"metadata": {"name": name, "namespace": "mcp-team-acme"}, "spec": spec})
+
+
+async def _until(check: Callable[[], bool], timeout: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
+def _run(coro: Callable[[ProcessRuntime, list[tuple[str, RuntimeStatus]]], Awaitable[None]], tmp: Path) -> None:
+    async def main() -> None:
+        seen: list[tuple[str, RuntimeStatus]] = []
+        runtime = ProcessRuntime(tmp, on_status=lambda ns, name, st: seen.append((name, st)), ready_timeout=20)
+        try:
+            await coro(runtime, seen)
+        finally:
+            await runtime.shutdown()
+
+    asyncio.run(main())
+
+
+def test_server_becomes_ready_and_serves_mcp_on_its_route(tmp_path: Path) -> None:
+    async def scenario(runtime: ProcessRuntime, seen: list[tuple[str, RuntimeStatus]]) -> None:
+        await runtime.deploy(_server("payments", "python app.py"))
+        await _until(lambda: (st := runtime.status("mcp-team-acme", "payments")) is not None
+                     and st.phase == ServerPhase.ready)
+        url = runtime.upstream_url("mcp-team-acme", "payments")
+        assert url is not None and url.endswith("/payments/mcp")  # MCP_PATH is the public route
+        tools = await discover_tools(url)
+        assert "add" in {t.name for t in tools}
+        phases = [st.phase for name, st in seen if name == "payments"]
+        assert phases[0] == ServerPhase.pending and phases[-1] == ServerPhase.ready
+        assert any("started pid" in line for line in runtime.logs("mcp-team-acme", "payments"))
+
+    _run(scenario, tmp_path)
+
+
+def test_command_that_exits_at_once_shows_error_with_log_tail(tmp_path: Path) -> None:
+    async def scenario(runtime: ProcessRuntime, seen: list[tuple[str, RuntimeStatus]]) -> None:
+        cmd = f"{sys.executable} -c \"import sys; print('missing DATABASE_URL'); sys.exit(3)\""
+        await runtime.deploy(_server("broken", cmd))
+        await _until(lambda: (st := runtime.status("mcp-team-acme", "broken")) is not None
+                     and st.phase == ServerPhase.error)
+        status = runtime.status("mcp-team-acme", "broken")
+        assert status is not None
+        assert "exit code 3" in status.message and "missing DATABASE_URL" in status.message
+        log_file = tmp_path / "logs" / "mcp-team-acme__broken.log"
+        assert "missing DATABASE_URL" in log_file.read_text()
+
+    _run(scenario, tmp_path)
+
+
+def test_crash_is_restarted_and_delete_stops_the_process(tmp_path: Path) -> None:
+    async def scenario(runtime: ProcessRuntime, seen: list[tuple[str, RuntimeStatus]]) -> None:
+        await runtime.deploy(_server("payments", "python app.py"))
+        await _until(lambda: (st := runtime.status("mcp-team-acme", "payments")) is not None
+                     and st.phase == ServerPhase.ready)
+        first = runtime.status("mcp-team-acme", "payments")
+        assert first is not None and first.pid is not None
+        os.kill(first.pid, signal.SIGKILL)
+        await _until(lambda: (st := runtime.status("mcp-team-acme", "payments")) is not None
+                     and st.phase == ServerPhase.ready and st.pid != first.pid)
+        second = runtime.status("mcp-team-acme", "payments")
+        assert second is not None and second.restarts == 1 and second.pid is not None
+        await runtime.delete("mcp-team-acme", "payments")
+        assert runtime.status("mcp-team-acme", "payments") is None
+        with pytest.raises(ProcessLookupError):
+            os.kill(second.pid, 0)
+
+    _run(scenario, tmp_path)
+
+
+def test_server_without_run_command_is_refused_with_a_fix(tmp_path: Path) -> None:
+    async def scenario(runtime: ProcessRuntime, seen: list[tuple[str, RuntimeStatus]]) -> None:
+        with pytest.raises(ProcessRuntimeError, match="--run"):
+            await runtime.deploy(_server("noimage", None))
+        with pytest.raises(ProcessRuntimeError, match="not a directory"):
+            await runtime.deploy(_server("nowhere", "python app.py", tmp_path / "missing"))
+
+    _run(scenario, tmp_path)
