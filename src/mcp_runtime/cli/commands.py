@@ -7,6 +7,7 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Mount every command group on the root app. Add one line per new group."""
-    from mcp_runtime.cli import crds
+    from mcp_runtime.cli import crds, gateway
 
     app.add_typer(crds.app, name="crds")
+    app.add_typer(gateway.app, name="gateway")

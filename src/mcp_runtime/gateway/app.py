@@ -368,10 +368,7 @@ class Gateway:
                 ex.bytes_out = await self._json(send, 200, denials if is_batch else denials[0])
             return
 
-        if len(forward) == len(messages):
-            upstream_body = body
-        else:
-            upstream_body = jsonrpc.dumps([m.raw for m in forward])
+        upstream_body = body if len(forward) == len(messages) else jsonrpc.dumps([m.raw for m in forward])
         headers = self._upstream_headers(route, scope, caller)
         try:
             response = await route.pool.request(b"POST", self._target(route, scope), headers, upstream_body)
