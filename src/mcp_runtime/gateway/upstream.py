@@ -132,6 +132,7 @@ class _Connection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._complete = False
         self._framed = False
+        self._keep_alive = False
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -181,6 +182,8 @@ class _Connection(asyncio.Protocol):
         response.status = self._parser.get_status_code()
         response.headers = self._headers
         self._framed = any(k in (b"content-length", b"transfer-encoding") for k, _ in self._headers)
+        # Asked now: after the message is complete the parser has reset and always answers False.
+        self._keep_alive = self._parser.should_keep_alive()
         if self._head is not None and not self._head.done():
             self._head.set_result(None)
 
@@ -222,7 +225,7 @@ class _Connection(asyncio.Protocol):
     def response_done(self, *, reuse: bool) -> None:
         self._response = None
         self.resume()
-        if reuse and self._complete and not self.closed and self._parser.should_keep_alive():
+        if reuse and self._complete and self._keep_alive and not self.closed:
             self._pool._release(self)
         else:
             self.close()
