@@ -25,6 +25,7 @@ def uvicorn_config(gateway: Gateway, host: str, port: int, **overrides: Any) -> 
         "access_log": False,
         "server_header": False,
         "date_header": False,
+        "proxy_headers": False,  # identity comes from tokens; the client address is not used
         "log_level": "warning",
         "timeout_graceful_shutdown": 5,
     }
