@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fixtures.gateway import EchoUpstream, serve_app, serve_gateway, standard_kit
 
-from mcp_runtime.gateway import FilePolicySource, InProcessPolicySource
+from mcp_runtime.gateway import FilePolicySource, Gateway, GatewayRoute, InProcessPolicySource, JwksFile
 
 JSON = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 
@@ -128,3 +128,26 @@ def test_in_process_push_revokes_immediately(upstream: str) -> None:
         assert not source.push(b"not json")
         assert source.last_error and "not JSON" in source.last_error
         assert outcome(client, url, token, "echo") == "session_revoked"
+
+
+def test_rotated_jwks_file_is_picked_up(upstream: str, tmp_path: Path) -> None:
+    """After the platform rotates its signing key, tokens signed with the new key verify."""
+    kit = standard_kit()
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(kit.keyring.jwks()))
+    keys = JwksFile(jwks)
+    gateway = Gateway([GatewayRoute(upstream=upstream, policy=InProcessPolicySource(kit.document()), keys=keys,
+                                    path="/mcp")])
+    with serve_app(gateway) as base, httpx.Client(timeout=5) as client:
+        url = base + "/mcp"
+        assert outcome(client, url, kit.token("s-cursor", "cursor"), "echo") == "allowed"
+        kit.keyring.rotate()
+        rotated = kit.token("s-cursor", "cursor")
+        assert outcome(client, url, rotated, "echo") == "unknown_key"
+        write_atomically(jwks, json.dumps(kit.keyring.jwks()).encode())
+        value, _ = wait_for(lambda: outcome(client, url, rotated, "echo"), "allowed", 5.0)
+        assert value == "allowed"
+        jwks.write_text("{broken")  # a bad update keeps the keys in use
+        wait_for(lambda: str(keys.last_error is not None), "True", 2.0)
+        assert keys.last_error
+        assert outcome(client, url, rotated, "echo") == "allowed"

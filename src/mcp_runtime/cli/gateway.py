@@ -40,7 +40,7 @@ def run(
     policy_file: Path = typer.Option(..., "--policy-file", metavar="FILE",
                                      help="Compiled policy document (JSON); reloaded when it changes."),
     jwks_file: Path = typer.Option(..., "--jwks-file", metavar="FILE",
-                                   help="The platform's public keys (JWKS) that session tokens are verified with."),
+                                   help="Public keys (JWKS) session tokens are checked with; reloaded on change."),
     listen: str = typer.Option(DEFAULT_LISTEN, "--listen", metavar="HOST:PORT", help="Address to serve on."),
     path: str = typer.Option("/mcp", "--path", help="Public MCP path (the server's ingress path)."),
     server: str | None = typer.Option(None, "--server", help="Server name (default: from the policy)."),
@@ -65,8 +65,9 @@ def run(
     Also serves /healthz, /readyz, /config/status and /metrics.
     """
     from mcp_runtime.gateway import FilePolicySource, Gateway, GatewayRoute
+    from mcp_runtime.gateway.keys_source import JwksFile
     from mcp_runtime.gateway.server import serve
-    from mcp_runtime.security import KeyRingError, PublicKeySet
+    from mcp_runtime.security import KeyRingError
 
     host, port = _listen(listen)
     if not upstream.startswith(("http://", "https://")):
@@ -75,7 +76,7 @@ def run(
     _readable(policy_file, "policy file", "--policy-file")
     _readable(jwks_file, "JWKS file", "--jwks-file")
     try:
-        keys = PublicKeySet.load_jwks_file(jwks_file)
+        keys = JwksFile(jwks_file)
     except KeyRingError as exc:
         raise CliError(f"JWKS file {jwks_file} is not usable: {exc}", hint="check --jwks-file") from None
     source = FilePolicySource(policy_file)

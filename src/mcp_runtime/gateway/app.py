@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from mcp_runtime.gateway import jsonrpc
 from mcp_runtime.gateway.audit import Auditor, trace_id_from
 from mcp_runtime.gateway.auth import Authenticated, extract_token
+from mcp_runtime.gateway.keys_source import JwksFile
 from mcp_runtime.gateway.metrics import GatewayMetrics
 from mcp_runtime.gateway.routes import BoundRoute, GatewayRoute, RouteTable
 from mcp_runtime.gateway.sse import SseRewriter, sse_event
@@ -131,14 +132,13 @@ class Gateway:
         """Mount a server while running (process runtime); its policy source starts watching."""
         bound = self._add(route)
         if self._started:
-            await route.policy.start()
+            await self._start_route(bound)
         return bound
 
     async def remove_route(self, path: str) -> None:
         bound = self.routes.remove(path)
         if bound is not None:
-            await bound.source.stop()
-            await bound.pool.aclose()
+            await self._stop_route(bound)
 
     async def start(self) -> None:
         if self._started:
@@ -147,15 +147,27 @@ class Gateway:
         if self.emitter is not None:
             await self.emitter.start()
         for bound in self.routes:
-            await bound.source.start()
+            await self._start_route(bound)
+
+    @staticmethod
+    async def _start_route(bound: BoundRoute) -> None:
+        await bound.source.start()
+        if isinstance(bound.config.keys, JwksFile):
+            await bound.config.keys.start()
+
+    @staticmethod
+    async def _stop_route(bound: BoundRoute) -> None:
+        await bound.source.stop()
+        if isinstance(bound.config.keys, JwksFile):
+            await bound.config.keys.stop()
+        await bound.pool.aclose()
 
     async def close(self) -> None:
         if not self._started:
             return
         self._started = False
         for bound in self.routes:
-            await bound.source.stop()
-            await bound.pool.aclose()
+            await self._stop_route(bound)
         if self.emitter is not None:
             await self.emitter.close()
 

@@ -7,14 +7,14 @@ document arrives the route fails closed (503 `policy_unavailable`).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from mcp_runtime.gateway.filewatch import FileWatcher
 
 if TYPE_CHECKING:
     from mcp_runtime.policy import PolicyDocument
@@ -117,8 +117,7 @@ class InProcessPolicySource(PolicySource):
 class FilePolicySource(PolicySource):
     """A policy file (a ConfigMap mount in Kubernetes), reloaded on file-system events.
 
-    The parent directory is watched, so atomic replacements (write + rename) and ConfigMap symlink
-    swaps are seen, not only in-place writes. Events are debounced for a few milliseconds.
+    See `FileWatcher`: atomic replacements and ConfigMap symlink swaps are seen too.
     """
 
     kind = "file"
@@ -127,8 +126,7 @@ class FilePolicySource(PolicySource):
         super().__init__()
         self.path = Path(path)
         self._debounce_ms = debounce_ms
-        self._task: asyncio.Task[None] | None = None
-        self._stop: asyncio.Event | None = None  # created in start(), on the running loop
+        self._watcher: FileWatcher | None = None
         self._last_bytes: bytes | None = None
 
     def describe(self) -> str:
@@ -153,38 +151,12 @@ class FilePolicySource(PolicySource):
         return True
 
     async def start(self) -> None:
-        if self._task is not None:
-            return
-        self.load()
-        self._stop = asyncio.Event()
-        self._task = asyncio.create_task(self._watch(), name=f"policy-watch:{self.path}")
-
-    async def _watch(self) -> None:
-        from watchfiles import awatch
-
-        assert self._stop is not None
-        directory = self.path.parent
-        while not self._stop.is_set():
-            try:
-                async for _changes in awatch(directory, stop_event=self._stop, debounce=self._debounce_ms,
-                                             step=10, recursive=False, ignore_permission_denied=True,
-                                             watch_filter=None):
-                    self.load()
-            except Exception as exc:  # the directory vanished, inotify limits, ...
-                self._reject(f"cannot watch {directory}: {exc}")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), 1.0)
-                self.load()
+        if self._watcher is None:
+            self.load()
+            self._watcher = FileWatcher(self.path, self.load, self._reject, debounce_ms=self._debounce_ms)
+            await self._watcher.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is None:
-            return
-        assert self._stop is not None
-        self._stop.set()
-        try:
-            await asyncio.wait_for(task, 2.0)
-        except (TimeoutError, asyncio.CancelledError):
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            await watcher.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mcp_runtime.gateway.auth import TokenVerifier
+from mcp_runtime.gateway.keys_source import JwksFile
 from mcp_runtime.gateway.policy_source import PolicySource
 from mcp_runtime.gateway.upstream import UpstreamPool
 from mcp_runtime.security import PublicKeySet, session_audience
@@ -22,8 +23,8 @@ class GatewayRoute:
     upstream: str
     """Upstream MCP endpoint, e.g. `http://127.0.0.1:8088/mcp`."""
     policy: PolicySource
-    keys: PublicKeySet
-    """Public keys session tokens are verified with (the platform's JWKS)."""
+    keys: PublicKeySet | JwksFile
+    """Public keys session tokens are verified with (the platform's JWKS; a JwksFile follows rotation)."""
     server: str | None = None
     """Server name; defaults to the one in the policy document."""
     namespace: str | None = None
@@ -53,7 +54,13 @@ class BoundRoute:
 
     @classmethod
     def bind(cls, route: GatewayRoute) -> BoundRoute:
-        return cls(config=route, pool=UpstreamPool(route.upstream), verifier=TokenVerifier(route.keys),
+        keys = route.keys
+        if isinstance(keys, JwksFile):
+            bound = cls(config=route, pool=UpstreamPool(route.upstream), verifier=TokenVerifier(keys.keys),
+                        path=route.public_path())
+            keys.add_listener(bound.set_keys)
+            return bound
+        return cls(config=route, pool=UpstreamPool(route.upstream), verifier=TokenVerifier(keys),
                    path=route.public_path())
 
     @property
@@ -80,7 +87,6 @@ class BoundRoute:
 
     def set_keys(self, keys: PublicKeySet) -> None:
         """New verifier keys (JWKS rotation): forget tokens verified with the old ones."""
-        self.config.keys = keys
         self.verifier = TokenVerifier(keys)
 
 
