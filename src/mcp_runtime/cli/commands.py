@@ -7,7 +7,9 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Mount every command group on the root app. Add one line per new group."""
-    from mcp_runtime.cli import crds, gateway
+    from mcp_runtime.cli import access, crds, gateway, server
 
+    app.add_typer(server.app, name="server")
+    app.add_typer(access.app, name="access")
     app.add_typer(crds.app, name="crds")
     app.add_typer(gateway.app, name="gateway")
