@@ -76,7 +76,7 @@ def process(argv: list[str], ready_url: str, *, extra_env: dict[str, str] | None
                 err = proc.stderr.read().decode() if proc.stderr else ""
                 raise RuntimeError(f"{argv[:4]} did not start: {err}")
             time.sleep(0.05)
-        yield
+        yield proc
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -124,6 +124,14 @@ class Run:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0
+    cpu_us_per_request: float | None = None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc), to report CPU per request."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -151,7 +159,8 @@ def wrk(url: str, headers: dict[str, str], body: str, concurrency: int, duration
     count = int(errors.group(1)) if errors else 0
     if socket_errors:
         count += sum(int(x) for x in socket_errors.groups())
-    return Run(rps, p50, p99, count)
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return Run(rps, p50, p99, count, total)
 
 
 def mcp_session(url: str, headers: dict[str, str]) -> dict[str, str]:
@@ -184,7 +193,7 @@ def bench_upstream(name: str, upstream_argv: list[str], upstream_env: dict[str, 
     results = []
     with process(upstream_argv, upstream_url,
                  extra_env={**upstream_env, "PORT": str(up_port)}, cwd=cwd), \
-            process(gateway_argv, f"http://127.0.0.1:{gw_port}/readyz", ready_status=200):
+            process(gateway_argv, f"http://127.0.0.1:{gw_port}/readyz", ready_status=200) as gateway:
         session = mcp_session(gateway_url, {**base_headers, **auth}) if needs_session else {}
         direct_headers = {**base_headers, **session}
         gateway_headers = {**base_headers, **auth, **session}
@@ -194,11 +203,14 @@ def bench_upstream(name: str, upstream_argv: list[str], upstream_env: dict[str, 
             wrk(upstream_url, direct_headers, body, c, 1, workdir)  # warm up both paths
             wrk(gateway_url, gateway_headers, body, c, 1, workdir)
             direct = wrk(upstream_url, direct_headers, body, c, duration, workdir)
+            before = cpu_seconds(gateway.pid)
             governed = wrk(gateway_url, gateway_headers, body, c, duration, workdir)
+            governed.cpu_us_per_request = (cpu_seconds(gateway.pid) - before) / max(governed.requests, 1) * 1e6
             results.append((c, direct, governed))
             print(f"  {name:<14} c={c:<3} direct {direct.rps:8.0f} req/s p50 {direct.p50_ms:6.3f} ms "
                   f"p99 {direct.p99_ms:6.3f} ms | gateway {governed.rps:8.0f} req/s p50 {governed.p50_ms:6.3f} ms "
-                  f"p99 {governed.p99_ms:6.3f} ms | errors {direct.errors}/{governed.errors}", flush=True)
+                  f"p99 {governed.p99_ms:6.3f} ms, {governed.cpu_us_per_request:.0f} us CPU/call | "
+                  f"errors {direct.errors}/{governed.errors}", flush=True)
     return results
 
 
@@ -226,11 +238,12 @@ def main() -> int:
                 "fast", [sys.executable, str(REPO / "bench" / "fast_upstream.py")], {}, None, keyring, workdir,
                 args.concurrency, args.duration, needs_session=False)
 
-    print("\nupstream        conc   direct/s  gateway/s  ratio   added p50   added p99")
+    print("\nupstream        conc   direct/s  gateway/s  ratio   added p50   added p99  gateway CPU/call")
     for name, rows in table.items():
         for c, direct, governed in rows:
             print(f"{name:<14} {c:>5} {direct.rps:>10.0f} {governed.rps:>10.0f} {governed.rps / direct.rps:>6.0%} "
-                  f"{governed.p50_ms - direct.p50_ms:>8.3f} ms {governed.p99_ms - direct.p99_ms:>8.3f} ms")
+                  f"{governed.p50_ms - direct.p50_ms:>8.3f} ms {governed.p99_ms - direct.p99_ms:>8.3f} ms "
+                  f"{governed.cpu_us_per_request or 0:>10.0f} us")
     print("\ntargets (DESIGN.md section 15):")
     ok = True
     for name, rows in table.items():

@@ -5,6 +5,7 @@ Both upstream answer modes run: SSE streams (the SDK default) and plain JSON (`M
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,8 +25,12 @@ def governed(request: pytest.FixtureRequest) -> Iterator[tuple[str, PolicyKit]]:
     """(gateway URL, policy kit) in front of a data-utility server in SSE or JSON mode."""
     kit = standard_kit()
     with run_data_utility_server(json_response=request.param == "json") as upstream, \
-            serve_gateway(upstream.url, kit) as (url, _gateway):
+            serve_gateway(upstream.url, kit) as (url, gateway):
+        GATEWAYS[url] = gateway
         yield url, kit
+
+
+GATEWAYS: dict[str, Any] = {}
 
 
 async def _with_session(url: str, token: str, body: Any) -> Any:
@@ -150,6 +155,12 @@ def test_sse_events_arrive_one_by_one_not_buffered(governed: tuple[str, PolicyKi
                     first = line
                     break
         assert '"notifications/progress"' in first and '"progress":1' in first.replace(" ", "")
+    # The client left mid-stream: the gateway notices and drops that upstream connection.
+    [route] = list(GATEWAYS[url].routes)
+    deadline = time.monotonic() + 5
+    while len(route.pool._all) > len(route.pool._idle) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(route.pool._all) == len(route.pool._idle), "an upstream stream outlived its client"
 
 
 def test_get_stream_and_delete_pass_through(governed: tuple[str, PolicyKit]) -> None:

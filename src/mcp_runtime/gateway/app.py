@@ -41,6 +41,8 @@ MAX_BODY = 1024 * 1024
 """Largest request body accepted (1 MiB); larger ones get 413 without being read."""
 MAX_REWRITE = 16 * 1024 * 1024
 """Largest JSON answer the gateway reads whole to rewrite (a filtered tools/list, a merged batch)."""
+DISCONNECT_WATCH_AFTER = 0.5
+"""Seconds a streamed answer runs before the gateway starts watching for the client to go away."""
 
 # Never forwarded upstream: hop-by-hop headers, the client's credentials and identity claims, the
 # client's Host (the upstream's own is sent), lengths we recompute, encodings we could not rewrite.
@@ -544,9 +546,14 @@ class Gateway:
 
     async def _stream(self, response: UpstreamResponse, send: Send, receive: Receive, status: int,
                       headers: list[tuple[bytes, bytes]], rewriter: SseRewriter | None, tail: bytes) -> int:
-        """Relay a body as it arrives; stop (and drop the upstream connection) when the client leaves."""
+        """Relay a body as it arrives; stop (and drop the upstream connection) when the client leaves.
+
+        Most streams (a tool call's SSE answer) end within milliseconds, so the task that watches for
+        the client going away is only started once a stream has lasted `DISCONNECT_WATCH_AFTER`.
+        """
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        watcher = asyncio.ensure_future(_watch_disconnect(receive, response))
+        watch = _DisconnectWatch(receive, response)
+        timer = asyncio.get_running_loop().call_later(DISCONNECT_WATCH_AFTER, watch.start)
         sent = 0
         try:
             async for chunk in response.chunks():
@@ -560,14 +567,13 @@ class Gateway:
                 await send({"type": "http.response.body", "body": rest, "more_body": True})
                 sent += len(rest)
         except UpstreamError as exc:
-            if not watcher.done():
+            if not watch.client_left:
                 log.warning("upstream stream ended abnormally: %s", exc)
         except OSError:
             response.abort()
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            timer.cancel()
+            await watch.stop()
         with contextlib.suppress(OSError):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         return sent
@@ -615,12 +621,35 @@ class Gateway:
         return 502
 
 
-async def _watch_disconnect(receive: Receive, response: UpstreamResponse) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            response.abort()
-            return
+class _DisconnectWatch:
+    """Waits for `http.disconnect` and then aborts the upstream stream (started on demand)."""
+
+    __slots__ = ("_receive", "_response", "_task", "client_left")
+
+    def __init__(self, receive: Receive, response: UpstreamResponse) -> None:
+        self._receive = receive
+        self._response = response
+        self._task: asyncio.Task[None] | None = None
+        self.client_left = False
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self.client_left = True
+                self._response.abort()
+                return
+
+    async def stop(self) -> None:
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def _filter_tools(message: Any, list_ids: set[str], allowed: set[str]) -> Any | None:
