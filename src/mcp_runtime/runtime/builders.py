@@ -42,15 +42,34 @@ class Builder:
         return [*cmd, str(context)]
 
 
+BUILDER_ENV = "MCP_RUNTIME_BUILDER"
+
+
+def _docker_answers(path: str) -> bool:
+    try:
+        return subprocess.run([path, "version", "--format", "{{.Server.Version}}"], capture_output=True,
+                              timeout=10, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 def find_builder(preferred: str | None = None) -> Builder:
-    """The first of docker, podman, buildah on PATH (or `preferred`); a clear error when none is."""
-    names = (preferred,) if preferred else BUILDERS
-    for name in names:
-        path = shutil.which(name)
-        if path:
-            return Builder(name, path)
-    wanted = preferred or "docker, podman or buildah"
-    raise BuildError(f"no image builder found: install {wanted} (Debian: apt-get install podman) and try again")
+    """`preferred` (or $MCP_RUNTIME_BUILDER), else the first of docker (when its daemon answers), podman,
+    buildah on PATH; a clear error when there is none."""
+    preferred = preferred or os.environ.get(BUILDER_ENV) or None
+    if preferred:
+        path = shutil.which(preferred)
+        if path is None:
+            raise BuildError(f"{preferred} is not installed (asked for by --builder or ${BUILDER_ENV})")
+        return Builder(preferred, path)
+    found = [(name, shutil.which(name)) for name in BUILDERS]
+    available = [(name, path) for name, path in found if path]
+    for name, path in available:
+        if name == "docker" and len(available) > 1 and not _docker_answers(path):
+            continue  # a docker CLI without a daemon: use podman or buildah instead
+        return Builder(name, path)
+    raise BuildError("no image builder found: install docker, podman or buildah "
+                     "(Debian: apt-get install podman) and try again")
 
 
 def default_platform(builder: Builder, explicit: str | None) -> str | None:
