@@ -32,6 +32,7 @@ class PlatformSettings:
     session_default_ttl: timedelta = timedelta(hours=1)
     session_max_ttl: timedelta = timedelta(hours=24)
     run_migrations: bool = True
+    registry_host: str | None = None  # None: $MCP_RUNTIME_REGISTRY, else the bundled registry's address
 
     @classmethod
     def from_env(cls, data_dir: Path | str | None = None, **overrides: object) -> PlatformSettings:

@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mcp_runtime.runtime.builders import BuildError, Builder, build_image, find_builder, run_tool
+from mcp_runtime.runtime.builders import Builder, BuildError, build_image, find_builder, run_tool
 from mcp_runtime.runtime.render.options import DEFAULT_GATEWAY_IMAGE, DEFAULT_NONROOT_UID
 
 DEFAULT_SUITE = "bookworm"
