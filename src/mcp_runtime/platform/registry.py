@@ -122,7 +122,7 @@ class RegistryService:
         if team:
             return team
         if ref.prefix is not None:
-            return ref.prefix
+            return None  # the prefix must be one of the caller's teams (checked by scoped_repository)
         teams = caller.teams
         if len(teams) == 1:
             return teams[0].slug

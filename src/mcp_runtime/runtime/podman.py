@@ -159,10 +159,16 @@ class PodmanRuntime:
     def for_platform(cls, platform: Any, data_dir: Path, on_status: StatusCallback | None = None,
                      **options: Any) -> PodmanRuntime:
         """Wired to a `Platform`: its compiled policies, its signing keys, and its policy publisher."""
-        runtime = cls(data_dir, policy_for=platform.policies.document, jwks=platform.keyring.jwks,
-                      on_status=on_status, **options)
-        platform.publisher.subscribe(runtime.on_policy, replay=False)
+        runtime = cls(data_dir, on_status=on_status, **options)
+        runtime.attach(platform)
         return runtime
+
+    def attach(self, platform: Any) -> Callable[[], None]:
+        """Take policies and keys from a `Platform` and hear of every new policy; returns unsubscribe."""
+        self._policy_for = platform.policies.document
+        self._jwks = platform.keyring.jwks
+        unsubscribe: Callable[[], None] = platform.publisher.subscribe(self.on_policy, replay=False)
+        return unsubscribe
 
     # --- the interface `up` uses (same shape as ProcessRuntime) --------------------------------------
 
@@ -395,6 +401,15 @@ class PodmanRuntime:
 
     async def _watch(self, managed: PodmanServer) -> None:
         """Ready once both containers run and the sidecar's /readyz answers 200; then keep watching."""
+        try:
+            await self._watch_pod(managed)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("watching pod %s failed", managed.pod_name)
+            self._report(managed, ServerPhase.error, f"the runtime cannot watch pod {managed.pod_name}: {exc}")
+
+    async def _watch_pod(self, managed: PodmanServer) -> None:
         started = time.monotonic()
         ever_ready = False
         async with httpx.AsyncClient(timeout=2.0) as client:
@@ -431,8 +446,11 @@ def _tail(output: str, lines: int = 6) -> str:
 
 
 async def _run(command: list[str]) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.STDOUT,
-                                                stdin=asyncio.subprocess.DEVNULL)
-    out, _ = await proc.communicate()
-    return proc.returncode or 0, out.decode(errors="replace")
+    """Run podman; output goes to a temp file, not a pipe: conmon, which podman leaves running for each
+    container, inherits podman's stdout, so reading a pipe to EOF would wait for the pod to stop."""
+    with tempfile.TemporaryFile() as out:
+        proc = await asyncio.create_subprocess_exec(*command, stdout=out, stderr=asyncio.subprocess.STDOUT,
+                                                    stdin=asyncio.subprocess.DEVNULL)
+        code = await proc.wait()
+        out.seek(0)
+        return code, out.read().decode(errors="replace")
