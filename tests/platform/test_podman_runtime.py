@@ -221,6 +221,8 @@ def test_build_push_deploy_call_revoke_delete(up: Served, built_image: dict[str,
                       lambda s: s.get("phase") in ("Ready", "Error"), timeout=180)
     timed("deploy to ready", started)
     assert status["phase"] == "Ready", f"{status}\n{up.runtime.logs(namespace, SERVER, 30, 'mcp-gateway')}"
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}
+    assert conditions == {"DeploymentReady": "True", "GatewayReady": "True", "PolicyReady": "True", "Ready": "True"}
     sidecar = up.runtime.upstream_url(namespace, SERVER)
     assert sidecar is not None and sidecar.endswith(f"/{SERVER}/mcp")
     pod = up.runtime.pod_name(namespace, SERVER)
@@ -234,14 +236,18 @@ def test_build_push_deploy_call_revoke_delete(up: Served, built_image: dict[str,
     session = ok(up, "POST", "/runtime/adapter/sessions", bob, {"server": SERVER, "agentID": "cursor"})
     token, session_name = session["token"], session["session"]["metadata"]["name"]
 
-    # allowed once the sidecar has loaded the policy with the grant and session (pushed as a file)
-    result = wait_for(lambda: call_tool(sidecar, token, "add", {"a": 2, "b": 3}), lambda r: r[0], timeout=10)
+    # allowed once the sidecar has loaded the policy with the grant and session (pushed as a file);
+    # through up's public route (proxied to the sidecar, credentials intact) and at the sidecar itself
+    public = f"{up.url}/{SERVER}/mcp"
+    result = wait_for(lambda: call_tool(public, token, "add", {"a": 2, "b": 3}), lambda r: r[0], timeout=10)
     assert result == (True, "5")
-    assert call_tool(sidecar, token, "upper", {"text": "x"})[0] is False  # not granted
+    assert call_tool(sidecar, token, "echo", {"text": "hi"}) == (True, "hi")
+    assert call_tool(public, token, "upper", {"text": "x"})[0] is False  # not granted
+    assert call_tool(public, None, "add", {"a": 1, "b": 1})[0] is False  # no session token
 
     ok(up, "POST", f"/runtime/sessions/{namespace}/{session_name}/revoke", alice)
     revoked_at = time.monotonic()
-    denied = wait_for(lambda: call_tool(sidecar, token, "add", {"a": 2, "b": 3}), lambda r: not r[0], timeout=10)
+    denied = wait_for(lambda: call_tool(public, token, "add", {"a": 2, "b": 3}), lambda r: not r[0], timeout=10)
     timed("revoke -> denied at the sidecar", revoked_at)
     assert denied[0] is False, denied
     raw = httpx.post(sidecar, headers={"Authorization": f"Bearer {token}", "Accept": "application/json, "
@@ -265,16 +271,16 @@ def wait_for(probe: Any, done: Any, timeout: float, interval: float = 0.1) -> An
         time.sleep(interval)
 
 
-def call_tool(url: str, token: str, tool: str, arguments: dict[str, Any]) -> tuple[bool, str]:
+def call_tool(url: str, token: str | None, tool: str, arguments: dict[str, Any]) -> tuple[bool, str]:
     """(allowed, text): one MCP session with the official SDK client through the sidecar."""
     return asyncio.run(_call_tool(url, token, tool, arguments))
 
 
-async def _call_tool(url: str, token: str, tool: str, arguments: dict[str, Any]) -> tuple[bool, str]:
+async def _call_tool(url: str, token: str | None, tool: str, arguments: dict[str, Any]) -> tuple[bool, str]:
     from mcp import ClientSession
     from mcp.client.streamable_http import streamable_http_client
 
-    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"},
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"} if token else {},
                                  timeout=httpx.Timeout(30, read=30)) as http:
         try:
             async with streamable_http_client(url, http_client=http) as (read, write), \

@@ -51,6 +51,7 @@ from mcp_runtime.runtime.render import (
     route_path,
 )
 from mcp_runtime.runtime.render.options import DEFAULT_GATEWAY_IMAGE, DEFAULT_NONROOT_UID
+from mcp_runtime.runtime.sidecar_proxy import SidecarProxy
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,8 @@ class PodmanRuntime:
         self.podman = podman
         self._ready_timeout = ready_timeout
         self._servers: dict[tuple[str, str], PodmanServer] = {}
+        self.proxy = SidecarProxy()
+        """Serve this at each server's route in `up`: it passes requests to the pod's sidecar unchanged."""
 
     @classmethod
     def for_platform(cls, platform: Any, data_dir: Path, on_status: StatusCallback | None = None,
@@ -208,6 +211,7 @@ class PodmanRuntime:
             self._report(managed, ServerPhase.error, message)
             raise PodmanRuntimeError(message)
         managed.task = asyncio.create_task(self._watch(managed), name=f"podman {namespace}/{name}")
+        self.proxy.set_route(managed.route, managed.upstream_url)
 
     async def delete(self, namespace: str, name: str) -> None:
         """Stop and remove the pod and its files."""
@@ -215,12 +219,14 @@ class PodmanRuntime:
         if managed is None:
             return
         await self._stop_watch(managed)
+        self.proxy.remove_route(managed.route)
         await _run([self.podman, "pod", "rm", "--force", "--ignore", "--time", "5", managed.pod_name])
         shutil.rmtree(managed.directory, ignore_errors=True)
 
     async def shutdown(self) -> None:
         """Stop every pod (Ctrl-C on `up`)."""
         await asyncio.gather(*(self.delete(ns, name) for ns, name in list(self._servers)))
+        await self.proxy.close()
 
     def upstream_url(self, namespace: str, name: str) -> str | None:
         """The server's governed address: its sidecar on 127.0.0.1 at its route."""
