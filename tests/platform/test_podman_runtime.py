@@ -160,7 +160,7 @@ def people(up: Served) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def built_image(up: Served, people: dict[str, Any], images: dict[str, str], registry: BundledRegistry,
-                tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """`server build image` in a copy of the example (offline: wheels built on the host)."""
     workdir = tmp_path_factory.mktemp("example") / "data-utility-mcp"
     shutil.copytree(EXAMPLE, workdir, ignore=shutil.ignore_patterns("__pycache__", "*.whl"))
@@ -175,7 +175,9 @@ def built_image(up: Served, people: dict[str, Any], images: dict[str, str], regi
     timed("example image build", started)
     assert result.returncode == 0, result.stderr
     reference = result.stdout.strip().splitlines()[-1]
-    return {"reference": reference, "workdir": workdir, "stderr": result.stderr}
+    yield {"reference": reference, "workdir": workdir, "stderr": result.stderr}
+    # the registry's port is random per run: do not leave one image name per run in podman's storage
+    subprocess.run(["podman", "rmi", "--force", reference], capture_output=True, check=False)
 
 
 def test_build_tags_the_team_reference_and_rewrites_metadata(built_image: dict[str, Any],

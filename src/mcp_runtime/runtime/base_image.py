@@ -144,6 +144,7 @@ def build_platform_image(name: str = DEFAULT_GATEWAY_IMAGE, *, base: str = PYTHO
     digest = source_digest(root)
     if not force and image_label(name, SOURCE_LABEL, builder) == digest:
         return False
+    previous = image_id(name, builder)
     with tempfile.TemporaryDirectory(prefix="mcp-runtime-image-") as tmp:
         context = Path(tmp)
         wheels = context / "wheels"
@@ -152,4 +153,13 @@ def build_platform_image(name: str = DEFAULT_GATEWAY_IMAGE, *, base: str = PYTHO
         (context / "Containerfile").write_text(PLATFORM_CONTAINERFILE.format(
             base=base, path=PATH_ENV, label=SOURCE_LABEL, digest=digest, uid=DEFAULT_NONROOT_UID))
         build_image(name, context, builder=builder, build_args={"BASE_IMAGE": base}, stream=stream)
+    if previous and previous != image_id(name, builder):
+        # the superseded build is now untagged: remove it (fails harmlessly if a container still uses it)
+        subprocess.run([builder.path, "rmi", previous], capture_output=True, check=False)
     return True
+
+
+def image_id(name: str, builder: Builder) -> str | None:
+    proc = subprocess.run([builder.path, "image", "inspect", "--format", "{{.Id}}", name], capture_output=True,
+                          text=True, check=False)
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
