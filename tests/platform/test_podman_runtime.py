@@ -218,8 +218,7 @@ def test_build_push_deploy_call_revoke_delete(up: Served, built_image: dict[str,
         "name": SERVER, "scope": "tenant",
         "metadata": {"name": SERVER, "image": image, "imageTag": tag, "tools": TOOLS}})
     namespace = "mcp-team-acme"
-    status = wait_for(lambda: (ok(up, "GET", f"/runtime/servers/{namespace}/{SERVER}", alice)["status"]
-                               if True else None),
+    status = wait_for(lambda: ok(up, "GET", f"/runtime/servers/{namespace}/{SERVER}", alice)["status"],
                       lambda s: s.get("phase") in ("Ready", "Error"), timeout=180)
     timed("deploy to ready", started)
     assert status["phase"] == "Ready", f"{status}\n{up.runtime.logs(namespace, SERVER, 30, 'mcp-gateway')}"
@@ -257,6 +256,21 @@ def test_build_push_deploy_call_revoke_delete(up: Served, built_image: dict[str,
                      json={"jsonrpc": "2.0", "id": 1, "method": "tools/call",
                            "params": {"name": "add", "arguments": {"a": 1, "b": 1}}})
     assert raw.status_code in (401, 403) and "revoked" in raw.text, raw.text
+
+    # redeploy (update: true) replaces the pod in place (kube play --replace) with the new spec
+    ok(up, "POST", "/runtime/servers", alice, {
+        "name": SERVER, "scope": "tenant", "update": True,
+        "metadata": {"name": SERVER, "image": image, "imageTag": tag, "tools": TOOLS,
+                     "envVars": [{"name": "LOG_LEVEL", "value": "WARNING"}]}})
+    status = wait_for(lambda: ok(up, "GET", f"/runtime/servers/{namespace}/{SERVER}", alice)["status"],
+                      lambda s: s.get("phase") in ("Ready", "Error"), timeout=120)
+    assert status["phase"] == "Ready", status
+    env = subprocess.run(["podman", "inspect", f"{pod}-mcp-server", "--format", "{{json .Config.Env}}"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "LOG_LEVEL=WARNING" in env
+    assert "session_revoked" in httpx.post(up.runtime.upstream_url(namespace, SERVER) or "", headers={
+        "Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"},
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).text
 
     ok(up, "DELETE", f"/runtime/servers/{namespace}/{SERVER}", alice)
     gone = wait_for(lambda: subprocess.run(["podman", "pod", "exists", pod]).returncode, lambda code: code != 0,
