@@ -38,6 +38,7 @@ from mcp_runtime.runtime.base_image import (
     image_exists,
 )
 from mcp_runtime.runtime.podman import PodmanRuntime
+from mcp_runtime.runtime.podman_stack import PodmanStack
 from mcp_runtime.runtime.registry import BundledRegistry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,39 +79,28 @@ def images() -> dict[str, str]:
     return {"base": PYTHON_BASE_IMAGE}
 
 
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BundledRegistry]:
-    bundled = BundledRegistry(tmp_path_factory.mktemp("registry"), address=f"127.0.0.1:{free_port()}")
-    bundled.start_sync()
-    try:
-        yield bundled
-    finally:
-        bundled.stop_sync()
-
-
 class Served:
-    """`up --runtime podman` in a thread: the embedded platform with the podman runtime, under uvicorn."""
+    """`up --runtime podman` in a thread: PodmanStack (bundled registry, images, runtime) + the embedded
+    platform under uvicorn, wired the way `up` wires them."""
 
-    def __init__(self, data_dir: Path, registry_host: str) -> None:
+    def __init__(self, data_dir: Path) -> None:
+        self.stack = PodmanStack(data_dir, registry_address=f"127.0.0.1:{free_port()}")
+        self.stack.prepare()
         settings = PlatformSettings(data_dir=data_dir, admin_email=ADMIN_EMAIL, admin_password=ADMIN_PASSWORD,
-                                    registry_host=registry_host)
+                                    registry_host=self.stack.registry_host)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        holder: dict[str, PodmanRuntime] = {}
-
-        def factory(on_status: Any) -> PodmanRuntime:
-            holder["runtime"] = PodmanRuntime(data_dir, on_status=on_status, registry_host=registry_host)
-            return holder["runtime"]
-
-        self.embedded = EmbeddedPlatform(settings, public_url=self.url, runtime_factory=factory)
-        self.runtime = holder["runtime"]
-        self.runtime.attach(self.embedded.platform)
+        self.embedded = EmbeddedPlatform(settings, public_url=self.url, runtime_factory=self.stack.runtime_factory)
+        self.stack.attach(self.embedded.platform)
+        assert self.stack.runtime is not None and self.stack.registry is not None
+        self.runtime: PodmanRuntime = self.stack.runtime
+        self.registry: BundledRegistry = self.stack.registry
         self.server = uvicorn.Server(uvicorn.Config(self.embedded.asgi, host="127.0.0.1", port=self.port,
-                                                    lifespan="on", log_level="warning",
-                                                    interface="asgi3"))
+                                                    lifespan="on", log_level="warning", interface="asgi3"))
         self.thread = threading.Thread(target=self.server.run, name="podman-up", daemon=True)
 
     def __enter__(self) -> Served:
+        self.stack.start()
         self.thread.start()
         deadline = time.monotonic() + 20
         while not self.server.started:
@@ -121,13 +111,18 @@ class Served:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=60)
+        self.stack.stop()
 
 
 @pytest.fixture(scope="module")
-def up(registry: BundledRegistry, images: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-       ) -> Iterator[Served]:
-    with Served(tmp_path_factory.mktemp("up"), registry.address) as served:
+def up(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with Served(tmp_path_factory.mktemp("up")) as served:
         yield served
+
+
+@pytest.fixture(scope="module")
+def registry(up: Served) -> BundledRegistry:
+    return up.registry
 
 
 def api(up: Served, method: str, path: str, token: str | None = None, body: Any = None) -> httpx.Response:

@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,8 +54,8 @@ def registry_config(storage_dir: Path, address: str) -> str:
 class BundledRegistry:
     """Runs `docker-registry serve <config>` and restarts it when it dies, until `stop()`.
 
-    Use `start()` / `stop()` from asyncio (what `up` does), or `start_sync()` / `stop_sync()` elsewhere
-    (tests, scripts). `address` is `host:port`, what image references start with.
+    `start_sync()` / `stop_sync()` (or `await start()` / `await stop()` from asyncio); a daemon thread
+    restarts it if it dies. `address` is `host:port`, what image references start with.
     """
 
     data_dir: Path
@@ -62,7 +63,8 @@ class BundledRegistry:
     binary: str = REGISTRY_BINARY
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
     restarts: int = field(default=0, init=False)
-    _task: asyncio.Task[None] | None = field(default=None, init=False)
+    _thread: threading.Thread | None = field(default=None, init=False)
+    _wake: threading.Event = field(default_factory=threading.Event, init=False)
     _stopping: bool = field(default=False, init=False)
 
     @property
@@ -117,19 +119,27 @@ class BundledRegistry:
             return "(no log)"
         return " | ".join(lines[-5:]) or "(empty log)"
 
-    # --- synchronous use -------------------------------------------------------------------------------
+    # --- lifecycle ----------------------------------------------------------------------------------
     def start_sync(self) -> None:
-        """Start it and wait until `/v2/` answers; RegistryError when it cannot."""
+        """Start it, wait until `/v2/` answers (RegistryError when it cannot), then supervise it from a
+        daemon thread: whenever it exits it is restarted with capped backoff, until `stop_sync()`."""
         self._stopping = False
+        self._wake.clear()
         self.process = self._spawn()
         try:
             self._wait_ready()
         except RegistryError:
             self.stop_sync()
             raise
+        self._thread = threading.Thread(target=self._supervise, name="bundled-registry", daemon=True)
+        self._thread.start()
 
     def stop_sync(self, grace: float = 5.0) -> None:
         self._stopping = True
+        self._wake.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=grace)
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
@@ -142,36 +152,30 @@ class BundledRegistry:
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
-    # --- supervised use (asyncio) ----------------------------------------------------------------------
     async def start(self) -> None:
-        """Start it, wait until ready, then restart it with capped backoff whenever it exits."""
         await asyncio.to_thread(self.start_sync)
-        self._task = asyncio.create_task(self._supervise(), name="bundled registry")
 
     async def stop(self) -> None:
-        self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
         await asyncio.to_thread(self.stop_sync)
 
-    async def _supervise(self) -> None:
+    def _supervise(self) -> None:
         backoff = 0.5
         while not self._stopping:
             process = self.process
             if process is None:
                 return
-            while process.poll() is None:
-                await asyncio.sleep(0.5)
+            if process.poll() is None:
+                self._wake.wait(0.5)
+                continue
             if self._stopping:
                 return
             self.restarts += 1
             log.warning("bundled registry exited with code %s; restarting in %.1fs (%s)", process.returncode,
                         backoff, self._log_tail())
-            await asyncio.sleep(backoff)
+            if self._wake.wait(backoff):
+                return
             backoff = min(backoff * 2, BACKOFF_MAX)
             try:
-                self.process = await asyncio.to_thread(self._spawn)
-            except RegistryError:
+                self.process = self._spawn()
+            except (RegistryError, OSError):
                 log.exception("cannot restart the bundled registry")
