@@ -11,6 +11,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from mcp_runtime.kube.client import ANNOTATION_APPLIED_HASH, manifest_hash
 from mcp_runtime.operator.plan import ObjectRef, Observed, plan_access_status, plan_server, status_changed
 from mcp_runtime.operator.settings import OperatorSettings
 from mcp_runtime.resources import MCPAccessGrant, MCPAgentSession, MCPServer, MCPServerStatus
@@ -64,6 +65,7 @@ def conditions(status: dict[str, Any]) -> dict[str, str]:
 
 def ready_deployment(obj: dict[str, Any], ready: int | None = None, generation: int = 1) -> dict[str, Any]:
     live = copy.deepcopy(obj)
+    live["metadata"].setdefault("annotations", {})[ANNOTATION_APPLIED_HASH] = manifest_hash(obj)
     replicas = obj["spec"]["replicas"]
     live["metadata"]["generation"] = generation
     live["status"] = {"observedGeneration": generation, "replicas": replicas,
@@ -126,6 +128,14 @@ def test_ready_when_every_deployment_is_ready_and_transition_times_stay_put() ->
     assert stamps["Ready"] == "2026-11-21T04:05:00Z"  # moved False -> True now
     again = plan_server(server(status=ready.status), [], [], observed, OPTIONS, later + timedelta(minutes=1))
     assert not status_changed(ready.status, again.status), "a quiet re-plan must not rewrite status"
+
+
+def test_a_deployment_with_an_older_spec_is_not_ready() -> None:
+    old = plan_server(server(), [], [], Observed(), OPTIONS, NOW)
+    live = ready_deployment(by_kind(old.apply)["Deployment"][0])
+    new = plan_server(server(imageTag="v2", generation=2), [], [], Observed(owned={"Deployment": [live]}), OPTIONS, NOW)
+    assert conditions(new.status)["DeploymentReady"] == "False"
+    assert "being updated" in new.status["message"]
 
 
 def test_partially_ready_and_unobserved_generation() -> None:

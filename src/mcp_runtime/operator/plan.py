@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from mcp_runtime.kube.client import ANNOTATION_APPLIED_HASH, manifest_hash
 from mcp_runtime.policy import PolicyDocument, compile_policy
 from mcp_runtime.resources import (
     MCPAccessGrant,
@@ -102,6 +103,9 @@ def _deployment_readiness(desired: Manifest, live: Manifest | None) -> tuple[int
         return wanted, 0, f"Deployment {desired['metadata']['name']} is being created"
     status = live.get("status") or {}
     ready = int(status.get("readyReplicas") or 0)
+    applied = (live.get("metadata", {}).get("annotations") or {}).get(ANNOTATION_APPLIED_HASH)
+    if applied != manifest_hash(desired):
+        return wanted, ready, f"Deployment {desired['metadata']['name']} is being updated to the new spec"
     updated = int(status.get("updatedReplicas") or 0)
     generation = int(live.get("metadata", {}).get("generation") or 0)
     observed = int(status.get("observedGeneration") or 0)
