@@ -13,6 +13,7 @@ from typing import Any
 import kopf
 
 from mcp_runtime.kube import KubeClient, KubeError
+from mcp_runtime.kube.connection import KubeConnection
 from mcp_runtime.operator.reconcile import Reconciler
 from mcp_runtime.operator.settings import OperatorSettings
 from mcp_runtime.resources import API_GROUP, API_VERSION
@@ -44,6 +45,20 @@ def _retrying(what: str, call: Any) -> Any:
         return call()
     except KubeError as exc:
         raise kopf.TemporaryError(f"{what}: {exc.message}", delay=RETRY_DELAY) from exc
+
+
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """Credentials from the pod's service account, else `$KUBECONFIG` / `~/.kube/config`."""
+    connection = KubeConnection.from_environment()
+    return kopf.ConnectionInfo(
+        server=connection.base_url,
+        token=connection.headers().get("Authorization", "").removeprefix("Bearer ") or None,
+        ca_path=connection.ca_file,
+        certificate_path=connection.cert_file,
+        private_key_path=connection.key_file,
+        insecure=not connection.verify,
+    )
 
 
 @kopf.on.startup()

@@ -133,6 +133,8 @@ class Reconciler:
                   ) -> list:
         items = []
         for raw in self.client.list(kind, namespace):
+            if raw.get("metadata", {}).get("deletionTimestamp"):
+                continue  # being deleted (waiting on a finalizer): it grants nothing any more
             try:
                 items.append(load_resource(_known_status(raw)))
             except (ResourceError, ValueError) as exc:
