@@ -7,6 +7,11 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Mount every command group on the root app. Add one line per new group."""
-    from mcp_runtime.cli import crds
+    from mcp_runtime.cli import cluster, crds, kube, operator_cmd, sentinel_kube
 
     app.add_typer(crds.app, name="crds")
+    app.command("setup")(kube.setup)
+    app.command("bootstrap")(kube.bootstrap)
+    app.add_typer(cluster.app, name="cluster")
+    app.add_typer(sentinel_kube.app, name="sentinel")
+    app.add_typer(operator_cmd.app, name="operator")

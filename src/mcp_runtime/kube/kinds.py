@@ -50,6 +50,7 @@ KINDS: dict[str, Kind] = {k.kind: k for k in [
     Kind("Node", "v1", "nodes", namespaced=False, has_status=True),
     Kind("ResourceQuota", "v1", "resourcequotas", has_status=True),
     Kind("LimitRange", "v1", "limitranges"),
+    Kind("PersistentVolumeClaim", "v1", "persistentvolumeclaims", has_status=True),
     Kind("Deployment", "apps/v1", "deployments", has_status=True),
     Kind("StatefulSet", "apps/v1", "statefulsets", has_status=True),
     Kind("ReplicaSet", "apps/v1", "replicasets", has_status=True),
