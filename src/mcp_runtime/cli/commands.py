@@ -7,8 +7,11 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Mount every command group on the root app. Add one line per new group."""
-    from mcp_runtime.cli import cluster, crds, kube, operator_cmd, sentinel_kube
+    from mcp_runtime.cli import access, cluster, crds, kube, operator_cmd, sentinel_kube, server, server_kube
 
+    server_kube.register(server.app)  # server create|apply|export|patch|logs --use-kube
+    app.add_typer(server.app, name="server")
+    app.add_typer(access.app, name="access")
     app.add_typer(crds.app, name="crds")
     app.command("setup")(kube.setup)
     app.command("bootstrap")(kube.bootstrap)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import IO, Any
 
 import typer
+from typer import rich_utils
 from typer._click.exceptions import ClickException
 
 
@@ -30,3 +31,17 @@ class CliError(ClickException):
 
     def show(self, file: IO[Any] | None = None) -> None:
         typer.echo(self.render(), err=True)
+
+
+_rich_format_error = rich_utils.rich_format_error
+
+
+def _format_error(exc: ClickException) -> None:
+    """Typer (with Rich) draws every click error in a panel and never calls `show`; keep ours one line."""
+    if isinstance(exc, CliError):
+        exc.show()
+    else:
+        _rich_format_error(exc)
+
+
+rich_utils.rich_format_error = _format_error  # type: ignore[assignment]
