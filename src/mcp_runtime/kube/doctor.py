@@ -126,7 +126,8 @@ class _Doctor:
         name = render_crds()[filename]["metadata"]["name"]
         live = self.client.get("CustomResourceDefinition", name)
         if live is None:
-            return Level.fail, f"CRD {name} is missing", "mcp-runtime setup (or: mcp-runtime crds print | kubectl apply -f -)"
+            return (Level.fail, f"CRD {name} is missing",
+                    "mcp-runtime setup (or: mcp-runtime crds print | kubectl apply -f -)")
         if _condition(live, "Established") not in (None, "True"):
             return Level.fail, f"CRD {name} is not Established", "kubectl describe crd " + name
         return _ok(f"CRD {name} installed")
@@ -183,7 +184,8 @@ class _Doctor:
 
     def registry_ready(self) -> tuple[Level, str, str | None]:
         return self._deployment(REGISTRY, "bundled registry", missing=Level.warn,
-                                fix="fine with an external registry; else mcp-runtime setup --registry-mode bundled-http")
+                                fix="fine with an external registry; "
+                                    "else mcp-runtime setup --registry-mode bundled-http")
 
     def database_secret(self) -> tuple[Level, str, str | None]:
         if self.client.get("Deployment", API, self.options.namespace) is None:
@@ -225,7 +227,8 @@ class _Doctor:
     def ingress_controller(self) -> tuple[Level, str, str | None]:
         names = {n["metadata"]["name"] for n in self.list("Namespace")}
         for candidate in ("traefik", "kube-system"):
-            if candidate in names and any("traefik" in d["metadata"]["name"] for d in self.list("Deployment", candidate)):
+            deployments = self.list("Deployment", candidate) if candidate in names else []
+            if any("traefik" in d["metadata"]["name"] for d in deployments):
                 return _ok(f"Traefik runs in {candidate}")
         return (Level.warn, "no Traefik Deployment found in traefik or kube-system",
                 "install Traefik, and allow its namespace in team NetworkPolicies")
@@ -270,7 +273,8 @@ class _Doctor:
         return _ok(f"{len(teams)} team namespace(s) have a {what}")
 
     def team_quota(self) -> tuple[Level, str, str | None]:
-        return self._per_team("ResourceQuota", "ResourceQuota", "mcp-runtime setup (re-applies every team namespace's objects)")
+        return self._per_team("ResourceQuota", "ResourceQuota",
+                              "mcp-runtime setup (re-applies every team namespace's objects)")
 
     def team_limits(self) -> tuple[Level, str, str | None]:
         return self._per_team("LimitRange", "LimitRange", "mcp-runtime setup (re-applies team namespace objects)")
