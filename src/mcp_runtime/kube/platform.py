@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mcp_runtime.resources import API_GROUP
+from mcp_runtime.resources import API_GROUP, ORG_NAMESPACE, PUBLIC_NAMESPACE
 from mcp_runtime.resources.crd import render_crds
 from mcp_runtime.runtime.render import render_cluster_roles
 
@@ -166,6 +166,9 @@ def render_platform(config: PlatformConfig) -> list[Manifest]:
     objects: list[Manifest] = list(render_crds().values())
     objects.append({"apiVersion": "v1", "kind": "Namespace",
                     "metadata": {"name": config.namespace, "labels": dict(PART_OF)}})
+    for catalog in (ORG_NAMESPACE, PUBLIC_NAMESPACE):  # servers published with scope org / public
+        objects.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": catalog, "labels": {
+            **PART_OF, "pod-security.kubernetes.io/enforce": "restricted"}}})
     objects.extend(render_cluster_roles())
     objects.append(operator_cluster_role())
     objects.append({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(OPERATOR, config, "operator")})
