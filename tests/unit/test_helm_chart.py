@@ -67,4 +67,6 @@ def test_mini_renderer_refuses_what_it_does_not_support() -> None:
         render_template("{{ include \"x\" . }}", {"Values": {}})
     with pytest.raises(TemplateError):
         render_template("{{ .Values.a | upper }}", {"Values": {"a": "x"}})
-    assert render_template("a{{- if eq .Values.m \"x\" }} yes{{- else }} no{{- end }}", {"Values": {"m": "x"}}) == "a yes"
+    template = "a{{- if eq .Values.m \"x\" }} yes{{- else }} no{{- end }}"
+    assert render_template(template, {"Values": {"m": "x"}}) == "a yes"
+    assert render_template(template, {"Values": {"m": "y"}}) == "a no"
