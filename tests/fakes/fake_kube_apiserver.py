@@ -15,6 +15,7 @@ What it implements (and only that):
   `/status` changes only the status;
 - `?watch=true` streaming (newline-delimited JSON events) with `resourceVersion`, `timeoutSeconds`,
   `labelSelector` (=, ==, !=, exists, !exists) and `fieldSelector` (metadata.name, metadata.namespace);
+- `compact()`: older watch resourceVersions then get a 410 Gone ERROR event, as after etcd compaction;
 - finalizers (delete sets `deletionTimestamp`; removing the last finalizer deletes), and an emulation
   of the garbage collector: deleting an object deletes objects whose ownerReferences name its uid,
   deleting a Namespace deletes everything in it;
@@ -147,6 +148,7 @@ class FakeKubeApiServer:
     def __post_init__(self) -> None:
         self._lock = threading.RLock()
         self._rv = 0
+        self._compacted = 0
         self._log: list[tuple[int, Key, str, Obj]] = []
         self._watchers: list[_Watcher] = []
         self._thread: threading.Thread | None = None
@@ -229,6 +231,16 @@ class FakeKubeApiServer:
             obj = copy.deepcopy(self.objects[key])
             obj["status"] = merge_patch(obj.get("status") or {}, status)
             return self._store(key, obj, "MODIFIED")
+
+    def compact(self) -> None:
+        """Compact the history and end open watches (as etcd compaction plus an API server restart do):
+        a watch resumed from an older resourceVersion then gets a 410 Gone ERROR event."""
+        with self._lock:
+            self._rv += 1
+            self._compacted = self._rv
+            self._log.clear()
+            for watcher in self._watchers:
+                watcher.loop.call_soon_threadsafe(watcher.queue.put_nowait, None)
 
     def set_pod_log(self, namespace: str, pod: str, container: str, text: str) -> None:
         self.pod_logs[(namespace, pod, container)] = text
@@ -455,6 +467,11 @@ class FakeKubeApiServer:
         since = query.get("resourceVersion")
         timeout = float(query.get("timeoutSeconds") or 1800)
         with self._lock:
+            if since and since != "0" and int(since) < self._compacted:
+                gone = {"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                                    "reason": "Expired", "code": 410,
+                                                    "message": f"too old resource version: {since}"}}
+                return Response(json.dumps(gone) + "\n", media_type="application/json")
             if since and since != "0":
                 backlog = [{"type": event, "object": copy.deepcopy(obj)} for rv, key, event, obj in self._log
                            if rv > int(since) and watcher.matches(key, obj)]

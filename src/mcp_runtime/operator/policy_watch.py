@@ -66,6 +66,7 @@ class KubeConfigMapPolicyWatcher:
         self.resource_version: str | None = None
         self.last_error: str | None = None
         self.deliveries = 0
+        self.lists = 0
 
     @property
     def _path(self) -> str:
@@ -120,6 +121,7 @@ class KubeConfigMapPolicyWatcher:
 
     async def _list(self, client: httpx.AsyncClient) -> str:
         assert self._connection is not None
+        self.lists += 1
         response = await client.get(self._path, params=self._params(), headers=self._connection.headers())
         if response.status_code >= 400:
             raise RuntimeError(f"list ConfigMap {self.namespace}/{self.name}: HTTP {response.status_code} "
