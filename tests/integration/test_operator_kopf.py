@@ -59,6 +59,8 @@ def test_kopf_operator_reconciles_servers_grants_and_sessions(fake_kube: FakeKub
             return json.loads(fake_kube.get("ConfigMap", "payments-policy", NS)["data"]["policy.json"])
 
         wait_for("the session in the policy", lambda: [s["name"] for s in policy()["sessions"]] == ["sess-1"])
+        # No finalizer on grants and sessions: deleting them never hangs while the operator is down.
+        assert not fake_kube.get("MCPAgentSession", "sess-1", NS)["metadata"].get("finalizers")
         client.patch("MCPAgentSession", "sess-1", NS, {"spec": {"revoked": True}})
         wait_for("the revocation in the policy", lambda: policy()["sessions"][0]["revoked"])
         wait_for("session status Revoked",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -190,3 +191,17 @@ def test_invalid_server_gets_an_error_status(cluster: tuple[FakeKubeApiServer, K
     assert server["status"]["phase"] == "Error"
     assert "PORT" in server["status"]["message"]
     assert fake.list("Deployment", NS) == []
+
+
+def test_phase_sweep_moves_expired_grants(cluster: tuple[FakeKubeApiServer, KubeClient, Reconciler]) -> None:
+    fake, client, reconciler = cluster
+    client.create(server_manifest())
+    grant = grant_manifest()
+    grant["spec"]["expiresAt"] = "2030-01-01T00:00:00Z"
+    client.create(grant)
+    reconciler.reconcile_access("MCPAccessGrant", NS, "cursor-echo")
+    assert fake.get("MCPAccessGrant", "cursor-echo", NS)["status"]["phase"] == "Active"
+    later = datetime(2030, 1, 2, tzinfo=UTC)
+    assert reconciler.refresh_access_phases(later) == 1
+    assert fake.get("MCPAccessGrant", "cursor-echo", NS)["status"]["phase"] == "Expired"
+    assert reconciler.refresh_access_phases(later) == 0

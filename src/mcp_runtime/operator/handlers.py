@@ -7,6 +7,7 @@ or repeated event does no harm.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -108,8 +109,11 @@ def _access_changed(kind: str, namespace: str, name: str, old: Any) -> None:
 def _access_deleted(kind: str, namespace: str, body: Any) -> None:
     server = _server_of(body)
     if server:
-        _retrying(f"re-render the policy of MCPServer {namespace}/{server}",
-                  lambda: reconciler().reconcile_server(namespace, server))
+        try:
+            reconciler().reconcile_server(namespace, server)
+        except KubeError as exc:  # events are not retried; the next change or a restart (resume) catches up
+            log.warning("policy of MCPServer %s/%s not re-rendered after a %s was deleted: %s",
+                        namespace, server, kind, exc)
 
 
 @kopf.on.resume(API_GROUP, API_VERSION, "mcpaccessgrants")
@@ -119,9 +123,11 @@ def grant_changed(namespace: str, name: str, old: Any = None, **_: Any) -> None:
     _access_changed("MCPAccessGrant", namespace, name, old)
 
 
-@kopf.on.delete(API_GROUP, API_VERSION, "mcpaccessgrants", optional=True)
-def grant_deleted(namespace: str, body: Any, **_: Any) -> None:
-    _access_deleted("MCPAccessGrant", namespace, body)
+@kopf.on.event(API_GROUP, API_VERSION, "mcpaccessgrants")
+def grant_event(type: str, namespace: str, body: Any, **_: Any) -> None:
+    # Deletion through the watch event, not @kopf.on.delete: that needs a finalizer on every grant.
+    if type == "DELETED":
+        _access_deleted("MCPAccessGrant", namespace, body)
 
 
 @kopf.on.resume(API_GROUP, API_VERSION, "mcpagentsessions")
@@ -131,20 +137,39 @@ def session_changed(namespace: str, name: str, old: Any = None, **_: Any) -> Non
     _access_changed("MCPAgentSession", namespace, name, old)
 
 
-@kopf.on.delete(API_GROUP, API_VERSION, "mcpagentsessions", optional=True)
-def session_deleted(namespace: str, body: Any, **_: Any) -> None:
-    _access_deleted("MCPAgentSession", namespace, body)
+@kopf.on.event(API_GROUP, API_VERSION, "mcpagentsessions")
+def session_event(type: str, namespace: str, body: Any, **_: Any) -> None:
+    if type == "DELETED":
+        _access_deleted("MCPAgentSession", namespace, body)
 
 
-@kopf.timer(API_GROUP, API_VERSION, "mcpaccessgrants", interval=ACCESS_STATUS_INTERVAL, initial_delay=30)
-def grant_phase_timer(namespace: str, name: str, **_: Any) -> None:
-    """Expiry is enforced by the gateway from the policy; this only moves the phase to Expired."""
-    reconciler().refresh_access_status("MCPAccessGrant", namespace, name)
+@kopf.on.startup()
+async def start_phase_sweeper(memo: kopf.Memo, **_: Any) -> None:
+    """Every minute, move grants and sessions whose expiry passed to phase Expired.
+
+    A sweep, not kopf timers: timers make kopf put a finalizer on every grant and session, and deletes
+    would then hang whenever the operator is down. Expiry itself is enforced by the gateway from the
+    policy document; this only keeps the status honest.
+    """
+    memo["phase_sweeper"] = asyncio.create_task(_sweep_forever())
 
 
-@kopf.timer(API_GROUP, API_VERSION, "mcpagentsessions", interval=ACCESS_STATUS_INTERVAL, initial_delay=30)
-def session_phase_timer(namespace: str, name: str, **_: Any) -> None:
-    reconciler().refresh_access_status("MCPAgentSession", namespace, name)
+@kopf.on.cleanup()
+async def stop_phase_sweeper(memo: kopf.Memo, **_: Any) -> None:
+    task = memo.get("phase_sweeper")
+    if task is not None:
+        task.cancel()
+
+
+async def _sweep_forever() -> None:
+    while True:
+        await asyncio.sleep(ACCESS_STATUS_INTERVAL)
+        try:
+            changed = await asyncio.to_thread(reconciler().refresh_access_phases)
+            if changed:
+                log.info("moved %d grant(s)/session(s) to a new phase", changed)
+        except Exception as exc:  # keep sweeping; the next round retries
+            log.warning("phase sweep failed: %s", exc)
 
 
 def run(namespaces: list[str] | None = None, *, standalone: bool = True, liveness: str | None = None) -> None:

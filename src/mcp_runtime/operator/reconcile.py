@@ -129,6 +129,19 @@ class Reconciler:
         exists = self.client.get("MCPServer", obj.spec.server_ref.name, namespace) is not None
         return self._write_status(kind, namespace, name, raw.get("status"), plan_access_status(obj, exists, now))
 
+    def refresh_access_phases(self, now: datetime | None = None) -> int:
+        """Refresh the phase of every grant and session (in the watched namespaces); returns how many moved."""
+        now = now or datetime.now(UTC)
+        namespaces: list[str | None] = list(self.settings.namespaces) or [None]
+        changed = 0
+        for kind in ("MCPAccessGrant", "MCPAgentSession"):
+            for namespace in namespaces:
+                for raw in self.client.list(kind, namespace):
+                    meta = raw.get("metadata", {})
+                    if self.refresh_access_status(kind, meta["namespace"], meta["name"], now):
+                        changed += 1
+        return changed
+
     def _load_all(self, kind: str, namespace: str, model: type[MCPAccessGrant] | type[MCPAgentSession],
                   ) -> list:
         items = []
