@@ -19,7 +19,8 @@ What it implements (and only that):
 - finalizers (delete sets `deletionTimestamp`; removing the last finalizer deletes), and an emulation
   of the garbage collector: deleting an object deletes objects whose ownerReferences name its uid,
   deleting a Namespace deletes everything in it;
-- pod logs (`/pods/<name>/log`, from `set_pod_log`), Bearer-token authentication.
+- pod logs (`/pods/<name>/log`, from `set_pod_log`), the service proxy (`/services/<name>:<port>/proxy/...`,
+  answering with what a backend would have received), Bearer-token authentication.
 
 What it does not do: no controllers (Deployments never become ready by themselves: tests call
 `set_status` to play the deployment controller), no admission, no schema validation, no RBAC, no
@@ -413,6 +414,8 @@ class FakeKubeApiServer:
         key = self._key(kind, p.namespace, p.name)
         if p.subresource == "log" and kind.kind == "Pod":
             return self._log_response(p, query)
+        if p.subresource == "proxy" and kind.kind == "Service":
+            return await self._proxy_response(request, p)
         if p.subresource not in (None, "status"):
             raise _ApiError(404, "NotFound", f"subresource {p.subresource} is not supported by the fake")
         status_only = p.subresource == "status"
@@ -502,6 +505,16 @@ class FakeKubeApiServer:
                         self._watchers.remove(watcher)
 
         return StreamingResponse(events(), media_type="application/json")
+
+    async def _proxy_response(self, request: Request, p: _Parsed) -> Response:
+        """The service proxy: no backend pods here, so it answers with what a backend would have seen."""
+        service, _, port = (p.name or "").partition(":")
+        if self.objects.get(self._key(p.kind, p.namespace, service)) is None:
+            raise _ApiError(404, "NotFound", f'services "{service}" not found')
+        prefix = f"/api/v1/namespaces/{p.namespace}/services/{p.name}/proxy"
+        return JSONResponse({"service": service, "port": port, "method": request.method,
+                             "path": request.url.path.removeprefix(prefix) or "/",
+                             "query": str(request.url.query), "body": (await request.body()).decode()})
 
     def _log_response(self, p: _Parsed, query: Any) -> Response:
         container = query.get("container") or ""

@@ -81,14 +81,14 @@ class _Doctor:
         self.options = options
         self._cache: dict[tuple[str, str | None], list[Manifest]] = {}
 
-    def list(self, kind: str, namespace: str | None = None) -> list[Manifest]:
+    def all(self, kind: str, namespace: str | None = None) -> list[Manifest]:
         key = (kind, namespace)
         if key not in self._cache:
             self._cache[key] = self.client.list(kind, namespace)
         return self._cache[key]
 
     def team_namespaces(self) -> list[Manifest]:
-        return [n for n in self.list("Namespace") if n["metadata"]["name"].startswith("mcp-team-")]
+        return [n for n in self.all("Namespace") if n["metadata"]["name"].startswith("mcp-team-")]
 
     # cluster ----------------------------------------------------------------------------------
     def api_version(self) -> tuple[Level, str, str | None]:
@@ -100,20 +100,20 @@ class _Doctor:
         return _ok(f"Kubernetes {text}")
 
     def nodes_present(self) -> tuple[Level, str, str | None]:
-        nodes = self.list("Node")
+        nodes = self.all("Node")
         if not nodes:
             return Level.fail, "no nodes registered", "join at least one node (k3s: install the agent)"
         return _ok(f"{len(nodes)} node(s)")
 
     def nodes_ready(self) -> tuple[Level, str, str | None]:
-        nodes = self.list("Node")
+        nodes = self.all("Node")
         not_ready = [n["metadata"]["name"] for n in nodes if _condition(n, "Ready") != "True"]
         if not_ready:
             return Level.fail, f"not Ready: {', '.join(not_ready)}", "kubectl describe node <name>; check the kubelet"
         return _ok(f"{len(nodes)} node(s) Ready") if nodes else (Level.warn, "no nodes to check", None)
 
     def default_storage_class(self) -> tuple[Level, str, str | None]:
-        classes = self.list("StorageClass")
+        classes = self.all("StorageClass")
         default = [c["metadata"]["name"] for c in classes if (c["metadata"].get("annotations") or {}).get(
             "storageclass.kubernetes.io/is-default-class") == "true"]
         if default:
@@ -215,7 +215,7 @@ class _Doctor:
 
     # ingress and TLS ------------------------------------------------------------------------------
     def ingress_class(self) -> tuple[Level, str, str | None]:
-        classes = [c["metadata"]["name"] for c in self.list("IngressClass")]
+        classes = [c["metadata"]["name"] for c in self.all("IngressClass")]
         if self.options.ingress_class in classes:
             return _ok(f"IngressClass {self.options.ingress_class} exists")
         if classes:
@@ -225,9 +225,9 @@ class _Doctor:
             "install Traefik (k3s ships it) or run setup --ingress traefik"
 
     def ingress_controller(self) -> tuple[Level, str, str | None]:
-        names = {n["metadata"]["name"] for n in self.list("Namespace")}
+        names = {n["metadata"]["name"] for n in self.all("Namespace")}
         for candidate in ("traefik", "kube-system"):
-            deployments = self.list("Deployment", candidate) if candidate in names else []
+            deployments = self.all("Deployment", candidate) if candidate in names else []
             if any("traefik" in d["metadata"]["name"] for d in deployments):
                 return _ok(f"Traefik runs in {candidate}")
         return (Level.warn, "no Traefik Deployment found in traefik or kube-system",
@@ -241,7 +241,7 @@ class _Doctor:
 
     def cluster_issuers(self) -> tuple[Level, str, str | None]:
         referenced = set()
-        for ingress in self.list("Ingress"):
+        for ingress in self.all("Ingress"):
             issuer = (ingress["metadata"].get("annotations") or {}).get("cert-manager.io/cluster-issuer")
             if issuer:
                 referenced.add(issuer)
@@ -267,7 +267,7 @@ class _Doctor:
         teams = self.team_namespaces()
         if not teams:
             return _ok("no team namespaces yet")
-        missing = [t["metadata"]["name"] for t in teams if not self.list(kind, t["metadata"]["name"])]
+        missing = [t["metadata"]["name"] for t in teams if not self.all(kind, t["metadata"]["name"])]
         if missing:
             return Level.fail, f"no {what} in {', '.join(missing)}", fix
         return _ok(f"{len(teams)} team namespace(s) have a {what}")
@@ -299,7 +299,7 @@ class _Doctor:
 
     # servers --------------------------------------------------------------------------------------
     def servers(self) -> list[Manifest]:
-        return self.list("MCPServer")
+        return self.all("MCPServer")
 
     def servers_ready(self) -> tuple[Level, str, str | None]:
         servers = self.servers()
@@ -346,7 +346,7 @@ class _Doctor:
 
     def _dangling(self, kind: str, what: str) -> tuple[Level, str, str | None]:
         servers = {(s["metadata"]["namespace"], s["metadata"]["name"]) for s in self.servers()}
-        dangling = [f"{o['metadata']['namespace']}/{o['metadata']['name']}" for o in self.list(kind)
+        dangling = [f"{o['metadata']['namespace']}/{o['metadata']['name']}" for o in self.all(kind)
                     if (o["metadata"].get("namespace"), (o.get("spec") or {}).get("serverRef", {}).get("name"))
                     not in servers]
         if dangling:
@@ -363,7 +363,7 @@ class _Doctor:
     def sessions_backlog(self) -> tuple[Level, str, str | None]:
         now = datetime.now(UTC)
         per_server: dict[tuple[str, str], int] = {}
-        for s in self.list("MCPAgentSession"):
+        for s in self.all("MCPAgentSession"):
             spec = s.get("spec") or {}
             expires = spec.get("expiresAt")
             done = spec.get("revoked") or (expires and datetime.fromisoformat(expires.replace("Z", "+00:00")) < now)

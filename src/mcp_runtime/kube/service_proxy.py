@@ -7,8 +7,9 @@ enough for the dashboard, the platform API and the registry.
 
 from __future__ import annotations
 
+import contextlib
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import uvicorn
 from starlette.applications import Starlette
@@ -35,13 +36,20 @@ def proxy_app(connection: KubeConnection, namespace: str, service: str, port: in
         out = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP | {"content-encoding"}}
         return Response(upstream.content, status_code=upstream.status_code, headers=out)
 
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await client.aclose()
+
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-    return Starlette(routes=[Route("/{path:path}", forward, methods=methods)], on_shutdown=[client.aclose])
+    return Starlette(routes=[Route("/{path:path}", forward, methods=methods)], lifespan=lifespan)
 
 
-async def serve_service_proxy(namespace: str, service: str, port: int, local_port: int = 0,
-                              on_ready: Callable[[str], None] | None = None,
-                              connection: KubeConnection | None = None) -> None:
+def service_proxy_server(namespace: str, service: str, port: int, local_port: int = 0,
+                         connection: KubeConnection | None = None) -> tuple[uvicorn.Server, str]:
+    """The uvicorn server (not started) and its local URL."""
     connection = connection or KubeConnection.from_environment()
     if not local_port:
         with socket.socket() as sock:
@@ -49,6 +57,14 @@ async def serve_service_proxy(namespace: str, service: str, port: int, local_por
             local_port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(proxy_app(connection, namespace, service, port), host="127.0.0.1",
                                            port=local_port, log_level="warning"))
+    return server, f"http://127.0.0.1:{local_port}"
+
+
+async def serve_service_proxy(namespace: str, service: str, port: int, local_port: int = 0,
+                              on_ready: Callable[[str], None] | None = None,
+                              connection: KubeConnection | None = None) -> None:
+    """Serve until interrupted."""
+    server, url = service_proxy_server(namespace, service, port, local_port, connection)
     if on_ready:
-        on_ready(f"http://127.0.0.1:{local_port}")
+        on_ready(url)
     await server.serve()

@@ -37,7 +37,7 @@ def reapply_team_namespaces(client: KubeClient, options: TeamNamespaceOptions | 
     for ns in client.list("Namespace", label_selector=LABEL_TEAM_SLUG):
         meta = ns["metadata"]
         slug = (meta.get("labels") or {}).get(LABEL_TEAM_SLUG)
-        team_id = (meta.get("annotations") or {}).get(ANNOTATION_TEAM_ID) or slug
         if slug:
-            applied += apply_team_namespace(client, slug, team_id, options)
+            team_id = str((meta.get("annotations") or {}).get(ANNOTATION_TEAM_ID) or slug)
+            applied += apply_team_namespace(client, str(slug), team_id, options)
     return applied

@@ -176,5 +176,5 @@ def run(namespaces: list[str] | None = None, *, standalone: bool = True, livenes
     """Run the operator until interrupted (what `mcp-runtime operator run` calls)."""
     settings = OperatorSettings.from_env()
     chosen = namespaces or list(settings.namespaces)
-    kopf.run(standalone=standalone, namespaces=chosen or None, clusterwide=not chosen,
+    kopf.run(standalone=standalone, namespaces=chosen, clusterwide=not chosen,
              liveness_endpoint=liveness)

@@ -83,7 +83,7 @@ def _condition(type_: str, ok: bool | None, reason: str, message: str, generatio
     status = "Unknown" if ok is None else ("True" if ok else "False")
     before = previous.get(type_)
     changed = before is None or before.get("status") != status
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ") if changed else before.get("lastTransitionTime")
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ") if changed or before is None else before.get("lastTransitionTime")
     cond: Manifest = {"type": type_, "status": status, "reason": reason, "message": message,
                       "lastTransitionTime": stamp}
     if generation is not None:

@@ -11,6 +11,7 @@ import logging
 import threading
 from collections import defaultdict
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from mcp_runtime.kube import ConflictError, KubeClient, NotFoundError
 from mcp_runtime.operator.plan import (
@@ -27,6 +28,7 @@ from mcp_runtime.operator.settings import OperatorSettings
 from mcp_runtime.resources import MCPAccessGrant, MCPAgentSession, MCPServer, ResourceError, load_resource
 
 log = logging.getLogger("mcp_runtime.operator")
+AccessT = TypeVar("AccessT", MCPAccessGrant, MCPAgentSession)
 
 
 class Reconciler:
@@ -142,9 +144,8 @@ class Reconciler:
                         changed += 1
         return changed
 
-    def _load_all(self, kind: str, namespace: str, model: type[MCPAccessGrant] | type[MCPAgentSession],
-                  ) -> list:
-        items = []
+    def _load_all(self, kind: str, namespace: str, model: type[AccessT]) -> list[AccessT]:
+        items: list[object] = []
         for raw in self.client.list(kind, namespace):
             if raw.get("metadata", {}).get("deletionTimestamp"):
                 continue  # being deleted (waiting on a finalizer): it grants nothing any more
@@ -156,7 +157,7 @@ class Reconciler:
                             raw.get("metadata", {}).get("name"), exc)
         return [i for i in items if isinstance(i, model)]
 
-    def _write_status(self, kind: str, namespace: str, name: str, current: object, desired: dict) -> bool:
+    def _write_status(self, kind: str, namespace: str, name: str, current: object, desired: dict[str, Any]) -> bool:
         if not status_changed(current, desired):
             return False
         try:
@@ -171,7 +172,7 @@ class Reconciler:
 _STATUS_KEYS = {"phase", "message", "url", "readyReplicas", "conditions", "observedGeneration"}
 
 
-def _known_status(raw: dict) -> dict:
+def _known_status(raw: dict[str, Any]) -> dict[str, Any]:
     """The object with only the status fields our models know (other writers may add their own)."""
     status = raw.get("status")
     if not isinstance(status, dict):
