@@ -14,6 +14,7 @@ from fakes.kube_fixture import fake_kube  # noqa: F401  (fixture)
 from kopf.testing import KopfRunner
 
 from mcp_runtime.kube import KubeClient
+from mcp_runtime.kube.jwks import publish_jwks
 from mcp_runtime.operator import handlers
 
 NS = "mcp-team-acme"
@@ -31,11 +32,14 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 20.0) -> Any:
 
 def test_kopf_operator_reconciles_servers_grants_and_sessions(fake_kube: FakeKubeApiServer,  # noqa: F811
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MCP_OPERATOR_JWKS_CONFIGMAP", "")
+    monkeypatch.setenv("MCP_OPERATOR_JWKS_CONFIGMAP", "mcp-runtime/mcp-runtime-jwks")
     handlers.use_reconciler(None)
-    fake_kube.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    for ns in (NS, "mcp-runtime"):
+        fake_kube.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     client = KubeClient.from_environment()
-    args = ["run", "--standalone", "--namespace", NS, "-m", "mcp_runtime.operator.handlers"]
+    publish_jwks(client, {"keys": [{"kid": "k1"}]})
+    args = ["run", "--standalone", "--namespace", NS, "--namespace", "mcp-runtime",
+            "-m", "mcp_runtime.operator.handlers"]
     with KopfRunner(args, timeout=60) as runner:
         client.create({"apiVersion": "mcpruntime.org/v1alpha1", "kind": "MCPServer",
                        "metadata": {"name": "payments", "namespace": NS},
@@ -65,6 +69,15 @@ def test_kopf_operator_reconciles_servers_grants_and_sessions(fake_kube: FakeKub
         wait_for("the revocation in the policy", lambda: policy()["sessions"][0]["revoked"])
         wait_for("session status Revoked",
                  lambda: (fake_kube.get("MCPAgentSession", "sess-1", NS).get("status") or {}).get("phase") == "Revoked")
+
+        # Key rotation: the platform republishes its JWKS; the operator copies it to the server's namespace.
+        def copied_kids() -> list[str]:
+            cm = fake_kube.get("ConfigMap", "mcp-runtime-jwks", NS)
+            return [k["kid"] for k in json.loads(cm["data"]["jwks.json"])["keys"]] if cm else []
+
+        wait_for("the JWKS copy", lambda: copied_kids() == ["k1"])
+        publish_jwks(client, {"keys": [{"kid": "k2"}, {"kid": "k1"}]})
+        wait_for("the rotated JWKS copy", lambda: copied_kids() == ["k2", "k1"])
 
         client.delete("MCPAgentSession", "sess-1", NS)
         wait_for("the session gone from the policy", lambda: policy()["sessions"] == [])

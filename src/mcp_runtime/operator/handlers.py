@@ -93,6 +93,18 @@ def deployment_event(body: Any, namespace: str, **_: Any) -> None:
                 log.warning("status of MCPServer %s/%s not refreshed: %s", namespace, owner["name"], exc)
 
 
+def _is_jwks_source(name: str, namespace: str | None, **_: Any) -> bool:
+    return reconciler().settings.jwks_source == (namespace, name)
+
+
+@kopf.on.event("configmaps", when=_is_jwks_source)
+def jwks_changed(type: str, **_: Any) -> None:
+    """The platform rotated its signing keys: copy them to every server namespace."""
+    if type in ("ADDED", "MODIFIED", None):
+        count = reconciler().reconcile_all()
+        log.info("JWKS changed; reconciled %d server(s)", count)
+
+
 # MCPAccessGrant / MCPAgentSession -------------------------------------------------------------------
 def _server_of(body: Any) -> str | None:
     if not body:

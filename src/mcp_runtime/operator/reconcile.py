@@ -95,6 +95,16 @@ class Reconciler:
             self._write_status("MCPServer", namespace, name, raw.get("status"), plan.status)
             return plan
 
+    def reconcile_all(self, now: datetime | None = None) -> int:
+        """Reconcile every server in the watched namespaces (after the JWKS source changed)."""
+        count = 0
+        for namespace in list(self.settings.namespaces) or [None]:
+            for raw in self.client.list("MCPServer", namespace):
+                meta = raw.get("metadata", {})
+                if self.reconcile_server(meta["namespace"], meta["name"], now) is not None:
+                    count += 1
+        return count
+
     def reconcile_access(self, kind: str, namespace: str, name: str, *, previous_server: str | None = None,
                          now: datetime | None = None) -> None:
         """Write a grant's or session's status and re-render the policy of the server(s) it names."""
