@@ -200,6 +200,9 @@ def setup(
     objects = render_platform(config)
     if use_helm and shutil.which("helm") is None:
         raise CliError("--helm given but helm is not installed", hint="drop --helm to apply through the API")
+    if use_helm and not (CHART_DIR / "Chart.yaml").is_file():
+        raise CliError(f"the Helm chart is not part of this installation ({CHART_DIR})",
+                       hint="run from a checkout of the repository (deploy/helm/mcp-runtime), or drop --helm")
     if dry_run:
         if output != OutputFormat.table:
             emit(objects, output)
