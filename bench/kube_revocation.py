@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 from fakes.fake_kube_apiserver import FakeKubeApiServer
-
 from mcp_runtime.kube import KubeClient
 from mcp_runtime.kube.connection import KubeConnection
 from mcp_runtime.operator.policy_watch import KubeConfigMapPolicyWatcher

@@ -9,10 +9,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from fakes.fake_kube_apiserver import FakeKubeApiServer
-from fakes.kube_fixture import fake_kube  # noqa: F401  (fixture)
 from kopf.testing import KopfRunner
 
+from fakes.fake_kube_apiserver import FakeKubeApiServer
+from fakes.kube_fixture import fake_kube  # noqa: F401  (fixture)
 from mcp_runtime.kube import KubeClient
 from mcp_runtime.kube.jwks import publish_jwks
 from mcp_runtime.operator import handlers

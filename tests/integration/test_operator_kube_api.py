@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+
 from fakes.fake_kube_apiserver import FakeKubeApiServer
 from fakes.kube_fixture import fake_kube  # noqa: F401  (fixture)
-
 from mcp_runtime.kube import KubeClient
 from mcp_runtime.operator.policy_watch import KubeConfigMapPolicyWatcher
 from mcp_runtime.operator.reconcile import Reconciler

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+
 from fakes.fake_kube_apiserver import FakeKubeApiServer
 from fakes.kube_fixture import fake_kube  # noqa: F401  (fixture)
-
 from mcp_runtime.kube.service_proxy import service_proxy_server
 
 

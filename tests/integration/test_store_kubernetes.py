@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from fakes.fake_kube_apiserver import FakeKubeApiServer
 from fakes.kube_fixture import fake_kube  # noqa: F401  (fixture)
-from mcp_runtime.store.records import AlreadyExists, AuditRecord, NotFound, PlatformRole, StoredResource, StoreError
-from mcp_runtime.store.sql.store import SqlStore
-
 from mcp_runtime.kube import KubeClient
 from mcp_runtime.store.kubernetes import KubernetesBackedStore
+from mcp_runtime.store.records import AlreadyExists, AuditRecord, NotFound, PlatformRole, StoredResource, StoreError
+from mcp_runtime.store.sql.store import SqlStore
 
 NS = "mcp-team-acme"
 

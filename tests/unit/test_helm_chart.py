@@ -11,8 +11,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from fakes.mini_helm import TemplateError, merge_values, render_chart, render_template
 
+from fakes.mini_helm import TemplateError, merge_values, render_chart, render_template
 from mcp_runtime.kube.platform import PlatformConfig, render_platform
 
 ROOT = Path(__file__).resolve().parents[2]
