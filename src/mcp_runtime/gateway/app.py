@@ -55,6 +55,7 @@ _STRIP_RESPONSE = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"content-length", b"trailer",
     b"upgrade", b"te", b"server", b"date",
 })
+_KNOWN_METHODS = frozenset({"GET", "POST", "DELETE"})
 _JSON = b"application/json"
 _SSE = b"text/event-stream"
 _WWW_AUTHENTICATE = b"www-authenticate"
@@ -261,7 +262,7 @@ class Gateway:
         finally:
             inflight.dec()
             elapsed = time.perf_counter() - started
-            self.metrics.count_request(server, method, ex.status)
+            self.metrics.count_request(server, method if method in _KNOWN_METHODS else "other", ex.status)
             self.metrics.observe_duration(server, elapsed)
             if ex.messages:
                 self._audit(route, ex, elapsed * 1000.0)
@@ -534,7 +535,7 @@ class Gateway:
         headers = self._response_headers(response)
         length = response.header(b"content-length")
         content_type = response.header(b"content-type") or b""
-        if length is not None and not content_type.startswith(_SSE) and int(length) <= MAX_REWRITE:
+        if length is not None and length.isdigit() and int(length) <= MAX_REWRITE and not content_type.startswith(_SSE):
             try:
                 data = await response.read(MAX_REWRITE)
             except UpstreamError as exc:
