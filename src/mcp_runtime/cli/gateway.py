@@ -84,8 +84,8 @@ def run(
         raise CliError(source.last_error or f"policy file {policy_file} is not usable", hint="check --policy-file")
     upstream_token = None
     if upstream_token_file is not None:
-        upstream_token = _readable(upstream_token_file, "upstream token file", "--upstream-token-file")
-        upstream_token = upstream_token.decode().strip()
+        raw = _readable(upstream_token_file, "upstream token file", "--upstream-token-file")
+        upstream_token = raw.decode().strip() or None
     emitter = None
     if ingest_url is not None or ingest_key_file is not None or spool_dir is not None:
         if ingest_url is None or ingest_key_file is None:

@@ -365,14 +365,14 @@ class Gateway:
         forward: list[jsonrpc.RpcMessage] = []
         denials: list[dict[str, Any]] = []
         list_ids: set[str] = set()
-        for msg, decision in zip(messages, decisions, strict=True):
-            assert decision is not None
-            if decision.allowed:
+        for msg, verdict in zip(messages, decisions, strict=True):
+            assert verdict is not None
+            if verdict.allowed:
                 forward.append(msg)
                 if msg.method == "tools/list" and msg.has_id:
                     list_ids.add(jsonrpc.id_key(msg.id))
             elif msg.has_id:
-                denials.append(_denial(msg, decision))
+                denials.append(_denial(msg, verdict))
 
         if not forward:
             if not denials:
