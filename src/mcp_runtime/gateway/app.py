@@ -226,9 +226,9 @@ class Gateway:
                 (b"content-type", CONTENT_TYPE_LATEST.encode()), (b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": body})
         else:
+            # Which servers exist is not told to anonymous callers.
             await self._json(send, 404, {"error": "not_found",
-                                         "message": f"no MCP server is routed at {path}; "
-                                                    f"known: {', '.join(b.path for b in self.routes) or 'none'}"})
+                                         "message": f"no MCP server is routed at {path}; MCP endpoints end in /mcp"})
 
     def config_status(self) -> dict[str, Any]:
         routes = [{"server": b.server, "namespace": b.namespace, "path": b.path, "upstream": b.config.upstream,
