@@ -97,15 +97,30 @@ class UpstreamResponse:
             self.close()
 
     async def read(self, limit: int | None = None) -> bytes:
-        """The whole body (for small JSON answers the gateway must rewrite)."""
+        """The whole body (small JSON answers; usually complete by the time the head is parsed)."""
         parts: list[bytes] = []
         size = 0
-        async for chunk in self.chunks():
-            parts.append(chunk)
-            size += len(chunk)
-            if limit is not None and size > limit:
-                raise UpstreamError(f"upstream response larger than {limit} bytes")
-        return b"".join(parts)
+        try:
+            while True:
+                while self._chunks:
+                    chunk = self._chunks.popleft()
+                    self._buffered -= len(chunk)
+                    parts.append(chunk)
+                    size += len(chunk)
+                    if limit is not None and size > limit:
+                        raise UpstreamError(f"upstream response larger than {limit} bytes")
+                if self._done:
+                    break
+                if self._error is not None:
+                    raise UpstreamError(str(self._error) or "upstream closed the connection") from self._error
+                if self._conn is not None:
+                    self._conn.resume()
+                self._waiter = asyncio.get_running_loop().create_future()
+                await self._waiter
+                self._waiter = None
+        finally:
+            self.close()
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def abort(self, reason: str = "the client went away") -> None:
         """Stop a stream now (client disconnected): wakes the reader, drops the connection."""
