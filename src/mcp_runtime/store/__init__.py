@@ -1,1 +1,26 @@
-"""store package."""
+"""Control-plane store: one interface (`ControlPlaneStore`), a SQL implementation (`SqlStore`)."""
+
+from mcp_runtime.store.interface import ControlPlaneStore
+from mcp_runtime.store.records import (
+    AlreadyExists,
+    ApiKey,
+    AuditEntry,
+    AuditRecord,
+    Membership,
+    NotFound,
+    PlatformRole,
+    RefreshToken,
+    RotateOutcome,
+    RotateResult,
+    StoredResource,
+    StoreError,
+    Team,
+    TeamRole,
+    User,
+)
+
+__all__ = [
+    "AlreadyExists", "ApiKey", "AuditEntry", "AuditRecord", "ControlPlaneStore", "Membership", "NotFound",
+    "PlatformRole", "RefreshToken", "RotateOutcome", "RotateResult", "StoreError", "StoredResource", "Team",
+    "TeamRole", "User",
+]

@@ -1,0 +1,30 @@
+"""`mcp-runtime platform serve`: run the platform API alone (tests; `mcp-runtime up` mounts it with more)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="Run the platform API.", no_args_is_help=True)
+
+
+@app.command()
+def serve(
+    data_dir: Path = typer.Option(Path("~/.mcpruntime/data"), "--data-dir", help="Where the SQLite file and "
+                                  "the generated admin password live."),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8080, "--port"),
+    database_url: str | None = typer.Option(None, "--database-url", envvar="MCP_RUNTIME_DATABASE_URL",
+                                            help="postgresql+psycopg://... (default: SQLite in --data-dir)."),
+    log_level: str = typer.Option("info", "--log-level"),
+) -> None:
+    """Serve the platform API at http://HOST:PORT/api/v1 until interrupted."""
+    import uvicorn
+
+    from mcp_runtime.platform import PlatformSettings, create_app
+
+    settings = PlatformSettings.from_env(data_dir.expanduser(), database_url=database_url)
+    app_ = create_app(settings)
+    typer.echo(f"platform API on http://{host}:{port}/api/v1 (data in {settings.data_dir})", err=True)
+    uvicorn.run(app_, host=host, port=port, log_level=log_level)

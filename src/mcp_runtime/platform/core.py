@@ -1,0 +1,54 @@
+"""The platform's services wired together over one store: what `create_app` serves and `up` reuses."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from mcp_runtime.platform.access import AccessService
+from mcp_runtime.platform.hooks import NoRuntime, PolicyPublisher, RuntimeHooks
+from mcp_runtime.platform.identity import IdentityService, load_keyring
+from mcp_runtime.platform.policies import PolicyCompiler
+from mcp_runtime.platform.repository import ResourceRepository
+from mcp_runtime.platform.servers import ServerService
+from mcp_runtime.platform.settings import PlatformSettings
+from mcp_runtime.store import ControlPlaneStore
+from mcp_runtime.store.sql import SqlStore, sqlite_url
+
+log = logging.getLogger("mcp_runtime.platform")
+
+
+class Platform:
+    """Opens the store (running migrations), loads the signing keys, creates the first admin,
+    and compiles every server's policy so subscribers start with a complete picture."""
+
+    def __init__(self, settings: PlatformSettings, *, store: ControlPlaneStore | None = None,
+                 hooks: RuntimeHooks | None = None, publisher: PolicyPublisher | None = None) -> None:
+        self.settings = settings
+        self._owns_store = store is None
+        if store is None:
+            url = settings.database_url
+            if url is None:
+                Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+                url = sqlite_url(Path(settings.data_dir))
+            store = SqlStore.open(url, run_migrations=settings.run_migrations)
+        self.store = store
+        self.keyring = load_keyring(store)
+        self.identity = IdentityService(store, self.keyring, settings)
+        self.publisher = publisher or PolicyPublisher()
+        self.hooks: RuntimeHooks = hooks or NoRuntime()
+        self.repo = ResourceRepository(store)
+        self.policies = PolicyCompiler(self.repo, self.publisher)
+        self.servers = ServerService(store, self.repo, self.policies, self.hooks)
+        self.access = AccessService(store, self.repo, self.servers, self.policies, self.keyring, settings)
+        self.identity.bootstrap_admin()
+        self.policies.recompile_all()
+
+    def set_runtime(self, hooks: RuntimeHooks) -> None:
+        """Attach the runtime that runs servers (it hears of every later server change)."""
+        self.hooks = hooks
+        self.servers.hooks = hooks
+
+    def close(self) -> None:
+        if self._owns_store:
+            self.store.close()

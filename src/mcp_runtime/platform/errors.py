@@ -1,0 +1,104 @@
+"""One error envelope for every failure: `{"error": code, "message": ...}` with the right HTTP status."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("mcp_runtime.platform")
+
+STATUS_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+    406: "not_acceptable", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
+    422: "invalid_request", 429: "rate_limited", 500: "internal_error", 503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """Raise from any handler or service to answer with the envelope."""
+
+    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None,
+                 details: Any = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers, self.details = status, code, message, headers, details
+
+
+def envelope(status: int, code: str, message: str, *, headers: dict[str, str] | None = None,
+             details: Any = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(404, "not_found", f"{what} not found")
+
+
+def forbidden(message: str) -> ApiError:
+    return ApiError(403, "forbidden", message)
+
+
+def validation_message(errors: list[dict[str, Any]] | Any, prefix: str = "") -> str:
+    """`spec.maxTrust: Input should be 'low', 'medium' or 'high'; ...` from pydantic errors."""
+    parts = []
+    for error in list(errors)[:5]:
+        location = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body",))
+        where = f"{prefix}{location}" if location else prefix.rstrip(".") or "body"
+        message = error.get("msg", "invalid")
+        if error.get("type") == "extra_forbidden":
+            message = "unknown field"
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts) or "invalid request"
+
+
+def invalid(exc: ValidationError, prefix: str = "") -> ApiError:
+    errors = exc.errors(include_url=False, include_input=False)
+    return ApiError(422, "invalid_request", validation_message(errors, prefix), details=_plain(errors))
+
+
+def _plain(errors: Any) -> Any:
+    return [{"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg"), "type": e.get("type")}
+            for e in errors]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return envelope(exc.status, exc.code, exc.message, headers=exc.headers, details=exc.details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = STATUS_CODES.get(exc.status_code, "error")
+        message = exc.detail if isinstance(exc.detail, str) else code
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no such endpoint: {request.method} {request.url.path}"
+        elif exc.status_code == 405:
+            message = f"method {request.method} is not allowed on {request.url.path}"
+        return envelope(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            detail = next(e for e in errors if e.get("type") == "json_invalid")
+            return envelope(400, "malformed_json", f"request body is not valid JSON: {detail.get('msg')}")
+        return envelope(422, "invalid_request", validation_message(errors), details=_plain(errors))
+
+    @app.exception_handler(ValidationError)
+    async def _model_error(_: Request, exc: ValidationError) -> JSONResponse:
+        # a resource assembled by a service (e.g. a deploy's MCPServer) failed the models' rules
+        from mcp_runtime.resources import describe_validation_error
+
+        return envelope(422, "invalid_request", describe_validation_error(exc))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return envelope(500, "internal_error", "the platform API failed to handle the request; see its log")

@@ -1,0 +1,47 @@
+"""Settings of the platform API: where its data lives and the limits it enforces."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path("~/.mcpruntime/data").expanduser()
+DATABASE_URL_ENV = "MCP_RUNTIME_DATABASE_URL"
+ADMIN_EMAIL_ENV = "MCP_RUNTIME_ADMIN_EMAIL"
+ADMIN_PASSWORD_ENV = "MCP_RUNTIME_ADMIN_PASSWORD"
+ORG_NAMESPACE = "mcp-servers-org"
+PUBLIC_NAMESPACE = "mcp-servers-public"
+TEAM_NAMESPACE_PREFIX = "mcp-team-"
+
+
+@dataclass
+class PlatformSettings:
+    """Everything `create_app` needs. `from_env` fills the database URL and first admin from the environment."""
+
+    data_dir: Path = field(default_factory=lambda: DEFAULT_DATA_DIR)
+    database_url: str | None = None  # None: SQLite file in data_dir
+    admin_email: str = "admin@example.com"
+    admin_password: str | None = None  # None: generated and written to data_dir/admin-password (0600)
+    access_token_ttl: timedelta = timedelta(minutes=15)
+    refresh_token_ttl: timedelta = timedelta(days=30)
+    max_body_bytes: int = 1024 * 1024
+    login_max_failures: int = 5
+    login_window: timedelta = timedelta(minutes=5)
+    session_default_ttl: timedelta = timedelta(hours=1)
+    session_max_ttl: timedelta = timedelta(hours=24)
+    run_migrations: bool = True
+
+    @classmethod
+    def from_env(cls, data_dir: Path | str | None = None, **overrides: object) -> PlatformSettings:
+        settings = cls(**overrides)  # type: ignore[arg-type]
+        if data_dir is not None:
+            settings.data_dir = Path(data_dir).expanduser()
+        if settings.database_url is None and os.environ.get(DATABASE_URL_ENV):
+            settings.database_url = os.environ[DATABASE_URL_ENV]
+        if os.environ.get(ADMIN_EMAIL_ENV):
+            settings.admin_email = os.environ[ADMIN_EMAIL_ENV]
+        if settings.admin_password is None and os.environ.get(ADMIN_PASSWORD_ENV):
+            settings.admin_password = os.environ[ADMIN_PASSWORD_ENV]
+        return settings

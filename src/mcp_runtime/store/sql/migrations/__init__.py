@@ -1,0 +1,1 @@
+"""Alembic migrations of the SQL store (a package so wheels include them)."""
