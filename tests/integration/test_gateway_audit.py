@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from fixtures.gateway import (
     CALLER_TEAM,
     NAMESPACE,
@@ -19,7 +20,6 @@ from fixtures.gateway import (
     serve_gateway,
     standard_kit,
 )
-
 from mcp_runtime.security import KeyRing
 from mcp_runtime.sentinel.emitter import Emitter
 
