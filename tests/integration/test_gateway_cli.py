@@ -116,3 +116,11 @@ def test_run_serves_the_policy_from_the_file(sidecar: str, files: dict[str, Any]
     assert sorted((e["rpc_method"], e["decision"]) for e in receiver.events) == [("initialize", "allow"),
                                                                                 ("tools/list", "deny")]
     assert receiver.auth[0] == "Bearer mcpr_sidecar-key"
+
+
+def test_a_policy_source_is_required_and_a_configmap_ref_is_checked(files: dict[str, Any]) -> None:
+    base = ["gateway", "run", "--upstream", "http://127.0.0.1:9/mcp", "--jwks-file", str(files["jwks"])]
+    result = run_cli(base)
+    assert result.returncode == 1 and "--policy-configmap" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli([*base, "--policy-configmap", "just-a-name"])
+    assert result.returncode == 1 and "NAMESPACE/NAME" in result.stderr and "Traceback" not in result.stderr
