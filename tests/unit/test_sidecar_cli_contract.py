@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 import typer
 
 from mcp_runtime.cli.app import app
