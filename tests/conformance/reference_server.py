@@ -8,7 +8,7 @@ with subscribe/unsubscribe; prompts with arguments, images and embedded resource
 `logging/setLevel`. The conformance package ships no server of its own (only its client harness).
 
 Run: `PORT=8123 python tests/conformance/reference_server.py` (serves http://127.0.0.1:$PORT/mcp).
-`TOOL_NAMES` lists every tool so the gateway's policy can declare each one.
+The test declares every tool in the gateway's policy from this server's own tools/list.
 """
 
 from __future__ import annotations
@@ -69,7 +69,24 @@ class MemoryEventStore(EventStore):
         return stream
 
 
-mcp: MCPServer[Any] = MCPServer(name="mcp-runtime-conformance-reference")
+def _json_schema_tool(name: str | None = None, address: dict[str, Any] | None = None) -> str:
+    return json.dumps({"name": name, "address": address})
+
+
+# Its input schema is given verbatim: the suite checks $schema, $defs and additionalProperties survive.
+_JSON_SCHEMA_TOOL = Tool.from_function(_json_schema_tool, name="json_schema_2020_12_tool",
+                                       description="Tool with JSON Schema 2020-12 features")
+_JSON_SCHEMA_TOOL.parameters = {
+    "$schema": SCHEMA_2020_12,
+    "type": "object",
+    "$defs": {"address": {"type": "object",
+                          "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}},
+    "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
+    "additionalProperties": False,
+}
+
+
+mcp: MCPServer[Any] = MCPServer(name="mcp-runtime-conformance-reference", tools=[_JSON_SCHEMA_TOOL])
 subscriptions: set[str] = set()
 
 
@@ -212,24 +229,6 @@ async def test_reconnection(ctx: Context) -> str:
     return "Reconnection test completed"
 
 
-def _json_schema_tool(name: str | None = None, address: dict[str, Any] | None = None) -> str:
-    return json.dumps({"name": name, "address": address})
-
-
-# Its input schema is given verbatim: the suite checks $schema, $defs and additionalProperties survive.
-_JSON_SCHEMA_TOOL = Tool.from_function(_json_schema_tool, name="json_schema_2020_12_tool",
-                                       description="Tool with JSON Schema 2020-12 features")
-_JSON_SCHEMA_TOOL.parameters = {
-    "$schema": SCHEMA_2020_12,
-    "type": "object",
-    "$defs": {"address": {"type": "object",
-                          "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}},
-    "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
-    "additionalProperties": False,
-}
-mcp._tool_manager._tools[_JSON_SCHEMA_TOOL.name] = _JSON_SCHEMA_TOOL  # no public way to set a raw schema
-
-
 # --- resources ----------------------------------------------------------------------------------------
 
 @mcp.resource("test://static-text", mime_type="text/plain")
@@ -309,12 +308,11 @@ async def _unsubscribe(ctx: Any, params: UnsubscribeRequestParams) -> dict[str, 
     return {}
 
 
-_lowlevel = mcp._lowlevel_server
+_lowlevel = mcp._lowlevel_server  # MCPServer has no public hook for these three methods
 _lowlevel.add_request_handler("logging/setLevel", SetLevelRequestParams, _set_level)
 _lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, _subscribe)
 _lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, _unsubscribe)
 
-TOOL_NAMES = sorted(tool.name for tool in mcp._tool_manager.list_tools())
 
 
 def main() -> None:
