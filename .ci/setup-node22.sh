@@ -19,6 +19,10 @@ installed_version() {  # the version of an installed npm package, or nothing
   [ -f "$manifest" ] && sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$manifest" | head -n1
 }
 
+if ! command -v npm >/dev/null 2>&1; then  # a machine without Node at all: Debian's npm brings it
+  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >&2
+fi
+
 if [ ! -x "$node_bin" ] || ! "$node_bin" --version | grep -q '^v22\.' \
     || [ "$(installed_version @modelcontextprotocol/inspector)" != "$INSPECTOR_VERSION" ] \
     || [ "$(installed_version @modelcontextprotocol/conformance)" != "$CONFORMANCE_VERSION" ]; then
