@@ -7,11 +7,12 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Mount every command group on the root app. Add one line per new group."""
-    from mcp_runtime.cli import access, auth, crds, platform_serve, server, team
+    from mcp_runtime.cli import access, analytics, auth, crds, platform_serve, server, team
 
     app.add_typer(auth.app, name="auth")
     app.add_typer(server.app, name="server")
     app.add_typer(access.app, name="access")
     app.add_typer(team.app, name="team")
+    app.add_typer(analytics.app, name="analytics")
     app.add_typer(crds.app, name="crds")
     app.add_typer(platform_serve.app, name="platform")
