@@ -7,7 +7,9 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Mount every command group on the root app. Add one line per new group."""
-    from mcp_runtime.cli import access, analytics, auth, crds, platform_serve, server, team
+    from mcp_runtime.cli import access, analytics, auth, crds, gateway, platform_serve, server, team, up
+
+    app.command("up")(up.up)
 
     app.add_typer(auth.app, name="auth")
     app.add_typer(server.app, name="server")
@@ -15,4 +17,5 @@ def register(app: typer.Typer) -> None:
     app.add_typer(team.app, name="team")
     app.add_typer(analytics.app, name="analytics")
     app.add_typer(crds.app, name="crds")
+    app.add_typer(gateway.app, name="gateway")
     app.add_typer(platform_serve.app, name="platform")
