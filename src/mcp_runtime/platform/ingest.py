@@ -124,6 +124,7 @@ class IngestService:
         self.store = store
         self.nats_url = settings.nats_url
         self.run_writer = settings.nats_writer
+        self.stream = (settings.nats_stream, settings.nats_subject_prefix)
         self._publisher: Any = None
         self._writer: Any = None
         self._start_lock: asyncio.Lock | None = None
@@ -141,11 +142,12 @@ class IngestService:
         async with self._start_lock:
             if self._publisher is not None:
                 return
-            from mcp_runtime.sentinel.nats_pipeline import EventPublisher, StreamWriter
+            from mcp_runtime.sentinel.nats_pipeline import EventPublisher, StreamSettings, StreamWriter
 
-            publisher = await EventPublisher.connect(self.nats_url)
+            stream = StreamSettings(name=self.stream[0], subject_prefix=self.stream[1])
+            publisher = await EventPublisher.connect(self.nats_url, stream)
             if self.run_writer:
-                writer = await StreamWriter.connect(self.nats_url, self.store)
+                writer = await StreamWriter.connect(self.nats_url, self.store, stream)
                 await writer.start()
                 self._writer = writer
             self._publisher = publisher

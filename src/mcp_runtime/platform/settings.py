@@ -41,6 +41,8 @@ class PlatformSettings:
     ingest_max_body_bytes: int = 16 * 1024 * 1024
     nats_url: str | None = None  # set: ingest publishes to JetStream, a background writer stores
     nats_writer: bool = True  # run the JetStream -> store writer in this process (NATS mode)
+    nats_stream: str = "MCP_EVENTS"
+    nats_subject_prefix: str = "mcp.events"
     analytics_retention_days: int | None = None
 
     @classmethod
