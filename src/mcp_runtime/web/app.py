@@ -83,6 +83,15 @@ def _number(value: Any) -> str:
     return f"{int(value):,}"
 
 
+def _brief(value: Any) -> str:
+    """A small audit detail (`user=bob@globex.com, role=member`); big documents are left to the API."""
+    if not isinstance(value, dict) or not value or len(value) > 4:
+        return ""
+    parts = [f"{key}={item}" for key, item in value.items() if isinstance(item, str | int | float | bool)]
+    text = ", ".join(parts)
+    return text if len(text) <= 120 else ""
+
+
 class _SecurityHeaders:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -112,7 +121,7 @@ class Dashboard:
         self.platform = platform
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         env = self.templates.env
-        env.filters.update(when=_when, ago=_ago, number=_number)
+        env.filters.update(when=_when, ago=_ago, number=_number, brief=_brief)
         env.globals.update(version=__version__, csrf_field=CSRF_FIELD)
 
     # plumbing -------------------------------------------------------------------------------------
