@@ -96,6 +96,10 @@ class IngestKeys:
         log.info("created the ingest API key for local gateways in %s", path)
         return key
 
+    def known(self, bearer: str | None) -> bool:
+        """True when `bearer` matches a hash already loaded (no I/O: safe on the event loop)."""
+        return bool(bearer) and self._matches(bearer)  # type: ignore[arg-type]
+
     def verify(self, bearer: str | None) -> bool:
         """True when `bearer` is a stored ingest key. Unknown keys reload the hashes (rate limited), so a
         key registered by another replica is accepted within seconds."""

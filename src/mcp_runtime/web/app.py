@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -31,6 +32,7 @@ from mcp_runtime.resources import MCPAccessGrant, MCPAgentSession, MCPServer
 from mcp_runtime.web import charts
 from mcp_runtime.web.session import (
     CSRF_FIELD,
+    REFRESH_COOKIE,
     Login,
     clear_tokens,
     csrf_ok,
@@ -53,7 +55,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 
-Handler = Callable[[Request, Login], Awaitable[Response]]
+Handler = Callable[[Request, Login, dict[str, str]], Response]
 
 
 def _when(value: Any) -> str:
@@ -148,29 +150,38 @@ class Dashboard:
         target = self.base(request) + path + (("?" + urlencode(query)) if query else "")
         return RedirectResponse(target, status_code=303)
 
-    def page(self, handler: Handler, *, admin: bool = False) -> Callable[[Request], Awaitable[Response]]:
-        """Wrap a handler: sign-in required (else to /login), admin pages 403 for others."""
+    def page(self, handler: Handler, *, admin: bool = False,
+             post: bool = False) -> Callable[[Request], Awaitable[Response]]:
+        """Wrap a handler: sign-in required (else to /login), admin pages 403 for others, posted forms
+        CSRF-checked. Handlers are synchronous (store and analytics queries block) and run in the thread
+        pool, so a slow query never stalls the event loop the gateway shares in `mcp-runtime up`."""
 
         async def endpoint(request: Request) -> Response:
-            login = current_login(request, self.platform)
-            if login is None:
-                response = self.redirect(request, "/login", next=request.url.path)
-                clear_tokens(request, response)
-                return response
-            if admin and not login.principal.is_admin:
-                return self.render(request, "error.html", login, status=403,
-                                   message="This page is for platform admins.")
-            try:
-                return await handler(request, login)
-            except ApiError as exc:
-                return self.render(request, "error.html", login, status=exc.status, message=exc.message)
+            fields = await self.form(request) if post else {}
+            return await run_in_threadpool(self._page, request, handler, admin, fields)
 
         return endpoint
 
+    def _page(self, request: Request, handler: Handler, admin: bool, fields: dict[str, str] | None) -> Response:
+        login = current_login(request, self.platform)
+        if login is None:
+            response = self.redirect(request, "/login", next=request.url.path)
+            clear_tokens(request, response)
+            return response
+        if admin and not login.principal.is_admin:
+            return self.render(request, "error.html", login, status=403, message="This page is for platform admins.")
+        if fields is None:
+            return self.render(request, "error.html", login, status=403,
+                               message="The form expired or did not come from this dashboard; reload and retry.")
+        try:
+            return handler(request, login, fields)
+        except ApiError as exc:
+            return self.render(request, "error.html", login, status=exc.status, message=exc.message)
+
     async def form(self, request: Request) -> dict[str, str] | None:
         """The posted form when its CSRF token is right (None otherwise); small forms only."""
-        declared = request.headers.get("content-length", "0")
-        if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+        declared = request.headers.get("content-length", "")
+        if not declared.isdigit() or int(declared) > MAX_FORM_BYTES:  # browsers always send a length
             return None
         data = await request.form(max_files=0, max_fields=20)
         fields = {key: value for key, value in data.items() if isinstance(value, str)}
@@ -181,12 +192,18 @@ class Dashboard:
 
     # login ----------------------------------------------------------------------------------------
     async def login_page(self, request: Request) -> Response:
+        return await run_in_threadpool(self._login_page, request)
+
+    def _login_page(self, request: Request) -> Response:
         if current_login(request, self.platform) is not None:
             return self.redirect(request, "/analytics")
         return self.render(request, "login.html", None, next=_safe_next(request.query_params.get("next")))
 
     async def login_submit(self, request: Request) -> Response:
         fields = await self.form(request)
+        return await run_in_threadpool(self._login_submit, request, fields)
+
+    def _login_submit(self, request: Request, fields: dict[str, str] | None) -> Response:
         if fields is None:
             return self.render(request, "login.html", None, status=403, error="Your form expired; try again.")
         email, password = fields.get("email", "").strip(), fields.get("password", "")
@@ -203,18 +220,19 @@ class Dashboard:
 
     async def logout(self, request: Request) -> Response:
         fields = await self.form(request)
+        return await run_in_threadpool(self._logout, request, fields)
+
+    def _logout(self, request: Request, fields: dict[str, str] | None) -> Response:
         if fields is None:
             return self.redirect(request, "/analytics")
         login = current_login(request, self.platform)
-        from mcp_runtime.web.session import REFRESH_COOKIE
-
         self.platform.identity.logout(request.cookies.get(REFRESH_COOKIE), login.principal if login else None)
         response = self.redirect(request, "/login", notice="Signed out.")
         clear_tokens(request, response)
         return response
 
     # pages ----------------------------------------------------------------------------------------
-    async def analytics(self, request: Request, login: Login) -> Response:
+    def analytics(self, request: Request, login: Login, fields: dict[str, str]) -> Response:
         params = request.query_params
         period = params.get("since") if params.get("since") in PERIODS else "24h"
         server = params.get("server") or None
@@ -231,37 +249,33 @@ class Dashboard:
             denial_rate=(usage["totals"]["denied"] / usage["totals"]["events"]) if usage["totals"]["events"] else 0,
         )
 
-    async def servers(self, request: Request, login: Login) -> Response:
+    def servers(self, request: Request, login: Login, fields: dict[str, str]) -> Response:
         servers: list[MCPServer] = self.platform.servers.list(login.principal)
         servers.sort(key=lambda s: (s.metadata.namespace or "", s.metadata.name))
         return self.render(request, "servers.html", login, nav="servers", servers=servers, teams=self.team_slugs())
 
-    async def grants(self, request: Request, login: Login) -> Response:
+    def grants(self, request: Request, login: Login, fields: dict[str, str]) -> Response:
         grants: list[MCPAccessGrant] = self.platform.access.list_grants(login.principal)
         grants.sort(key=lambda g: (g.metadata.namespace or "", g.metadata.name))
         return self.render(request, "grants.html", login, nav="grants", grants=grants, teams=self.team_slugs())
 
-    async def sessions(self, request: Request, login: Login) -> Response:
+    def sessions(self, request: Request, login: Login, fields: dict[str, str]) -> Response:
         sessions: list[MCPAgentSession] = self.platform.access.list_sessions(login.principal)
         sessions.sort(key=lambda s: (s.metadata.namespace or "", s.metadata.name))
         return self.render(request, "sessions.html", login, nav="sessions", sessions=sessions,
                            teams=self.team_slugs(), can_manage=login.principal.can_manage)
 
-    async def revoke_session(self, request: Request, login: Login) -> Response:
-        fields = await self.form(request)
-        if fields is None:
-            return self.render(request, "error.html", login, status=403,
-                               message="The form expired or did not come from this dashboard; reload and retry.")
+    def revoke_session(self, request: Request, login: Login, fields: dict[str, str]) -> Response:
         namespace, name = request.path_params["namespace"], request.path_params["name"]
         self.platform.access.set_session_revoked(login.principal, namespace, name, True)
         return self.redirect(request, "/sessions", notice=f"Session {name} in {namespace} is revoked.")
 
-    async def teams(self, request: Request, login: Login) -> Response:
+    def teams(self, request: Request, login: Login, fields: dict[str, str]) -> Response:
         store = self.platform.store
         teams = [{"team": team, "members": store.list_members(team.id)} for team in store.list_teams()]
         return self.render(request, "teams.html", login, nav="teams", teams=teams)
 
-    async def audit(self, request: Request, login: Login) -> Response:
+    def audit(self, request: Request, login: Login, fields: dict[str, str]) -> Response:
         kind = request.query_params.get("kind") or None
         entries = self.platform.store.list_audit(limit=200, kind=kind)
         return self.render(request, "audit.html", login, nav="audit", entries=entries, kind=kind,
@@ -271,6 +285,9 @@ class Dashboard:
         return self.redirect(request, "/analytics")
 
     async def not_found(self, request: Request, exc: Exception) -> Response:
+        return await run_in_threadpool(self._not_found, request)
+
+    def _not_found(self, request: Request) -> Response:
         login = current_login(request, self.platform)
         return self.render(request, "error.html", login, status=404, message="There is no such page.")
 
@@ -294,7 +311,8 @@ def create_dashboard(platform: Platform) -> ASGIApp:
         Route("/servers", board.page(board.servers)),
         Route("/grants", board.page(board.grants)),
         Route("/sessions", board.page(board.sessions)),
-        Route("/sessions/{namespace}/{name}/revoke", board.page(board.revoke_session), methods=["POST"]),
+        Route("/sessions/{namespace}/{name}/revoke", board.page(board.revoke_session, post=True),
+              methods=["POST"]),
         Route("/teams", board.page(board.teams, admin=True)),
         Route("/audit", board.page(board.audit, admin=True)),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from mcp_runtime.platform.analytics import SECTIONS
 from mcp_runtime.platform.deps import CallerDep, PlatformDep, bearer_token
@@ -25,7 +26,9 @@ def _text() -> Any:
 @router.post("/ingest/events", status_code=202, responses={202: {"description": "{accepted, duplicates}"}})
 async def ingest_events(request: Request, platform: PlatformDep) -> JSONResponse:
     """A batch `{"events": [...]}` from a gateway, with an ingest API key; idempotent on `event_id`."""
-    if not platform.ingest_keys.verify(bearer_token(request)):
+    token = bearer_token(request)
+    keys = platform.ingest_keys
+    if not keys.known(token) and not await run_in_threadpool(keys.verify, token):  # a miss may reload from the DB
         raise ApiError(401, "invalid_ingest_key",
                        "send Authorization: Bearer <ingest API key> (the platform's data dir has the local "
                        "gateways' key in ingest-api-key)", headers={"WWW-Authenticate": "Bearer"})
