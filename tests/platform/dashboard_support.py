@@ -1,4 +1,4 @@
-"""A live platform serving the API under /api/v1 and the dashboard at /, as `mcp-runtime up` does."""
+"""A live platform serving the API under /api/v1 and the dashboard at / (`create_site`, as `platform serve`)."""
 
 from __future__ import annotations
 
@@ -11,23 +11,9 @@ from dataclasses import dataclass
 import httpx
 import uvicorn
 from platform_support import free_port
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mcp_runtime.platform import Platform, PlatformSettings, create_app
-from mcp_runtime.web import create_dashboard
-
-
-class _Dispatch:
-    """/api/* to the platform API, everything else to the dashboard."""
-
-    def __init__(self, api: ASGIApp, dashboard: ASGIApp) -> None:
-        self.api, self.dashboard = api, dashboard
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan" or scope.get("path", "").startswith("/api/"):
-            await self.api(scope, receive, send)
-        else:
-            await self.dashboard(scope, receive, send)
+from mcp_runtime.platform import Platform, PlatformSettings
+from mcp_runtime.web import create_site
 
 
 @dataclass
@@ -39,7 +25,7 @@ class LiveSite:
 @contextmanager
 def serve_site(settings: PlatformSettings) -> Iterator[LiveSite]:
     platform = Platform(settings)
-    app = _Dispatch(create_app(platform=platform), create_dashboard(platform))
+    app = create_site(platform)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, name=f"site-{port}", daemon=True)

@@ -43,7 +43,6 @@ class PlatformSettings:
     nats_writer: bool = True  # run the JetStream -> store writer in this process (NATS mode)
     nats_stream: str = "MCP_EVENTS"
     nats_subject_prefix: str = "mcp.events"
-    analytics_retention_days: int | None = None
 
     @classmethod
     def from_env(cls, data_dir: Path | str | None = None, **overrides: object) -> PlatformSettings:
