@@ -206,3 +206,17 @@ def test_events_page_forward_with_a_cursor(world: World, cross_team: dict[str, A
 
 def test_passwords_fixture_has_the_tutorial_users() -> None:
     assert "bob@globex.com" in PASSWORDS
+
+
+def test_settings_take_the_helm_charts_sentinel_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mcp_runtime.platform.settings import PlatformSettings
+
+    monkeypatch.setenv("MCP_SENTINEL_CLICKHOUSE_URL", "https://user:pw@clickhouse.analytics.svc:8443/events")
+    monkeypatch.setenv("MCP_SENTINEL_NATS_URL", "nats://nats.analytics.svc:4222")
+    monkeypatch.setenv("MCP_RUNTIME_INGEST_API_KEY", "mcpr_from-a-secret")
+    settings = PlatformSettings.from_env("/tmp/unused")
+    assert settings.analytics_url == "clickhouses://user:pw@clickhouse.analytics.svc:8443/events"
+    assert settings.nats_url == "nats://nats.analytics.svc:4222"
+    assert settings.ingest_api_key == "mcpr_from-a-secret"
+    monkeypatch.setenv("MCP_RUNTIME_ANALYTICS_URL", "sqlite:///var/lib/analytics.db")
+    assert PlatformSettings.from_env("/tmp/unused").analytics_url == "sqlite:///var/lib/analytics.db"

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from fixtures.gateway import EchoUpstream, serve_app, serve_gateway, standard_kit
 from platform_support import free_port, platform_settings, serve_platform
 
+from fixtures.gateway import EchoUpstream, serve_app, serve_gateway, standard_kit
 from mcp_runtime.sentinel.emitter import Emitter
 from mcp_runtime.sentinel.sqlite_store import SQLiteEventStore
 from mcp_runtime.sentinel.store import UsageFilter

@@ -15,12 +15,12 @@ import httpx
 import pytest
 import uvicorn
 from dashboard_support import LiveSite, login_client
-from fixtures.servers import DATA_UTILITY_DIR
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from platform_support import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORDS, free_port, grant_doc, platform_settings
 
+from fixtures.servers import DATA_UTILITY_DIR
 from mcp_runtime.platform.embedded import EmbeddedPlatform
 from mcp_runtime.store.sql import sqlite_url
 

@@ -56,7 +56,19 @@ class PlatformSettings:
         if settings.admin_password is None and os.environ.get(ADMIN_PASSWORD_ENV):
             settings.admin_password = os.environ[ADMIN_PASSWORD_ENV]
         for attr, env in (("analytics_url", ANALYTICS_URL_ENV), ("ingest_api_key", INGEST_API_KEY_ENV),
-                          ("nats_url", NATS_URL_ENV)):
+                          ("nats_url", NATS_URL_ENV), ("nats_url", "MCP_SENTINEL_NATS_URL")):
             if getattr(settings, attr) is None and os.environ.get(env):
                 setattr(settings, attr, os.environ[env])
+        clickhouse = os.environ.get("MCP_SENTINEL_CLICKHOUSE_URL")  # the Helm chart's name, http(s)://
+        if settings.analytics_url is None and clickhouse:
+            settings.analytics_url = clickhouse_store_url(clickhouse)
         return settings
+
+
+def clickhouse_store_url(url: str) -> str:
+    """`http(s)://user:pw@host:8123/db` (a ClickHouse HTTP endpoint) as the analytics store URL
+    `clickhouse(s)://...` that `open_event_store` takes; other URLs unchanged."""
+    for http, scheme in (("http://", "clickhouse://"), ("https://", "clickhouses://")):
+        if url.startswith(http):
+            return scheme + url[len(http):]
+    return url
