@@ -40,6 +40,7 @@ from mcp_runtime.resources import (
     ServerPhase,
 )
 from mcp_runtime.runtime.process import ProcessRuntime, RuntimeStatus
+from mcp_runtime.sentinel.emitter import Emitter
 
 log = logging.getLogger("mcp_runtime.up")
 
@@ -70,14 +71,21 @@ class EmbeddedPlatform:
         self.public_url = public_url.rstrip("/")
         self.platform = Platform(settings)
         self.api = create_app(platform=self.platform)
-        self.gateway = Gateway()
+        # the gateway's analytics go to this platform's ingest with the local ingest key; while the ingest
+        # cannot answer (starting, stopping) they wait in a spool in the data directory
+        self.emitter = Emitter(ingest_url=f"{self.public_url}{API_PREFIX}/ingest/events",
+                               api_key=self.platform.ingest_keys.local_key,
+                               spool_path=Path(settings.data_dir) / "gateway-events.spool")
+        self.gateway = Gateway(emitter=self.emitter)
         self.runtime: ServerRuntime = (runtime_factory or self._process_runtime)(self._on_runtime_status)
         self._sources: dict[tuple[str, str], InProcessPolicySource] = {}
         self._paths: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unsubscribe: Callable[[], None] | None = None
-        self.dashboard: ASGIApp = _placeholder_page
+        from mcp_runtime.web import create_dashboard
+
+        self.dashboard: ASGIApp = create_dashboard(self.platform)
         self.platform.set_runtime(self)
 
     def _process_runtime(self, on_status: Callable[[str, str, RuntimeStatus], None]) -> ServerRuntime:
@@ -88,6 +96,7 @@ class EmbeddedPlatform:
     async def start(self) -> None:
         """Start the gateway, subscribe to policies, and bring back every stored server."""
         self._loop = asyncio.get_running_loop()
+        await self.platform.ingest.start()
         await self.gateway.start()
         self._unsubscribe = self.platform.publisher.subscribe(self._on_policy, replay=True)
         for server in self.platform.repo.list(MCPServer):
@@ -99,6 +108,7 @@ class EmbeddedPlatform:
             self._unsubscribe()
         await self.runtime.shutdown()
         await self.gateway.close()
+        await self.platform.ingest.close()
         self.platform.close()
 
     # --- RuntimeHooks (called by the platform after a change is stored) -------------------------
