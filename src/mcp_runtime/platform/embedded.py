@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -273,27 +273,3 @@ def _log_failure(future: Future[None]) -> None:
     exc = future.exception()
     if exc is not None:
         log.error("runtime change failed: %s", exc, exc_info=exc)
-
-
-async def _placeholder_page(scope: Scope, receive: Receive, send: Send) -> None:
-    """Until the dashboard is mounted: a page that says where things are."""
-    if scope["type"] != "http":
-        return
-    body = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>MCP Runtime</title></head>"
-        "<body style='font-family:system-ui;max-width:40rem;margin:3rem auto'>"
-        "<h1>MCP Runtime</h1><p>The platform is running.</p><ul>"
-        f"<li>API: <a href='{API_PREFIX}/docs'>{API_PREFIX}/docs</a></li>"
-        "<li>Gateway metrics: <a href='/metrics'>/metrics</a></li>"
-        "<li>Servers are served at <code>/&lt;server&gt;/mcp</code></li></ul></body></html>"
-    ).encode()
-    status = 200 if scope.get("path") in ("/", "") else 404
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"text/html; charset=utf-8"),
-                            (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
-
-
-def describe_urls(public_url: str) -> dict[str, Any]:
-    return {"platform": public_url, "api": f"{public_url}{API_PREFIX}", "docs": f"{public_url}{API_PREFIX}/docs",
-            "metrics": f"{public_url}/metrics"}
