@@ -154,6 +154,10 @@ MATRIX: list[tuple[str, str, Prepare, str]] = [
     ("registry catalog (down)", "GET", dead_registry("/registry/catalog"), "401 502 502 502 502 502"),
     ("authorize push", "POST", fixed("/registry/authorize", PUSH),       "401 200 200 200 403 200"),
     ("provision registry", "PUT", fixed("/registry", {"url": DEAD_REGISTRY}), "401 200 403 403 403 403"),
+    ("analytics usage", "GET", fixed("/analytics/usage"),                "401 200 200 200 200 200"),
+    ("analytics events", "GET", fixed("/analytics/events"),              "401 200 200 200 200 200"),
+    # only ingest keys may send events: no user credential, not even an admin's, is one
+    ("ingest events", "POST", fixed("/ingest/events", {"events": []}),   "401 401 401 401 401 401"),
 ]
 
 
