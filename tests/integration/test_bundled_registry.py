@@ -9,8 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import free_port
 
+from fixtures.servers import free_port
 from mcp_runtime.runtime.registry import BundledRegistry, RegistryError
 
 
