@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -246,8 +247,6 @@ class PodmanRuntime:
         managed = self._servers.get((namespace, name))
         if managed is None:
             return []
-        import subprocess
-
         proc = subprocess.run([self.podman, "logs", "--tail", str(tail), managed.container(container)],
                               capture_output=True, text=True, check=False)
         return (proc.stdout + proc.stderr).splitlines()[-tail:]
