@@ -57,7 +57,8 @@ if shutil.which("podman") is None and not os.environ.get("MCP_RUNTIME_REQUIRE_PO
 def run_cli(args: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
             timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """`mcp-runtime ARGS` as a user's shell runs it, with this checkout's code."""
-    full = {**os.environ, "PYTHONPATH": str(REPO / "src"), "NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
+    full = {**os.environ, "PYTHONPATH": str(REPO / "src"), "NO_COLOR": "1", "COLUMNS": "200",
+            "MCP_RUNTIME_BUILDER": "podman", **(env or {})}  # the base image is in podman's storage
     return subprocess.run([sys.executable, "-m", "mcp_runtime", *args], cwd=cwd, env=full, capture_output=True,
                           text=True, timeout=timeout)
 
