@@ -85,18 +85,23 @@ class Served:
     platform under uvicorn, wired the way `up` wires them."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.stack = PodmanStack(data_dir, registry_address=f"127.0.0.1:{free_port()}")
-        self.stack.prepare()
-        settings = PlatformSettings(data_dir=data_dir, admin_email=ADMIN_EMAIL, admin_password=ADMIN_PASSWORD,
-                                    registry_host=self.stack.registry_host)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # the sidecars send analytics to the platform on the host, reached from pods through podman's
+        # host.containers.internal (the bridge address), so the platform listens beyond loopback here
+        ingest_key = "ingest-key-podman-test"
+        self.stack = PodmanStack(data_dir, registry_address=f"127.0.0.1:{free_port()}",
+                                 ingest_url=f"http://host.containers.internal:{self.port}/api/v1/ingest/events",
+                                 ingest_api_key=ingest_key)
+        self.stack.prepare()
+        settings = PlatformSettings(data_dir=data_dir, admin_email=ADMIN_EMAIL, admin_password=ADMIN_PASSWORD,
+                                    registry_host=self.stack.registry_host, ingest_api_key=ingest_key)
         self.embedded = EmbeddedPlatform(settings, public_url=self.url, runtime_factory=self.stack.runtime_factory)
         self.stack.attach(self.embedded.platform)
         assert self.stack.runtime is not None and self.stack.registry is not None
         self.runtime: PodmanRuntime = self.stack.runtime
         self.registry: BundledRegistry = self.stack.registry
-        self.server = uvicorn.Server(uvicorn.Config(self.embedded.asgi, host="127.0.0.1", port=self.port,
+        self.server = uvicorn.Server(uvicorn.Config(self.embedded.asgi, host="0.0.0.0", port=self.port,
                                                     lifespan="on", log_level="warning", interface="asgi3"))
         self.thread = threading.Thread(target=self.server.run, name="podman-up", daemon=True)
 
@@ -241,6 +246,11 @@ def test_build_push_deploy_call_revoke_delete(up: Served, built_image: dict[str,
     assert call_tool(sidecar, token, "echo", {"text": "hi"}) == (True, "hi")
     assert call_tool(public, token, "upper", {"text": "x"})[0] is False  # not granted
     assert call_tool(public, None, "add", {"a": 1, "b": 1})[0] is False  # no session token
+    # the sidecar's decisions reach the platform's analytics (ingest with the platform's key)
+    events = wait_for(lambda: ok(up, "GET", f"/analytics/events?server={SERVER}&tool=add", alice)["items"],
+                      lambda items: any(e["decision"] == "allow" for e in items), timeout=20)
+    allowed = [e for e in events if e["decision"] == "allow"]
+    assert allowed and {"cursor", "bob@globex.com", "mcp-team-acme"} <= set(allowed[0].values()), allowed[0]
 
     ok(up, "POST", f"/runtime/sessions/{namespace}/{session_name}/revoke", alice)
     revoked_at = time.monotonic()
