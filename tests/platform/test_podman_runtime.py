@@ -210,6 +210,10 @@ def test_build_push_deploy_call_revoke_delete(up: Served, built_image: dict[str,
     assert {"repository": f"acme/{SERVER}", "scope": "tenant", "tags": [TAG],
             "image": f"{registry.address}/acme/{SERVER}"} in catalog
     assert all(item["repository"] != f"acme/{SERVER}" for item in ok(up, "GET", "/registry/catalog", bob)["items"])
+    listed = run_cli(["registry", "catalog"], env=people["env"]["alice"])
+    assert listed.returncode == 0 and f"acme/{SERVER}" in listed.stdout, listed.stderr
+    status_cli = run_cli(["registry", "status", "-o", "json"], env=people["env"]["alice"])
+    assert status_cli.returncode == 0 and '"reachable": true' in status_cli.stdout, status_cli.stderr
     # kube play must pull the app image from the registry, not find the local build
     subprocess.run(["podman", "rmi", "--force", reference], check=True, capture_output=True)
 
@@ -228,6 +232,8 @@ def test_build_push_deploy_call_revoke_delete(up: Served, built_image: dict[str,
     sidecar = up.runtime.upstream_url(namespace, SERVER)
     assert sidecar is not None and sidecar.endswith(f"/{SERVER}/mcp")
     pod = up.runtime.pod_name(namespace, SERVER)
+    assert any("Uvicorn running" in line for line in up.runtime.logs(namespace, SERVER))
+    assert any("mcp-gateway for" in line for line in up.runtime.logs(namespace, SERVER, container="mcp-gateway"))
     inspect = subprocess.run(["podman", "pod", "inspect", pod], capture_output=True, text=True, check=True).stdout
     assert "mcp-gateway" in inspect and "mcp-server" in inspect
 
