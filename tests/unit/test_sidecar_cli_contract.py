@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 import typer
 
 from mcp_runtime.cli.app import app
@@ -31,8 +30,6 @@ def sidecar_args(**options: Any) -> list[str]:
     return next(c for c in containers if c["name"] == GATEWAY_CONTAINER)["args"]
 
 
-@pytest.mark.xfail(strict=True, reason="integration gap for the lead: the renderer does not pass --path, so the "
-                   "sidecar serves /mcp while the Ingress routes /payments/mcp (see report)")
 def test_file_policy_sidecar_args_parse_with_the_route_as_path() -> None:
     params = parse_gateway_args(sidecar_args(watch_policy_via_api=False))
     assert params["path"] == "/payments/mcp"
