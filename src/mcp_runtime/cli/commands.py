@@ -7,7 +7,7 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Mount every command group on the root app. Add one line per new group."""
-    from mcp_runtime.cli import access, auth, crds, gateway, platform_serve, server, team, up
+    from mcp_runtime.cli import access, adapter, auth, crds, gateway, platform_serve, server, team, up
 
     app.command("up")(up.up)
 
@@ -18,3 +18,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(crds.app, name="crds")
     app.add_typer(gateway.app, name="gateway")
     app.add_typer(platform_serve.app, name="platform")
+    app.add_typer(adapter.app, name="adapter")
