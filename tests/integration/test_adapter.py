@@ -147,6 +147,39 @@ def test_sdk_http_client_through_the_proxy(world: PlatformWorld) -> None:
         anyio.run(main, url.removesuffix("/mcp") + "/")  # clients that post to the root
 
 
+@pytest.mark.parametrize("transport", ["proxy", "stdio"])
+def test_progress_arrives_while_the_call_is_still_running(world: PlatformWorld, transport: str) -> None:
+    """SSE is relayed event by event: the first tick of a 60-second ping reaches the client long before the end
+    (a relay that buffered the stream whole would deliver nothing until then, and `fail_after` would fire)."""
+    async def main(session: ClientSession) -> None:
+        first_tick = anyio.Event()
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            first_tick.set()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(lambda: session.call_tool("ping", {"count": 2, "interval_ms": 60_000},
+                                                       progress_callback=on_progress))
+            with anyio.fail_after(20):
+                await first_tick.wait()
+            group.cancel_scope.cancel()
+        assert text_of(await session.call_tool("echo", {"text": "still usable"})) == "still usable"
+
+    async def over_proxy(url: str) -> None:
+        async with http_session(url) as session:
+            await main(session)
+
+    async def over_stdio() -> None:
+        async with stdio_session(world) as session:
+            await main(session)
+
+    if transport == "proxy":
+        with proxy(world) as url:
+            anyio.run(over_proxy, url)
+    else:
+        anyio.run(over_stdio)
+
+
 def node22() -> Path:
     """The Node 22 binary from .ci/setup-node22.sh (installed on first use; CI runs the script up front)."""
     known = os.environ.get("MCP_RUNTIME_NODE22")

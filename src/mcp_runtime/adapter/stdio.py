@@ -51,6 +51,7 @@ class StdioBridge:
         self._tasks: set[asyncio.Task[None]] = set()
         self._get_stream: asyncio.Task[None] | None = None
         self._reported: set[str] = set()
+        self._inflight: dict[str, asyncio.Task[Any]] = {}
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -91,8 +92,16 @@ class StdioBridge:
             return
         messages = [m for m in (payload if isinstance(payload, list) else [payload]) if isinstance(m, dict)]
         ids = jsonrpc.request_ids(messages)
+        task = asyncio.current_task()
+        for request_id in ids:
+            if task is not None:
+                self._inflight[_key(request_id)] = task
         try:
             await self._post(line.strip(), messages, ids)
+            self._cancel_requests(messages)
+        except asyncio.CancelledError:
+            if not ids:
+                raise  # a cancelled request gets no answer (MCP cancellation); anything else is shutdown
         except AdapterError as exc:
             self._report(exc)
             for request_id in ids:
@@ -103,6 +112,17 @@ class StdioBridge:
             for request_id in ids:
                 self._write(jsonrpc.error_response(request_id, "adapter_error", "the adapter failed to forward "
                                                    "this request; see its log on stderr"))
+        finally:
+            for request_id in ids:
+                self._inflight.pop(_key(request_id), None)
+
+    def _cancel_requests(self, messages: list[dict[str, Any]]) -> None:
+        """After forwarding `notifications/cancelled`, stop waiting for the cancelled request's answer."""
+        for message in messages:
+            if message.get("method") == "notifications/cancelled" and isinstance(message.get("params"), dict):
+                task = self._inflight.pop(_key(message["params"].get("requestId")), None)
+                if task is not None:
+                    task.cancel()
 
     async def _post(self, body: bytes, messages: list[dict[str, Any]], ids: list[Any]) -> None:
         first = messages[0] if len(messages) == 1 else {}
@@ -297,6 +317,10 @@ def _read_lines(stream: IO[bytes], loop: asyncio.AbstractEventLoop, queue: async
     finally:
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(queue.put_nowait, None)
+
+
+def _key(request_id: Any) -> str:
+    return json.dumps(request_id)
 
 
 def _header_value(value: str) -> str:
