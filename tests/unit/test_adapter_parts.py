@@ -1,0 +1,96 @@
+"""The adapter's small decisions: where it may listen, what it tells clients, when it renews."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from mcp_runtime.adapter import jsonrpc
+from mcp_runtime.adapter.config import AdapterSettings, client_snippet, is_loopback, parse_listen
+from mcp_runtime.adapter.session import IssuedSession, SessionManager, token_lifetime
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("127.0.0.1:8099", ("127.0.0.1", 8099)),
+    ("localhost:0", ("localhost", 0)),
+    ("[::1]:9000", ("::1", 9000)),
+])
+def test_listen_addresses(value: str, expected: tuple[str, int]) -> None:
+    assert parse_listen(value) == expected
+
+
+@pytest.mark.parametrize("value", ["8099", "127.0.0.1", "host:port", "127.0.0.1:70000", ":8099"])
+def test_bad_listen_addresses_are_refused(value: str) -> None:
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        parse_listen(value)
+
+
+@pytest.mark.parametrize(("host", "local"), [
+    ("127.0.0.1", True), ("127.1.2.3", True), ("localhost", True), ("::1", True), ("[::1]", True),
+    ("0.0.0.0", False), ("::", False), ("192.168.1.10", False), ("example.com", False),
+])
+def test_only_loopback_counts_as_local(host: str, local: bool) -> None:
+    assert is_loopback(host) is local
+
+
+SETTINGS = AdapterSettings(runtime_url="http://127.0.0.1:8080/payments/mcp", server="payments", agent="cursor",
+                           agent_id="cursor", auto_refresh=True)
+
+
+def test_stdio_snippets_start_the_adapter() -> None:
+    claude = client_snippet("claude-desktop", "payments", SETTINGS, mode="stdio")["mcpServers"]["payments"]
+    assert claude == {"command": "mcp-runtime", "args": [
+        "adapter", "stdio", "--runtime-url", "http://127.0.0.1:8080/payments/mcp", "--server", "payments",
+        "--agent", "cursor", "--agent-id", "cursor", "--auto-refresh"]}
+    vscode = client_snippet("vscode", "payments", SETTINGS, mode="stdio")["servers"]["payments"]
+    assert vscode["type"] == "stdio" and vscode["args"] == claude["args"]
+
+
+def test_http_snippets_carry_the_token_and_claude_desktop_has_none() -> None:
+    cursor = client_snippet("cursor", "payments", SETTINGS, mode="http", token="tok")["mcpServers"]["payments"]
+    assert cursor == {"url": SETTINGS.runtime_url, "headers": {"Authorization": "Bearer tok"}}
+    with pytest.raises(ValueError, match="stdio"):
+        client_snippet("claude-desktop", "payments", SETTINGS, mode="http", token="tok")
+
+
+def test_session_request_names_the_agent_and_identity() -> None:
+    settings = AdapterSettings(runtime_url="http://x/mcp", server="payments", agent="cursor", ttl_seconds=5)
+    assert settings.session_request() == {"server": "payments", "agent": "cursor", "agentID": "cursor",
+                                          "ttlSeconds": 5}
+    assert settings.platform_url_guess == "http://x"
+
+
+def _jwt(claims: dict[str, object]) -> str:
+    body = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"eyJhbGciOiJub25lIn0.{body}.sig"
+
+
+def test_renewal_is_timed_from_the_tokens_own_lifetime() -> None:
+    assert token_lifetime(_jwt({"iat": 1000, "exp": 1005})) == (1005.0, 5.0)
+    assert token_lifetime("not-a-jwt") == (None, None)
+    issued = IssuedSession(token="t", lifetime=100.0, received=50.0)
+    assert issued.refresh_due == 130.0 and issued.valid_until == 150.0
+    assert IssuedSession(token="t").refresh_due is None
+
+
+def test_gateway_refusals_become_actionable_errors() -> None:
+    manager = SessionManager(SETTINGS)
+    manager.current = IssuedSession(token="t", name="cursor-abc", namespace="mcp-team-acme", server="payments")
+    expired = manager.runtime_refusal(401, "token_expired", "The token has expired.")
+    assert expired.reason == "session_expired" and "--auto-refresh" in expired.message
+    revoked = manager.runtime_refusal(401, "session_revoked", "revoked")
+    assert "mcp-runtime access session unrevoke cursor-abc --namespace mcp-team-acme" in revoked.message
+
+
+def test_errors_answer_every_request_in_a_batch() -> None:
+    body = json.dumps([{"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                       {"jsonrpc": "2.0", "method": "notifications/initialized"},
+                       {"jsonrpc": "2.0", "id": "a", "result": {}}]).encode()
+    assert jsonrpc.request_ids(jsonrpc.parse_messages(body)) == [1]
+    error = jsonrpc.error_response(1, "session_revoked", "revoked", server="payments")
+    assert error["error"]["data"] == {"reason": "session_revoked", "server": "payments"}
+    assert jsonrpc.gateway_envelope(b'{"error": "session_expired", "message": "m"}') == ("session_expired", "m")
+    assert jsonrpc.gateway_envelope(b'{"jsonrpc": "2.0", "id": 1, "error": {"code": 1}}') is None
+    assert jsonrpc.is_jsonrpc_error(b'{"jsonrpc": "2.0", "id": 1, "error": {"code": 1, "message": "x"}}')
