@@ -90,11 +90,12 @@ def _describe(issued: IssuedSession, settings: AdapterSettings) -> str:
     return ", ".join(parts)
 
 
-def _check_runtime(settings: AdapterSettings, token: str) -> None:
-    """Fail at start, in one line, when nothing answers at the runtime URL (any HTTP answer will do)."""
+def _check_runtime(settings: AdapterSettings) -> None:
+    """Fail at start, in one line, when nothing answers at the runtime URL (any HTTP answer will do).
+
+    Sent without the token: a gateway answers 401 at once, and no credential goes to a mistyped URL."""
     try:
-        with httpx.stream("GET", settings.runtime_url, timeout=5,
-                          headers={"authorization": f"Bearer {token}", "accept": "text/event-stream"}):
+        with httpx.stream("GET", settings.runtime_url, timeout=5, headers={"accept": "text/event-stream"}):
             pass
     except httpx.TransportError as exc:
         raise CliError(f"cannot reach the runtime at {settings.runtime_url} ({type(exc).__name__})",
@@ -140,7 +141,7 @@ def proxy(
         issued = sessions.issue_sync()
     except AdapterError as exc:
         raise exc.to_cli() from None
-    _check_runtime(settings, issued.token)
+    _check_runtime(settings)
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"adapter proxy: http://{shown}:{port}/mcp -> {settings.runtime_url} ({_describe(issued, settings)})",
                err=True)
