@@ -160,8 +160,10 @@ class StdioBridge:
     def _headers(self, token: str, message: dict[str, Any], initialize: bool) -> dict[str, str]:
         headers = {"authorization": f"Bearer {token}", "content-type": "application/json",
                    "accept": "application/json, text/event-stream", "accept-encoding": "identity"}
-        params = message.get("params") if isinstance(message.get("params"), dict) else {}
-        meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
+        raw_params = message.get("params")
+        params: dict[str, Any] = raw_params if isinstance(raw_params, dict) else {}
+        raw_meta = params.get("_meta")
+        meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
         stamped = meta.get(PROTOCOL_VERSION_META)
         if isinstance(stamped, str):  # a 2026-era request: the version and method travel as headers too
             headers["mcp-protocol-version"] = stamped
@@ -199,12 +201,12 @@ class StdioBridge:
     async def _relay(self, response: httpx.Response, *, initialize_id: Any = None) -> None:
         content_type = response.headers.get("content-type", "")
         if content_type.startswith("text/event-stream"):
-            async for _event_id, data in iter_sse(response):
-                self._emit(data, initialize_id)
+            async for _event_id, event_data in iter_sse(response):
+                self._emit(event_data, initialize_id)
         elif response.status_code != 202:
-            data = await response.aread()
-            if data.strip():
-                self._emit(data.decode("utf-8", "replace"), initialize_id)
+            body = await response.aread()
+            if body.strip():
+                self._emit(body.decode("utf-8", "replace"), initialize_id)
 
     def _emit(self, data: str, initialize_id: Any) -> None:
         try:
@@ -242,8 +244,7 @@ class StdioBridge:
                     if response.status_code == 405:
                         return  # the server has no stream of its own
                     if response.status_code >= 400:
-                        data = await response.aread()
-                        envelope = jsonrpc.gateway_envelope(data)
+                        envelope = jsonrpc.gateway_envelope(await response.aread())
                         if response.status_code == 401 and envelope and envelope[0] in EXPIRED_REASONS \
                                 and self.sessions.auto_refresh:
                             await self.sessions.renew(token)
