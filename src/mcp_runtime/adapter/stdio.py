@@ -103,7 +103,7 @@ class StdioBridge:
             if not ids:
                 raise  # a cancelled request gets no answer (MCP cancellation); anything else is shutdown
         except AdapterError as exc:
-            self._report(exc)
+            self.report(exc)
             for request_id in ids:
                 self._write(jsonrpc.error_response(request_id, exc.reason, exc.line(),
                                                    server=self.sessions.settings.server))
@@ -193,7 +193,7 @@ class StdioBridge:
             error = AdapterError("session_terminated", "the server ended the MCP session; reconnect the client")
         else:
             error = AdapterError("runtime_error", f"the runtime answered HTTP {status}")
-        self._report(error)
+        self.report(error)
         for request_id in ids:
             self._write(jsonrpc.error_response(request_id, error.reason, error.line(),
                                                server=self.sessions.settings.server))
@@ -278,7 +278,7 @@ class StdioBridge:
         self.stdout.write(jsonrpc.dumps(message) + b"\n")
         self.stdout.flush()
 
-    def _report(self, error: AdapterError) -> None:
+    def report(self, error: AdapterError) -> None:
         """One stderr line per distinct failure (stdout is the protocol)."""
         line = error.line()
         if line not in self._reported:

@@ -172,15 +172,17 @@ def stdio(
                          session_token_file)
     _logging(log_level)
     sessions = SessionManager(settings)
+    bridge = StdioBridge(sessions)
     try:
         issued = sessions.issue_sync()
         logging.getLogger("mcp_runtime.adapter").info("%s", _describe(issued, settings))
     except AdapterError as exc:
         # stdout is the protocol: say it on stderr now, and as a JSON-RPC error to every request
+        # (each request tries again, so a grant applied meanwhile is picked up)
         sessions.last_error = exc
-        typer.echo(f"mcp-runtime adapter: error: {exc.line()}", err=True)
+        bridge.report(exc)
     try:
-        asyncio.run(StdioBridge(sessions).run())
+        asyncio.run(bridge.run())
     except KeyboardInterrupt:
         pass
 
