@@ -21,6 +21,11 @@ import anyio
 import httpx
 import httpx2
 import pytest
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
 from fixtures.platform_up import (
     AGENT,
     NAMESPACE,
@@ -31,10 +36,6 @@ from fixtures.platform_up import (
     stop_process_group,
 )
 from fixtures.servers import free_port
-from mcp.client.session import ClientSession
-from mcp.client.stdio import StdioServerParameters, stdio_client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.exceptions import MCPError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NODE22_DIR = REPO_ROOT / ".ci" / "node22"

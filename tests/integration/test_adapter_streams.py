@@ -20,12 +20,13 @@ import anyio
 import mcp_types as types
 import pytest
 import uvicorn
-from fixtures.platform_up import cli_env
-from fixtures.servers import free_port
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel
+
+from fixtures.platform_up import cli_env
+from fixtures.servers import free_port
 
 TOKEN = "static-session-token-for-tests"
 

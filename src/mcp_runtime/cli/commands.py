@@ -7,10 +7,26 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Mount every command group on the root app. Add one line per new group."""
-    from mcp_runtime.cli import access, adapter, auth, crds, gateway, platform_serve, server, team, up
+    from mcp_runtime.cli import (
+        access,
+        adapter,
+        auth,
+        cluster,
+        crds,
+        gateway,
+        kube,
+        operator_cmd,
+        platform_serve,
+        sentinel_kube,
+        server,
+        server_kube,
+        team,
+        up,
+    )
 
     app.command("up")(up.up)
 
+    server_kube.register(server.app)  # server create|apply|export|patch|logs --use-kube
     app.add_typer(auth.app, name="auth")
     app.add_typer(server.app, name="server")
     app.add_typer(access.app, name="access")
@@ -18,4 +34,9 @@ def register(app: typer.Typer) -> None:
     app.add_typer(crds.app, name="crds")
     app.add_typer(gateway.app, name="gateway")
     app.add_typer(platform_serve.app, name="platform")
+    app.command("setup")(kube.setup)
+    app.command("bootstrap")(kube.bootstrap)
+    app.add_typer(cluster.app, name="cluster")
+    app.add_typer(sentinel_kube.app, name="sentinel")
+    app.add_typer(operator_cmd.app, name="operator")
     app.add_typer(adapter.app, name="adapter")
