@@ -1,14 +1,15 @@
-"""`adapter stdio` with a static session token against an SDK server that talks back.
+"""Both adapters with a static session token against an SDK server that talks back.
 
 The server asks the client a question mid-call (elicitation: a server-to-client request on the POST's
 SSE stream, whose answer the adapter must POST back) and announces a tool list change outside any
-call (a notification on the GET stream). The MCP Python SDK's stdio client sees both, and every
+call (a notification on the GET stream). The MCP Python SDK's clients see both, and every
 request the server received carried the adapter's token and no other.
 """
 
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import sys
 import threading
 import time
@@ -17,15 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
+import httpx2
 import mcp_types as types
 import pytest
 import uvicorn
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel
 
-from fixtures.platform_up import cli_env
+from fixtures.platform_up import cli_env, stop_process_group
 from fixtures.servers import free_port
 
 TOKEN = "static-session-token-for-tests"
@@ -87,8 +91,34 @@ def upstream() -> Iterator[tuple[str, RecordAuthorization]]:
         yield url, recorder
 
 
-def test_server_requests_and_stream_notifications_reach_a_stdio_client(
-        upstream: tuple[str, RecordAuthorization], tmp_path: Path) -> None:
+@contextlib.contextmanager
+def running_proxy(url: str, token: str, config_dir: Path) -> Iterator[str]:
+    """`adapter proxy --token-stdin`, the way CI hands it a token: `echo $TOKEN | mcp-runtime adapter proxy ...`."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "mcp_runtime", "adapter", "proxy", "--runtime-url", url,
+                                "--token-stdin", "--listen", f"127.0.0.1:{port}"],
+                               env=cli_env(config_dir), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, start_new_session=True)
+    assert process.stdin is not None
+    process.stdin.write(f"{token}\n".encode())
+    process.stdin.close()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        stop_process_group(process, grace=5)
+
+
+@pytest.mark.parametrize("transport", ["stdio", "proxy"])
+def test_server_requests_and_stream_notifications_reach_the_client(
+        upstream: tuple[str, RecordAuthorization], tmp_path: Path, transport: str) -> None:
     url, recorder = upstream
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
@@ -103,7 +133,18 @@ def test_server_requests_and_stream_notifications_reach_a_stdio_client(
         if isinstance(message, types.ToolListChangedNotification):
             changed.set()
 
-    async def main() -> None:
+    async def converse(session: ClientSession) -> None:
+        await session.initialize()
+        result = await session.call_tool("confirm", {})
+        assert result.content[0].text == "accept:True"
+        assert questions == ["Proceed?"]
+        with anyio.fail_after(20):  # the GET stream opens just after initialize: announce until it is heard
+            while not changed.is_set():
+                assert (await session.call_tool("announce", {})).content[0].text == "announced"
+                with anyio.move_on_after(0.2):
+                    await changed.wait()
+
+    async def over_stdio() -> None:
         params = StdioServerParameters(
             command=sys.executable,
             args=["-m", "mcp_runtime", "adapter", "stdio", "--runtime-url", url,
@@ -111,15 +152,19 @@ def test_server_requests_and_stream_notifications_reach_a_stdio_client(
             env=cli_env(tmp_path / "no-profiles"))
         async with stdio_client(params) as (read, write), \
                 ClientSession(read, write, elicitation_callback=on_elicit, message_handler=on_message) as session:
-            await session.initialize()
-            result = await session.call_tool("confirm", {})
-            assert result.content[0].text == "accept:True"
-            assert questions == ["Proceed?"]
-            with anyio.fail_after(20):  # the GET stream opens just after initialize: announce until it is heard
-                while not changed.is_set():
-                    assert (await session.call_tool("announce", {})).content[0].text == "announced"
-                    with anyio.move_on_after(0.2):
-                        await changed.wait()
+            await converse(session)
 
-    anyio.run(main)
-    assert recorder.seen and set(recorder.seen) == {f"Bearer {TOKEN}"}
+    async def over_proxy(proxy_url: str) -> None:
+        # the client's own credentials must not reach the server
+        async with httpx2.AsyncClient(headers={"Authorization": "Bearer the-clients-own"}) as client, \
+                streamable_http_client(proxy_url, http_client=client) as (read, write), \
+                ClientSession(read, write, elicitation_callback=on_elicit, message_handler=on_message) as session:
+            await converse(session)
+
+    if transport == "stdio":
+        anyio.run(over_stdio)
+    else:
+        with running_proxy(url, TOKEN, tmp_path / "no-profiles") as proxy_url:
+            anyio.run(over_proxy, proxy_url)
+    # every MCP request carried the adapter's token (the proxy's start-up probe carries none)
+    assert recorder.seen and set(recorder.seen) - {""} == {f"Bearer {TOKEN}"}
