@@ -104,14 +104,11 @@ class StdioBridge:
                 raise  # a cancelled request gets no answer (MCP cancellation); anything else is shutdown
         except AdapterError as exc:
             self.report(exc)
-            for request_id in ids:
-                self._write(jsonrpc.error_response(request_id, exc.reason, exc.line(),
-                                                   server=self.sessions.settings.server))
+            self._fail_unanswered(ids, exc)
         except Exception:  # a bug must not kill the bridge: the client gets an answer, the log the trace
             log.exception("could not forward a message")
-            for request_id in ids:
-                self._write(jsonrpc.error_response(request_id, "adapter_error", "the adapter failed to forward "
-                                                   "this request; see its log on stderr"))
+            self._fail_unanswered(ids, AdapterError("adapter_error", "the adapter failed to forward this request; "
+                                                    "see its log on stderr"))
         finally:
             for request_id in ids:
                 self._inflight.pop(_key(request_id), None)
@@ -194,9 +191,14 @@ class StdioBridge:
         else:
             error = AdapterError("runtime_error", f"the runtime answered HTTP {status}")
         self.report(error)
+        self._fail_unanswered(ids, error)
+
+    def _fail_unanswered(self, ids: list[Any], error: AdapterError) -> None:
+        """An error for each request still waiting (a stream that broke after some answers keeps those)."""
         for request_id in ids:
-            self._write(jsonrpc.error_response(request_id, error.reason, error.line(),
-                                               server=self.sessions.settings.server))
+            if _key(request_id) in self._inflight:
+                self._write(jsonrpc.error_response(request_id, error.reason, error.line(),
+                                                   server=self.sessions.settings.server))
 
     async def _relay(self, response: httpx.Response, *, initialize_id: Any = None) -> None:
         content_type = response.headers.get("content-type", "")
@@ -275,6 +277,8 @@ class StdioBridge:
 
     # output -------------------------------------------------------------------------------------
     def _write(self, message: Any) -> None:
+        if isinstance(message, dict) and "method" not in message and ("result" in message or "error" in message):
+            self._inflight.pop(_key(message.get("id")), None)  # answered
         self.stdout.write(jsonrpc.dumps(message) + b"\n")
         self.stdout.flush()
 
