@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +95,28 @@ def test_errors_answer_every_request_in_a_batch() -> None:
     assert jsonrpc.gateway_envelope(b'{"error": "session_expired", "message": "m"}') == ("session_expired", "m")
     assert jsonrpc.gateway_envelope(b'{"jsonrpc": "2.0", "id": 1, "error": {"code": 1}}') is None
     assert jsonrpc.is_jsonrpc_error(b'{"jsonrpc": "2.0", "id": 1, "error": {"code": 1, "message": "x"}}')
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["stdio", "--runtime-url", "http://x/mcp", "--token-stdin"], "stdin carries the MCP messages"),
+    (["proxy", "--runtime-url", "http://x/mcp"], "no session source"),
+    (["proxy", "--runtime-url", "http://x/mcp", "--server", "payments"], "--agent is required with --server"),
+    (["proxy", "--runtime-url", "x/mcp", "--server", "s", "--agent", "a"], "is not an http(s) URL"),
+    (["proxy", "--runtime-url", "http://x/mcp", "--server", "s", "--agent", "a", "--ttl", "soon"], "not a duration"),
+    (["proxy", "--runtime-url", "http://x/mcp", "--server", "s", "--agent", "a", "--trust", "total"], "low, medium"),
+    (["proxy", "--runtime-url", "http://x/mcp", "--server", "s", "--agent", "a", "--listen", "8099"], "HOST:PORT"),
+    (["proxy", "--runtime-url", "http://x/mcp", "--server", "s", "--agent", "a", "--listen", "0.0.0.0:8099"],
+     "--allow-remote"),
+    (["proxy", "--runtime-url", "http://x/mcp", "--server", "s", "--agent", "a",
+      "--session-token-file", "t"], "are both given"),
+    (["config", "--client", "zed", "--server", "s", "--runtime-url", "http://x/mcp"], "claude-desktop, cursor"),
+])
+def test_usage_errors_are_one_line(args: list[str], expected: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mcp_runtime.cli.app import app
+
+    result = CliRunner().invoke(app, ["adapter", *args], env={"MCP_RUNTIME_CONFIG_DIR": str(tmp_path)})
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.output

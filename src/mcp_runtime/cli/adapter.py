@@ -162,11 +162,16 @@ def stdio(
     ttl: str | None = TtlOption,
     auto_refresh: bool = AutoRefreshOption,
     session_token_file: str | None = TokenFileOption,
+    token_stdin: bool = typer.Option(False, "--token-stdin", hidden=True),
     profile: str | None = ProfileOption,
     log_level: str = typer.Option("warning", "--log-level", help="debug, info, warning or error (stderr)."),
 ) -> None:
     """Speak MCP on stdin/stdout (for Claude Desktop and other stdio clients), forwarding to the runtime."""
     from mcp_runtime.adapter.stdio import StdioBridge
+
+    if token_stdin:
+        raise CliError("--token-stdin does not work with adapter stdio: stdin carries the MCP messages",
+                       hint="put the token in a file and pass --session-token-file, or use --server")
 
     settings = _settings(runtime_url, server, agent, agent_id, namespace, trust, ttl, auto_refresh, profile,
                          session_token_file)
