@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,16 @@ def test_usage_errors_are_one_line(args: list[str], expected: str, tmp_path: Pat
     assert result.exit_code == 1, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.output
+
+
+def test_a_token_from_a_file_is_dated_from_its_issue_time(tmp_path: Path) -> None:
+    now = time.time()
+    token_file = tmp_path / "token"
+    token_file.write_text(_jwt({"iat": now - 90, "exp": now + 10}) + "\n")
+    manager = SessionManager(AdapterSettings(runtime_url="http://x/mcp", token_file=str(token_file)))
+    issued = manager.issue_sync()
+    assert issued.token == token_file.read_text().strip()
+    assert issued.valid_until is not None and issued.refresh_due is not None
+    left = issued.valid_until - time.monotonic()
+    assert 0 < left <= 10  # ten seconds of its hundred are left, not a fresh hundred
+    assert issued.refresh_due < time.monotonic()  # past 80% already: due for renewal

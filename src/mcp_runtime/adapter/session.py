@@ -31,6 +31,7 @@ log = logging.getLogger("mcp_runtime.adapter")
 REFRESH_FRACTION = 0.8
 MIN_REFRESH_DELAY = 0.5
 RETRY_AFTER_FAILURE = 5.0
+SAME_TOKEN_RETRY = 2.0
 EXPIRED_REASONS = frozenset({"token_expired", "session_expired", "session_not_found"})
 
 
@@ -117,8 +118,10 @@ class SessionManager:
                                hint="pass a token from 'mcp-runtime access session apply', or use --server")
         exp, lifetime = token_lifetime(token)
         expires = datetime.fromtimestamp(exp, UTC).isoformat() if exp is not None else None
+        # A token from a file may be old: date its lifetime from when it was issued, not from now.
+        age = max(time.time() - (exp - lifetime), 0.0) if exp is not None and lifetime is not None else 0.0
         return IssuedSession(token=token, server=self.settings.server, expires_at=expires, lifetime=lifetime,
-                             received=time.monotonic())
+                             received=time.monotonic() - age)
 
     @staticmethod
     def _read_token_file(path: str) -> str:
@@ -220,7 +223,9 @@ class SessionManager:
                 continue
             await asyncio.sleep(max(due - time.monotonic(), 0.0))
             try:
-                await self.renew(current.token)
+                renewed = await self.renew(current.token)
+                if renewed.token == current.token:  # a token file nobody rewrote yet: look again later
+                    await asyncio.sleep(SAME_TOKEN_RETRY)
             except AdapterError as exc:
                 log.warning("could not renew the session: %s", exc.line())
                 await asyncio.sleep(min(RETRY_AFTER_FAILURE, max((current.lifetime or 10) / 10, 0.2)))
