@@ -221,6 +221,33 @@ def test_proxy_serves_only_this_machine_and_reports_its_session(world: PlatformW
         assert local_page.status_code == 200 and local_page.headers.get("mcp-session-id")
 
 
+def test_tutorial_step_6_another_team_connects_through_the_adapter(world: PlatformWorld, tmp_path: Path) -> None:
+    """Bob of Globex calls Acme's payments server through the adapter under a cross-team grant; once the
+    grant is deleted his next call is denied (multi-team tutorial, steps 5 to 7)."""
+    globex = world.cli(["team", "create", "globex", "--name", "Globex", "-o", "json"], profile="admin")
+    globex_id = json.loads(globex.stdout)["id"]
+    world.cli(["team", "user", "create", "globex", "--username", "bob@globex.com", "--password", "bob-password-1",
+               "--role", "owner"], profile="admin")
+    grant_file = tmp_path / "grant-cross.yaml"
+    world.cli(["access", "grant", "init", "payments-to-globex", "--server", SERVER, "--namespace", NAMESPACE,
+               "--team-id", globex_id, "--agent-id", AGENT, "--tool", "echo", "--tool", "add",
+               "--output", str(grant_file)])
+    world.cli(["access", "grant", "apply", "--file", str(grant_file)])
+    bob = tmp_path / "bob"
+    world.login(bob, "bob@globex.com", "bob-password-1", "bob")
+
+    async def main() -> None:
+        async with stdio_session(world, "--auto-refresh", config_dir=bob) as session:
+            assert {tool.name for tool in (await session.list_tools()).tools} == {"echo", "add"}
+            assert text_of(await session.call_tool("add", {"a": 20, "b": 22})) == "42"
+            world.cli(["access", "grant", "delete", "payments-to-globex", "--namespace", NAMESPACE])
+            with pytest.raises(MCPError) as denied:
+                await session.call_tool("echo", {"text": "no grant, no access"})
+            assert denied.value.data["reason"] == "no_matching_grant"
+
+    anyio.run(main)
+
+
 # --- session lifetime ---------------------------------------------------------------------------------
 def test_auto_refresh_keeps_calls_working_and_expiry_surfaces_without_it(world: PlatformWorld,
                                                                         tmp_path: Path) -> None:
