@@ -138,7 +138,8 @@ class AdapterProxy:
                     await self._fail(send, ids, exc)
                     return
                 continue
-            if envelope is not None and response.status_code in (401, 403):
+            if envelope is not None and (ids or response.status_code in (401, 403)):
+                # e.g. 401 session_revoked, 503 policy_unavailable: the client gets the reason, not a bare status
                 await self._fail(send, ids, self.sessions.runtime_refusal(response.status_code, *envelope),
                                  status=response.status_code)
                 return

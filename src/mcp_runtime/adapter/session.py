@@ -232,7 +232,7 @@ class SessionManager:
 
     # explaining the runtime's refusals ----------------------------------------------------------
     def runtime_refusal(self, status: int, reason: str, message: str) -> AdapterError:
-        """The gateway's 401/403 answer as an AdapterError with a message that says what to do."""
+        """The gateway's `{"error", "message"}` refusal as an AdapterError with a message that says what to do."""
         current = self.current
         server = self.settings.server or (current.server if current else None) or "the server"
         if reason in ("token_expired", "session_expired"):

@@ -181,10 +181,8 @@ class StdioBridge:
             for message in jsonrpc.parse_messages(data):
                 self._write(message if message.get("id") is not None or len(ids) != 1 else {**message, "id": ids[0]})
             return
-        if envelope is not None and status in (401, 403):
+        if envelope is not None:
             error = self.sessions.runtime_refusal(status, *envelope)
-        elif envelope is not None:
-            error = AdapterError(envelope[0], envelope[1])
         elif status == 404 and self.mcp_session_id:
             self.mcp_session_id = None
             error = AdapterError("session_terminated", "the server ended the MCP session; reconnect the client")
