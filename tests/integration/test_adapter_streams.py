@@ -9,6 +9,7 @@ request the server received carried the adapter's token and no other.
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
 import threading
@@ -68,9 +69,9 @@ class RecordAuthorization:
 
 
 @contextlib.contextmanager
-def serve(app: Any) -> Iterator[str]:
+def serve(app: Any, lifespan: str = "on") -> Iterator[str]:
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -168,3 +169,33 @@ def test_server_requests_and_stream_notifications_reach_the_client(
             anyio.run(over_proxy, proxy_url)
     # every MCP request carried the adapter's token (the proxy's start-up probe carries none)
     assert recorder.seen and set(recorder.seen) - {""} == {f"Bearer {TOKEN}"}
+
+
+async def policy_not_loaded(scope: Any, receive: Any, send: Any) -> None:
+    """A gateway that has no policy yet: 503 with its error envelope (fail closed)."""
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    body = b'{"error": "policy_unavailable", "message": "the policy for payments is not loaded yet"}'
+    await send({"type": "http.response.start", "status": 503, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def test_a_gateway_error_reaches_the_client_as_a_json_rpc_error_with_its_reason(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    request = {"jsonrpc": "2.0", "id": "call-1", "method": "tools/list", "params": {}}
+    with serve(policy_not_loaded, lifespan="off") as url:
+        done = subprocess.run([sys.executable, "-m", "mcp_runtime", "adapter", "stdio", "--runtime-url", url,
+                               "--session-token-file", str(token_file)], input=json.dumps(request) + "\n",
+                              capture_output=True, text=True, env=cli_env(tmp_path), timeout=30)
+        with running_proxy(url, TOKEN, tmp_path) as proxy_url:
+            over_http = httpx.post(proxy_url, json=request, headers={"Accept": "application/json, text/event-stream"})
+    over_stdio = json.loads(done.stdout)
+    assert over_http.status_code == 200
+    for answer in (over_stdio, over_http.json()):
+        assert answer["id"] == "call-1"
+        assert answer["error"]["data"]["reason"] == "policy_unavailable"
+        assert "not loaded yet" in answer["error"]["message"]
+    assert len(done.stdout.splitlines()) == 1 and "not loaded yet" in done.stderr  # the protocol, and a log line
