@@ -145,3 +145,20 @@ def test_upstream_down_is_a_clear_502() -> None:
                                   headers={**JSON, "Authorization": f"Bearer {kit.token('s-cursor', 'cursor')}"})
     assert response.status_code == 502
     assert response.json()["error"] == "upstream_unavailable"
+
+
+def test_upstream_that_never_answers_times_out() -> None:
+    with socket.socket() as silent:  # listens, never accepts: the request sits in the kernel's queue
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+
+        async def scenario() -> str:
+            pool = UpstreamPool(f"http://127.0.0.1:{silent.getsockname()[1]}/mcp", head_timeout=0.2)
+            try:
+                with pytest.raises(UpstreamError) as exc:
+                    await pool.request(b"POST", b"/mcp", [], b"{}")
+                return str(exc.value)
+            finally:
+                await pool.aclose()
+
+        assert "no answer within 0.2 s" in asyncio.run(scenario())

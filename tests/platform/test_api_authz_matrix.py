@@ -138,6 +138,10 @@ MATRIX: list[tuple[str, str, Prepare, str]] = [
     ("replace session", "PUT", existing_session(method_body=True),       "401 200 403 403 403 403"),
     ("explain", "POST", fixed("/runtime/explain", EXPLAIN),              "401 200 200 200 200 200"),
     ("audit", "GET", fixed("/audit"),                                    "401 200 403 403 403 403"),
+    ("analytics usage", "GET", fixed("/analytics/usage"),                "401 200 200 200 200 200"),
+    ("analytics events", "GET", fixed("/analytics/events"),              "401 200 200 200 200 200"),
+    # only ingest keys may send events: no user credential, not even an admin's, is one
+    ("ingest events", "POST", fixed("/ingest/events", {"events": []}),   "401 401 401 401 401 401"),
 ]
 
 

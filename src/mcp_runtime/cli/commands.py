@@ -10,6 +10,7 @@ def register(app: typer.Typer) -> None:
     from mcp_runtime.cli import (
         access,
         adapter,
+        analytics,
         auth,
         cluster,
         crds,
@@ -31,6 +32,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(server.app, name="server")
     app.add_typer(access.app, name="access")
     app.add_typer(team.app, name="team")
+    app.add_typer(analytics.app, name="analytics")
     app.add_typer(crds.app, name="crds")
     app.add_typer(gateway.app, name="gateway")
     app.add_typer(platform_serve.app, name="platform")
