@@ -6,15 +6,11 @@ import errno
 import logging
 import socket
 from pathlib import Path
-from typing import Any
 
 import typer
 
 from mcp_runtime.cli.errors import CliError
-
-# Not imported from mcp_runtime.platform.settings: importing the platform package costs every CLI
-# command seconds of startup (FastAPI, SQLAlchemy, alembic). Keep equal to settings.DEFAULT_DATA_DIR.
-DEFAULT_DATA_DIR = Path("~/.mcpruntime/data").expanduser()
+from mcp_runtime.platform.settings import DEFAULT_DATA_DIR, PlatformSettings
 
 
 def up(
@@ -31,7 +27,6 @@ def up(
     import uvicorn
 
     from mcp_runtime.platform.embedded import EmbeddedPlatform
-    from mcp_runtime.platform.settings import PlatformSettings
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -70,7 +65,7 @@ def _check_port_free(host: str, port: int) -> None:
             raise CliError(f"cannot listen on {host}:{port}: {exc.strerror}", hint="check --host") from None
 
 
-def _print_banner(embedded: object, settings: Any, public_url: str, password_file: Path,
+def _print_banner(embedded: object, settings: PlatformSettings, public_url: str, password_file: Path,
                   had_password_file: bool) -> None:
     lines = [
         "MCP Runtime is starting (process runtime, SQLite store).",
