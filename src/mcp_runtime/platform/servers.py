@@ -91,11 +91,12 @@ class ServerService:
         self._check_route(server)
         existing = self.repo.get(MCPServer, namespace, name)
         actor = caller.email
+        if existing is not None and not req.update:
+            raise ApiError(409, "already_exists",
+                           f"server {name} already exists in namespace {namespace}; "
+                           "redeploy with --update (request field update: true)")
+        self._check_runnable(server)
         if existing is not None:
-            if not req.update:
-                raise ApiError(409, "already_exists",
-                               f"server {name} already exists in namespace {namespace}; "
-                               "redeploy with --update (request field update: true)")
             server.metadata.uid = existing.metadata.uid
             server.status = existing.status or MCPServerStatus()
             if server.spec != existing.spec:
@@ -135,6 +136,15 @@ class ServerService:
         server.metadata.labels.update(req.labels)
         # re-validate the assembled resource: the models are the only schema
         return MCPServer.model_validate(server.model_dump(by_alias=True, mode="json", exclude_none=True))
+
+    def _check_runnable(self, server: MCPServer) -> None:
+        """Ask the runtime (when it can tell) whether it can run this server, before anything is stored."""
+        check = getattr(self.hooks, "check", None)
+        if check is None:
+            return
+        reason = check(server)
+        if reason:
+            raise ApiError(422, "not_runnable", str(reason))
 
     def _check_route(self, server: MCPServer) -> None:
         path = server.spec.ingress_path
@@ -200,8 +210,11 @@ class ServerService:
         server = self.repo.get(MCPServer, namespace, name)
         if server is None:
             return None
+        before = server.status.phase if server.status else None
         server.status = status
-        return self.repo.replace(server, "runtime", action="", spec=False)
+        # a phase change is an event of the server (`.../events`); other status writes are not audited
+        action = "status" if status.phase != before else ""
+        return self.repo.replace(server, "runtime", action=action, spec=False)
 
     def _notify(self, event: str, server: MCPServer) -> None:
         try:
