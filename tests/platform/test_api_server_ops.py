@@ -1,21 +1,16 @@
-"""Operating servers through the API: the runtime's `check` refusal, status, logs, events, platform status.
-
-`RecordingRuntime` is a test double of the runtime interface (`RuntimeHooks` plus the optional
-`check`, `logs`, `follow_logs` and `runtime_name`): it runs nothing, it records what the platform
-tells it and serves the log lines a test gives it.
-"""
+"""Operating servers through the API: the runtime's `check` refusal, status, logs, events, platform status."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from platform_support import World, deploy_body
+from platform_support import RecordingRuntime, World, deploy_body
 
 from mcp_runtime.platform.hooks import NoRuntime
-from mcp_runtime.resources import Condition, ConditionStatus, MCPServer, MCPServerStatus, ServerPhase
+from mcp_runtime.resources import Condition, ConditionStatus, MCPServerStatus, ServerPhase
 
 ACME = "mcp-team-acme"
 _names = itertools.count()
@@ -23,39 +18,6 @@ _names = itertools.count()
 
 def fresh(prefix: str = "ops") -> str:
     return f"{prefix}{next(_names)}"
-
-
-class RecordingRuntime:
-    """Refuses servers without a run command, like the process runtime; logs come from `lines`."""
-
-    runtime_name = "recording"
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str, str]] = []
-        self.lines: dict[tuple[str, str], list[str]] = {}
-        self.followed: dict[tuple[str, str], list[str]] = {}
-
-    def server_created(self, server: MCPServer) -> None:
-        self.events.append(("created", server.metadata.namespace or "", server.metadata.name))
-
-    def server_updated(self, server: MCPServer) -> None:
-        self.events.append(("updated", server.metadata.namespace or "", server.metadata.name))
-
-    def server_deleted(self, server: MCPServer) -> None:
-        self.events.append(("deleted", server.metadata.namespace or "", server.metadata.name))
-
-    def check(self, server: MCPServer) -> str | None:
-        if server.spec.run is None:
-            return (f"server {server.metadata.name} has no run command: the process runtime starts servers from "
-                    'run.command; redeploy with --run "python app.py" or use a container runtime')
-        return None
-
-    def logs(self, namespace: str, name: str, tail: int) -> list[str]:
-        return self.lines.get((namespace, name), [])[-tail:]
-
-    async def follow_logs(self, namespace: str, name: str) -> AsyncIterator[str]:
-        for line in self.followed.get((namespace, name), []):
-            yield line
 
 
 @pytest.fixture

@@ -7,9 +7,10 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Mount every command group on the root app. Add one line per new group."""
-    from mcp_runtime.cli import access, auth, crds, platform_serve, server, team
+    from mcp_runtime.cli import access, auth, crds, platform_serve, server, status, team
 
     app.add_typer(auth.app, name="auth")
+    app.command("status")(status.status)
     app.add_typer(server.app, name="server")
     app.add_typer(access.app, name="access")
     app.add_typer(team.app, name="team")
