@@ -7,7 +7,9 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Mount every command group on the root app. Add one line per new group."""
-    from mcp_runtime.cli import access, auth, crds, platform_serve, server, status, team
+    from mcp_runtime.cli import access, auth, crds, gateway, platform_serve, server, status, team, up
+
+    app.command("up")(up.up)
 
     app.add_typer(auth.app, name="auth")
     app.command("status")(status.status)
@@ -15,4 +17,5 @@ def register(app: typer.Typer) -> None:
     app.add_typer(access.app, name="access")
     app.add_typer(team.app, name="team")
     app.add_typer(crds.app, name="crds")
+    app.add_typer(gateway.app, name="gateway")
     app.add_typer(platform_serve.app, name="platform")

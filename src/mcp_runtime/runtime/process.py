@@ -89,7 +89,11 @@ class ProcessRuntimeError(ValueError):
 
 
 class ProcessRuntime:
-    """Runs, supervises and stops server subprocesses. One instance per `mcp-runtime up`."""
+    """Runs, supervises and stops server subprocesses. One instance per `mcp-runtime up`.
+
+    A server keeps the port picked at deploy across restarts, so the gateway route in front of it
+    stays valid; a redeploy picks a new one.
+    """
 
     def __init__(self, data_dir: Path, on_status: StatusCallback | None = None,
                  ready_timeout: float = READY_TIMEOUT) -> None:
@@ -100,6 +104,17 @@ class ProcessRuntime:
         self._ready_timeout = ready_timeout
 
     # --- the interface the platform uses -------------------------------------------------------
+
+    def check(self, server: MCPServer) -> str | None:
+        """Why this runtime cannot run `server` (asked before the deploy is stored), or None."""
+        try:
+            self._build(server, server.metadata.namespace or "default")
+        except ProcessRuntimeError as exc:
+            return str(exc)
+        return None
+
+    def servers(self) -> list[tuple[str, str]]:
+        return list(self._servers)
 
     async def deploy(self, server: MCPServer) -> None:
         """Start (or restart with the new spec) the server's process. Returns at once; see status."""
@@ -186,7 +201,7 @@ class ProcessRuntime:
         return ManagedServer(
             namespace=namespace, name=server.metadata.name, command=command, working_dir=working_dir.resolve(),
             mcp_path=server.spec.ingress_path or f"/{server.metadata.name}/mcp", env=env,
-            log_file=self._log_path(namespace, server.metadata.name),
+            log_file=self._log_path(namespace, server.metadata.name), port=pick_free_port(),
         )
 
     def _report(self, managed: ManagedServer, phase: ServerPhase, message: str) -> None:
@@ -202,7 +217,6 @@ class ProcessRuntime:
         backoff = BACKOFF_START
         ever_ready = False
         while not managed.stopping:
-            managed.port = pick_free_port()
             started = time.monotonic()
             self._report(managed, ServerPhase.pending, f"starting: {' '.join(managed.command)}")
             try:

@@ -1,0 +1,111 @@
+"""`mcp-runtime gateway`: run the mcp-gateway in front of one MCP server (the sidecar entrypoint)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from mcp_runtime.cli.errors import CliError
+
+app = typer.Typer(help="Run the mcp-gateway: authenticate, authorize, forward and audit MCP requests.",
+                  no_args_is_help=True)
+
+DEFAULT_LISTEN = "0.0.0.0:8091"
+
+
+def _readable(path: Path, what: str, flag: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise CliError(f"{what} {path} does not exist", hint=f"check {flag}") from None
+    except IsADirectoryError:
+        raise CliError(f"{what} {path} is a directory, not a file", hint=f"check {flag}") from None
+    except OSError as exc:
+        raise CliError(f"cannot read {what} {path}: {exc.strerror or exc}", hint=f"check {flag}") from None
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise CliError(f"--listen must be HOST:PORT, got {value!r}", hint=f"for example {DEFAULT_LISTEN}")
+    return (host.strip("[]") or "0.0.0.0"), int(port)
+
+
+@app.command("run")
+def run(
+    upstream: str = typer.Option(..., "--upstream", metavar="URL",
+                                 help="The MCP server's endpoint, e.g. http://127.0.0.1:8088/mcp."),
+    policy_file: Path = typer.Option(..., "--policy-file", metavar="FILE",
+                                     help="Compiled policy document (JSON); reloaded when it changes."),
+    jwks_file: Path = typer.Option(..., "--jwks-file", metavar="FILE",
+                                   help="Public keys (JWKS) session tokens are checked with; reloaded on change."),
+    listen: str = typer.Option(DEFAULT_LISTEN, "--listen", metavar="HOST:PORT", help="Address to serve on."),
+    path: str = typer.Option("/mcp", "--path", help="Public MCP path (the server's ingress path)."),
+    server: str | None = typer.Option(None, "--server", help="Server name (default: from the policy)."),
+    namespace: str | None = typer.Option(None, "--namespace", help="Namespace (default: from the policy)."),
+    ingest_url: str | None = typer.Option(None, "--ingest-url", metavar="URL",
+                                          help="Sentinel ingest endpoint for analytics events."),
+    ingest_key_file: Path | None = typer.Option(None, "--ingest-key-file", metavar="FILE",
+                                                help="File holding the ingest API key."),
+    spool_dir: Path | None = typer.Option(None, "--spool-dir", metavar="DIR",
+                                          help="Where undelivered events wait (kept across restarts)."),
+    upstream_token_file: Path | None = typer.Option(
+        None, "--upstream-token-file", metavar="FILE",
+        help="Credential sent upstream as a bearer token (the client's never is)."),
+    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+) -> None:
+    """Serve the gateway in front of one MCP server until interrupted.
+
+    Clients send 'Authorization: Bearer <session token>'; tokens are verified with the JWKS.
+
+    Every request is decided by the policy; allowed ones are forwarded to --upstream.
+
+    Also serves /healthz, /readyz, /config/status and /metrics.
+    """
+    from mcp_runtime.gateway import FilePolicySource, Gateway, GatewayRoute
+    from mcp_runtime.gateway.keys_source import JwksFile
+    from mcp_runtime.gateway.server import serve
+    from mcp_runtime.security import KeyRingError
+
+    host, port = _listen(listen)
+    if not upstream.startswith(("http://", "https://")):
+        raise CliError(f"--upstream must be an http(s) URL, got {upstream!r}",
+                       hint="for example http://127.0.0.1:8088/mcp")
+    _readable(policy_file, "policy file", "--policy-file")
+    _readable(jwks_file, "JWKS file", "--jwks-file")
+    try:
+        keys = JwksFile(jwks_file)
+    except KeyRingError as exc:
+        raise CliError(f"JWKS file {jwks_file} is not usable: {exc}", hint="check --jwks-file") from None
+    source = FilePolicySource(policy_file)
+    if not source.load():
+        raise CliError(source.last_error or f"policy file {policy_file} is not usable", hint="check --policy-file")
+    upstream_token = None
+    if upstream_token_file is not None:
+        upstream_token = _readable(upstream_token_file, "upstream token file", "--upstream-token-file")
+        upstream_token = upstream_token.decode().strip()
+    emitter = None
+    if ingest_url is not None or ingest_key_file is not None or spool_dir is not None:
+        if ingest_url is None or ingest_key_file is None:
+            raise CliError("analytics needs both --ingest-url and --ingest-key-file",
+                           hint="give both, or neither to run without analytics")
+        api_key = _readable(ingest_key_file, "ingest key file", "--ingest-key-file").decode().strip()
+        if not api_key:
+            raise CliError(f"ingest key file {ingest_key_file} is empty", hint="check --ingest-key-file")
+        from mcp_runtime.sentinel.emitter import Emitter
+
+        emitter = Emitter(ingest_url=ingest_url, api_key=api_key,
+                          spool_path=spool_dir / "events.sqlite" if spool_dir is not None else None)
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    route = GatewayRoute(upstream=upstream, policy=source, keys=keys, server=server, namespace=namespace,
+                         path=path, upstream_token=upstream_token)
+    gateway = Gateway([route], emitter=emitter)
+    doc = source.document
+    assert doc is not None
+    typer.echo(f"mcp-gateway for {namespace or doc.server.namespace}/{server or doc.server.name}: "
+               f"http://{host}:{port}{route.public_path()} -> {upstream} "
+               f"(policy {doc.revision[:12]}, analytics {'on' if emitter else 'off'})", err=True)
+    serve(gateway, host, port, log_level=log_level.lower())

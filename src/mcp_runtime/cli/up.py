@@ -1,0 +1,92 @@
+"""`mcp-runtime up`: the whole platform on this machine, in one process."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from pathlib import Path
+
+import typer
+
+from mcp_runtime.cli.errors import CliError
+from mcp_runtime.platform.settings import DEFAULT_DATA_DIR, PlatformSettings
+
+
+def up(
+    data_dir: Path = typer.Option(DEFAULT_DATA_DIR, "--data-dir", help="Where the SQLite store, keys and logs live."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8080, "--port", min=1, max=65535, help="Port for the API, dashboard and gateway."),
+    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+) -> None:
+    """Run the platform API, the dashboard and the gateway for every deployed server.
+
+    Servers run as local processes from their run command (process runtime) and are reachable
+    at http://HOST:PORT/<server>/mcp. Ctrl-C stops them; the next `up` brings them back.
+    """
+    import uvicorn
+
+    from mcp_runtime.platform.embedded import EmbeddedPlatform
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _check_port_free(host, port)
+    data_dir = data_dir.expanduser().resolve()
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"cannot create data directory {data_dir}: {exc.strerror}",
+                       hint="pass a writable --data-dir") from None
+    settings = PlatformSettings.from_env(data_dir)
+    password_file = data_dir / "admin-password"
+    had_password_file = password_file.exists()
+    public_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    try:
+        embedded = EmbeddedPlatform(settings, public_url=public_url)
+    except Exception as exc:
+        raise CliError(f"the platform could not start: {exc}",
+                       hint=f"check {data_dir} and MCP_RUNTIME_DATABASE_URL") from None
+    _print_banner(embedded, settings, public_url, password_file, had_password_file)
+    config = uvicorn.Config(embedded.asgi, host=host, port=port, lifespan="on", log_level=log_level.lower(),
+                            access_log=False, server_header=False, timeout_graceful_shutdown=5)
+    uvicorn.Server(config).run()
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise CliError(f"port {port} on {host} is already in use",
+                               hint="stop what runs there or pass --port") from None
+            raise CliError(f"cannot listen on {host}:{port}: {exc.strerror}", hint="check --host") from None
+
+
+def _print_banner(embedded: object, settings: PlatformSettings, public_url: str, password_file: Path,
+                  had_password_file: bool) -> None:
+    lines = [
+        "MCP Runtime is starting (process runtime, SQLite store).",
+        f"  dashboard   {public_url}/",
+        f"  API         {public_url}/api/v1   (docs: {public_url}/api/v1/docs)",
+        f"  servers     {public_url}/<server>/mcp",
+        f"  data        {settings.data_dir}",
+        "",
+    ]
+    if password_file.exists() and not had_password_file:
+        password = password_file.read_text().strip()
+        lines += [
+            f"Created admin {settings.admin_email} with password: {password}",
+            f"  (shown once; it is also in {password_file}, mode 0600 — change it or set "
+            "MCP_RUNTIME_ADMIN_PASSWORD before the first start)",
+            "",
+        ]
+    lines += [
+        "Next:",
+        f"  mcp-runtime auth login --api-url {public_url} --email {settings.admin_email} --profile admin",
+        "  mcp-runtime team create acme --name \"Acme Corp\"",
+        "  mcp-runtime server init payments --from-server http://localhost:8088 --run \"python app.py\"",
+        "  mcp-runtime server deploy payments --scope tenant",
+        "Press Ctrl-C to stop.",
+    ]
+    typer.echo("\n".join(lines))

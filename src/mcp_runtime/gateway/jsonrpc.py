@@ -1,0 +1,94 @@
+"""JSON-RPC 2.0 as the gateway sees it: parse a POST body into messages, build error objects.
+
+The gateway only needs to know, per message, whether it is a request, a notification or a response,
+its method and id, and for `tools/call` the tool name. The original bytes of a single message are
+forwarded untouched; only batches with denied elements are re-serialized.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+POLICY_DENIED = -32001
+
+
+class RpcInputError(Exception):
+    """The body is not JSON-RPC; answered with HTTP 400 and a JSON-RPC error object."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class RpcMessage:
+    """One JSON-RPC message of a POST body."""
+
+    __slots__ = ("has_id", "id", "method", "raw", "tool")
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.raw = raw
+        method = raw.get("method")
+        self.method: str | None = method if isinstance(method, str) else None
+        self.has_id = "id" in raw
+        self.id: Any = raw.get("id")
+        self.tool: str | None = None
+        if self.method == "tools/call":
+            params = raw.get("params")
+            name = params.get("name") if isinstance(params, dict) else None
+            self.tool = name if isinstance(name, str) else ""
+
+    @property
+    def is_request(self) -> bool:
+        return self.method is not None and self.has_id
+
+    @property
+    def is_notification(self) -> bool:
+        return self.method is not None and not self.has_id
+
+
+def _message(item: Any) -> RpcMessage:
+    if not isinstance(item, dict) or item.get("jsonrpc") != "2.0":
+        raise RpcInputError(INVALID_REQUEST, 'Invalid Request: each message must be an object with "jsonrpc": "2.0"')
+    if "method" in item:
+        if not isinstance(item["method"], str):
+            raise RpcInputError(INVALID_REQUEST, 'Invalid Request: "method" must be a string')
+    elif "id" not in item or ("result" not in item and "error" not in item):
+        raise RpcInputError(INVALID_REQUEST, 'Invalid Request: a message needs a "method", or an "id" '
+                                             'with a "result" or an "error"')
+    if "id" in item and not (item["id"] is None or isinstance(item["id"], str | int)):
+        raise RpcInputError(INVALID_REQUEST, 'Invalid Request: "id" must be a string or a number')
+    return RpcMessage(item)
+
+
+def parse_body(body: bytes) -> tuple[list[RpcMessage], bool]:
+    """Messages of a POST body and whether it was a batch. Raises RpcInputError."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RpcInputError(PARSE_ERROR, f"Parse error: the body is not valid JSON ({exc})") from None
+    if isinstance(data, list):
+        if not data:
+            raise RpcInputError(INVALID_REQUEST, "Invalid Request: empty batch")
+        return [_message(item) for item in data], True
+    return [_message(data)], False
+
+
+def error_object(msg_id: Any, code: int, message: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A JSON-RPC error response."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "id": msg_id, "error": error}
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def id_key(msg_id: Any) -> str:
+    """A hashable key that tells 1 and "1" apart, as JSON-RPC does."""
+    return json.dumps(msg_id)

@@ -1,0 +1,116 @@
+"""Which upstream a request goes to: one route per governed server.
+
+The sidecar is a gateway with one route (`/mcp`); the process runtime mounts one gateway with a route
+per server (`/<server>/mcp`) and adds or removes routes as servers come and go. A route carries
+everything that differs between servers: the upstream URL, the policy source and the verifier keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mcp_runtime.gateway.auth import TokenVerifier
+from mcp_runtime.gateway.keys_source import JwksFile
+from mcp_runtime.gateway.policy_source import PolicySource
+from mcp_runtime.gateway.upstream import UpstreamPool
+from mcp_runtime.security import PublicKeySet, session_audience
+
+
+@dataclass
+class GatewayRoute:
+    """Configuration of one governed server behind the gateway."""
+
+    upstream: str
+    """Upstream MCP endpoint, e.g. `http://127.0.0.1:8088/mcp`."""
+    policy: PolicySource
+    keys: PublicKeySet | JwksFile
+    """Public keys session tokens are verified with (the platform's JWKS; a JwksFile follows rotation)."""
+    server: str | None = None
+    """Server name; defaults to the one in the policy document."""
+    namespace: str | None = None
+    """Namespace; defaults to the one in the policy document."""
+    path: str | None = None
+    """Public path; defaults to `/<server>/mcp`."""
+    upstream_token: str | None = None
+    """Credential sent upstream as `Authorization: Bearer ...` (the client's bearer never is)."""
+
+    def public_path(self) -> str:
+        if self.path:
+            return self.path if self.path.startswith("/") else "/" + self.path
+        if not self.server:
+            raise ValueError("a route needs a server name or an explicit path")
+        return f"/{self.server}/mcp"
+
+
+@dataclass(eq=False)
+class BoundRoute:
+    """A route with its runtime state: connection pool, token verifier, cached audience."""
+
+    config: GatewayRoute
+    pool: UpstreamPool
+    verifier: TokenVerifier
+    path: str
+    _audience: tuple[str, str] = field(default=("", ""))
+
+    @classmethod
+    def bind(cls, route: GatewayRoute) -> BoundRoute:
+        keys = route.keys
+        if isinstance(keys, JwksFile):
+            bound = cls(config=route, pool=UpstreamPool(route.upstream), verifier=TokenVerifier(keys.keys),
+                        path=route.public_path())
+            keys.add_listener(bound.set_keys)
+            return bound
+        return cls(config=route, pool=UpstreamPool(route.upstream), verifier=TokenVerifier(keys),
+                   path=route.public_path())
+
+    @property
+    def source(self) -> PolicySource:
+        return self.config.policy
+
+    @property
+    def server(self) -> str:
+        doc = self.config.policy.document
+        return self.config.server or (doc.server.name if doc is not None else None) or self.path
+
+    @property
+    def namespace(self) -> str:
+        doc = self.config.policy.document
+        return self.config.namespace or (doc.server.namespace if doc is not None else None) or "default"
+
+    def audience(self, revision: str) -> str:
+        """The token audience of this server, recomputed only when the policy revision changes."""
+        cached_revision, audience = self._audience
+        if cached_revision != revision or not audience:
+            audience = session_audience(self.namespace, self.server)
+            self._audience = (revision, audience)
+        return audience
+
+    def set_keys(self, keys: PublicKeySet) -> None:
+        """New verifier keys (JWKS rotation): forget tokens verified with the old ones."""
+        self.verifier = TokenVerifier(keys)
+
+
+class RouteTable:
+    """Routes by exact public path."""
+
+    def __init__(self) -> None:
+        self._by_path: dict[str, BoundRoute] = {}
+
+    def add(self, route: GatewayRoute) -> BoundRoute:
+        bound = BoundRoute.bind(route)
+        if bound.path in self._by_path:
+            raise ValueError(f"a route for {bound.path} exists already")
+        self._by_path[bound.path] = bound
+        return bound
+
+    def remove(self, path: str) -> BoundRoute | None:
+        return self._by_path.pop(path, None)
+
+    def get(self, path: str) -> BoundRoute | None:
+        return self._by_path.get(path)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(list(self._by_path.values()))
+
+    def __len__(self) -> int:
+        return len(self._by_path)

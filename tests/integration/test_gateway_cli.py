@@ -1,0 +1,98 @@
+"""`mcp-runtime gateway run`, the sidecar entrypoint, as a user (or a Pod) runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import cli_env, run_cli
+from fixtures.gateway import standard_kit
+from fixtures.servers import free_port, run_data_utility_server, stop_process
+
+
+def test_help_describes_the_sidecar() -> None:
+    result = run_cli(["gateway", "run", "--help"])
+    assert result.returncode == 0
+    for flag in ("--upstream", "--policy-file", "--jwks-file", "--listen", "--ingest-url", "--spool-dir"):
+        assert flag in result.stdout
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Any]:
+    kit = standard_kit()
+    (tmp_path / "policy.json").write_bytes(kit.document().to_json())
+    (tmp_path / "jwks.json").write_text(json.dumps(kit.keyring.jwks()))
+    (tmp_path / "bad.json").write_text("{not json")
+    return {"policy": tmp_path / "policy.json", "jwks": tmp_path / "jwks.json", "bad": tmp_path / "bad.json",
+            "dir": tmp_path, "kit": kit}
+
+
+@pytest.mark.parametrize("case", ["missing_policy", "missing_jwks", "bad_policy", "bad_jwks", "policy_is_dir",
+                                  "bad_listen", "ingest_without_key"])
+def test_bad_arguments_fail_with_one_clear_line(case: str, files: dict[str, Any]) -> None:
+    args = {"--upstream": "http://127.0.0.1:9/mcp", "--policy-file": str(files["policy"]),
+            "--jwks-file": str(files["jwks"])}
+    expected = {
+        "missing_policy": ("--policy-file", "/nope/policy.json", "does not exist"),
+        "missing_jwks": ("--jwks-file", "/nope/jwks.json", "does not exist"),
+        "bad_policy": ("--policy-file", str(files["bad"]), "not JSON"),
+        "bad_jwks": ("--jwks-file", str(files["bad"]), "not usable"),
+        "policy_is_dir": ("--policy-file", str(files["dir"]), "is a directory"),
+        "bad_listen": ("--listen", "nowhere", "HOST:PORT"),
+        "ingest_without_key": ("--ingest-url", "http://127.0.0.1:9/api/v1/ingest/events", "--ingest-key-file"),
+    }[case]
+    args[expected[0]] = expected[1]
+    result = run_cli(["gateway", "run", *[x for kv in args.items() for x in kv]])
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert expected[2] in result.stderr
+
+
+@pytest.fixture
+def sidecar(files: dict[str, Any]) -> Iterator[str]:
+    with run_data_utility_server() as upstream:
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mcp_runtime", "gateway", "run", "--upstream", upstream.url,
+             "--policy-file", str(files["policy"]), "--jwks-file", str(files["jwks"]),
+             "--listen", f"127.0.0.1:{port}", "--log-level", "warning"],
+            env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    if httpx.get(base + "/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"gateway did not start: {process.stderr.read().decode()}")  # type: ignore[union-attr]
+                time.sleep(0.05)
+            yield base
+        finally:
+            stop_process(process)
+
+
+def test_run_serves_the_policy_from_the_file(sidecar: str, files: dict[str, Any]) -> None:
+    kit_doc = json.loads(files["policy"].read_text())
+    status = httpx.get(sidecar + "/config/status").json()
+    assert status["server"] == "data-utility" and status["namespace"] == "team-data"
+    assert status["revision"] == kit_doc["revision"]
+    response = httpx.post(sidecar + "/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                          headers={"Accept": "application/json, text/event-stream"})
+    assert response.status_code == 401
+    token = files["kit"].token("s-cursor", "cursor")
+    headers = {"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {token}"}
+    init = httpx.post(sidecar + "/mcp", headers=headers, json={
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+    assert init.status_code == 200
+    assert "data-utility-mcp" in init.text
