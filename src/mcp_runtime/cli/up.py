@@ -29,6 +29,7 @@ def up(
     from mcp_runtime.platform.embedded import EmbeddedPlatform
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     _check_port_free(host, port)
     data_dir = data_dir.expanduser().resolve()
     try:
@@ -46,7 +47,8 @@ def up(
         raise CliError(f"the platform could not start: {exc}",
                        hint=f"check {data_dir} and MCP_RUNTIME_DATABASE_URL") from None
     _print_banner(embedded, settings, public_url, password_file, had_password_file)
-    config = uvicorn.Config(embedded.asgi, host=host, port=port, lifespan="on", log_level=log_level.lower(),
+    config = uvicorn.Config(embedded.asgi, host=host, port=port, lifespan="on", interface="asgi3",
+                            log_level=log_level.lower(),
                             access_log=False, server_header=False, timeout_graceful_shutdown=5)
     uvicorn.Server(config).run()
 
