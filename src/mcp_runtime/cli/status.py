@@ -31,7 +31,8 @@ def status(output: OutputFormat = OutputOption) -> None:
     if output != OutputFormat.table:
         emit(answer, output)
         return
-    lines = [("Platform", api.profile.api_url), ("Health", f"{answer.get('status')} (version {answer.get('version')})")]
+    health = f"{answer.get('status')} (version {answer.get('version')})"
+    lines: list[tuple[str, Any]] = [("Platform", api.profile.api_url), ("Health", health)]
     if "servers" in answer:
         servers = answer["servers"]
         phases = ", ".join(f"{phase} {count}" for phase, count in servers.get("byPhase", {}).items())

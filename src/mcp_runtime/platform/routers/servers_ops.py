@@ -107,9 +107,9 @@ def get_server_logs(namespace: str, name: str, caller: CallerDep, platform: Plat
 
 
 def _event(entry: AuditEntry) -> dict[str, Any]:
-    after = entry.after if isinstance(entry.after, dict) else {}
-    status = after.get("status") if isinstance(after.get("status"), dict) else {}
-    metadata = after.get("metadata") if isinstance(after.get("metadata"), dict) else {}
+    after: dict[str, Any] = entry.after if isinstance(entry.after, dict) else {}
+    status: dict[str, Any] = after["status"] if isinstance(after.get("status"), dict) else {}
+    metadata: dict[str, Any] = after["metadata"] if isinstance(after.get("metadata"), dict) else {}
     if entry.action == "status":
         text = f"phase {status.get('phase', '?')}" + (f": {status['message']}" if status.get("message") else "")
     elif entry.action == "create":
