@@ -14,11 +14,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -147,6 +149,31 @@ def gateway_reason(url: str, token: str) -> str | None:
     return (error.get("data") or {}).get("reason")
 
 
+@contextlib.contextmanager
+def follow_logs(config: Path, name: str, tail: int) -> Iterator[queue.Queue[str]]:
+    """`mcp-runtime server logs NAME --follow` running; its output lines arrive on the queue."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "MCP_RUNTIME_CONFIG_DIR": str(config),
+           "MCP_PLATFORM_API_PROFILE": "alice"}
+    process = subprocess.Popen([sys.executable, "-m", "mcp_runtime", "server", "logs", name, "--follow", "--tail",
+                                str(tail)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line.rstrip("\n"))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        yield lines
+        assert process.poll() is None, "logs --follow should keep running"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        reader.join(timeout=10)
+
+
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[Up]:
     running = Up(tmp_path / "data", free_port(), tmp_path / "up.log")
@@ -213,6 +240,13 @@ def test_process_runtime_first_try(up: Up, tmp_path: Path, cli: Callable[..., An
     cursor, claude = session_token("cursor"), session_token("claude")
     mcp_url = f"{up.url}/payments/mcp"
     assert call_add(mcp_url, cursor) == ("ok", "5")
+
+    # `server logs --follow` prints the tail, then what the server writes next (here: about the next call)
+    with follow_logs(config, "payments", tail=2) as lines:
+        first = [lines.get(timeout=WAIT) for _ in range(2)]
+        assert first == cli("server", "logs", "payments", "--tail", "2").stdout.splitlines()[-2:]
+        assert call_add(mcp_url, claude) == ("ok", "5")
+        assert lines.get(timeout=WAIT)
 
     # disabling the grant is enforced on the next call
     cli("access", "grant", "disable", "payments-acme", "--namespace", ACME)

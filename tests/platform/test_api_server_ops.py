@@ -92,6 +92,17 @@ def test_status_and_events_follow_what_the_runtime_reports(world: World, runtime
     assert events[2]["message"].startswith("redeployed")
 
 
+def test_a_crash_loop_is_one_error_event(world: World, runtime: RecordingRuntime) -> None:
+    name = fresh()
+    world.ok("owner", "POST", "/runtime/servers", runnable(name))
+    servers = world.live.platform.servers
+    for phase in ("Pending", "Error", "Pending", "Error", "Pending", "Error", "Pending", "Ready", "Error"):
+        servers.set_status(ACME, name, MCPServerStatus(phase=ServerPhase(phase), message=f"now {phase}"))
+    events = world.ok("owner", "GET", f"/runtime/servers/{ACME}/{name}/events")["items"]
+    assert [(e["action"], e["phase"]) for e in events] == [
+        ("create", "Pending"), ("status", "Error"), ("status", "Ready"), ("status", "Error")]
+
+
 def test_logs_tail_and_follow(world: World, runtime: RecordingRuntime) -> None:
     name = fresh()
     world.ok("owner", "POST", "/runtime/servers", runnable(name))

@@ -206,15 +206,26 @@ class ServerService:
         return server
 
     def set_status(self, namespace: str, name: str, status: MCPServerStatus) -> MCPServer | None:
-        """For runtimes: record what they observe (not audited: status is not a user's change)."""
+        """For runtimes: record what they observe. Reaching Ready or Error (or PartiallyReady) is an event
+        of the server (`.../events`, in the audit log as actor `runtime`); other status writes are not."""
         server = self.repo.get(MCPServer, namespace, name)
         if server is None:
             return None
-        before = server.status.phase if server.status else None
         server.status = status
-        # a phase change is an event of the server (`.../events`); other status writes are not audited
-        action = "status" if status.phase != before else ""
+        action = "status" if self._is_new_phase(namespace, name, status.phase) else ""
         return self.repo.replace(server, "runtime", action=action, spec=False)
+
+    def _is_new_phase(self, namespace: str, name: str, phase: ServerPhase) -> bool:
+        """Pending is transitional (a deploy or a restart), so it is not recorded; a crash loop
+        (Pending, Error, Pending, Error, ...) records its Error once, until a deploy or another phase."""
+        if phase == ServerPhase.pending:
+            return False
+        latest = self.store.list_audit(limit=1, kind=MCPServer.model_fields["kind"].default, namespace=namespace,
+                                       name=name)
+        if not latest or latest[0].action != "status":
+            return True
+        after = latest[0].after if isinstance(latest[0].after, dict) else {}
+        return bool((after.get("status") or {}).get("phase") != phase.value)
 
     def _notify(self, event: str, server: MCPServer) -> None:
         try:
