@@ -29,11 +29,12 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from fixtures.servers import DATA_UTILITY_DIR, REPO_ROOT, free_port, run_data_utility_server
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
+
+from fixtures.servers import DATA_UTILITY_DIR, REPO_ROOT, free_port, run_data_utility_server
 
 pytestmark = pytest.mark.slow
 

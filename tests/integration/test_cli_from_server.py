@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fixtures.servers import DATA_UTILITY_TOOLS, data_utility_server, free_port
 from typer.testing import CliRunner
 
+from fixtures.servers import DATA_UTILITY_TOOLS, data_utility_server, free_port
 from mcp_runtime.cli.app import app
 from mcp_runtime.resources import SideEffect, Trust, load_servers_file
 

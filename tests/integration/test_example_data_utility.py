@@ -8,15 +8,15 @@ from typing import Any, TypeVar
 import anyio
 import httpx
 import pytest
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
 from fixtures.servers import (
     DATA_UTILITY_TOOLS,
     data_utility_server,
     data_utility_server_json,
     run_data_utility_server,
 )
-from mcp.client.session import ClientSession
-from mcp.client.streamable_http import streamable_http_client
-
 from mcp_runtime.runtime.discovery import DiscoveryError, discover_tools_sync
 
 __all__ = ["data_utility_server", "data_utility_server_json"]  # fixtures used by name below

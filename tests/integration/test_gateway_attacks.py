@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from fixtures.gateway import EchoUpstream, PolicyKit, serve_app, serve_gateway, standard_kit
 
+from fixtures.gateway import EchoUpstream, PolicyKit, serve_app, serve_gateway, standard_kit
 from mcp_runtime.gateway import Gateway, GatewayRoute, InProcessPolicySource
 from mcp_runtime.security import KeyRing
 

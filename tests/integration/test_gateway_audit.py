@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from fixtures.gateway import CALLER_TEAM, NAMESPACE, TEAM, EchoUpstream, serve_app, serve_gateway, standard_kit
 
+from fixtures.gateway import CALLER_TEAM, NAMESPACE, TEAM, EchoUpstream, serve_app, serve_gateway, standard_kit
 from mcp_runtime.security import KeyRing
 from mcp_runtime.sentinel.emitter import Emitter
 

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import cli_env, run_cli
+
 from fixtures.gateway import standard_kit
 from fixtures.servers import free_port, run_data_utility_server, stop_process
 

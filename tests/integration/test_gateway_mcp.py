@@ -12,12 +12,13 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from fixtures.gateway import PolicyKit, serve_gateway, standard_kit
-from fixtures.servers import run_data_utility_server
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
+
+from fixtures.gateway import PolicyKit, serve_gateway, standard_kit
+from fixtures.servers import run_data_utility_server
 
 
 @pytest.fixture(scope="module", params=["sse", "json"])

@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
-from fixtures.gateway import EchoUpstream, serve_app, serve_gateway, standard_kit
 
+from fixtures.gateway import EchoUpstream, serve_app, serve_gateway, standard_kit
 from mcp_runtime.gateway import FilePolicySource, Gateway, GatewayRoute, InProcessPolicySource, JwksFile
 
 JSON = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}

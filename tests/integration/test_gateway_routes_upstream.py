@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
-from fixtures.gateway import NAMESPACE, EchoUpstream, PolicyKit, serve_app, standard_kit
 
+from fixtures.gateway import NAMESPACE, EchoUpstream, PolicyKit, serve_app, standard_kit
 from mcp_runtime.gateway import Gateway, GatewayRoute, InProcessPolicySource
 from mcp_runtime.gateway.upstream import UpstreamError, UpstreamPool
 from mcp_runtime.policy import compile_policy

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 
 import anyio
 import pytest
-from fixtures.servers import DATA_UTILITY_TOOLS, data_utility_server, free_port, serve_asgi
 from mcp.server.lowlevel.server import Server
 from mcp_types import ListToolsResult, PaginatedRequestParams, Tool
 from starlette.applications import Starlette
@@ -16,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from fixtures.servers import DATA_UTILITY_TOOLS, data_utility_server, free_port, serve_asgi
 from mcp_runtime.runtime.discovery import (
     DiscoveredTool,
     DiscoveryError,

@@ -7,10 +7,26 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Mount every command group on the root app. Add one line per new group."""
-    from mcp_runtime.cli import access, auth, crds, gateway, platform_serve, server, status, team, up
+    from mcp_runtime.cli import (
+        access,
+        auth,
+        cluster,
+        crds,
+        gateway,
+        kube,
+        operator_cmd,
+        platform_serve,
+        sentinel_kube,
+        server,
+        server_kube,
+        status,
+        team,
+        up,
+    )
 
     app.command("up")(up.up)
 
+    server_kube.register(server.app)  # server create|apply|export|patch --use-kube (logs: server_platform)
     app.add_typer(auth.app, name="auth")
     app.command("status")(status.status)
     app.add_typer(server.app, name="server")
@@ -19,3 +35,8 @@ def register(app: typer.Typer) -> None:
     app.add_typer(crds.app, name="crds")
     app.add_typer(gateway.app, name="gateway")
     app.add_typer(platform_serve.app, name="platform")
+    app.command("setup")(kube.setup)
+    app.command("bootstrap")(kube.bootstrap)
+    app.add_typer(cluster.app, name="cluster")
+    app.add_typer(sentinel_kube.app, name="sentinel")
+    app.add_typer(operator_cmd.app, name="operator")

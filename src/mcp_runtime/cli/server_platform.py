@@ -266,19 +266,35 @@ def delete(name: str = typer.Argument(..., help="Server name."), namespace: str 
 
 
 def logs(name: str = typer.Argument(..., help="Server name."), namespace: str | None = NamespaceOption,
-         tail: int = typer.Option(200, "--tail", min=0, help="Lines from the end to show."),
-         follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines (Ctrl-C stops).")
+         tail: int | None = typer.Option(None, "--tail", min=0, help="Lines from the end to show (default 200)."),
+         follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines (Ctrl-C stops)."),
+         gateway: bool = typer.Option(False, "--gateway", help="With --use-kube: the mcp-gateway sidecar's logs."),
+         use_kube: bool = typer.Option(False, "--use-kube", help="Read the pods' logs from the Kubernetes API "
+                                       "(admin; needs RBAC and --namespace)."),
+         kubeconfig: str | None = typer.Option(None, "--kubeconfig", help="With --use-kube: kubeconfig file."),
+         context: str | None = typer.Option(None, "--context", help="With --use-kube: kubeconfig context."),
          ) -> None:
-    """Print the server's output as the runtime captured it (its team and admins only)."""
+    """Print the server's output as its runtime captured it (its team and admins only)."""
+    if use_kube:
+        from mcp_runtime.cli import server_kube
+
+        if not namespace:
+            raise CliError("--use-kube needs --namespace", hint=f"e.g. --namespace mcp-team-<team> {name}")
+        server_kube.server_logs(name=name, namespace=namespace, follow=follow, tail=tail, gateway=gateway,
+                                use_kube=True, kubeconfig=kubeconfig, context=context)
+        return
+    if gateway:
+        raise CliError("--gateway reads the gateway sidecar of a Kubernetes pod", hint="add --use-kube")
     api = client()
     ns = locate(api, name, namespace)
     path = f"runtime/servers/{ns}/{name}/logs"
+    params = {"tail": 200 if tail is None else tail}
     if not follow:
-        for line in api.get(path, params={"tail": tail})["lines"]:
+        for line in api.get(path, params=params)["lines"]:
             typer.echo(line)
         return
     try:
-        for line in api.stream_lines(path, params={"tail": tail, "follow": "true"}):
+        for line in api.stream_lines(path, params={**params, "follow": "true"}):
             typer.echo(line)
     except KeyboardInterrupt:
         raise typer.Exit(0) from None

@@ -1,0 +1,190 @@
+"""The operator's I/O layer: read the inputs of a plan from the API, apply the plan, write status.
+
+Thin on purpose; decisions live in `plan.py`. One lock per server serializes the reconciliations that
+grant, session, deployment and server events trigger for the same server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from mcp_runtime.kube import ConflictError, KubeClient, NotFoundError
+from mcp_runtime.operator.plan import (
+    OWNED_KINDS,
+    Observed,
+    ServerPlan,
+    owned_by,
+    plan_access_status,
+    plan_server,
+    server_selector,
+    status_changed,
+)
+from mcp_runtime.operator.settings import OperatorSettings
+from mcp_runtime.resources import MCPAccessGrant, MCPAgentSession, MCPServer, ResourceError, load_resource
+
+log = logging.getLogger("mcp_runtime.operator")
+AccessT = TypeVar("AccessT", MCPAccessGrant, MCPAgentSession)
+
+
+class Reconciler:
+    """Applies plans for servers, grants and sessions through a `KubeClient`."""
+
+    def __init__(self, client: KubeClient, settings: OperatorSettings | None = None) -> None:
+        self.client = client
+        self.settings = settings or OperatorSettings()
+        self._locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+        self._locks_guard = threading.Lock()
+
+    def _lock(self, namespace: str, name: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks[(namespace, name)]
+
+    def _jwks(self) -> dict[str, object] | None:
+        if self.settings.jwks_source is None:
+            return None
+        ns, name = self.settings.jwks_source
+        cm = self.client.get("ConfigMap", name, ns)
+        text = ((cm or {}).get("data") or {}).get(self.settings.render.jwks_key)
+        if not text:
+            return None
+        try:
+            data = json.loads(text)
+        except ValueError:
+            log.warning("ConfigMap %s/%s does not hold JSON under %s", ns, name, self.settings.render.jwks_key)
+            return None
+        return data if isinstance(data, dict) else None
+
+    def reconcile_server(self, namespace: str, name: str, now: datetime | None = None) -> ServerPlan | None:
+        """Bring one server's objects and status in line with its spec, grants and sessions.
+
+        Returns the plan, or None when the server is gone (its objects go by garbage collection).
+        A spec that cannot be parsed or rendered gets an Error status instead of an exception.
+        """
+        now = now or datetime.now(UTC)
+        with self._lock(namespace, name):
+            raw = self.client.get("MCPServer", name, namespace)
+            if raw is None or raw.get("metadata", {}).get("deletionTimestamp"):
+                return None
+            try:
+                server = MCPServer.model_validate(_known_status(raw))
+            except Exception as exc:
+                message = f"invalid MCPServer: {exc}"
+                self._write_status("MCPServer", namespace, name, raw.get("status"), {
+                    "phase": "Error", "message": message[:1000],
+                    "observedGeneration": raw.get("metadata", {}).get("generation")})
+                return None
+            grants = self._load_all("MCPAccessGrant", namespace, MCPAccessGrant)
+            sessions = self._load_all("MCPAgentSession", namespace, MCPAgentSession)
+            uid = server.metadata.uid
+            owned = {kind: [o for o in self.client.list(kind, namespace, label_selector=server_selector(name))
+                            if owned_by(o, uid)] for kind in OWNED_KINDS}
+            plan = plan_server(server, grants, sessions, Observed(owned=owned, jwks=self._jwks()),
+                               self.settings.render, now)
+            for obj in plan.apply:
+                action, _ = self.client.apply(obj)
+                if action != "unchanged":
+                    log.info("%s %s %s/%s", action, obj["kind"], namespace, obj["metadata"]["name"])
+            for ref in plan.delete:
+                if self.client.delete(ref.kind, ref.name, ref.namespace):
+                    log.info("deleted %s %s/%s (no longer rendered)", ref.kind, ref.namespace, ref.name)
+            self._write_status("MCPServer", namespace, name, raw.get("status"), plan.status)
+            return plan
+
+    def reconcile_all(self, now: datetime | None = None) -> int:
+        """Reconcile every server in the watched namespaces (after the JWKS source changed)."""
+        count = 0
+        for namespace in list(self.settings.namespaces) or [None]:
+            for raw in self.client.list("MCPServer", namespace):
+                meta = raw.get("metadata", {})
+                if self.reconcile_server(meta["namespace"], meta["name"], now) is not None:
+                    count += 1
+        return count
+
+    def reconcile_access(self, kind: str, namespace: str, name: str, *, previous_server: str | None = None,
+                         now: datetime | None = None) -> None:
+        """Write a grant's or session's status and re-render the policy of the server(s) it names."""
+        now = now or datetime.now(UTC)
+        raw = self.client.get(kind, name, namespace)
+        servers = {previous_server} if previous_server else set()
+        if raw is not None:
+            model = MCPAccessGrant if kind == "MCPAccessGrant" else MCPAgentSession
+            try:
+                obj = model.model_validate(_known_status(raw))
+            except Exception as exc:
+                self._write_status(kind, namespace, name, raw.get("status"), {
+                    "phase": "Invalid", "message": f"invalid {kind}: {exc}"[:1000],
+                    "observedGeneration": raw.get("metadata", {}).get("generation")})
+            else:
+                server_name = obj.spec.server_ref.name
+                servers.add(server_name)
+                exists = self.client.get("MCPServer", server_name, namespace) is not None
+                self._write_status(kind, namespace, name, raw.get("status"), plan_access_status(obj, exists, now))
+        for server_name in sorted(s for s in servers if s):
+            self.reconcile_server(namespace, server_name, now)
+
+    def refresh_access_status(self, kind: str, namespace: str, name: str, now: datetime | None = None) -> bool:
+        """Timer path: rewrite the phase when it moved (e.g. to Expired). True when it changed."""
+        now = now or datetime.now(UTC)
+        raw = self.client.get(kind, name, namespace)
+        if raw is None:
+            return False
+        model = MCPAccessGrant if kind == "MCPAccessGrant" else MCPAgentSession
+        try:
+            obj = model.model_validate(_known_status(raw))
+        except Exception:
+            return False
+        exists = self.client.get("MCPServer", obj.spec.server_ref.name, namespace) is not None
+        return self._write_status(kind, namespace, name, raw.get("status"), plan_access_status(obj, exists, now))
+
+    def refresh_access_phases(self, now: datetime | None = None) -> int:
+        """Refresh the phase of every grant and session (in the watched namespaces); returns how many moved."""
+        now = now or datetime.now(UTC)
+        namespaces: list[str | None] = list(self.settings.namespaces) or [None]
+        changed = 0
+        for kind in ("MCPAccessGrant", "MCPAgentSession"):
+            for namespace in namespaces:
+                for raw in self.client.list(kind, namespace):
+                    meta = raw.get("metadata", {})
+                    if self.refresh_access_status(kind, meta["namespace"], meta["name"], now):
+                        changed += 1
+        return changed
+
+    def _load_all(self, kind: str, namespace: str, model: type[AccessT]) -> list[AccessT]:
+        items: list[object] = []
+        for raw in self.client.list(kind, namespace):
+            if raw.get("metadata", {}).get("deletionTimestamp"):
+                continue  # being deleted (waiting on a finalizer): it grants nothing any more
+            try:
+                items.append(load_resource(_known_status(raw)))
+            except (ResourceError, ValueError) as exc:
+                # An invalid grant or session grants nothing; its own status says why.
+                log.warning("skipping invalid %s %s/%s: %s", kind, namespace,
+                            raw.get("metadata", {}).get("name"), exc)
+        return [i for i in items if isinstance(i, model)]
+
+    def _write_status(self, kind: str, namespace: str, name: str, current: object, desired: dict[str, Any]) -> bool:
+        if not status_changed(current, desired):
+            return False
+        try:
+            self.client.patch_status(kind, name, namespace, desired)
+        except NotFoundError:
+            return False
+        except ConflictError:  # pragma: no cover - merge patches do not conflict
+            raise
+        return True
+
+
+_STATUS_KEYS = {"phase", "message", "url", "readyReplicas", "conditions", "observedGeneration"}
+
+
+def _known_status(raw: dict[str, Any]) -> dict[str, Any]:
+    """The object with only the status fields our models know (other writers may add their own)."""
+    status = raw.get("status")
+    if not isinstance(status, dict):
+        return {k: v for k, v in raw.items() if k != "status"}
+    return {**raw, "status": {k: v for k, v in status.items() if k in _STATUS_KEYS}}
