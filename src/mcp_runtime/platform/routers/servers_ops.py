@@ -33,11 +33,13 @@ def runtime_name(platform: Platform) -> str:
 
 
 def store_kind(platform: Platform) -> str:
-    """The control-plane database: `sqlite` or `postgresql` (or the store's class for other backends)."""
-    engine = getattr(platform.store, "engine", None)
-    if engine is not None:
-        return str(engine.dialect.name)
-    return type(platform.store).__name__
+    """The control-plane store: `sqlite`, `postgresql`, or `kubernetes+<sql>` (resources as CRDs)."""
+    store = platform.store
+    engine = getattr(store, "engine", None)  # the Kubernetes-backed store passes this to its SQL half
+    sql = str(engine.dialect.name) if engine is not None else None
+    if "Kubernetes" in type(store).__name__:
+        return f"kubernetes+{sql}" if sql else "kubernetes"
+    return sql or type(store).__name__
 
 
 def server_status(server: MCPServer) -> dict[str, Any]:
