@@ -199,6 +199,11 @@ def test_process_runtime_first_try(up: Up, tmp_path: Path, cli: Callable[..., An
     def server_json(name: str) -> dict[str, Any]:
         return json.loads(cli("server", "status", name, "--namespace", ACME, "-o", "json").stdout)  # type: ignore
 
+    def payments_pids() -> list[int]:
+        """The pids the process runtime started payments with, from the runtime's notes in its log."""
+        lines = cli("server", "logs", "payments", "--tail", "10000").stdout
+        return [int(p) for p in re.findall(r"\[mcp-runtime\] started pid (\d+)", lines)]
+
     # the admin sets up team acme and its owner
     cli("auth", "login", "--api-url", up.url, "--email", ADMIN_EMAIL, "--password", ADMIN_PASSWORD,
         "--profile", "admin", profile="")
@@ -264,14 +269,13 @@ def test_process_runtime_first_try(up: Up, tmp_path: Path, cli: Callable[..., An
     assert call_add(mcp_url, claude) == ("ok", "5")
 
     # Ctrl-C stops up and the servers it runs; the next up brings them back with the same decisions
-    first_pid = int(re.findall(r"started pid (\d+)", cli("server", "logs", "payments").stdout)[-1])
+    first_pid = payments_pids()[-1]
     assert up.stop() in CTRL_C_EXIT, up.output()
     wait_for(lambda: not pid_alive(first_pid), "the payments process to stop with up")
     up.start()
 
     def serving_again() -> bool:
-        lines = cli("server", "logs", "payments").stdout
-        pids = [int(p) for p in re.findall(r"started pid (\d+)", lines)]
+        pids = payments_pids()
         return bool(pids and pids[-1] != first_pid and server_json("payments")["phase"] == "Ready")
     wait_for(serving_again, "payments started again and Ready", up.output)
     assert listed_ready()
@@ -295,7 +299,7 @@ def test_process_runtime_first_try(up: Up, tmp_path: Path, cli: Callable[..., An
     cli("server", "delete", "broken", "--yes")
 
     # delete stops the process and the route
-    pid = int(re.findall(r"started pid (\d+)", cli("server", "logs", "payments").stdout)[-1])
+    pid = payments_pids()[-1]
     assert pid_alive(pid)
     assert cli("server", "delete", "payments", "--yes").stdout.strip() == f"server payments deleted from {ACME}"
     wait_for(lambda: not pid_alive(pid), "the payments process to stop after delete", up.output)
