@@ -192,7 +192,7 @@ def bench_upstream(name: str, upstream_argv: list[str], upstream_env: dict[str, 
                        "params": {"name": "echo", "arguments": {"text": "hello"}}})
     results = []
     with process(upstream_argv, upstream_url,
-                 extra_env={**upstream_env, "PORT": str(up_port)}, cwd=cwd), \
+                 extra_env={**upstream_env, "PORT": str(up_port)}, cwd=cwd) as upstream, \
             process(gateway_argv, f"http://127.0.0.1:{gw_port}/readyz", ready_status=200) as gateway:
         session = mcp_session(gateway_url, {**base_headers, **auth}) if needs_session else {}
         direct_headers = {**base_headers, **session}
@@ -202,7 +202,9 @@ def bench_upstream(name: str, upstream_argv: list[str], upstream_env: dict[str, 
         for c in concurrency:
             wrk(upstream_url, direct_headers, body, c, 1, workdir)  # warm up both paths
             wrk(gateway_url, gateway_headers, body, c, 1, workdir)
+            before = cpu_seconds(upstream.pid)
             direct = wrk(upstream_url, direct_headers, body, c, duration, workdir)
+            direct.cpu_us_per_request = (cpu_seconds(upstream.pid) - before) / max(direct.requests, 1) * 1e6
             before = cpu_seconds(gateway.pid)
             governed = wrk(gateway_url, gateway_headers, body, c, duration, workdir)
             governed.cpu_us_per_request = (cpu_seconds(gateway.pid) - before) / max(governed.requests, 1) * 1e6
@@ -238,12 +240,13 @@ def main() -> int:
                 "fast", [sys.executable, str(REPO / "bench" / "fast_upstream.py")], {}, None, keyring, workdir,
                 args.concurrency, args.duration, needs_session=False)
 
-    print("\nupstream        conc   direct/s  gateway/s  ratio   added p50   added p99  gateway CPU/call")
+    print("\nupstream        conc   direct/s  gateway/s  ratio   added p50   added p99  upstream CPU/call"
+          "  gateway CPU/call")
     for name, rows in table.items():
         for c, direct, governed in rows:
             print(f"{name:<14} {c:>5} {direct.rps:>10.0f} {governed.rps:>10.0f} {governed.rps / direct.rps:>6.0%} "
                   f"{governed.p50_ms - direct.p50_ms:>8.3f} ms {governed.p99_ms - direct.p99_ms:>8.3f} ms "
-                  f"{governed.cpu_us_per_request or 0:>10.0f} us")
+                  f"{direct.cpu_us_per_request or 0:>14.0f} us {governed.cpu_us_per_request or 0:>14.0f} us")
     print("\ntargets (DESIGN.md section 15):")
     ok = True
     for name, rows in table.items():

@@ -77,7 +77,8 @@ def test_forged_identity_headers_are_replaced_and_bearer_not_forwarded(
         gateway: str, echo: Any, kit: PolicyKit, client: httpx.Client) -> None:
     upstream, _ = echo
     token = kit.token("s-cursor", "cursor")
-    response = client.post(gateway, headers={**bearer(token), **FORGED}, json=call("echo", text="hi"))
+    mcp_headers = {"Mcp-Session-Id": "sess-1", "Mcp-Protocol-Version": "2025-06-18"}
+    response = client.post(gateway, headers={**bearer(token), **FORGED, **mcp_headers}, json=call("echo", text="hi"))
     assert response.status_code == 200
     assert response.json()["result"]["content"][0]["text"] == "called echo"
     seen = upstream.last_headers()
@@ -85,6 +86,8 @@ def test_forged_identity_headers_are_replaced_and_bearer_not_forwarded(
     assert seen["x-mcp-agent-id"] == ["cursor"]
     assert seen["x-mcp-team-id"] == ["globex-uuid"]
     assert seen["x-mcp-agent-session"] == ["s-cursor"]
+    assert seen["mcp-session-id"] == ["sess-1"] and seen["mcp-protocol-version"] == ["2025-06-18"]
+    assert response.headers["mcp-session-id"] == "echo-session"
     assert "authorization" not in seen
     assert token not in json.dumps(seen)
     assert seen["host"] == [httpx.URL(echo[1]).netloc.decode()]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,39 +10,21 @@ from typing import Any
 import httpx
 import pytest
 
-from fixtures.gateway import CALLER_TEAM, NAMESPACE, TEAM, EchoUpstream, serve_app, serve_gateway, standard_kit
+from fixtures.gateway import (
+    CALLER_TEAM,
+    NAMESPACE,
+    TEAM,
+    EchoUpstream,
+    IngestReceiver,
+    serve_app,
+    serve_gateway,
+    standard_kit,
+)
 from mcp_runtime.security import KeyRing
 from mcp_runtime.sentinel.emitter import Emitter
 
 JSON = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 INGEST_KEY = "mcpr_test-ingest-key"
-
-
-class IngestReceiver:
-    """The ingest contract, for real over HTTP: records batches, answers 202 with counts."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        self.auth: list[str] = []
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        self.auth.append(dict(scope["headers"]).get(b"authorization", b"").decode())
-        events = json.loads(body)["events"]
-        seen = {e["event_id"] for e in self.events}
-        new = [e for e in events if e["event_id"] not in seen]
-        self.events += new
-        answer = json.dumps({"accepted": len(new), "duplicates": len(events) - len(new)}).encode()
-        await send({"type": "http.response.start", "status": 202,
-                    "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": answer})
 
 
 @pytest.fixture

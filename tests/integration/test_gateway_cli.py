@@ -14,7 +14,7 @@ import httpx
 import pytest
 from conftest import cli_env, run_cli
 
-from fixtures.gateway import standard_kit
+from fixtures.gateway import IngestReceiver, serve_app, standard_kit
 from fixtures.servers import free_port, run_data_utility_server, stop_process
 
 
@@ -57,13 +57,24 @@ def test_bad_arguments_fail_with_one_clear_line(case: str, files: dict[str, Any]
 
 
 @pytest.fixture
-def sidecar(files: dict[str, Any]) -> Iterator[str]:
+def ingest() -> Iterator[tuple[IngestReceiver, str]]:
+    receiver = IngestReceiver()
+    with serve_app(receiver) as base:
+        yield receiver, base + "/api/v1/ingest/events"
+
+
+@pytest.fixture
+def sidecar(files: dict[str, Any], ingest: tuple[IngestReceiver, str]) -> Iterator[str]:
+    key_file = files["dir"] / "ingest.key"
+    key_file.write_text("mcpr_sidecar-key\n")
     with run_data_utility_server() as upstream:
         port = free_port()
         process = subprocess.Popen(
             [sys.executable, "-m", "mcp_runtime", "gateway", "run", "--upstream", upstream.url,
              "--policy-file", str(files["policy"]), "--jwks-file", str(files["jwks"]),
-             "--listen", f"127.0.0.1:{port}", "--log-level", "warning"],
+             "--listen", f"127.0.0.1:{port}", "--log-level", "warning",
+             "--ingest-url", ingest[1], "--ingest-key-file", str(key_file),
+             "--spool-dir", str(files["dir"] / "spool")],
             env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         try:
             base = f"http://127.0.0.1:{port}"
@@ -82,7 +93,8 @@ def sidecar(files: dict[str, Any]) -> Iterator[str]:
             stop_process(process)
 
 
-def test_run_serves_the_policy_from_the_file(sidecar: str, files: dict[str, Any]) -> None:
+def test_run_serves_the_policy_from_the_file(sidecar: str, files: dict[str, Any],
+                                             ingest: tuple[IngestReceiver, str]) -> None:
     kit_doc = json.loads(files["policy"].read_text())
     status = httpx.get(sidecar + "/config/status").json()
     assert status["server"] == "data-utility" and status["namespace"] == "team-data"
@@ -97,3 +109,18 @@ def test_run_serves_the_policy_from_the_file(sidecar: str, files: dict[str, Any]
         "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
     assert init.status_code == 200
     assert "data-utility-mcp" in init.text
+    receiver, _ = ingest
+    deadline = time.monotonic() + 10
+    while len(receiver.events) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sorted((e["rpc_method"], e["decision"]) for e in receiver.events) == [("initialize", "allow"),
+                                                                                ("tools/list", "deny")]
+    assert receiver.auth[0] == "Bearer mcpr_sidecar-key"
+
+
+def test_a_policy_source_is_required_and_a_configmap_ref_is_checked(files: dict[str, Any]) -> None:
+    base = ["gateway", "run", "--upstream", "http://127.0.0.1:9/mcp", "--jwks-file", str(files["jwks"])]
+    result = run_cli(base)
+    assert result.returncode == 1 and "--policy-configmap" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli([*base, "--policy-configmap", "just-a-name"])
+    assert result.returncode == 1 and "NAMESPACE/NAME" in result.stderr and "Traceback" not in result.stderr

@@ -95,10 +95,10 @@ def platform_settings(data_dir: Path, db_url: str, **overrides: Any) -> Platform
 
 
 @contextmanager
-def serve_platform(settings: PlatformSettings) -> Iterator[LivePlatform]:
-    """Start the platform API on 127.0.0.1:<free port>; stop it (and close its store) on exit."""
+def serve_platform(settings: PlatformSettings, port: int | None = None) -> Iterator[LivePlatform]:
+    """Start the platform API on 127.0.0.1:<port or a free one>; stop it (and close its store) on exit."""
     app = create_app(settings)
-    port = free_port()
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            lifespan="on"))
     thread = threading.Thread(target=server.run, name=f"platform-{port}", daemon=True)

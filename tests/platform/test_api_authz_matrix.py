@@ -146,6 +146,10 @@ MATRIX: list[tuple[str, str, Prepare, str]] = [
     ("server logs", "GET", fixed(f"/runtime/servers/{ACME}/payments/logs"),     "401 501 501 501 403 501"),
     ("private logs", "GET", fixed(f"/runtime/servers/{ACME}/ledger/logs"),      "401 501 501 501 404 501"),
     ("platform status", "GET", fixed("/status"),                         "200 200 200 200 200 200"),
+    ("analytics usage", "GET", fixed("/analytics/usage"),                "401 200 200 200 200 200"),
+    ("analytics events", "GET", fixed("/analytics/events"),              "401 200 200 200 200 200"),
+    # only ingest keys may send events: no user credential, not even an admin's, is one
+    ("ingest events", "POST", fixed("/ingest/events", {"events": []}),   "401 401 401 401 401 401"),
 ]
 
 

@@ -200,6 +200,9 @@ def test_platform_serve_runs_the_api_on_a_sqlite_file(tmp_path: Path) -> None:
         login = httpx.post(f"{url}/auth/login", json={"email": ADMIN_EMAIL, "password": "serve-admin-pw"})
         assert login.status_code == 200
         assert (tmp_path / "data" / "platform.db").is_file()
+        site = url.removesuffix("/api/v1")
+        assert httpx.get(f"{site}/").headers["location"] == "/analytics"  # the dashboard is served too
+        assert "Sign in" in httpx.get(f"{site}/login").text
     finally:
         process.terminate()
         process.wait(timeout=15)

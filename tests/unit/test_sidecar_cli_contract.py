@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 import typer
-from typer._click.exceptions import NoSuchOption
 
 from mcp_runtime.cli.app import app
 from mcp_runtime.policy import compile_policy
@@ -32,15 +30,11 @@ def sidecar_args(**options: Any) -> list[str]:
     return next(c for c in containers if c["name"] == GATEWAY_CONTAINER)["args"]
 
 
-@pytest.mark.xfail(strict=True, reason="integration gap for the lead: the renderer does not pass --path, so the "
-                   "sidecar serves /mcp while the Ingress routes /payments/mcp (see report)")
 def test_file_policy_sidecar_args_parse_with_the_route_as_path() -> None:
     params = parse_gateway_args(sidecar_args(watch_policy_via_api=False))
     assert params["path"] == "/payments/mcp"
 
 
-@pytest.mark.xfail(strict=True, raises=NoSuchOption, reason="integration gap for the lead: `gateway run` has "
-                   "no --policy-configmap yet; wire mcp_runtime.operator.policy_watch (see report)")
 def test_api_watch_sidecar_args_parse() -> None:
     params = parse_gateway_args(sidecar_args(watch_policy_via_api=True))
     assert params["policy_configmap"] == "mcp-team-acme/payments-policy"

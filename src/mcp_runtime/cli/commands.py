@@ -9,6 +9,7 @@ def register(app: typer.Typer) -> None:
     """Mount every command group on the root app. Add one line per new group."""
     from mcp_runtime.cli import (
         access,
+        analytics,
         auth,
         cluster,
         crds,
@@ -32,6 +33,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(server.app, name="server")
     app.add_typer(access.app, name="access")
     app.add_typer(team.app, name="team")
+    app.add_typer(analytics.app, name="analytics")
     app.add_typer(crds.app, name="crds")
     app.add_typer(gateway.app, name="gateway")
     app.add_typer(platform_serve.app, name="platform")

@@ -37,8 +37,11 @@ def _listen(value: str) -> tuple[str, int]:
 def run(
     upstream: str = typer.Option(..., "--upstream", metavar="URL",
                                  help="The MCP server's endpoint, e.g. http://127.0.0.1:8088/mcp."),
-    policy_file: Path = typer.Option(..., "--policy-file", metavar="FILE",
-                                     help="Compiled policy document (JSON); reloaded when it changes."),
+    policy_file: Path | None = typer.Option(None, "--policy-file", metavar="FILE",
+                                            help="Compiled policy document (JSON); reloaded when it changes."),
+    policy_configmap: str | None = typer.Option(
+        None, "--policy-configmap", metavar="NAMESPACE/NAME",
+        help="Watch the policy ConfigMap through the Kubernetes API (a given --policy-file is read once at start)."),
     jwks_file: Path = typer.Option(..., "--jwks-file", metavar="FILE",
                                    help="Public keys (JWKS) session tokens are checked with; reloaded on change."),
     listen: str = typer.Option(DEFAULT_LISTEN, "--listen", metavar="HOST:PORT", help="Address to serve on."),
@@ -64,8 +67,9 @@ def run(
 
     Also serves /healthz, /readyz, /config/status and /metrics.
     """
-    from mcp_runtime.gateway import FilePolicySource, Gateway, GatewayRoute
+    from mcp_runtime.gateway import FilePolicySource, Gateway, GatewayRoute, PolicySource
     from mcp_runtime.gateway.keys_source import JwksFile
+    from mcp_runtime.gateway.kube_source import ConfigMapPolicySource
     from mcp_runtime.gateway.server import serve
     from mcp_runtime.security import KeyRingError
 
@@ -73,19 +77,33 @@ def run(
     if not upstream.startswith(("http://", "https://")):
         raise CliError(f"--upstream must be an http(s) URL, got {upstream!r}",
                        hint="for example http://127.0.0.1:8088/mcp")
-    _readable(policy_file, "policy file", "--policy-file")
+    if policy_file is None and policy_configmap is None:
+        raise CliError("no policy source", hint="give --policy-file FILE or --policy-configmap NAMESPACE/NAME")
+    if policy_file is not None:
+        _readable(policy_file, "policy file", "--policy-file")
     _readable(jwks_file, "JWKS file", "--jwks-file")
     try:
         keys = JwksFile(jwks_file)
     except KeyRingError as exc:
         raise CliError(f"JWKS file {jwks_file} is not usable: {exc}", hint="check --jwks-file") from None
-    source = FilePolicySource(policy_file)
-    if not source.load():
-        raise CliError(source.last_error or f"policy file {policy_file} is not usable", hint="check --policy-file")
+    source: PolicySource
+    if policy_configmap is not None:
+        try:
+            source = ConfigMapPolicySource(policy_configmap, initial_file=policy_file)
+        except ValueError as exc:
+            raise CliError(str(exc), hint="--policy-configmap takes NAMESPACE/NAME") from None
+        if policy_file is not None and source.document is None:
+            raise CliError(source.last_error or f"policy file {policy_file} is not usable", hint="check --policy-file")
+    else:
+        assert policy_file is not None
+        source = FilePolicySource(policy_file)
+        if not source.load():
+            raise CliError(source.last_error or f"policy file {policy_file} is not usable",
+                           hint="check --policy-file")
     upstream_token = None
     if upstream_token_file is not None:
-        upstream_token = _readable(upstream_token_file, "upstream token file", "--upstream-token-file")
-        upstream_token = upstream_token.decode().strip()
+        raw = _readable(upstream_token_file, "upstream token file", "--upstream-token-file")
+        upstream_token = raw.decode().strip() or None
     emitter = None
     if ingest_url is not None or ingest_key_file is not None or spool_dir is not None:
         if ingest_url is None or ingest_key_file is None:
@@ -104,8 +122,8 @@ def run(
                          path=path, upstream_token=upstream_token)
     gateway = Gateway([route], emitter=emitter)
     doc = source.document
-    assert doc is not None
-    typer.echo(f"mcp-gateway for {namespace or doc.server.namespace}/{server or doc.server.name}: "
-               f"http://{host}:{port}{route.public_path()} -> {upstream} "
-               f"(policy {doc.revision[:12]}, analytics {'on' if emitter else 'off'})", err=True)
+    who = f"{namespace or doc.server.namespace}/{server or doc.server.name}" if doc else server or "(from policy)"
+    revision = doc.revision[:12] if doc else "none yet"
+    typer.echo(f"mcp-gateway for {who}: http://{host}:{port}{route.public_path()} -> {upstream} "
+               f"(policy {revision} from {source.describe()}, analytics {'on' if emitter else 'off'})", err=True)
     serve(gateway, host, port, log_level=log_level.lower())

@@ -1,4 +1,5 @@
-"""`mcp-runtime platform serve`: run the platform API alone (tests; `mcp-runtime up` mounts it with more)."""
+"""`mcp-runtime platform serve`: the platform API and dashboard, without gateway or runtime (Kubernetes
+runs those elsewhere; `mcp-runtime up` mounts everything in one process)."""
 
 from __future__ import annotations
 
@@ -18,13 +19,17 @@ def serve(
     database_url: str | None = typer.Option(None, "--database-url", envvar="MCP_RUNTIME_DATABASE_URL",
                                             help="postgresql+psycopg://... (default: SQLite in --data-dir)."),
     log_level: str = typer.Option("info", "--log-level"),
+    dashboard: bool = typer.Option(True, "--dashboard/--no-dashboard", help="Serve the dashboard at /."),
 ) -> None:
-    """Serve the platform API at http://HOST:PORT/api/v1 until interrupted."""
+    """Serve the platform API at http://HOST:PORT/api/v1 (and the dashboard at /) until interrupted."""
     import uvicorn
 
-    from mcp_runtime.platform import PlatformSettings, create_app
+    from mcp_runtime.platform import Platform, PlatformSettings, create_app
+    from mcp_runtime.web import create_site
 
     settings = PlatformSettings.from_env(data_dir.expanduser(), database_url=database_url)
-    app_ = create_app(settings)
-    typer.echo(f"platform API on http://{host}:{port}/api/v1 (data in {settings.data_dir})", err=True)
+    platform = Platform(settings)
+    app_ = create_site(platform) if dashboard else create_app(platform=platform)
+    typer.echo(f"platform API on http://{host}:{port}/api/v1 (data in {settings.data_dir})"
+               + (f", dashboard on http://{host}:{port}/" if dashboard else ""), err=True)
     uvicorn.run(app_, host=host, port=port, log_level=log_level)

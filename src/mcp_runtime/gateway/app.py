@@ -8,12 +8,10 @@ module turns them into HTTP and JSON-RPC answers.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,25 +22,32 @@ from mcp_runtime.gateway.audit import Auditor, trace_id_from
 from mcp_runtime.gateway.auth import Authenticated, extract_token
 from mcp_runtime.gateway.keys_source import JwksFile
 from mcp_runtime.gateway.metrics import GatewayMetrics
+from mcp_runtime.gateway.relay import (
+    MAX_REWRITE,
+    SSE,
+    Receive,
+    Scope,
+    Send,
+    denial_error,
+    filter_tools,
+    pass_through,
+    response_headers,
+    send_empty,
+    send_json,
+    send_raw,
+    send_unauthorized,
+    stream,
+)
 from mcp_runtime.gateway.routes import BoundRoute, GatewayRoute, RouteTable
 from mcp_runtime.gateway.sse import SseRewriter, sse_event
 from mcp_runtime.gateway.upstream import UpstreamError, UpstreamResponse
 from mcp_runtime.policy import Decision, PolicyDocument, allowed_tools, evaluate, evaluate_access
 from mcp_runtime.security import TokenError
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
 log = logging.getLogger("mcp_runtime.gateway")
 
 MAX_BODY = 1024 * 1024
 """Largest request body accepted (1 MiB); larger ones get 413 without being read."""
-MAX_REWRITE = 16 * 1024 * 1024
-"""Largest JSON answer the gateway reads whole to rewrite (a filtered tools/list, a merged batch)."""
-DISCONNECT_WATCH_AFTER = 0.5
-"""Seconds a streamed answer runs before the gateway starts watching for the client to go away."""
 
 # Never forwarded upstream: hop-by-hop headers, the client's credentials and identity claims, the
 # client's Host (the upstream's own is sent), lengths we recompute, encodings we could not rewrite.
@@ -51,13 +56,8 @@ _STRIP_REQUEST = frozenset({
     b"te", b"trailer", b"transfer-encoding", b"upgrade", b"content-length", b"expect", b"accept-encoding",
     b"x-mcp-human-id", b"x-mcp-agent-id", b"x-mcp-team-id", b"x-mcp-agent-session",
 })
-_STRIP_RESPONSE = frozenset({
-    b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"content-length", b"trailer",
-    b"upgrade", b"te", b"server", b"date",
-})
+_KNOWN_METHODS = frozenset({"GET", "POST", "DELETE"})
 _JSON = b"application/json"
-_SSE = b"text/event-stream"
-_WWW_AUTHENTICATE = b"www-authenticate"
 
 
 class _TooLarge(Exception):
@@ -70,26 +70,6 @@ class _ClientGone(Exception):
 
 def _is_json(content_type: bytes | None) -> bool:
     return content_type is not None and content_type.split(b";", 1)[0].strip().lower() == _JSON
-
-
-def _bearer_challenge(reason: str, message: str) -> bytes:
-    description = message.replace('"', "'").replace("\\", "/")
-    if reason in ("missing_identity", "missing_session"):
-        return b'Bearer realm="mcp-runtime"'
-    return f'Bearer realm="mcp-runtime", error="invalid_token", error_description="{description}"'.encode(
-        "latin-1", "replace")
-
-
-def _denial(msg: jsonrpc.RpcMessage, decision: Decision) -> dict[str, Any]:
-    """The JSON-RPC error of a denied call: an actionable message and the why, for every MCP client."""
-    return jsonrpc.error_object(msg.id, jsonrpc.POLICY_DENIED, decision.message, {
-        "reason": str(decision.reason),
-        "server": decision.server,
-        "tool": decision.tool,
-        "requiredTrust": str(decision.required_trust) if decision.required_trust is not None else None,
-        "effectiveTrust": str(decision.effective_trust) if decision.effective_trust is not None else None,
-        "policyRevision": decision.policy_revision,
-    })
 
 
 class _Exchange:
@@ -127,7 +107,8 @@ class Gateway:
     # -- routes and lifecycle ------------------------------------------------------------------------
     def _add(self, route: GatewayRoute) -> BoundRoute:
         bound = self.routes.add(route)
-        route.policy.add_listener(lambda ok: self.metrics.count_reload(bound.server, ok))
+        bound.reload_listener = lambda ok: self.metrics.count_reload(bound.server, ok)
+        route.policy.add_listener(bound.reload_listener)
         return bound
 
     async def add_route(self, route: GatewayRoute) -> BoundRoute:
@@ -136,11 +117,6 @@ class Gateway:
         if self._started:
             await self._start_route(bound)
         return bound
-
-    async def remove_route(self, path: str) -> None:
-        bound = self.routes.remove(path)
-        if bound is not None:
-            await self._stop_route(bound)
 
     async def start(self) -> None:
         if self._started:
@@ -163,6 +139,16 @@ class Gateway:
         if isinstance(bound.config.keys, JwksFile):
             await bound.config.keys.stop()
         await bound.pool.aclose()
+
+    async def remove_route(self, path: str) -> None:
+        """Unmount a server; its policy source (which the caller may reuse) stops and forgets the route."""
+        bound = self.routes.remove(path)
+        if bound is not None:
+            await self._stop_route(bound)
+            if bound.reload_listener is not None:
+                bound.source.remove_listener(bound.reload_listener)
+            if isinstance(bound.config.keys, JwksFile):
+                bound.config.keys.remove_listener(bound.set_keys)
 
     async def close(self) -> None:
         if not self._started:
@@ -210,24 +196,24 @@ class Gateway:
 
     async def _platform_endpoint(self, path: str, scope: Scope, send: Send) -> None:
         if path == "/healthz":
-            await self._json(send, 200, {"status": "ok"})
+            await send_json(send, 200, {"status": "ok"})
         elif path == "/readyz":
             ready = self.ready
-            await self._json(send, 200 if ready else 503, {
+            await send_json(send, 200 if ready else 503, {
                 "status": "ready" if ready else "policy_unavailable",
                 "routes": {b.path: b.source.document is not None for b in self.routes},
             })
         elif path == "/config/status":
-            await self._json(send, 200, self.config_status())
+            await send_json(send, 200, self.config_status())
         elif path == "/metrics":
             body = self.metrics.render()
             await send({"type": "http.response.start", "status": 200, "headers": [
                 (b"content-type", CONTENT_TYPE_LATEST.encode()), (b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": body})
         else:
-            await self._json(send, 404, {"error": "not_found",
-                                         "message": f"no MCP server is routed at {path}; "
-                                                    f"known: {', '.join(b.path for b in self.routes) or 'none'}"})
+            # Which servers exist is not told to anonymous callers.
+            await send_json(send, 404, {"error": "not_found",
+                                        "message": f"no MCP server is routed at {path}; MCP endpoints end in /mcp"})
 
     def config_status(self) -> dict[str, Any]:
         routes = [{"server": b.server, "namespace": b.namespace, "path": b.path, "upstream": b.config.upstream,
@@ -253,15 +239,15 @@ class Gateway:
                 await self._get_or_delete(route, scope, receive, send, ex)
             else:
                 ex.status = 405
-                await self._json(send, 405, {"error": "method_not_allowed",
-                                             "message": "MCP Streamable HTTP uses POST, GET and DELETE"},
-                                 [(b"allow", b"GET, POST, DELETE")])
+                await send_json(send, 405, {"error": "method_not_allowed",
+                                            "message": "MCP Streamable HTTP uses POST, GET and DELETE"},
+                                [(b"allow", b"GET, POST, DELETE")])
         except _ClientGone:
             ex.status = 499
         finally:
             inflight.dec()
             elapsed = time.perf_counter() - started
-            self.metrics.count_request(server, method, ex.status)
+            self.metrics.count_request(server, method if method in _KNOWN_METHODS else "other", ex.status)
             self.metrics.observe_duration(server, elapsed)
             if ex.messages:
                 self._audit(route, ex, elapsed * 1000.0)
@@ -302,16 +288,16 @@ class Gateway:
             return
         if not _is_json(content_type):
             ex.status = 415
-            await self._json(send, 415, {
+            await send_json(send, 415, {
                 "error": "unsupported_media_type",
                 "message": "send JSON-RPC with 'Content-Type: application/json' "
-                           f"(got {content_type.decode('latin-1') if content_type else 'none'})"})
+                          f"(got {content_type.decode('latin-1') if content_type else 'none'})"})
             return
         try:
             body = await self._read_body(receive, length)
         except _TooLarge:
             ex.status = 413
-            await self._json(send, 413, {
+            await send_json(send, 413, {
                 "error": "request_too_large",
                 "message": f"the request body is larger than {self.max_body} bytes; send smaller requests"},
                 [(b"connection", b"close")])
@@ -321,7 +307,7 @@ class Gateway:
             messages, is_batch = jsonrpc.parse_body(body)
         except jsonrpc.RpcInputError as exc:
             ex.status = 400
-            await self._json(send, 400, jsonrpc.error_object(None, exc.code, exc.message))
+            await send_json(send, 400, jsonrpc.error_object(None, exc.code, exc.message))
             return
         ex.messages = messages
         ex.doc = doc
@@ -338,7 +324,7 @@ class Gateway:
                 ex.decisions = [None] * len(messages)
                 ex.denied_reason = exc.reason
                 ex.status = 401
-                await self._unauthorized(send, exc.reason, str(exc))
+                await send_unauthorized(send, exc.reason, str(exc))
                 return
         ex.caller = caller
         identity = caller.identity if caller is not None else None
@@ -357,29 +343,29 @@ class Gateway:
             if decision.is_authentication_failure:
                 ex.decisions = decisions + [decision] * (len(messages) - len(decisions))
                 ex.status = 401
-                await self._unauthorized(send, str(decision.reason), decision.message)
+                await send_unauthorized(send, str(decision.reason), decision.message)
                 return
         ex.decisions = decisions
 
         forward: list[jsonrpc.RpcMessage] = []
         denials: list[dict[str, Any]] = []
         list_ids: set[str] = set()
-        for msg, decision in zip(messages, decisions, strict=True):
-            assert decision is not None
-            if decision.allowed:
+        for msg, verdict in zip(messages, decisions, strict=True):
+            assert verdict is not None
+            if verdict.allowed:
                 forward.append(msg)
                 if msg.method == "tools/list" and msg.has_id:
                     list_ids.add(jsonrpc.id_key(msg.id))
             elif msg.has_id:
-                denials.append(_denial(msg, decision))
+                denials.append(denial_error(msg, verdict))
 
         if not forward:
             if not denials:
                 ex.status = 202
-                await self._empty(send, 202)
+                await send_empty(send, 202)
             else:
                 ex.status = 200
-                ex.bytes_out = await self._json(send, 200, denials if is_batch else denials[0])
+                ex.bytes_out = await send_json(send, 200, denials if is_batch else denials[0])
             return
 
         upstream_body = body if len(forward) == len(messages) else jsonrpc.dumps([m.raw for m in forward])
@@ -398,17 +384,17 @@ class Gateway:
                           list_ids: set[str], denials: list[dict[str, Any]], is_batch: bool) -> None:
         content_type = response.header(b"content-type") or b""
         rewrite = bool(list_ids or denials)
-        if content_type.startswith(_SSE):
+        if content_type.startswith(SSE):
             rewriter = None
             if list_ids:
                 allowed = set(allowed_tools(doc, identity, now))
-                rewriter = SseRewriter(lambda m: _filter_tools(m, list_ids, allowed))
+                rewriter = SseRewriter(lambda m: filter_tools(m, list_ids, allowed))
             tail = b"".join(sse_event(d) for d in denials)
-            ex.bytes_out = await self._stream(response, send, receive, response.status,
-                                              self._response_headers(response), rewriter, tail)
+            ex.bytes_out = await stream(response, send, receive, response.status,
+                                        response_headers(response), rewriter, tail)
             return
         if not rewrite or not (200 <= response.status < 300):
-            ex.bytes_out = await self._pass_through(response, send, receive)
+            ex.bytes_out = await pass_through(response, send, receive)
             return
         try:
             data = await response.read(MAX_REWRITE)
@@ -420,16 +406,16 @@ class Gateway:
             try:
                 payload = json.loads(data)
             except ValueError:
-                ex.bytes_out = await self._raw(send, response.status, self._response_headers(response), data)
+                ex.bytes_out = await send_raw(send, response.status, response_headers(response), data)
                 return
         else:
             payload = None
         if list_ids:
             allowed = set(allowed_tools(doc, identity, now))
             if isinstance(payload, list):
-                payload = [_filter_tools(m, list_ids, allowed) or m for m in payload]
+                payload = [filter_tools(m, list_ids, allowed) or m for m in payload]
             elif payload is not None:
-                payload = _filter_tools(payload, list_ids, allowed) or payload
+                payload = filter_tools(payload, list_ids, allowed) or payload
         if denials:
             if payload is None:
                 payload = denials if is_batch else denials[0]
@@ -437,11 +423,11 @@ class Gateway:
                 payload = payload + denials
             else:
                 payload = [payload, *denials]
-        headers = [(k, v) for k, v in self._response_headers(response) if k != b"content-type"]
+        headers = [(k, v) for k, v in response_headers(response) if k != b"content-type"]
         headers.append((b"content-type", b"application/json"))
         status = 200 if response.status == 202 else response.status
         ex.status = status
-        ex.bytes_out = await self._raw(send, status, headers, jsonrpc.dumps(payload))
+        ex.bytes_out = await send_raw(send, status, headers, jsonrpc.dumps(payload))
 
     async def _get_or_delete(self, route: BoundRoute, scope: Scope, receive: Receive, send: Send,
                              ex: _Exchange) -> None:
@@ -465,16 +451,16 @@ class Gateway:
             except TokenError as exc:
                 ex.status = 401
                 self.metrics.count_decision(route.server, False, exc.reason)
-                await self._unauthorized(send, exc.reason, str(exc))
+                await send_unauthorized(send, exc.reason, str(exc))
                 return
         decision = evaluate_access(doc, caller.identity if caller is not None else None, now)
         if not decision.allowed:
             ex.status = 401 if decision.is_authentication_failure else 403
             self.metrics.count_decision(route.server, False, str(decision.reason))
             if ex.status == 401:
-                await self._unauthorized(send, str(decision.reason), decision.message)
+                await send_unauthorized(send, str(decision.reason), decision.message)
             else:
-                await self._json(send, 403, {"error": str(decision.reason), "message": decision.message})
+                await send_json(send, 403, {"error": str(decision.reason), "message": decision.message})
             return
         method = scope["method"].encode()
         try:
@@ -484,7 +470,7 @@ class Gateway:
             ex.status = await self._bad_gateway(route, send, exc)
             return
         ex.status = response.status
-        ex.bytes_out = await self._pass_through(response, send, receive)
+        ex.bytes_out = await pass_through(response, send, receive)
 
     # -- helpers -------------------------------------------------------------------------------------
     async def _read_body(self, receive: Receive, length: bytes | None) -> bytes:
@@ -525,139 +511,18 @@ class Gateway:
             headers.append((b"authorization", b"Bearer " + route.config.upstream_token.encode()))
         return headers
 
-    @staticmethod
-    def _response_headers(response: UpstreamResponse) -> list[tuple[bytes, bytes]]:
-        return [(k, v) for k, v in response.headers if k not in _STRIP_RESPONSE]
-
-    async def _pass_through(self, response: UpstreamResponse, send: Send, receive: Receive) -> int:
-        """Relay a response as is: small bodies in one piece, streams chunk by chunk."""
-        headers = self._response_headers(response)
-        length = response.header(b"content-length")
-        content_type = response.header(b"content-type") or b""
-        if length is not None and not content_type.startswith(_SSE) and int(length) <= MAX_REWRITE:
-            try:
-                data = await response.read(MAX_REWRITE)
-            except UpstreamError as exc:
-                log.warning("upstream broke off a response: %s", exc)
-                data = b""
-                headers.append((b"connection", b"close"))
-            return await self._raw(send, response.status, headers, data)
-        return await self._stream(response, send, receive, response.status, headers, None, b"")
-
-    async def _stream(self, response: UpstreamResponse, send: Send, receive: Receive, status: int,
-                      headers: list[tuple[bytes, bytes]], rewriter: SseRewriter | None, tail: bytes) -> int:
-        """Relay a body as it arrives; stop (and drop the upstream connection) when the client leaves.
-
-        Most streams (a tool call's SSE answer) end within milliseconds, so the task that watches for
-        the client going away is only started once a stream has lasted `DISCONNECT_WATCH_AFTER`.
-        """
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        watch = _DisconnectWatch(receive, response)
-        timer = asyncio.get_running_loop().call_later(DISCONNECT_WATCH_AFTER, watch.start)
-        sent = 0
-        try:
-            async for chunk in response.chunks():
-                if rewriter is not None:
-                    chunk = rewriter.feed(chunk)
-                if chunk:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    sent += len(chunk)
-            rest = (rewriter.flush() if rewriter is not None else b"") + tail
-            if rest:
-                await send({"type": "http.response.body", "body": rest, "more_body": True})
-                sent += len(rest)
-        except UpstreamError as exc:
-            if not watch.client_left:
-                log.warning("upstream stream ended abnormally: %s", exc)
-        except OSError:
-            response.abort()
-        finally:
-            timer.cancel()
-            await watch.stop()
-        with contextlib.suppress(OSError):
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        return sent
-
-    @staticmethod
-    async def _raw(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> int:
-        headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-        return len(body)
-
-    @staticmethod
-    async def _json(send: Send, status: int, obj: Any, extra: list[tuple[bytes, bytes]] | None = None) -> int:
-        body = jsonrpc.dumps(obj)
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        if extra:
-            headers += extra
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-        return len(body)
-
-    @staticmethod
-    async def _empty(send: Send, status: int) -> None:
-        await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"0")]})
-        await send({"type": "http.response.body", "body": b""})
-
-    async def _unauthorized(self, send: Send, reason: str, message: str) -> None:
-        await self._json(send, 401, {"error": reason, "message": message},
-                         [(_WWW_AUTHENTICATE, _bearer_challenge(reason, message))])
-
     async def _policy_unavailable(self, route: BoundRoute, send: Send) -> int:
         error = route.source.last_error
         message = f"no policy is loaded for {route.path} yet; requests are refused until one is"
         if error:
             message += f" (last error: {error})"
-        await self._json(send, 503, {"error": "policy_unavailable", "message": message},
-                         [(b"retry-after", b"1")])
+        await send_json(send, 503, {"error": "policy_unavailable", "message": message},
+                        [(b"retry-after", b"1")])
         return 503
 
     async def _bad_gateway(self, route: BoundRoute, send: Send, exc: Exception) -> int:
         self.metrics.upstream_errors.labels(route.server).inc()
         log.warning("upstream %s failed: %s", route.config.upstream, exc)
-        await self._json(send, 502, {"error": "upstream_unavailable",
-                                     "message": f"the MCP server behind {route.path} did not answer: {exc}"})
+        await send_json(send, 502, {"error": "upstream_unavailable",
+                                    "message": f"the MCP server behind {route.path} did not answer: {exc}"})
         return 502
-
-
-class _DisconnectWatch:
-    """Waits for `http.disconnect` and then aborts the upstream stream (started on demand)."""
-
-    __slots__ = ("_receive", "_response", "_task", "client_left")
-
-    def __init__(self, receive: Receive, response: UpstreamResponse) -> None:
-        self._receive = receive
-        self._response = response
-        self._task: asyncio.Task[None] | None = None
-        self.client_left = False
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._watch())
-
-    async def _watch(self) -> None:
-        while True:
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                self.client_left = True
-                self._response.abort()
-                return
-
-    async def stop(self) -> None:
-        task = self._task
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-
-def _filter_tools(message: Any, list_ids: set[str], allowed: set[str]) -> Any | None:
-    """A `tools/list` answer with only the tools the caller may call; None when `message` is another."""
-    if not isinstance(message, dict) or "id" not in message or jsonrpc.id_key(message["id"]) not in list_ids:
-        return None
-    result = message.get("result")
-    if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
-        return None
-    tools = [t for t in result["tools"] if isinstance(t, dict) and t.get("name") in allowed]
-    return {**message, "result": {**result, "tools": tools}}

@@ -27,6 +27,10 @@ class UpstreamError(Exception):
     """The upstream could not be reached or broke off a response."""
 
 
+class _ClosedBeforeAnswer(UpstreamError):
+    """The connection closed before any byte of an answer: a kept-alive connection gone stale."""
+
+
 class UpstreamResponse:
     """One response: status and headers at once, the body as a stream of chunks."""
 
@@ -93,15 +97,30 @@ class UpstreamResponse:
             self.close()
 
     async def read(self, limit: int | None = None) -> bytes:
-        """The whole body (for small JSON answers the gateway must rewrite)."""
+        """The whole body (small JSON answers; usually complete by the time the head is parsed)."""
         parts: list[bytes] = []
         size = 0
-        async for chunk in self.chunks():
-            parts.append(chunk)
-            size += len(chunk)
-            if limit is not None and size > limit:
-                raise UpstreamError(f"upstream response larger than {limit} bytes")
-        return b"".join(parts)
+        try:
+            while True:
+                while self._chunks:
+                    chunk = self._chunks.popleft()
+                    self._buffered -= len(chunk)
+                    parts.append(chunk)
+                    size += len(chunk)
+                    if limit is not None and size > limit:
+                        raise UpstreamError(f"upstream response larger than {limit} bytes")
+                if self._done:
+                    break
+                if self._error is not None:
+                    raise UpstreamError(str(self._error) or "upstream closed the connection") from self._error
+                if self._conn is not None:
+                    self._conn.resume()
+                self._waiter = asyncio.get_running_loop().create_future()
+                await self._waiter
+                self._waiter = None
+        finally:
+            self.close()
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def abort(self, reason: str = "the client went away") -> None:
         """Stop a stream now (client disconnected): wakes the reader, drops the connection."""
@@ -149,7 +168,7 @@ class _Connection(asyncio.Protocol):
         self._pool._all.discard(self)
         response = self._response
         if self._head is not None and not self._head.done():
-            self._head.set_exception(UpstreamError("upstream closed the connection before answering"))
+            self._head.set_exception(_ClosedBeforeAnswer("upstream closed the connection before answering"))
         elif response is not None and not self._complete:
             if self._framed:
                 response._fail(exc or UpstreamError("upstream closed the connection mid-response"))
@@ -214,13 +233,21 @@ class _Connection(asyncio.Protocol):
         self._framed = False
         response = UpstreamResponse(self)
         self._response = response
-        self._head = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        head = self._head = loop.create_future()
+        timer = loop.call_later(self._pool.head_timeout, self._head_timed_out, head)
         self.transport.write(request)
         try:
-            await self._head
+            await head
         finally:
+            timer.cancel()
             self._head = None
         return response
+
+    def _head_timed_out(self, head: asyncio.Future[None]) -> None:
+        if not head.done():
+            head.set_exception(UpstreamError(f"upstream sent no answer within {self._pool.head_timeout:g} s"))
+            self.close()
 
     def response_done(self, *, reuse: bool) -> None:
         self._response = None
@@ -239,7 +266,10 @@ class _Connection(asyncio.Protocol):
 class UpstreamPool:
     """Keep-alive connections to one upstream origin (`http://host:port` or https)."""
 
-    def __init__(self, url: str, *, max_idle: int = 256, connect_timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, max_idle: int = 256, connect_timeout: float = 10.0,
+                 head_timeout: float = 300.0) -> None:
+        """`head_timeout`: how long an upstream may take to start answering (a slow tool call in
+        JSON mode answers only when done; SSE answers start at once)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"upstream URL must be http(s)://host[:port]/path, got {url!r}")
@@ -255,6 +285,7 @@ class UpstreamPool:
         self._idle: list[_Connection] = []
         self._max_idle = max_idle
         self._connect_timeout = connect_timeout
+        self.head_timeout = head_timeout
         self._all: set[_Connection] = set()
 
     async def _connect(self) -> _Connection:
@@ -294,8 +325,8 @@ class UpstreamPool:
                 continue
             try:
                 return await conn.send(payload)
-            except UpstreamError:
-                # A kept-alive connection the upstream closed while idle: nothing was processed.
+            except _ClosedBeforeAnswer:
+                # A kept-alive connection the upstream closed while idle: send it on a fresh one.
                 self._all.discard(conn)
                 conn.close()
         conn = await self._connect()

@@ -17,7 +17,7 @@ from mcp_runtime.platform.core import Platform
 from mcp_runtime.platform.errors import install_error_handlers
 from mcp_runtime.platform.hooks import PolicyPublisher, RuntimeHooks
 from mcp_runtime.platform.limits import BodyLimitMiddleware
-from mcp_runtime.platform.routers import audit, auth, runtime, servers_ops, teams
+from mcp_runtime.platform.routers import analytics, audit, auth, runtime, servers_ops, teams
 from mcp_runtime.platform.settings import PlatformSettings
 from mcp_runtime.store import ControlPlaneStore
 
@@ -34,7 +34,9 @@ def create_app(settings: PlatformSettings | None = None, *, store: ControlPlaneS
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await platform.ingest.start()
         yield
+        await platform.ingest.close()
         platform.close()
 
     app = FastAPI(
@@ -47,14 +49,15 @@ def create_app(settings: PlatformSettings | None = None, *, store: ControlPlaneS
     )
     app.state.platform = platform
     install_error_handlers(app)
-    for module in (auth, teams, runtime, servers_ops, audit):
+    for module in (auth, teams, runtime, servers_ops, audit, analytics):
         app.include_router(module.router, prefix=API_PREFIX)
 
     @app.get(f"{API_PREFIX}/healthz", tags=["health"])
     def healthz() -> dict[str, Any]:
         return {"status": "ok", "version": __version__}
 
-    app.add_middleware(BodyLimitMiddleware, max_bytes=platform.settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=platform.settings.max_body_bytes,
+                       overrides={f"{API_PREFIX}/ingest/": platform.settings.ingest_max_body_bytes})
     app.openapi = lambda: _openapi_with_resources(app)  # type: ignore[method-assign]
     return app
 

@@ -6,12 +6,15 @@ import logging
 from pathlib import Path
 
 from mcp_runtime.platform.access import AccessService
+from mcp_runtime.platform.analytics import AnalyticsService
 from mcp_runtime.platform.hooks import NoRuntime, PolicyPublisher, RuntimeHooks
 from mcp_runtime.platform.identity import IdentityService, load_keyring
+from mcp_runtime.platform.ingest import IngestKeys, IngestService
 from mcp_runtime.platform.policies import PolicyCompiler
 from mcp_runtime.platform.repository import ResourceRepository
 from mcp_runtime.platform.servers import ServerService
 from mcp_runtime.platform.settings import PlatformSettings
+from mcp_runtime.sentinel.store import EventStore, open_event_store
 from mcp_runtime.store import ControlPlaneStore
 from mcp_runtime.store.sql import SqlStore, sqlite_url
 
@@ -20,10 +23,15 @@ log = logging.getLogger("mcp_runtime.platform")
 
 class Platform:
     """Opens the store (running migrations), loads the signing keys, creates the first admin,
-    and compiles every server's policy so subscribers start with a complete picture."""
+    and compiles every server's policy so subscribers start with a complete picture.
+
+    Analytics: `events` is the event store (`settings.analytics_url`, default `data_dir/analytics.db`),
+    `ingest_keys.local_key` the key an in-process gateway's Emitter sends, `ingest` the write path
+    (`await ingest.start()` / `await ingest.close()` around serving when NATS is configured)."""
 
     def __init__(self, settings: PlatformSettings, *, store: ControlPlaneStore | None = None,
-                 hooks: RuntimeHooks | None = None, publisher: PolicyPublisher | None = None) -> None:
+                 hooks: RuntimeHooks | None = None, publisher: PolicyPublisher | None = None,
+                 event_store: EventStore | None = None) -> None:
         self.settings = settings
         self._owns_store = store is None
         if store is None:
@@ -41,6 +49,13 @@ class Platform:
         self.policies = PolicyCompiler(self.repo, self.publisher)
         self.servers = ServerService(store, self.repo, self.policies, self.hooks)
         self.access = AccessService(store, self.repo, self.servers, self.policies, self.keyring, settings)
+        self._owns_events = event_store is None
+        if event_store is None:
+            event_store = open_event_store(settings.analytics_url or str(Path(settings.data_dir) / "analytics.db"))
+        self.events = event_store
+        self.ingest_keys = IngestKeys(store, settings)
+        self.ingest = IngestService(event_store, settings)
+        self.analytics = AnalyticsService(store, self.repo, event_store)
         self.identity.bootstrap_admin()
         self.policies.recompile_all()
 
@@ -50,5 +65,7 @@ class Platform:
         self.servers.hooks = hooks
 
     def close(self) -> None:
+        if self._owns_events:
+            self.events.close()
         if self._owns_store:
             self.store.close()

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -40,6 +40,7 @@ from mcp_runtime.resources import (
     ServerPhase,
 )
 from mcp_runtime.runtime.process import ProcessRuntime, RuntimeStatus
+from mcp_runtime.sentinel.emitter import Emitter
 
 log = logging.getLogger("mcp_runtime.up")
 
@@ -70,14 +71,21 @@ class EmbeddedPlatform:
         self.public_url = public_url.rstrip("/")
         self.platform = Platform(settings)
         self.api = create_app(platform=self.platform)
-        self.gateway = Gateway()
+        # the gateway's analytics go to this platform's ingest with the local ingest key; while the ingest
+        # cannot answer (starting, stopping) they wait in a spool in the data directory
+        self.emitter = Emitter(ingest_url=f"{self.public_url}{API_PREFIX}/ingest/events",
+                               api_key=self.platform.ingest_keys.local_key,
+                               spool_path=Path(settings.data_dir) / "gateway-events.spool")
+        self.gateway = Gateway(emitter=self.emitter)
         self.runtime: ServerRuntime = (runtime_factory or self._process_runtime)(self._on_runtime_status)
         self._sources: dict[tuple[str, str], InProcessPolicySource] = {}
         self._paths: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unsubscribe: Callable[[], None] | None = None
-        self.dashboard: ASGIApp = _placeholder_page
+        from mcp_runtime.web import create_dashboard
+
+        self.dashboard: ASGIApp = create_dashboard(self.platform)
         self.platform.set_runtime(self)
 
     def _process_runtime(self, on_status: Callable[[str, str, RuntimeStatus], None]) -> ServerRuntime:
@@ -88,6 +96,7 @@ class EmbeddedPlatform:
     async def start(self) -> None:
         """Start the gateway, subscribe to policies, and bring back every stored server."""
         self._loop = asyncio.get_running_loop()
+        await self.platform.ingest.start()
         await self.gateway.start()
         self._unsubscribe = self.platform.publisher.subscribe(self._on_policy, replay=True)
         for server in self.platform.repo.list(MCPServer):
@@ -99,6 +108,7 @@ class EmbeddedPlatform:
             self._unsubscribe()
         await self.runtime.shutdown()
         await self.gateway.close()
+        await self.platform.ingest.close()
         self.platform.close()
 
     # --- RuntimeHooks (called by the platform after a change is stored) -------------------------
@@ -263,27 +273,3 @@ def _log_failure(future: Future[None]) -> None:
     exc = future.exception()
     if exc is not None:
         log.error("runtime change failed: %s", exc, exc_info=exc)
-
-
-async def _placeholder_page(scope: Scope, receive: Receive, send: Send) -> None:
-    """Until the dashboard is mounted: a page that says where things are."""
-    if scope["type"] != "http":
-        return
-    body = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>MCP Runtime</title></head>"
-        "<body style='font-family:system-ui;max-width:40rem;margin:3rem auto'>"
-        "<h1>MCP Runtime</h1><p>The platform is running.</p><ul>"
-        f"<li>API: <a href='{API_PREFIX}/docs'>{API_PREFIX}/docs</a></li>"
-        "<li>Gateway metrics: <a href='/metrics'>/metrics</a></li>"
-        "<li>Servers are served at <code>/&lt;server&gt;/mcp</code></li></ul></body></html>"
-    ).encode()
-    status = 200 if scope.get("path") in ("/", "") else 404
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"text/html; charset=utf-8"),
-                            (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
-
-
-def describe_urls(public_url: str) -> dict[str, Any]:
-    return {"platform": public_url, "api": f"{public_url}{API_PREFIX}", "docs": f"{public_url}{API_PREFIX}/docs",
-            "metrics": f"{public_url}/metrics"}

@@ -11,6 +11,9 @@ DEFAULT_DATA_DIR = Path("~/.mcpruntime/data").expanduser()
 DATABASE_URL_ENV = "MCP_RUNTIME_DATABASE_URL"
 ADMIN_EMAIL_ENV = "MCP_RUNTIME_ADMIN_EMAIL"
 ADMIN_PASSWORD_ENV = "MCP_RUNTIME_ADMIN_PASSWORD"
+ANALYTICS_URL_ENV = "MCP_RUNTIME_ANALYTICS_URL"
+INGEST_API_KEY_ENV = "MCP_RUNTIME_INGEST_API_KEY"
+NATS_URL_ENV = "MCP_RUNTIME_NATS_URL"
 ORG_NAMESPACE = "mcp-servers-org"
 PUBLIC_NAMESPACE = "mcp-servers-public"
 TEAM_NAMESPACE_PREFIX = "mcp-team-"
@@ -32,6 +35,14 @@ class PlatformSettings:
     session_default_ttl: timedelta = timedelta(hours=1)
     session_max_ttl: timedelta = timedelta(hours=24)
     run_migrations: bool = True
+    # analytics (Sentinel): where events are stored, who may send them, and the optional NATS pipeline
+    analytics_url: str | None = None  # None: SQLite file analytics.db in data_dir (see open_event_store)
+    ingest_api_key: str | None = None  # None: one is generated at start (file data_dir/ingest-api-key)
+    ingest_max_body_bytes: int = 16 * 1024 * 1024
+    nats_url: str | None = None  # set: ingest publishes to JetStream, a background writer stores
+    nats_writer: bool = True  # run the JetStream -> store writer in this process (NATS mode)
+    nats_stream: str = "MCP_EVENTS"
+    nats_subject_prefix: str = "mcp.events"
 
     @classmethod
     def from_env(cls, data_dir: Path | str | None = None, **overrides: object) -> PlatformSettings:
@@ -44,4 +55,20 @@ class PlatformSettings:
             settings.admin_email = os.environ[ADMIN_EMAIL_ENV]
         if settings.admin_password is None and os.environ.get(ADMIN_PASSWORD_ENV):
             settings.admin_password = os.environ[ADMIN_PASSWORD_ENV]
+        for attr, env in (("analytics_url", ANALYTICS_URL_ENV), ("ingest_api_key", INGEST_API_KEY_ENV),
+                          ("nats_url", NATS_URL_ENV), ("nats_url", "MCP_SENTINEL_NATS_URL")):
+            if getattr(settings, attr) is None and os.environ.get(env):
+                setattr(settings, attr, os.environ[env])
+        clickhouse = os.environ.get("MCP_SENTINEL_CLICKHOUSE_URL")  # the Helm chart's name, http(s)://
+        if settings.analytics_url is None and clickhouse:
+            settings.analytics_url = clickhouse_store_url(clickhouse)
         return settings
+
+
+def clickhouse_store_url(url: str) -> str:
+    """`http(s)://user:pw@host:8123/db` (a ClickHouse HTTP endpoint) as the analytics store URL
+    `clickhouse(s)://...` that `open_event_store` takes; other URLs unchanged."""
+    for http, scheme in (("http://", "clickhouse://"), ("https://", "clickhouses://")):
+        if url.startswith(http):
+            return scheme + url[len(http):]
+    return url

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from mcp_runtime.sentinel.events import AnalyticsEvent
 from mcp_runtime.sentinel.store import (
     BUCKET_SECONDS,
+    CALLER_TEAM,
     EVENT_COLUMNS,
     ActorUsage,
     Bucket,
@@ -246,7 +247,8 @@ class ClickHouseEventStore:
             f"CREATE DATABASE IF NOT EXISTS {self.database}",
             f"CREATE TABLE IF NOT EXISTS {self.table} (\n    {columns},\n"
             f"    INDEX event_id_bloom event_id TYPE bloom_filter(0.001) GRANULARITY 1,\n"
-            f"    INDEX team_id_set team_id TYPE set(1000) GRANULARITY 4\n"
+            f"    INDEX team_id_set team_id TYPE set(1000) GRANULARITY 4,\n"
+            f"    INDEX subject_team_id_set subject_team_id TYPE set(1000) GRANULARITY 4\n"
             f") ENGINE = ReplacingMergeTree\n"
             f"PARTITION BY toDate(timestamp)\n"
             f"ORDER BY (namespace, server, event_id){ttl}",
@@ -321,9 +323,9 @@ class ClickHouseEventStore:
 
     def by_tool(self, filter: UsageFilter, limit: int = 1000) -> list[ToolUsage]:
         where, params = self._where(filter, "tool_name IS NOT NULL")
-        keys = ("namespace", "server", "tool_name", "human_id", "team_id", "agent_id")
+        keys = ("namespace", "server", "tool_name", "human_id", CALLER_TEAM, "agent_id")
         rows = self._query(
-            f"SELECT server, namespace, tool_name, human_id, team_id, agent_id, count() AS calls, "
+            f"SELECT server, namespace, tool_name, human_id, {CALLER_TEAM}, agent_id, count() AS calls, "
             f"countIf(decision = 'deny'), max(toUnixTimestamp64Micro(timestamp)) "
             f"FROM {self.table} FINAL WHERE {where} GROUP BY {', '.join(keys)} "
             f"ORDER BY calls DESC, {', '.join(f'{k} NULLS FIRST' for k in keys)} LIMIT {clamp_limit(limit)}",
@@ -333,7 +335,7 @@ class ClickHouseEventStore:
 
     def by_actor(self, filter: UsageFilter, limit: int = 1000) -> list[ActorUsage]:
         where, params = self._where(filter)
-        keys = ("human_id", "agent_id", "team_id")
+        keys = ("human_id", "agent_id", CALLER_TEAM)
         rows = self._query(
             f"SELECT {', '.join(keys)}, count() AS calls, countIf(decision = 'allow'), "
             f"countIf(decision = 'deny'), uniqExact(namespace, server), "

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from mcp_runtime.sentinel.events import AnalyticsEvent
 from mcp_runtime.sentinel.store import (
     BUCKET_SECONDS,
+    CALLER_TEAM,
     EVENT_COLUMNS,
     ActorUsage,
     Bucket,
@@ -81,6 +82,7 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 CREATE INDEX IF NOT EXISTS {TABLE}_ts ON {TABLE} (ts_us);
 CREATE INDEX IF NOT EXISTS {TABLE}_server_ts ON {TABLE} (namespace, server, ts_us);
 CREATE INDEX IF NOT EXISTS {TABLE}_team_ts ON {TABLE} (team_id, ts_us);
+CREATE INDEX IF NOT EXISTS {TABLE}_caller_team_ts ON {TABLE} (subject_team_id, ts_us);
 PRAGMA user_version = {SCHEMA_VERSION};
 """
 
@@ -229,9 +231,9 @@ class SQLiteEventStore:
 
     def by_tool(self, filter: UsageFilter, limit: int = 1000) -> list[ToolUsage]:
         where, params = self._where(filter, "tool_name IS NOT NULL")
-        keys = "namespace, server, tool_name, human_id, team_id, agent_id"
+        keys = f"namespace, server, tool_name, human_id, {CALLER_TEAM}, agent_id"
         rows = self._query(
-            f"SELECT server, namespace, tool_name, human_id, team_id, agent_id, COUNT(*) AS calls, "
+            f"SELECT server, namespace, tool_name, human_id, {CALLER_TEAM}, agent_id, COUNT(*) AS calls, "
             f"SUM(decision = 'deny'), MAX(ts_us) FROM {TABLE} WHERE {where} "
             f"GROUP BY {keys} ORDER BY calls DESC, {keys} LIMIT ?", [*params, clamp_limit(limit)])
         return [ToolUsage(server=r[0], namespace=r[1], tool=r[2], human_id=r[3], team_id=r[4], agent_id=r[5],
@@ -239,7 +241,7 @@ class SQLiteEventStore:
 
     def by_actor(self, filter: UsageFilter, limit: int = 1000) -> list[ActorUsage]:
         where, params = self._where(filter)
-        keys = "human_id, agent_id, team_id"
+        keys = f"human_id, agent_id, {CALLER_TEAM}"
         rows = self._query(
             f"SELECT {keys}, COUNT(*) AS calls, SUM(decision = 'allow'), SUM(decision = 'deny'), "
             f"COUNT(DISTINCT namespace || '/' || server), MAX(ts_us) FROM {TABLE} WHERE {where} "

@@ -42,6 +42,9 @@ BUCKET_SECONDS: dict[str, int] = {"hour": 3600, "day": 86400}
 MAX_QUERY_ROWS = 10_000
 """The most rows any one query returns, whatever `limit` a caller asks for."""
 
+CALLER_TEAM = "subject_team_id"
+"""The column of the calling team (the session's team); `team_id` is the team that owns the server."""
+
 EVENT_COLUMNS: tuple[str, ...] = tuple(AnalyticsEvent.model_fields)
 """The event's fields in schema order: the column order both stores use."""
 
@@ -55,14 +58,19 @@ EVENT_COLUMNS: tuple[str, ...] = tuple(AnalyticsEvent.model_fields)
 class UsageFilter:
     """Which events a query looks at: the caller's visibility, then the narrowing it asked for.
 
+    Teams in an event: `team_id` is the team that owns the server, `subject_team_id` the calling team
+    (from the session token); that is what the gateway writes. Queries report the calling team.
+
     Visibility (set by the API, never from request parameters): an event is visible when its server's
-    namespace is in `visible_namespaces` (the caller's team namespaces) OR its calling team (`team_id`)
-    is in `visible_team_ids` (the caller's teams) OR its `(namespace, server)` is in `visible_servers`
+    namespace is in `visible_namespaces` (the caller's team namespaces) OR its owning or calling team
+    (`team_id`, `subject_team_id`) is in `visible_team_ids` (the caller's teams) OR its
+    `(namespace, server)` is in `visible_servers`
     (servers the caller's teams own in shared namespaces: `mcp-servers-org`, `mcp-servers-public`).
     All None means no restriction (admins). An empty tuple matches nothing, and once any is set the
     others being None count as empty: a filter that restricts at all fails closed.
 
-    Narrowing (all optional, combined with AND): exact `server`, `namespace`, calling `team`, `human`,
+    Narrowing (all optional, combined with AND): exact `server`, `namespace`, calling `team`
+    (`subject_team_id`), `human`,
     `agent`, `tool`, `decision`; `since` inclusive, `until` exclusive.
     """
 
@@ -179,7 +187,8 @@ class ServerUsage(_Result):
 
 
 class ToolUsage(_Result):
-    """One row of the dashboard's Tools table: who (human, calling team, agent) called which tool where."""
+    """One row of the dashboard's Tools table: who (human, calling team, agent) called which tool where.
+    `team_id` here is the calling team (the event's `subject_team_id`)."""
 
     server: str
     namespace: str
@@ -193,7 +202,7 @@ class ToolUsage(_Result):
 
 
 class ActorUsage(_Result):
-    """One caller (human + agent + calling team) across servers."""
+    """One caller (human + agent + calling team) across servers; `team_id` is the calling team."""
 
     human_id: str | None
     agent_id: str | None
@@ -404,10 +413,11 @@ def where_clause(flt: UsageFilter, params: ParamCollector, *, ts_column: str, ts
             visible.append(f"namespace IN {params.add_list(flt.visible_namespaces)}")
         if flt.visible_team_ids:
             visible.append(f"team_id IN {params.add_list(flt.visible_team_ids)}")
+            visible.append(f"{CALLER_TEAM} IN {params.add_list(flt.visible_team_ids)}")
         if flt.visible_servers:
             visible.append(f"(namespace, server) IN {params.add_pairs(flt.visible_servers)}")
         clauses.append("(" + " OR ".join(visible) + ")" if visible else "1 = 0")
-    for column, value in (("server", flt.server), ("namespace", flt.namespace), ("team_id", flt.team),
+    for column, value in (("server", flt.server), ("namespace", flt.namespace), (CALLER_TEAM, flt.team),
                           ("human_id", flt.human), ("agent_id", flt.agent), ("tool_name", flt.tool),
                           ("decision", flt.decision)):
         if value is not None:

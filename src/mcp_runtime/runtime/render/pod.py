@@ -172,6 +172,7 @@ def _gateway_container(ctx: RenderContext) -> tuple[Manifest, list[Manifest]]:
         "--policy-file", f"{policy_dir}/{POLICY_KEY}",
         "--jwks-file", f"{jwks_dir}/jwks.json",
         "--listen", f"0.0.0.0:{spec.gateway.port}",
+        "--path", route_path(ctx.server),
     ]
     if options.watch_policy_via_api:
         args += ["--policy-configmap", f"{ctx.namespace}/{policy_configmap_name(ctx.server.name)}"]

@@ -1,0 +1,132 @@
+"""`mcp-runtime analytics`: who called what, from which team, allowed or denied (the platform's analytics API).
+
+    mcp-runtime analytics tools [--server payments] [--team globex] [--since 24h]
+    mcp-runtime analytics events [--server S] [--team T] [--decision deny] [--since 15m|ISO] [--follow]
+    mcp-runtime analytics usage [--since 7d]
+
+What you see is scoped like the dashboard: your teams' servers and your teams' calls (admins: all).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import typer
+import yaml
+
+from mcp_runtime.cli.client import ApiClient, client
+from mcp_runtime.cli.output import OutputFormat, OutputOption, console, emit
+
+app = typer.Typer(help="Tool calls, callers and decisions seen by the gateways.", no_args_is_help=True)
+
+TOOL_COLUMNS = [("SERVER", "server"), ("TOOL", "tool"), ("USER", "user"), ("TEAM", "team"), ("AGENT", "agent"),
+                ("CALLS", "calls"), ("DENIED", "denied"), ("LAST CALL", "lastSeen")]
+EVENT_COLUMNS = [("TIME", "timestamp"), ("SERVER", "server"), ("METHOD", "method"), ("TOOL", "tool"),
+                 ("USER", "user"), ("TEAM", "team"), ("AGENT", "agent"), ("DECISION", "decision"),
+                 ("REASON", "reason"), ("STATUS", "status"), ("MS", "latencyMs")]
+SERVER_COLUMNS = [("SERVER", "server"), ("NAMESPACE", "namespace"), ("TEAM", "team"), ("CALLS", "calls"),
+                  ("ALLOWED", "allowed"), ("DENIED", "denied"), ("TOOL CALLS", "toolCalls"),
+                  ("AVG MS", "avgLatencyMs")]
+DECISION_COLUMNS = [("DECISION", "decision"), ("REASON", "reason"), ("COUNT", "count")]
+
+ServerOpt = typer.Option(None, "--server", help="Only this server.")
+TeamOpt = typer.Option(None, "--team", help="Only calls made by this team (slug or UUID).")
+SinceOpt = typer.Option(None, "--since", help="Since a duration ago (15m, 24h, 7d) or an ISO 8601 time.")
+
+
+def _filters(**values: Any) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value not in (None, "")}
+
+
+@app.command("tools")
+def tools(server: str | None = ServerOpt, team: str | None = TeamOpt, since: str | None = SinceOpt,
+          agent: str | None = typer.Option(None, "--agent", help="Only this agent id."),
+          limit: int = typer.Option(100, "--limit", min=1, max=1000, help="At most this many rows."),
+          output: OutputFormat = OutputOption) -> None:
+    """The Tools table: server, tool, user, team, agent, calls, denied."""
+    params = _filters(section="tools", server=server, team=team, since=since, agent=agent, limit=limit)
+    rows = client().get("analytics/usage", params=params)["tools"]
+    emit(rows, output, columns=TOOL_COLUMNS)
+
+
+@app.command("usage")
+def usage(server: str | None = ServerOpt, team: str | None = TeamOpt, since: str | None = SinceOpt,
+          output: OutputFormat = OutputOption) -> None:
+    """Totals, per-server traffic and the decisions with their reasons."""
+    params = _filters(section=["totals", "servers", "decisions"], server=server, team=team, since=since)
+    answer = client().get("analytics/usage", params=params)
+    if output != OutputFormat.table:
+        emit(answer, output)
+        return
+    t = answer["totals"]
+    console.print(f"[bold]{t['events']}[/bold] requests: {t['allowed']} allowed, {t['denied']} denied; "
+                  f"{t['humans']} users, {t['agents']} agents, {t['servers']} servers")
+    console.print()
+    emit(answer["servers"], output, columns=SERVER_COLUMNS)
+    console.print()
+    emit(answer["decisions"], output, columns=DECISION_COLUMNS)
+
+
+@app.command("events")
+def events(server: str | None = ServerOpt, team: str | None = TeamOpt, since: str | None = SinceOpt,
+           until: str | None = typer.Option(None, "--until", help="Before this time (duration ago or ISO 8601)."),
+           agent: str | None = typer.Option(None, "--agent", help="Only this agent id."),
+           decision: str | None = typer.Option(None, "--decision", help="allow or deny."),
+           limit: int = typer.Option(50, "--limit", min=1, max=1000, help="How many of the latest events."),
+           follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events (Ctrl-C stops)."),
+           interval: float = typer.Option(2.0, "--interval", min=0.2, help="Seconds between polls with --follow."),
+           output: OutputFormat = OutputOption) -> None:
+    """The latest events, oldest first; `--follow` keeps printing new ones as they arrive."""
+    api = client()
+    filters = _filters(server=server, team=team, since=since, until=until, agent=agent, decision=decision)
+    latest = api.get("analytics/usage", params={**filters, "section": "recent", "limit": limit})["recent"]
+    latest.reverse()
+    if not follow:
+        emit(latest, output, columns=EVENT_COLUMNS)
+        return
+    cursor = max((e["eventID"] for e in latest), default=None)
+    if cursor is None and "since" not in filters:  # nothing yet: follow from now on
+        filters["since"] = datetime.now(UTC).isoformat()
+    _print_stream(latest, output, header=True)
+    try:
+        while True:
+            time.sleep(interval)
+            cursor = _follow_once(api, filters, cursor, output)
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
+def _follow_once(api: ApiClient, filters: dict[str, Any], cursor: str | None, output: OutputFormat) -> str | None:
+    while True:
+        params = {key: value for key, value in filters.items() if key != "until"}
+        page = api.get("analytics/events", params={**params, "after": cursor, "limit": 500})
+        _print_stream(page["items"], output, header=False)
+        if len(page["items"]) < 500:
+            return page["next"] or cursor
+        cursor = page["next"]
+
+
+def _print_stream(rows: list[dict[str, Any]], output: OutputFormat, *, header: bool) -> None:
+    """Events as they come: one line each (table), one JSON object per line, or one YAML document each."""
+    if output == OutputFormat.json:
+        for row in rows:
+            typer.echo(json.dumps(row))
+    elif output == OutputFormat.yaml:
+        for row in rows:
+            typer.echo("---\n" + yaml.safe_dump(row, sort_keys=False).rstrip())
+    else:
+        widths = (20, 14, 12, 16, 22, 10, 10, 8, 22)
+        if header:
+            typer.echo(_line(["TIME", "SERVER", "METHOD", "TOOL", "USER", "TEAM", "AGENT", "DECISION", "REASON"],
+                             widths))
+        for e in rows:
+            typer.echo(_line([e["timestamp"][:19].replace("T", " "), e["server"], e["method"], e["tool"], e["user"],
+                              e["team"], e["agent"], e["decision"], e["reason"]], widths))
+
+
+def _line(values: list[Any], widths: tuple[int, ...]) -> str:
+    cells = ["-" if v is None else str(v) for v in values]
+    return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=False)).rstrip()

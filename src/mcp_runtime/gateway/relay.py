@@ -1,0 +1,179 @@
+"""Answers to the client: small JSON bodies in one piece, upstream streams relayed as they arrive.
+
+Everything here is per response and stateless; `app.Gateway` decides what to send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from mcp_runtime.gateway import jsonrpc
+from mcp_runtime.gateway.sse import SseRewriter
+from mcp_runtime.gateway.upstream import UpstreamError, UpstreamResponse
+from mcp_runtime.policy import Decision
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("mcp_runtime.gateway")
+
+MAX_REWRITE = 16 * 1024 * 1024
+"""Largest JSON answer the gateway reads whole to rewrite (a filtered tools/list, a merged batch)."""
+DISCONNECT_WATCH_AFTER = 0.5
+"""Seconds a streamed answer runs before the gateway starts watching for the client to go away."""
+
+_STRIP_RESPONSE = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"content-length", b"trailer",
+    b"upgrade", b"te", b"server", b"date",
+})
+SSE = b"text/event-stream"
+
+
+async def send_raw(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> int:
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+    return len(body)
+
+
+async def send_json(send: Send, status: int, obj: Any, extra: list[tuple[bytes, bytes]] | None = None) -> int:
+    body = jsonrpc.dumps(obj)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if extra:
+        headers += extra
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+    return len(body)
+
+
+async def send_empty(send: Send, status: int) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def send_unauthorized(send: Send, reason: str, message: str) -> None:
+    await send_json(send, 401, {"error": reason, "message": message},
+                    [(b"www-authenticate", _bearer_challenge(reason, message))])
+
+
+def _bearer_challenge(reason: str, message: str) -> bytes:
+    description = message.replace('"', "'").replace("\\", "/")
+    if reason in ("missing_identity", "missing_session"):
+        return b'Bearer realm="mcp-runtime"'
+    return f'Bearer realm="mcp-runtime", error="invalid_token", error_description="{description}"'.encode(
+        "latin-1", "replace")
+
+
+def denial_error(msg: jsonrpc.RpcMessage, decision: Decision) -> dict[str, Any]:
+    """The JSON-RPC error of a denied call: an actionable message and the why, for every MCP client."""
+    return jsonrpc.error_object(msg.id, jsonrpc.POLICY_DENIED, decision.message, {
+        "reason": str(decision.reason),
+        "server": decision.server,
+        "tool": decision.tool,
+        "requiredTrust": str(decision.required_trust) if decision.required_trust is not None else None,
+        "effectiveTrust": str(decision.effective_trust) if decision.effective_trust is not None else None,
+        "policyRevision": decision.policy_revision,
+    })
+
+
+def response_headers(response: UpstreamResponse) -> list[tuple[bytes, bytes]]:
+    return [(k, v) for k, v in response.headers if k not in _STRIP_RESPONSE]
+
+
+async def pass_through(response: UpstreamResponse, send: Send, receive: Receive) -> int:
+    """Relay a response as is: small bodies in one piece, streams chunk by chunk."""
+    headers = response_headers(response)
+    length = response.header(b"content-length")
+    content_type = response.header(b"content-type") or b""
+    if length is not None and length.isdigit() and int(length) <= MAX_REWRITE and not content_type.startswith(SSE):
+        try:
+            data = await response.read(MAX_REWRITE)
+        except UpstreamError as exc:
+            log.warning("upstream broke off a response: %s", exc)
+            data = b""
+            headers.append((b"connection", b"close"))
+        return await send_raw(send, response.status, headers, data)
+    return await stream(response, send, receive, response.status, headers, None, b"")
+
+
+async def stream(response: UpstreamResponse, send: Send, receive: Receive, status: int,
+           headers: list[tuple[bytes, bytes]], rewriter: SseRewriter | None, tail: bytes) -> int:
+    """Relay a body as it arrives; stop (and drop the upstream connection) when the client leaves.
+
+    Most streams (a tool call's SSE answer) end within milliseconds, so the task that watches for
+    the client going away is only started once a stream has lasted `DISCONNECT_WATCH_AFTER`.
+    """
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    watch = _DisconnectWatch(receive, response)
+    timer = asyncio.get_running_loop().call_later(DISCONNECT_WATCH_AFTER, watch.start)
+    sent = 0
+    try:
+        async for chunk in response.chunks():
+            if rewriter is not None:
+                chunk = rewriter.feed(chunk)
+            if chunk:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                sent += len(chunk)
+        rest = (rewriter.flush() if rewriter is not None else b"") + tail
+        if rest:
+            await send({"type": "http.response.body", "body": rest, "more_body": True})
+            sent += len(rest)
+    except UpstreamError as exc:
+        if not watch.client_left:
+            log.warning("upstream stream ended abnormally: %s", exc)
+    except OSError:
+        response.abort()
+    finally:
+        timer.cancel()
+        await watch.stop()
+    with contextlib.suppress(OSError):
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    return sent
+
+
+class _DisconnectWatch:
+    """Waits for `http.disconnect` and then aborts the upstream stream (started on demand)."""
+
+    __slots__ = ("_receive", "_response", "_task", "client_left")
+
+    def __init__(self, receive: Receive, response: UpstreamResponse) -> None:
+        self._receive = receive
+        self._response = response
+        self._task: asyncio.Task[None] | None = None
+        self.client_left = False
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self.client_left = True
+                self._response.abort()
+                return
+
+    async def stop(self) -> None:
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def filter_tools(message: Any, list_ids: set[str], allowed: set[str]) -> Any | None:
+    """A `tools/list` answer with only the tools the caller may call; None when `message` is another."""
+    if not isinstance(message, dict) or "id" not in message or jsonrpc.id_key(message["id"]) not in list_ids:
+        return None
+    result = message.get("result")
+    if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
+        return None
+    tools = [t for t in result["tools"] if isinstance(t, dict) and t.get("name") in allowed]
+    return {**message, "result": {**result, "tools": tools}}

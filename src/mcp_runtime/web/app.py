@@ -1,0 +1,339 @@
+"""The dashboard: server-rendered pages over the platform's services (no build step, no CDN).
+
+    dashboard = create_dashboard(platform)      # an ASGI app; `mcp-runtime up` mounts it at /
+
+Pages: Analytics (totals, calls and denials over time, top tools, the Tools table, recent events),
+Servers, Grants, Sessions (revoke for owners and admins), Teams and Audit log (admins). Every page
+shows only what the signed-in user may see through the API: the same services, the same rules.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mcp_runtime import __version__
+from mcp_runtime.platform.core import Platform
+from mcp_runtime.platform.errors import ApiError
+from mcp_runtime.resources import MCPAccessGrant, MCPAgentSession, MCPServer
+from mcp_runtime.web import charts
+from mcp_runtime.web.session import (
+    CSRF_FIELD,
+    REFRESH_COOKIE,
+    Login,
+    clear_tokens,
+    csrf_ok,
+    csrf_token,
+    current_login,
+    remember_csrf,
+    set_tokens,
+)
+
+log = logging.getLogger("mcp_runtime.web")
+HERE = Path(__file__).parent
+PERIODS = {"1h": "Last hour", "24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days"}
+MAX_FORM_BYTES = 16 * 1024
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                               "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+
+Handler = Callable[[Request, Login, dict[str, str]], Response]
+
+
+def _when(value: Any) -> str:
+    """A datetime (or ISO string) as `2026-11-21 04:05 UTC`."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return str(value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"))
+
+
+def _ago(value: Any) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    seconds = int((datetime.now(UTC) - value).total_seconds())
+    if seconds < 0:
+        return "just now"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def _number(value: Any) -> str:
+    return f"{int(value):,}"
+
+
+def _brief(value: Any) -> str:
+    """A small audit detail (`user=bob@globex.com, role=member`); big documents are left to the API."""
+    if not isinstance(value, dict) or not value or len(value) > 4:
+        return ""
+    parts = [f"{key}={item}" for key, item in value.items() if isinstance(item, str | int | float | bool)]
+    text = ", ".join(parts)
+    return text if len(text) <= 120 else ""
+
+
+class _SecurityHeaders:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                for name, value in SECURITY_HEADERS.items():
+                    if name.lower().encode() not in present:
+                        headers.append((name.lower().encode(), value.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+class Dashboard:
+    """The pages, bound to one platform."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self.templates = Jinja2Templates(directory=str(HERE / "templates"))
+        env = self.templates.env
+        env.filters.update(when=_when, ago=_ago, number=_number, brief=_brief)
+        env.globals.update(version=__version__, csrf_field=CSRF_FIELD)
+
+    # plumbing -------------------------------------------------------------------------------------
+    def base(self, request: Request) -> str:
+        return str(request.scope.get("root_path") or "")
+
+    def render(self, request: Request, template: str, login: Login | None, status: int = 200,
+               **context: Any) -> Response:
+        principal = login.principal if login else None
+        response = self.templates.TemplateResponse(request, template, {
+            "base": self.base(request), "me": principal, "csrf": csrf_token(request),
+            "notice": request.query_params.get("notice"), "error": context.pop("error", None), **context,
+        }, status_code=status)
+        response.headers["Cache-Control"] = "no-store"
+        remember_csrf(request, response)
+        if login and login.refreshed:
+            set_tokens(request, response, login.refreshed, self._refresh_age())
+        return response
+
+    def _refresh_age(self) -> int:
+        return int(self.platform.settings.refresh_token_ttl.total_seconds())
+
+    def redirect(self, request: Request, path: str, **query: str) -> RedirectResponse:
+        target = self.base(request) + path + (("?" + urlencode(query)) if query else "")
+        return RedirectResponse(target, status_code=303)
+
+    def page(self, handler: Handler, *, admin: bool = False,
+             post: bool = False) -> Callable[[Request], Awaitable[Response]]:
+        """Wrap a handler: sign-in required (else to /login), admin pages 403 for others, posted forms
+        CSRF-checked. Handlers are synchronous (store and analytics queries block) and run in the thread
+        pool, so a slow query never stalls the event loop the gateway shares in `mcp-runtime up`."""
+
+        async def endpoint(request: Request) -> Response:
+            fields = await self.form(request) if post else {}
+            return await run_in_threadpool(self._page, request, handler, admin, fields)
+
+        return endpoint
+
+    def _page(self, request: Request, handler: Handler, admin: bool, fields: dict[str, str] | None) -> Response:
+        login = current_login(request, self.platform)
+        if login is None:
+            response = self.redirect(request, "/login", next=request.url.path)
+            clear_tokens(request, response)
+            return response
+        if admin and not login.principal.is_admin:
+            return self.render(request, "error.html", login, status=403, message="This page is for platform admins.")
+        if fields is None:
+            return self.render(request, "error.html", login, status=403,
+                               message="The form expired or did not come from this dashboard; reload and retry.")
+        try:
+            return handler(request, login, fields)
+        except ApiError as exc:
+            return self.render(request, "error.html", login, status=exc.status, message=exc.message)
+
+    async def form(self, request: Request) -> dict[str, str] | None:
+        """The posted form when its CSRF token is right (None otherwise); small forms only."""
+        declared = request.headers.get("content-length", "")
+        if not declared.isdigit() or int(declared) > MAX_FORM_BYTES:  # browsers always send a length
+            return None
+        data = await request.form(max_files=0, max_fields=20)
+        fields = {key: value for key, value in data.items() if isinstance(value, str)}
+        return fields if csrf_ok(request, fields.get(CSRF_FIELD)) else None
+
+    def team_slugs(self) -> dict[str, str]:
+        return {team.id: team.slug for team in self.platform.store.list_teams()}
+
+    # login ----------------------------------------------------------------------------------------
+    async def login_page(self, request: Request) -> Response:
+        return await run_in_threadpool(self._login_page, request)
+
+    def _login_page(self, request: Request) -> Response:
+        if current_login(request, self.platform) is not None:
+            return self.redirect(request, "/analytics")
+        return self.render(request, "login.html", None, next=_safe_next(request.query_params.get("next")))
+
+    async def login_submit(self, request: Request) -> Response:
+        fields = await self.form(request)
+        return await run_in_threadpool(self._login_submit, request, fields)
+
+    def _login_submit(self, request: Request, fields: dict[str, str] | None) -> Response:
+        if fields is None:
+            return self.render(request, "login.html", None, status=403, error="Your form expired; try again.")
+        email, password = fields.get("email", "").strip(), fields.get("password", "")
+        next_path = _safe_next(fields.get("next"))
+        client_ip = request.client.host if request.client else "unknown"
+        try:
+            pair = self.platform.identity.login(email, password, client_ip)
+        except ApiError as exc:
+            return self.render(request, "login.html", None, status=exc.status, error=exc.message,
+                               email=email, next=next_path)
+        response = self.redirect(request, next_path)
+        set_tokens(request, response, pair, self._refresh_age())
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        fields = await self.form(request)
+        return await run_in_threadpool(self._logout, request, fields)
+
+    def _logout(self, request: Request, fields: dict[str, str] | None) -> Response:
+        if fields is None:
+            return self.redirect(request, "/analytics")
+        login = current_login(request, self.platform)
+        self.platform.identity.logout(request.cookies.get(REFRESH_COOKIE), login.principal if login else None)
+        response = self.redirect(request, "/login", notice="Signed out.")
+        clear_tokens(request, response)
+        return response
+
+    # pages ----------------------------------------------------------------------------------------
+    def analytics(self, request: Request, login: Login, fields: dict[str, str]) -> Response:
+        params = request.query_params
+        period = params.get("since") if params.get("since") in PERIODS else "24h"
+        server = params.get("server") or None
+        analytics = self.platform.analytics
+        flt = analytics.filter(login.principal, since=period, server=server)
+        bucket = "hour" if period in ("1h", "24h") else "day"
+        usage = analytics.usage(flt, bucket=bucket, limit=200)
+        all_servers = analytics.usage(analytics.filter(login.principal, since=period), ["servers"])["servers"]
+        return self.render(
+            request, "analytics.html", login, nav="analytics", usage=usage, period=period, periods=PERIODS,
+            server=server, servers=sorted({row["server"] for row in all_servers}),
+            timeseries=charts.timeseries_svg(usage["timeseries"]["points"], bucket),
+            top_tools=charts.top_tools_svg(charts.top_tools(usage["tools"])),
+            denial_rate=(usage["totals"]["denied"] / usage["totals"]["events"]) if usage["totals"]["events"] else 0,
+        )
+
+    def servers(self, request: Request, login: Login, fields: dict[str, str]) -> Response:
+        servers: list[MCPServer] = self.platform.servers.list(login.principal)
+        servers.sort(key=lambda s: (s.metadata.namespace or "", s.metadata.name))
+        return self.render(request, "servers.html", login, nav="servers", servers=servers, teams=self.team_slugs())
+
+    def grants(self, request: Request, login: Login, fields: dict[str, str]) -> Response:
+        grants: list[MCPAccessGrant] = self.platform.access.list_grants(login.principal)
+        grants.sort(key=lambda g: (g.metadata.namespace or "", g.metadata.name))
+        return self.render(request, "grants.html", login, nav="grants", grants=grants, teams=self.team_slugs())
+
+    def sessions(self, request: Request, login: Login, fields: dict[str, str]) -> Response:
+        sessions: list[MCPAgentSession] = self.platform.access.list_sessions(login.principal)
+        sessions.sort(key=lambda s: (s.metadata.namespace or "", s.metadata.name))
+        return self.render(request, "sessions.html", login, nav="sessions", sessions=sessions,
+                           teams=self.team_slugs(), can_manage=login.principal.can_manage)
+
+    def revoke_session(self, request: Request, login: Login, fields: dict[str, str]) -> Response:
+        namespace, name = request.path_params["namespace"], request.path_params["name"]
+        self.platform.access.set_session_revoked(login.principal, namespace, name, True)
+        return self.redirect(request, "/sessions", notice=f"Session {name} in {namespace} is revoked.")
+
+    def teams(self, request: Request, login: Login, fields: dict[str, str]) -> Response:
+        store = self.platform.store
+        teams = [{"team": team, "members": store.list_members(team.id)} for team in store.list_teams()]
+        return self.render(request, "teams.html", login, nav="teams", teams=teams)
+
+    def audit(self, request: Request, login: Login, fields: dict[str, str]) -> Response:
+        kind = request.query_params.get("kind") or None
+        entries = self.platform.store.list_audit(limit=200, kind=kind)
+        return self.render(request, "audit.html", login, nav="audit", entries=entries, kind=kind,
+                           kinds=["Team", "User", "ApiKey", "MCPServer", "MCPAccessGrant", "MCPAgentSession"])
+
+    async def home(self, request: Request) -> Response:
+        return self.redirect(request, "/analytics")
+
+    async def not_found(self, request: Request, exc: Exception) -> Response:
+        return await run_in_threadpool(self._not_found, request)
+
+    def _not_found(self, request: Request) -> Response:
+        login = current_login(request, self.platform)
+        return self.render(request, "error.html", login, status=404, message="There is no such page.")
+
+
+def _safe_next(value: str | None) -> str:
+    """Only local paths: `//evil.example` and absolute URLs become the default page."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/analytics"
+    return quote(value, safe="/?=&-_.")
+
+
+def create_dashboard(platform: Platform) -> ASGIApp:
+    """The dashboard as an ASGI app over `platform` (mount it at `/`, after the API and gateway routes)."""
+    board = Dashboard(platform)
+    routes = [
+        Route("/", board.home),
+        Route("/login", board.login_page, methods=["GET"]),
+        Route("/login", board.login_submit, methods=["POST"]),
+        Route("/logout", board.logout, methods=["POST"]),
+        Route("/analytics", board.page(board.analytics)),
+        Route("/servers", board.page(board.servers)),
+        Route("/grants", board.page(board.grants)),
+        Route("/sessions", board.page(board.sessions)),
+        Route("/sessions/{namespace}/{name}/revoke", board.page(board.revoke_session, post=True),
+              methods=["POST"]),
+        Route("/teams", board.page(board.teams, admin=True)),
+        Route("/audit", board.page(board.audit, admin=True)),
+        Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
+    app = Starlette(routes=routes, exception_handlers={404: board.not_found})
+    app.state.dashboard = board
+    return _SecurityHeaders(app)
+
+
+def create_site(platform: Platform) -> ASGIApp:
+    """The platform API under /api/v1 and the dashboard at / in one ASGI app (`platform serve`; `up`
+    does the same dispatch with its gateway routes in between). Lifespan events go to the API."""
+    from mcp_runtime.platform.app import create_app
+
+    api = create_app(platform=platform)
+    dashboard = create_dashboard(platform)
+
+    async def site(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan" or str(scope.get("path", "")).startswith("/api/"):
+            await api(scope, receive, send)
+        else:
+            await dashboard(scope, receive, send)
+
+    return site
