@@ -11,9 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
 from fixtures.gateway import NAMESPACE, EchoUpstream, PolicyKit, serve_app, standard_kit
+from fixtures.servers import free_port
 from mcp_runtime.gateway import Gateway, GatewayRoute, InProcessPolicySource
+from mcp_runtime.gateway.server import uvicorn_config
 from mcp_runtime.gateway.upstream import UpstreamError, UpstreamPool
 from mcp_runtime.policy import compile_policy
 from mcp_runtime.resources import MCPAccessGrant, MCPAgentSession, MCPServer
@@ -162,3 +165,38 @@ def test_upstream_that_never_answers_times_out() -> None:
                 await pool.aclose()
 
         assert "no answer within 0.2 s" in asyncio.run(scenario())
+
+
+def test_routes_mount_and_unmount_while_running() -> None:
+    """The process runtime's pattern: one running gateway, servers (re)deployed with the same source."""
+    kit = standard_kit()
+    echo = EchoUpstream()
+    source = InProcessPolicySource(kit.document())
+
+    async def scenario(upstream: str) -> list[int]:
+        gateway = Gateway()
+        server = uvicorn.Server(uvicorn_config(gateway, "127.0.0.1", free_port()))
+        serving = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.01)
+        base = f"http://127.0.0.1:{server.config.port}"
+        headers = {**JSON, "Authorization": f"Bearer {kit.token('s-cursor', 'cursor')}"}
+        codes = []
+        try:
+            async with httpx.AsyncClient(timeout=5) as client:
+                for _ in range(2):  # deploy, undeploy, deploy again
+                    await gateway.add_route(GatewayRoute(upstream=upstream, policy=source,
+                                                         keys=kit.keyring.public_keys(), server="data-utility"))
+                    codes.append((await client.post(base + "/data-utility/mcp", headers=headers,
+                                                     json=call("echo"))).status_code)
+                    await gateway.remove_route("/data-utility/mcp")
+                    codes.append((await client.post(base + "/data-utility/mcp", headers=headers,
+                                                     json=call("echo"))).status_code)
+        finally:
+            server.should_exit = True
+            await serving
+        return codes
+
+    with serve_app(echo) as upstream_base:
+        assert asyncio.run(scenario(upstream_base + "/mcp")) == [200, 404, 200, 404]
+    assert len(source._listeners) == 0  # unmounted routes leave nothing behind on a reused source

@@ -9,6 +9,7 @@ def register(app: typer.Typer) -> None:
     """Mount every command group on the root app. Add one line per new group."""
     from mcp_runtime.cli import (
         access,
+        adapter,
         analytics,
         auth,
         cluster,
@@ -22,14 +23,16 @@ def register(app: typer.Typer) -> None:
         sentinel_kube,
         server,
         server_kube,
+        status,
         team,
         up,
     )
 
     app.command("up")(up.up)
 
-    server_kube.register(server.app)  # server create|apply|export|patch|logs --use-kube
+    server_kube.register(server.app)  # server create|apply|export|patch --use-kube (logs: server_platform)
     app.add_typer(auth.app, name="auth")
+    app.command("status")(status.status)
     app.add_typer(server.app, name="server")
     app.add_typer(access.app, name="access")
     app.add_typer(team.app, name="team")
@@ -44,3 +47,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(cluster.app, name="cluster")
     app.add_typer(sentinel_kube.app, name="sentinel")
     app.add_typer(operator_cmd.app, name="operator")
+    app.add_typer(adapter.app, name="adapter")

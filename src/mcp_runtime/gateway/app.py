@@ -107,7 +107,8 @@ class Gateway:
     # -- routes and lifecycle ------------------------------------------------------------------------
     def _add(self, route: GatewayRoute) -> BoundRoute:
         bound = self.routes.add(route)
-        route.policy.add_listener(lambda ok: self.metrics.count_reload(bound.server, ok))
+        bound.reload_listener = lambda ok: self.metrics.count_reload(bound.server, ok)
+        route.policy.add_listener(bound.reload_listener)
         return bound
 
     async def add_route(self, route: GatewayRoute) -> BoundRoute:
@@ -116,11 +117,6 @@ class Gateway:
         if self._started:
             await self._start_route(bound)
         return bound
-
-    async def remove_route(self, path: str) -> None:
-        bound = self.routes.remove(path)
-        if bound is not None:
-            await self._stop_route(bound)
 
     async def start(self) -> None:
         if self._started:
@@ -143,6 +139,16 @@ class Gateway:
         if isinstance(bound.config.keys, JwksFile):
             await bound.config.keys.stop()
         await bound.pool.aclose()
+
+    async def remove_route(self, path: str) -> None:
+        """Unmount a server; its policy source (which the caller may reuse) stops and forgets the route."""
+        bound = self.routes.remove(path)
+        if bound is not None:
+            await self._stop_route(bound)
+            if bound.reload_listener is not None:
+                bound.source.remove_listener(bound.reload_listener)
+            if isinstance(bound.config.keys, JwksFile):
+                bound.config.keys.remove_listener(bound.set_keys)
 
     async def close(self) -> None:
         if not self._started:

@@ -30,6 +30,10 @@ class JwksFile:
     def add_listener(self, listener: Callable[[PublicKeySet], None]) -> None:
         self._listeners.append(listener)
 
+    def remove_listener(self, listener: Callable[[PublicKeySet], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
     def load(self) -> bool:
         try:
             keys = PublicKeySet.load_jwks_file(self.path)

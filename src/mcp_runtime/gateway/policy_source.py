@@ -48,6 +48,11 @@ class PolicySource:
     def add_listener(self, listener: ReloadListener) -> None:
         self._listeners.append(listener)
 
+    def remove_listener(self, listener: ReloadListener) -> None:
+        """Forget a listener (a route unmounted while its source lives on, as in the process runtime)."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
     def _accept(self, document: PolicyDocument) -> None:
         with self._lock:
             changed = self.document is None or self.document.revision != document.revision

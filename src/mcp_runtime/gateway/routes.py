@@ -7,6 +7,7 @@ everything that differs between servers: the upstream URL, the policy source and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mcp_runtime.gateway.auth import TokenVerifier
@@ -51,6 +52,7 @@ class BoundRoute:
     verifier: TokenVerifier
     path: str
     _audience: tuple[str, str] = field(default=("", ""))
+    reload_listener: Callable[[bool], None] | None = None
 
     @classmethod
     def bind(cls, route: GatewayRoute) -> BoundRoute:
