@@ -232,7 +232,8 @@ def test_build_push_deploy_call_revoke_delete(up: Served, built_image: dict[str,
     sidecar = up.runtime.upstream_url(namespace, SERVER)
     assert sidecar is not None and sidecar.endswith(f"/{SERVER}/mcp")
     pod = up.runtime.pod_name(namespace, SERVER)
-    assert any("Uvicorn running" in line for line in up.runtime.logs(namespace, SERVER))
+    app_logs = ok(up, "GET", f"/runtime/servers/{namespace}/{SERVER}/logs?tail=50", alice)["lines"]
+    assert any("Uvicorn running" in line for line in app_logs), app_logs
     assert any("mcp-gateway for" in line for line in up.runtime.logs(namespace, SERVER, container="mcp-gateway"))
     inspect = subprocess.run(["podman", "pod", "inspect", pod], capture_output=True, text=True, check=True).stdout
     assert "mcp-gateway" in inspect and "mcp-server" in inspect
