@@ -42,7 +42,7 @@ from mcp_runtime.resources import (
     to_yaml,
     validate_model,
 )
-from mcp_runtime.resources.common import check_tool_name
+from mcp_runtime.resources.common import GROUP_VERSION, check_tool_name
 
 ServerOption = typer.Option(..., "--server", help="Name of the MCPServer it applies to.")
 NamespaceOption = typer.Option(..., "--namespace", help="The server's namespace, e.g. mcp-team-acme.")
@@ -125,7 +125,7 @@ def grant_init(
     expiry = resolve_expiry(expires_in, expires_at, now=datetime.now(UTC), required=False)
     if expiry is not None:
         spec["expiresAt"] = format_time(expiry)
-    data = {"apiVersion": "mcpruntime.org/v1alpha1", "kind": "MCPAccessGrant",
+    data = {"apiVersion": GROUP_VERSION, "kind": "MCPAccessGrant",
             "metadata": _metadata(name, namespace), "spec": spec}
     _write_resource(MCPAccessGrant, data, output, f"grant {name!r}")
 
@@ -184,7 +184,7 @@ def session_init(
                        hint="pass both (the Secret's name and the key inside it) or neither")
     if upstream_token_secret:
         spec["upstreamTokenSecretRef"] = {"name": upstream_token_secret, "key": upstream_token_key}
-    data = {"apiVersion": "mcpruntime.org/v1alpha1", "kind": "MCPAgentSession",
+    data = {"apiVersion": GROUP_VERSION, "kind": "MCPAgentSession",
             "metadata": _metadata(name, namespace), "spec": spec}
     _write_resource(MCPAgentSession, data, output, f"session {name!r}")
 

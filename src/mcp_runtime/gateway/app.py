@@ -21,6 +21,7 @@ from mcp_runtime.gateway import jsonrpc
 from mcp_runtime.gateway.audit import Auditor, trace_id_from
 from mcp_runtime.gateway.auth import Authenticated, extract_token
 from mcp_runtime.gateway.keys_source import JwksFile
+from mcp_runtime.gateway.lifespan import run_lifespan
 from mcp_runtime.gateway.metrics import GatewayMetrics
 from mcp_runtime.gateway.relay import (
     MAX_REWRITE,
@@ -179,20 +180,7 @@ class Gateway:
             await self._lifespan(receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.start()
-                except Exception as exc:
-                    log.exception("gateway failed to start")
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await run_lifespan(receive, send, self.start, self.close, what="gateway")
 
     async def _platform_endpoint(self, path: str, scope: Scope, send: Send) -> None:
         if path == "/healthz":

@@ -26,6 +26,7 @@ from typing import Protocol
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_runtime.gateway.app import Gateway
+from mcp_runtime.gateway.lifespan import run_lifespan
 from mcp_runtime.gateway.policy_source import InProcessPolicySource
 from mcp_runtime.gateway.routes import GatewayRoute
 from mcp_runtime.platform.app import API_PREFIX, create_app
@@ -253,20 +254,7 @@ class EmbeddedPlatform:
             await self.dashboard(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.start()
-                except Exception as exc:
-                    log.exception("startup failed")
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.stop()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await run_lifespan(receive, send, self.start, self.stop, what="the platform")
 
 
 def _condition(kind: str, ok: bool, reason: str, message: str, now: datetime) -> Condition:

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-API_VERSION = "mcpruntime.org/v1alpha1"
+from mcp_runtime.resources.common import GROUP_VERSION as API_VERSION
 
 
 class PlatformRole(StrEnum):
