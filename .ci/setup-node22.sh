@@ -18,20 +18,23 @@ installed_version() {  # the version of an installed npm package, or nothing
   local manifest="$dir/node_modules/$1/package.json"
   [ -f "$manifest" ] && sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$manifest" | head -n1
 }
+npm_install() { npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "$@" >&2; }
 
 if ! command -v npm >/dev/null 2>&1; then  # a machine without Node at all: Debian's npm brings it
   apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >&2
 fi
 
-if [ ! -x "$node_bin" ] || ! "$node_bin" --version | grep -q '^v22\.' \
-    || [ "$(installed_version @modelcontextprotocol/inspector)" != "$INSPECTOR_VERSION" ] \
+mkdir -p "$dir"
+[ -f "$dir/package.json" ] || echo '{"name": "mcp-runtime-ci-node22", "private": true}' > "$dir/package.json"
+if [ ! -x "$node_bin" ] || ! "$node_bin" --version | grep -q '^v22\.'; then
+  npm_install "node@22"
+fi
+if [ "$(installed_version @modelcontextprotocol/inspector)" != "$INSPECTOR_VERSION" ] \
     || [ "$(installed_version @modelcontextprotocol/conformance)" != "$CONFORMANCE_VERSION" ]; then
-  mkdir -p "$dir"
-  [ -f "$dir/package.json" ] || echo '{"name": "mcp-runtime-ci-node22", "private": true}' > "$dir/package.json"
-  npm install --prefix "$dir" --no-audit --no-fund --loglevel=error \
-    "node@22" \
+  # their install scripts need Node >= 22 (Debian's is 18): run them with the one just installed
+  PATH="$(dirname "$node_bin"):$PATH" npm_install \
     "@modelcontextprotocol/inspector@$INSPECTOR_VERSION" \
-    "@modelcontextprotocol/conformance@$CONFORMANCE_VERSION" >&2
+    "@modelcontextprotocol/conformance@$CONFORMANCE_VERSION"
 fi
 "$node_bin" --version >&2
 echo "$node_bin"

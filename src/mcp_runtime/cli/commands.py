@@ -9,6 +9,7 @@ def register(app: typer.Typer) -> None:
     """Mount every command group on the root app. Add one line per new group."""
     from mcp_runtime.cli import (
         access,
+        adapter,
         analytics,
         auth,
         cluster,
@@ -40,3 +41,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(cluster.app, name="cluster")
     app.add_typer(sentinel_kube.app, name="sentinel")
     app.add_typer(operator_cmd.app, name="operator")
+    app.add_typer(adapter.app, name="adapter")

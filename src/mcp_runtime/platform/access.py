@@ -51,7 +51,7 @@ class AdapterSessionRequest(CamelModel):
     agent: str | None = Field(default=None, max_length=63, description="session name hint (adapter --agent)")
     agent_id: str | None = Field(default=None, max_length=256)
     trust: Trust = Trust.low
-    ttl_seconds: int | None = Field(default=None, ge=60)
+    ttl_seconds: int | None = Field(default=None, ge=1)
 
 
 class ExplainRequest(CamelModel):
