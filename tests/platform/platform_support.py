@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +22,7 @@ import uvicorn
 from sqlalchemy import text
 
 from mcp_runtime.platform import Platform, PlatformSettings, create_app
+from mcp_runtime.resources import MCPServer
 from mcp_runtime.store.sql import make_engine, sqlite_url
 
 POSTGRES_URL = os.environ.get(
@@ -184,3 +185,39 @@ def build_world(live: LivePlatform) -> World:
     world.ok("owner", "POST", "/runtime/grants", grant_doc(
         "acme-cursor", "mcp-team-acme", "payments", {"teamID": acme, "agentID": "cursor"}, maxTrust="medium"))
     return world
+
+
+# --- a test double of the runtime interface -------------------------------------------------------
+class RecordingRuntime:
+    """A test double of the runtime interface (`RuntimeHooks` plus the optional `check`, `logs`,
+    `follow_logs` and `runtime_name`). It runs nothing: it records what the platform tells it, refuses
+    servers without a run command as the process runtime does, and serves the log lines a test sets."""
+
+    runtime_name = "recording"
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str]] = []
+        self.lines: dict[tuple[str, str], list[str]] = {}
+        self.followed: dict[tuple[str, str], list[str]] = {}
+
+    def server_created(self, server: MCPServer) -> None:
+        self.events.append(("created", server.metadata.namespace or "", server.metadata.name))
+
+    def server_updated(self, server: MCPServer) -> None:
+        self.events.append(("updated", server.metadata.namespace or "", server.metadata.name))
+
+    def server_deleted(self, server: MCPServer) -> None:
+        self.events.append(("deleted", server.metadata.namespace or "", server.metadata.name))
+
+    def check(self, server: MCPServer) -> str | None:
+        if server.spec.run is None:
+            return (f"server {server.metadata.name} has no run command: the process runtime starts servers from "
+                    'run.command; redeploy with --run "python app.py" or use a container runtime')
+        return None
+
+    def logs(self, namespace: str, name: str, tail: int) -> list[str]:
+        return self.lines.get((namespace, name), [])[-tail:]
+
+    async def follow_logs(self, namespace: str, name: str) -> AsyncIterator[str]:
+        for line in self.followed.get((namespace, name), []):
+            yield line

@@ -138,6 +138,14 @@ MATRIX: list[tuple[str, str, Prepare, str]] = [
     ("replace session", "PUT", existing_session(method_body=True),       "401 200 403 403 403 403"),
     ("explain", "POST", fixed("/runtime/explain", EXPLAIN),              "401 200 200 200 200 200"),
     ("audit", "GET", fixed("/audit"),                                    "401 200 403 403 403 403"),
+    ("server status", "GET", fixed(f"/runtime/servers/{ACME}/payments/status"), "401 200 200 200 200 200"),
+    ("private status", "GET", fixed(f"/runtime/servers/{ACME}/ledger/status"),  "401 200 200 200 404 200"),
+    ("server events", "GET", fixed(f"/runtime/servers/{ACME}/payments/events"), "401 200 200 200 200 200"),
+    ("private events", "GET", fixed(f"/runtime/servers/{ACME}/ledger/events"),  "401 200 200 200 404 200"),
+    # no runtime runs servers here: the team gets 501 logs_unavailable, a grantee may not read logs at all
+    ("server logs", "GET", fixed(f"/runtime/servers/{ACME}/payments/logs"),     "401 501 501 501 403 501"),
+    ("private logs", "GET", fixed(f"/runtime/servers/{ACME}/ledger/logs"),      "401 501 501 501 404 501"),
+    ("platform status", "GET", fixed("/status"),                         "200 200 200 200 200 200"),
     ("analytics usage", "GET", fixed("/analytics/usage"),                "401 200 200 200 200 200"),
     ("analytics events", "GET", fixed("/analytics/events"),              "401 200 200 200 200 200"),
     # only ingest keys may send events: no user credential, not even an admin's, is one
@@ -179,5 +187,6 @@ def _shape(path: str) -> str:
     parts = path.strip("/").split("/")
     fixed_words = {"auth", "user", "api-keys", "teams", "users", "runtime", "servers", "grants", "sessions",
                    "policy", "enable", "disable", "revoke", "unrevoke", "token", "adapter", "explain", "audit",
-                   "healthz", "jwks", "me", "logout", "login", "refresh", "openapi.json"}
+                   "healthz", "jwks", "me", "logout", "login", "refresh", "openapi.json", "status", "logs",
+                   "events"}
     return "/" + "/".join(p if p in fixed_words else "*" for p in parts)

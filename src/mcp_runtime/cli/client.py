@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,7 @@ class ApiClient:
 
     def __init__(self, profile: Profile, config: Config | None = None, *, timeout: float = 30) -> None:
         self.profile, self.config, self.timeout = profile, config, timeout
+        self.last_status: int | None = None
 
     @classmethod
     def from_environment(cls, profile_name: str | None = None) -> ApiClient:
@@ -148,6 +150,22 @@ class ApiClient:
     def delete(self, path: str, **kwargs: Any) -> Any:
         return self.request("DELETE", path, **kwargs)
 
+    def stream_lines(self, path: str, *, params: dict[str, Any] | None = None) -> Iterator[str]:
+        """GET a plain-text stream (e.g. `logs?follow=true`) and yield its lines as they arrive."""
+        url = f"{self.profile.api_url}{API_PREFIX}/{path.lstrip('/')}"
+        clean = {k: v for k, v in (params or {}).items() if v is not None}
+        headers = {"Authorization": f"Bearer {self._bearer()}"}
+        try:
+            with httpx.stream("GET", url, params=clean, headers=headers,
+                              timeout=httpx.Timeout(self.timeout, read=None)) as response:
+                if not response.is_success:
+                    response.read()
+                    self._answer(response)
+                yield from response.iter_lines()
+        except httpx.TransportError as exc:
+            raise CliError(f"lost the connection to the platform API at {self.profile.api_url} "
+                           f"({type(exc).__name__})", hint="is it still running?") from None
+
     def _send(self, method: str, path: str, json_body: Any, params: dict[str, Any] | None,
               headers: dict[str, str]) -> httpx.Response:
         url = f"{self.profile.api_url}{API_PREFIX}/{path.lstrip('/')}"
@@ -167,6 +185,7 @@ class ApiClient:
         return body.get("error") if isinstance(body, dict) else None
 
     def _answer(self, response: httpx.Response) -> Any:
+        self.last_status = response.status_code  # e.g. 201 created vs 200 updated
         if response.status_code == 204:
             return None
         try:

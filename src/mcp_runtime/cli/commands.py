@@ -21,14 +21,16 @@ def register(app: typer.Typer) -> None:
         sentinel_kube,
         server,
         server_kube,
+        status,
         team,
         up,
     )
 
     app.command("up")(up.up)
 
-    server_kube.register(server.app)  # server create|apply|export|patch|logs --use-kube
+    server_kube.register(server.app)  # server create|apply|export|patch --use-kube (logs: server_platform)
     app.add_typer(auth.app, name="auth")
+    app.command("status")(status.status)
     app.add_typer(server.app, name="server")
     app.add_typer(access.app, name="access")
     app.add_typer(team.app, name="team")

@@ -48,7 +48,7 @@ from mcp_runtime.resources import (
 from mcp_runtime.resources.common import check_dns_label, check_tool_name, utcnow
 from mcp_runtime.resources.server import DEFAULT_APP_PORT
 
-app = typer.Typer(help="Scaffold, validate and render MCP server metadata (.mcp/servers.yaml).",
+app = typer.Typer(help="Scaffold and validate .mcp metadata; deploy, inspect and manage servers on the platform.",
                   no_args_is_help=True)
 
 MetadataDirOption = typer.Option(Path(".mcp"), "--metadata-dir", help="Directory holding servers.yaml.")
@@ -471,3 +471,13 @@ def generate(
         target = output / f"{name}.yaml"
         write_atomic(target, text)
         typer.echo(f"wrote {target}")
+
+
+def _register_platform_commands() -> None:
+    """deploy, list, get, status, delete, logs and policy inspect talk to the platform: their own module."""
+    from mcp_runtime.cli import server_platform
+
+    server_platform.register(app)
+
+
+_register_platform_commands()

@@ -222,4 +222,4 @@ def register(server_app: typer.Typer) -> None:
     server_app.command("apply")(server_apply)
     server_app.command("export")(server_export)
     server_app.command("patch")(server_patch)
-    server_app.command("logs")(server_logs)
+    # `server logs` is one command (server_platform.logs): the platform's logs, or these with --use-kube

@@ -91,11 +91,12 @@ class ServerService:
         self._check_route(server)
         existing = self.repo.get(MCPServer, namespace, name)
         actor = caller.email
+        if existing is not None and not req.update:
+            raise ApiError(409, "already_exists",
+                           f"server {name} already exists in namespace {namespace}; "
+                           "redeploy with --update (request field update: true)")
+        self._check_runnable(server)
         if existing is not None:
-            if not req.update:
-                raise ApiError(409, "already_exists",
-                               f"server {name} already exists in namespace {namespace}; "
-                               "redeploy with --update (request field update: true)")
             server.metadata.uid = existing.metadata.uid
             server.status = existing.status or MCPServerStatus()
             if server.spec != existing.spec:
@@ -135,6 +136,15 @@ class ServerService:
         server.metadata.labels.update(req.labels)
         # re-validate the assembled resource: the models are the only schema
         return MCPServer.model_validate(server.model_dump(by_alias=True, mode="json", exclude_none=True))
+
+    def _check_runnable(self, server: MCPServer) -> None:
+        """Ask the runtime (when it can tell) whether it can run this server, before anything is stored."""
+        check = getattr(self.hooks, "check", None)
+        if check is None:
+            return
+        reason = check(server)
+        if reason:
+            raise ApiError(422, "not_runnable", str(reason))
 
     def _check_route(self, server: MCPServer) -> None:
         path = server.spec.ingress_path
@@ -196,12 +206,26 @@ class ServerService:
         return server
 
     def set_status(self, namespace: str, name: str, status: MCPServerStatus) -> MCPServer | None:
-        """For runtimes: record what they observe (not audited: status is not a user's change)."""
+        """For runtimes: record what they observe. Reaching Ready or Error (or PartiallyReady) is an event
+        of the server (`.../events`, in the audit log as actor `runtime`); other status writes are not."""
         server = self.repo.get(MCPServer, namespace, name)
         if server is None:
             return None
         server.status = status
-        return self.repo.replace(server, "runtime", action="", spec=False)
+        action = "status" if self._is_new_phase(namespace, name, status.phase) else ""
+        return self.repo.replace(server, "runtime", action=action, spec=False)
+
+    def _is_new_phase(self, namespace: str, name: str, phase: ServerPhase) -> bool:
+        """Pending is transitional (a deploy or a restart), so it is not recorded; a crash loop
+        (Pending, Error, Pending, Error, ...) records its Error once, until a deploy or another phase."""
+        if phase == ServerPhase.pending:
+            return False
+        latest = self.store.list_audit(limit=1, kind=MCPServer.model_fields["kind"].default, namespace=namespace,
+                                       name=name)
+        if not latest or latest[0].action != "status":
+            return True
+        after = latest[0].after if isinstance(latest[0].after, dict) else {}
+        return bool((after.get("status") or {}).get("phase") != phase.value)
 
     def _notify(self, event: str, server: MCPServer) -> None:
         try:

@@ -413,13 +413,17 @@ class SqlStore:
         with self._tx() as s:
             s.add(self._audit_row(record))
 
-    def list_audit(self, *, limit: int = 100, before_id: int | None = None,
-                   kind: str | None = None) -> list[AuditEntry]:
+    def list_audit(self, *, limit: int = 100, before_id: int | None = None, kind: str | None = None,
+                   namespace: str | None = None, name: str | None = None) -> list[AuditEntry]:
         with self._tx() as s:
             query = select(AuditRow)
             if before_id is not None:
                 query = query.where(AuditRow.id < before_id)
             if kind is not None:
                 query = query.where(AuditRow.kind == kind)
+            if namespace is not None:
+                query = query.where(AuditRow.namespace == namespace)
+            if name is not None:
+                query = query.where(AuditRow.name == name)
             rows = s.scalars(query.order_by(AuditRow.id.desc()).limit(max(1, min(limit, 1000))))
             return [_audit_entry(r) for r in rows]

@@ -1,0 +1,47 @@
+"""`mcp-runtime status`: the platform at a glance (URL, health, runtime, store, servers by phase)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import typer
+
+from mcp_runtime.cli.client import URL_ENV, ApiClient, Config, Profile, client, normalize_url
+from mcp_runtime.cli.errors import CliError
+from mcp_runtime.cli.output import OutputFormat, OutputOption, emit
+
+
+def _client() -> tuple[ApiClient, bool]:
+    """The active profile's client; without a login, an anonymous one when MCP_PLATFORM_API_URL is set."""
+    try:
+        return client(), True
+    except CliError:
+        url = os.environ.get(URL_ENV)
+        if not url or Config.load().active_name():
+            raise
+        return ApiClient(Profile(name="anonymous", api_url=normalize_url(url))), False
+
+
+def status(output: OutputFormat = OutputOption) -> None:
+    """Platform health at a glance: is the API up, which runtime runs servers, and how they are doing."""
+    api, signed_in = _client()
+    answer: dict[str, Any] = api.get("status", auth=signed_in)
+    answer = {"apiUrl": api.profile.api_url, **answer}
+    if output != OutputFormat.table:
+        emit(answer, output)
+        return
+    health = f"{answer.get('status')} (version {answer.get('version')})"
+    lines: list[tuple[str, Any]] = [("Platform", api.profile.api_url), ("Health", health)]
+    if "servers" in answer:
+        servers = answer["servers"]
+        phases = ", ".join(f"{phase} {count}" for phase, count in servers.get("byPhase", {}).items())
+        user = answer.get("user", {})
+        lines += [("Signed in", f"{user.get('email')}{' (admin)' if user.get('admin') else ''}"),
+                  ("Runtime", answer.get("runtime")), ("Store", answer.get("store")),
+                  ("Servers", f"{servers.get('total', 0)}" + (f" ({phases})" if phases else ""))]
+    else:
+        lines.append(("Signed in", "no (log in with mcp-runtime auth login to see servers)"))
+    width = max(len(k) for k, _ in lines) + 2
+    for key, value in lines:
+        typer.echo(f"{key + ':':<{width}}{value}")
