@@ -113,16 +113,20 @@ def list_tools(url: str) -> list[str]:
     return anyio.run(_session, url, work)  # type: ignore[no-any-return]
 
 
-def call(url: str, tool: str, arguments: dict[str, Any]) -> tuple[str, Any]:
-    """("ok", text of the result) or ("denied", data.reason of the JSON-RPC error)."""
+def call(url: str, tool: str, arguments: dict[str, Any], log: list[str]) -> tuple[str, Any]:
+    """("ok", text of the result) or ("denied", data.reason of the JSON-RPC error); `log` gets what a user sees."""
     async def work(session: ClientSession) -> tuple[str, Any]:
         try:
             result = await session.call_tool(tool, arguments)
         except MCPError as exc:
             data = exc.error.data if isinstance(exc.error.data, dict) else {}
+            log.append(f"# tools/call {tool} {json.dumps(arguments)} -> JSON-RPC error {exc.error.code}: "
+                       f"{exc.error.message}\n#   data: {json.dumps(data)}\n")
             return ("denied", data.get("reason"))
         assert not result.is_error, result
-        return ("ok", result.content[0].text)  # type: ignore[union-attr]
+        text = result.content[0].text  # type: ignore[union-attr]
+        log.append(f"# tools/call {tool} {json.dumps(arguments)} -> {text}\n")
+        return ("ok", text)
     return anyio.run(_session, url, work)  # type: ignore[no-any-return]
 
 
@@ -261,19 +265,21 @@ def test_multi_team_tutorial(tmp_path: Path, processes: list[Background]) -> Non
         wait_for(adapter_up, "the adapter listening", adapter.output)
         transcript.append(f"$ mcp-runtime adapter proxy ... (stderr)\n{adapter.output()}")
 
-        assert list_tools(bob_url) == ["add", "echo"]  # tools/list shows what the grant allows
-        assert call(bob_url, "echo", {"text": "hello from globex"}) == ("ok", "hello from globex")
-        assert call(bob_url, "add", {"a": 2, "b": 3}) == ("ok", "5")
-        assert call(bob_url, "reverse", {"text": "abc"}) == ("denied", "tool_not_granted")
+        listed = list_tools(bob_url)
+        transcript.append(f"# tools/list -> {', '.join(listed)}\n")
+        assert listed == ["add", "echo"]  # tools/list shows what the grant allows
+        assert call(bob_url, "echo", {"text": "hello from globex"}, transcript) == ("ok", "hello from globex")
+        assert call(bob_url, "add", {"a": 2, "b": 3}, transcript) == ("ok", "5")
+        assert call(bob_url, "reverse", {"text": "abc"}, transcript) == ("denied", "tool_not_granted")
 
         # Step 7: isolation: no grant, no access; re-applied, access is back --------------------
         cli("auth", "use", "alice")
         deleted = cli("access", "grant", "delete", "payments-to-globex", "--namespace", ACME).stdout
         assert f"grant payments-to-globex deleted in {ACME}" in deleted
-        assert call(bob_url, "echo", {"text": "again"}) == ("denied", "no_matching_grant")
+        assert call(bob_url, "echo", {"text": "again"}, transcript) == ("denied", "no_matching_grant")
         reapplied = cli("access", "grant", "apply", "--file", "grant-cross.yaml", cwd=app).stdout
         assert f"grant payments-to-globex created in {ACME}" in reapplied
-        assert call(bob_url, "echo", {"text": "back"}) == ("ok", "back")
+        assert call(bob_url, "echo", {"text": "back"}, transcript) == ("ok", "back")
 
         # Step 8: cross-team traffic in analytics ----------------------------------------------
         expected = {  # (tool) -> (calls, denied): what bob did above
