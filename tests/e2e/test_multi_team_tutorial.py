@@ -11,9 +11,10 @@ commands carry `MCP_PLATFORM_API_PROFILE=admin` and the others switch with `auth
 3-4. alice grants Globex's cursor agent echo and add (validated against the metadata first);
 5. the admin applies a session for Globex's agent;
 6. bob runs `adapter proxy` and the official MCP SDK client calls echo and add through it; reverse is
-   denied (tool_not_granted) and not listed;
+   denied (tool_not_granted) and not listed; `access explain` and `server policy inspect` agree;
 7. alice deletes the grant: bob's next call is denied (no_matching_grant); re-applied, it works again;
-8. `analytics tools` shows bob's calls (user, team, agent, server, calls, denied) to admin and alice;
+8. `analytics tools` shows bob's calls (user, team, agent, server, calls, denied) to admin and alice, and
+   `analytics usage` and `analytics events --decision deny` the denials;
    initech's member sees neither the server nor its traffic.
 
 Set MCP_RUNTIME_TUTORIAL_TRANSCRIPT=<file> to write every command and its output there (docs/multi-team.md
@@ -272,6 +273,14 @@ def test_multi_team_tutorial(tmp_path: Path, processes: list[Background]) -> Non
         assert call(bob_url, "add", {"a": 2, "b": 3}, transcript) == ("ok", "5")
         assert call(bob_url, "reverse", {"text": "abc"}, transcript) == ("denied", "tool_not_granted")
 
+        # the same decision, asked of the evaluator by the server's owner (docs/governance.md)
+        cli("auth", "use", "alice")
+        explained = cli("access", "explain", "--server", "payments", "--namespace", ACME, "--team-id", globex_id,
+                        "--agent-id", "cursor", "--tool", "reverse", ok=False)
+        assert explained.returncode == 1 and explained.stdout.startswith("DENY (tool_not_granted)"), explained
+        policy = cli("server", "policy", "inspect", "payments", "--namespace", ACME).stdout
+        assert "payments-to-globex" in policy and "globex-payments-session" in policy, policy
+
         # Step 7: isolation: no grant, no access; re-applied, access is back --------------------
         cli("auth", "use", "alice")
         deleted = cli("access", "grant", "delete", "payments-to-globex", "--namespace", ACME).stdout
@@ -302,6 +311,12 @@ def test_multi_team_tutorial(tmp_path: Path, processes: list[Background]) -> Non
         tools_table = cli("analytics", "tools", "--server", "payments").stdout
         assert re.search(r"^payments\s+echo\s+bob@globex\.com\s+globex\s+cursor\s+3\s+1\b", tools_table, re.M), \
             tools_table
+        usage = cli("analytics", "usage", "--server", "payments").stdout
+        assert re.search(r"\b\d+ requests: \d+ allowed, 2 denied;", usage), usage
+        denials = json.loads(cli("analytics", "events", "--server", "payments", "--decision", "deny", "-o", "json",
+                                 admin=True).stdout)
+        assert sorted((e["tool"], e["reason"], e["user"]) for e in denials) == [
+            ("echo", "no_matching_grant", "bob@globex.com"), ("reverse", "tool_not_granted", "bob@globex.com")]
 
         # a third team sees neither Alice's server nor its traffic
         cli("auth", "login", "--api-url", url, "--email", "erin@initech.com", "--password", "erin789",
