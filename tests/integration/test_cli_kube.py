@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from conftest import run_cli
 from typer.testing import CliRunner, Result
 
 from fakes.fake_kube_apiserver import FakeKubeApiServer
 from fakes.kube_fixture import fake_kube  # noqa: F401  (fixture)
+from fixtures.cli import run_cli
 from mcp_runtime.cli.app import app
 from mcp_runtime.kube.platform import PlatformConfig, render_platform
 

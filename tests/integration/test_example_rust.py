@@ -18,10 +18,11 @@ from typing import Any, TypeVar
 import anyio
 import httpx
 import pytest
-from conftest import EXAMPLES, free_port
 from mcp import MCPError
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
+
+from fixtures.cli import EXAMPLES, free_port
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import cli_env, run_cli
 
+from fixtures.cli import cli_env, run_cli
 from fixtures.gateway import IngestReceiver, serve_app, standard_kit
 from fixtures.servers import free_port, run_data_utility_server, stop_process
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import cli_env
 
 from fakes.fake_kube_apiserver import FakeKubeApiServer
 from fakes.kube_fixture import fake_kube  # noqa: F401  (fixture)
+from fixtures.cli import cli_env
 from fixtures.gateway import NAMESPACE, EchoUpstream, PolicyKit, serve_app, standard_kit
 from fixtures.servers import free_port, stop_process
 

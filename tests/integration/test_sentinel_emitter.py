@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from conftest import free_port
 from prometheus_client import CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from fixtures.cli import free_port
 from mcp_runtime.sentinel.emitter import Emitter
 from mcp_runtime.sentinel.events import AnalyticsEvent, IngestBatch
 
