@@ -44,7 +44,8 @@ from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from fixtures.servers import DATA_UTILITY_DIR, REPO_ROOT, free_port, run_data_utility_server
+from fixtures.cli import cli_env, run_cli
+from fixtures.servers import DATA_UTILITY_DIR, free_port, run_data_utility_server
 
 pytestmark = pytest.mark.slow
 
@@ -145,17 +146,16 @@ def processes() -> Iterator[list[Background]]:
 
 def test_multi_team_tutorial(tmp_path: Path, processes: list[Background]) -> None:
     config = tmp_path / "config"  # the profiles (~/.mcpruntime/config.json)
-    base_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "NO_COLOR": "1", "COLUMNS": "200",
-                "MCP_RUNTIME_CONFIG_DIR": str(config)}
-    base_env.pop("MCP_PLATFORM_API_PROFILE", None)
-    base_env.pop("MCP_PLATFORM_API_TOKEN", None)
+    # empty = unset: the active profile decides, and no API token from the outer environment leaks in
+    base_env = {"MCP_RUNTIME_CONFIG_DIR": str(config), "MCP_PLATFORM_API_PROFILE": "", "MCP_PLATFORM_API_TOKEN": ""}
     transcript_path = os.environ.get("MCP_RUNTIME_TUTORIAL_TRANSCRIPT")
     transcript: list[str] = []
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     up = Background(["up", "--data-dir", str(tmp_path / "data"), "--port", str(port), "--log-level", "warning"],
-                    {**base_env, "MCP_RUNTIME_ADMIN_EMAIL": ADMIN_EMAIL, "MCP_RUNTIME_ADMIN_PASSWORD": ADMIN_PASSWORD},
+                    cli_env({**base_env, "MCP_RUNTIME_ADMIN_EMAIL": ADMIN_EMAIL,
+                             "MCP_RUNTIME_ADMIN_PASSWORD": ADMIN_PASSWORD}),
                     tmp_path / "up.log", tmp_path)
     processes.append(up)
 
@@ -169,9 +169,7 @@ def test_multi_team_tutorial(tmp_path: Path, processes: list[Background]) -> Non
 
     def cli(*args: str, admin: bool = False, cwd: Path = tmp_path, ok: bool = True) -> subprocess.CompletedProcess[str]:
         """`[MCP_PLATFORM_API_PROFILE=admin] mcp-runtime ARGS...`; exit code 0 unless ok=False."""
-        env = {**base_env, **({"MCP_PLATFORM_API_PROFILE": "admin"} if admin else {})}
-        result = subprocess.run([sys.executable, "-m", "mcp_runtime", *args], cwd=cwd, env=env,
-                                capture_output=True, text=True, timeout=60)
+        result = run_cli(args, cwd=cwd, env={**base_env, **({"MCP_PLATFORM_API_PROFILE": "admin"} if admin else {})})
         shown = " ".join(shlex.quote(a) for a in args)
         transcript.append(f"$ {'MCP_PLATFORM_API_PROFILE=admin ' if admin else ''}mcp-runtime {shown}\n"
                           f"{result.stdout}{result.stderr}")
@@ -256,7 +254,7 @@ def test_multi_team_tutorial(tmp_path: Path, processes: list[Background]) -> Non
         listen = free_port()
         adapter = Background(["adapter", "proxy", "--runtime-url", f"{url}/payments/mcp", "--server", "payments",
                               "--agent", "cursor", "--agent-id", "cursor", "--auto-refresh",
-                              "--listen", f"127.0.0.1:{listen}"], base_env, tmp_path / "adapter.log", tmp_path)
+                              "--listen", f"127.0.0.1:{listen}"], cli_env(base_env), tmp_path / "adapter.log", tmp_path)
         processes.append(adapter)
         bob_url = f"http://127.0.0.1:{listen}/mcp"
 
