@@ -53,6 +53,11 @@ ADMIN_EMAIL, ADMIN_PASSWORD = "admin@example.com", "admin-tutorial-pass"
 ACME = "mcp-team-acme"
 WAIT = 60.0
 TOOLS = "add, echo, lower, multiply, ping, reverse, upper"
+# empty = unset: `up` runs its defaults (SQLite store and analytics in the data dir, no NATS) whatever the
+# outer environment says
+EMBEDDED_DEFAULTS = {name: "" for name in ("MCP_RUNTIME_DATABASE_URL", "MCP_RUNTIME_ANALYTICS_URL",
+                                            "MCP_RUNTIME_NATS_URL", "MCP_SENTINEL_NATS_URL",
+                                            "MCP_SENTINEL_CLICKHOUSE_URL", "MCP_RUNTIME_INGEST_API_KEY")}
 
 
 class Background:
@@ -155,7 +160,7 @@ def test_multi_team_tutorial(tmp_path: Path, processes: list[Background]) -> Non
     url = f"http://127.0.0.1:{port}"
     up = Background(["up", "--data-dir", str(tmp_path / "data"), "--port", str(port), "--log-level", "warning"],
                     cli_env({**base_env, "MCP_RUNTIME_ADMIN_EMAIL": ADMIN_EMAIL,
-                             "MCP_RUNTIME_ADMIN_PASSWORD": ADMIN_PASSWORD}),
+                             "MCP_RUNTIME_ADMIN_PASSWORD": ADMIN_PASSWORD, **EMBEDDED_DEFAULTS}),
                     tmp_path / "up.log", tmp_path)
     processes.append(up)
 
