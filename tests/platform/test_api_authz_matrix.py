@@ -89,6 +89,17 @@ def existing_session(suffix: str = "", revoked: bool = False, method_body: bool 
     return prepare
 
 
+def dead_registry(path: str) -> Prepare:
+    """The platform pointed at a registry address where nothing listens (port 9), so answers do not
+    depend on whether some registry runs on this machine."""
+    def prepare(w: World) -> tuple[str, Any]:
+        w.ok("admin", "PUT", "/registry", {"url": DEAD_REGISTRY})
+        return path, None
+    return prepare
+
+
+DEAD_REGISTRY = "127.0.0.1:9"
+PUSH = {"image": "acme/payments:v1", "scope": "tenant"}
 ADAPTER = {"server": "payments", "agent": "cursor", "agentID": "cursor"}
 EXPLAIN = {"server": "payments", "namespace": ACME, "tool": "echo", "agentID": "cursor"}
 
@@ -138,6 +149,11 @@ MATRIX: list[tuple[str, str, Prepare, str]] = [
     ("replace session", "PUT", existing_session(method_body=True),       "401 200 403 403 403 403"),
     ("explain", "POST", fixed("/runtime/explain", EXPLAIN),              "401 200 200 200 200 200"),
     ("audit", "GET", fixed("/audit"),                                    "401 200 403 403 403 403"),
+    ("registry info", "GET", fixed("/registry/info"),                    "401 200 200 200 200 200"),
+    ("registry status", "GET", dead_registry("/registry/status"),        "401 200 200 200 200 200"),
+    ("registry catalog (down)", "GET", dead_registry("/registry/catalog"), "401 502 502 502 502 502"),
+    ("authorize push", "POST", fixed("/registry/authorize", PUSH),       "401 200 200 200 403 200"),
+    ("provision registry", "PUT", fixed("/registry", {"url": DEAD_REGISTRY}), "401 200 403 403 403 403"),
     ("server status", "GET", fixed(f"/runtime/servers/{ACME}/payments/status"), "401 200 200 200 200 200"),
     ("private status", "GET", fixed(f"/runtime/servers/{ACME}/ledger/status"),  "401 200 200 200 404 200"),
     ("server events", "GET", fixed(f"/runtime/servers/{ACME}/payments/events"), "401 200 200 200 200 200"),

@@ -15,9 +15,11 @@ def register(app: typer.Typer) -> None:
         cluster,
         crds,
         gateway,
+        images,
         kube,
         operator_cmd,
         platform_serve,
+        registry,
         sentinel_kube,
         server,
         server_kube,
@@ -38,6 +40,8 @@ def register(app: typer.Typer) -> None:
     app.add_typer(crds.app, name="crds")
     app.add_typer(gateway.app, name="gateway")
     app.add_typer(platform_serve.app, name="platform")
+    app.add_typer(registry.app, name="registry")
+    app.add_typer(images.image_app, name="image")
     app.command("setup")(kube.setup)
     app.command("bootstrap")(kube.bootstrap)
     app.add_typer(cluster.app, name="cluster")

@@ -14,6 +14,7 @@ from typing import Any
 import typer
 from pydantic import ValidationError
 
+from mcp_runtime.cli import images
 from mcp_runtime.cli.errors import CliError
 from mcp_runtime.cli.local_files import (
     check_unique,
@@ -50,6 +51,7 @@ from mcp_runtime.resources.server import DEFAULT_APP_PORT
 
 app = typer.Typer(help="Scaffold and validate .mcp metadata; deploy, inspect and manage servers on the platform.",
                   no_args_is_help=True)
+images.register(app)  # server build image
 
 MetadataDirOption = typer.Option(Path(".mcp"), "--metadata-dir", help="Directory holding servers.yaml.")
 TimeoutOption = typer.Option(10.0, "--timeout", help="Seconds to wait for --from-server to answer.")

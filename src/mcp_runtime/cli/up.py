@@ -6,23 +6,31 @@ import errno
 import logging
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from mcp_runtime.cli.errors import CliError
 from mcp_runtime.platform.settings import DEFAULT_DATA_DIR, PlatformSettings
 
+if TYPE_CHECKING:
+    from mcp_runtime.runtime.podman_stack import PodmanStack
+
 
 def up(
     data_dir: Path = typer.Option(DEFAULT_DATA_DIR, "--data-dir", help="Where the SQLite store, keys and logs live."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(8080, "--port", min=1, max=65535, help="Port for the API, dashboard and gateway."),
+    runtime: str = typer.Option("process", "--runtime",
+                                help="process (local subprocesses) or podman (pods from the platform registry)."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
     """Run the platform API, the dashboard and the gateway for every deployed server.
 
-    Servers run as local processes from their run command (process runtime) and are reachable
-    at http://HOST:PORT/<server>/mcp. Ctrl-C stops them; the next `up` brings them back.
+    With --runtime process (the default) servers run as local processes from their run command;
+    with --runtime podman they run as pods (app + gateway sidecar) from images in the bundled
+    registry. Either way they are reachable at http://HOST:PORT/<server>/mcp. Ctrl-C stops them;
+    the next `up` brings them back.
     """
     import uvicorn
 
@@ -41,16 +49,50 @@ def up(
     password_file = data_dir / "admin-password"
     had_password_file = password_file.exists()
     public_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    if runtime not in ("process", "podman"):
+        raise CliError(f"--runtime {runtime!r} is not known", hint="use process or podman")
+    stack = _podman_stack(data_dir, host, port) if runtime == "podman" else None
     try:
-        embedded = EmbeddedPlatform(settings, public_url=public_url)
+        if stack is not None:
+            settings.registry_host = stack.registry_host
+        embedded = EmbeddedPlatform(settings, public_url=public_url,
+                                    runtime_factory=stack.runtime_factory if stack is not None else None)
+        if stack is not None:
+            embedded.runtime_name = "podman"
+            if stack.runtime is not None and stack.ingest_url:
+                stack.runtime.ingest_api_key = embedded.platform.ingest_keys.local_key
+            stack.attach(embedded.platform)
+            stack.start()
     except Exception as exc:
+        if stack is not None:
+            stack.stop()
         raise CliError(f"the platform could not start: {exc}",
                        hint=f"check {data_dir} and MCP_RUNTIME_DATABASE_URL") from None
     _print_banner(embedded, settings, public_url, password_file, had_password_file)
     config = uvicorn.Config(embedded.asgi, host=host, port=port, lifespan="on", interface="asgi3",
                             log_level=log_level.lower(),
                             access_log=False, server_header=False, timeout_graceful_shutdown=5)
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        if stack is not None:
+            stack.stop()
+
+
+def _podman_stack(data_dir: Path, host: str, port: int) -> PodmanStack:
+    """Podman, the bundled registry and the sidecar image: built once, then reused."""
+    from mcp_runtime.runtime.podman import PodmanRuntimeError
+    from mcp_runtime.runtime.podman_stack import PodmanStack
+
+    # pods reach the platform's ingest through podman's host alias; that needs a non-loopback listener
+    ingest_url = (f"http://host.containers.internal:{port}/api/v1/ingest/events"
+                  if host not in ("127.0.0.1", "localhost", "::1") else None)
+    stack = PodmanStack(data_dir, ingest_url=ingest_url)
+    try:
+        stack.prepare(echo=typer.echo)
+    except PodmanRuntimeError as exc:
+        raise CliError(str(exc), hint="or run `mcp-runtime up` with the process runtime") from None
+    return stack
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -68,7 +110,7 @@ def _check_port_free(host: str, port: int) -> None:
 def _print_banner(embedded: object, settings: PlatformSettings, public_url: str, password_file: Path,
                   had_password_file: bool) -> None:
     lines = [
-        "MCP Runtime is starting (process runtime, SQLite store).",
+        f"MCP Runtime is starting ({getattr(embedded, 'runtime_name', 'process')} runtime).",
         f"  dashboard   {public_url}/",
         f"  API         {public_url}/api/v1   (docs: {public_url}/api/v1/docs)",
         f"  servers     {public_url}/<server>/mcp",

@@ -201,6 +201,9 @@ def render_platform(config: PlatformConfig) -> list[Manifest]:
             {"name": "MCP_RUNTIME_DATABASE_URL",
              "valueFrom": {"secretKeyRef": {"name": DATABASE_SECRET, "key": "url", "optional": config.test_mode}}},
             {"name": "MCP_RUNTIME_PLATFORM_DOMAIN", "value": config.domain},
+            # the key gateways send to ingest: the same Secret the operator mounts into sidecars
+            {"name": "MCP_RUNTIME_INGEST_API_KEY",
+             "valueFrom": {"secretKeyRef": {"name": INGEST_KEY_SECRET, "key": "api-key", "optional": True}}},
         ]
         if config.clickhouse_url:
             api_env.append({"name": "MCP_SENTINEL_CLICKHOUSE_URL", "value": config.clickhouse_url})

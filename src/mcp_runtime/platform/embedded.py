@@ -177,6 +177,9 @@ class EmbeddedPlatform:
         path = server.spec.ingress_path or f"/{name}/mcp"
         if upstream is None or not server.spec.gateway.enabled:
             return
+        if getattr(self.runtime, "has_gateway_sidecar", False):  # podman: the pod's sidecar governs it
+            self._paths[(namespace, name)] = path  # served by runtime.proxy (see asgi)
+            return
         route = GatewayRoute(upstream=upstream, policy=self._source(namespace, name),
                              keys=self.platform.keyring.public_keys(), server=name, namespace=namespace, path=path)
         await self.gateway.add_route(route)
@@ -242,6 +245,8 @@ class EmbeddedPlatform:
         path: str = scope.get("path", "")
         if path.startswith("/api/"):
             await self.api(scope, receive, send)
+        elif (proxy := getattr(self.runtime, "proxy", None)) is not None and proxy.handles(path):
+            await proxy(scope, receive, send)  # podman runtime: straight to the pod's gateway sidecar
         elif self.gateway.routes.get(path) is not None or path in GATEWAY_ENDPOINTS:
             await self.gateway(scope, receive, send)
         else:

@@ -35,6 +35,7 @@ class PlatformSettings:
     session_default_ttl: timedelta = timedelta(hours=1)
     session_max_ttl: timedelta = timedelta(hours=24)
     run_migrations: bool = True
+    registry_host: str | None = None  # None: $MCP_RUNTIME_REGISTRY, else the bundled registry's address
     # analytics (Sentinel): where events are stored, who may send them, and the optional NATS pipeline
     analytics_url: str | None = None  # None: SQLite file analytics.db in data_dir (see open_event_store)
     ingest_api_key: str | None = None  # None: one is generated at start (file data_dir/ingest-api-key)

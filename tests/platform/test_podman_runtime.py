@@ -1,0 +1,328 @@
+"""The podman runtime end to end, on real podman and the real distribution registry.
+
+Build the Python example's image FROM the mmdebstrap base (`server build image`), push it to the bundled
+registry (`registry push`, authorised by the platform), deploy it through the platform API with the podman
+runtime (the Pod the operator renders, played by `podman kube play`), call a tool through the pod's
+gateway sidecar with the official MCP SDK client, revoke the session (denied once the sidecar reloads its
+policy file), delete the server (pod gone). A tenant push under another team's prefix is refused.
+
+Images are cached in podman's storage: the base is built only when missing, the platform image only
+when the package sources changed, the example image's layers are reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from platform_support import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORDS, free_port, grant_doc
+
+from mcp_runtime.platform.embedded import EmbeddedPlatform
+from mcp_runtime.platform.settings import PlatformSettings
+from mcp_runtime.runtime.base_image import (
+    PYTHON_BASE_IMAGE,
+    BaseImageSpec,
+    build_base_image,
+    build_platform_image,
+    image_exists,
+)
+from mcp_runtime.runtime.podman import PodmanRuntime
+from mcp_runtime.runtime.podman_stack import PodmanStack
+from mcp_runtime.runtime.registry import BundledRegistry
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "data-utility-mcp"
+SERVER = "data-utility"
+TAG = "ci"
+TOOLS = [{"name": t, "sideEffect": "read"} for t in ("echo", "add", "multiply", "upper", "lower", "ping")] + [
+    {"name": "reverse", "sideEffect": "write"}]
+
+pytestmark = [pytest.mark.slow]
+
+if shutil.which("podman") is None and not os.environ.get("MCP_RUNTIME_REQUIRE_PODMAN"):
+    pytest.skip("podman is not installed (CI installs it: .ci/setup-podman.sh)", allow_module_level=True)
+
+
+def run_cli(args: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`mcp-runtime ARGS` as a user's shell runs it, with this checkout's code."""
+    full = {**os.environ, "PYTHONPATH": str(REPO / "src"), "NO_COLOR": "1", "COLUMNS": "200",
+            "MCP_RUNTIME_BUILDER": "podman", **(env or {})}  # the base image is in podman's storage
+    return subprocess.run([sys.executable, "-m", "mcp_runtime", *args], cwd=cwd, env=full, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def timed(label: str, started: float) -> None:
+    print(f"[podman tests] {label}: {time.monotonic() - started:.1f}s")
+
+
+@pytest.fixture(scope="module")
+def images() -> dict[str, str]:
+    """The Debian + Python base (mmdebstrap, only when missing) and the platform image (sidecar)."""
+    started = time.monotonic()
+    if not image_exists(PYTHON_BASE_IMAGE):
+        build_base_image(BaseImageSpec(name=PYTHON_BASE_IMAGE, python=True))
+        timed("base image build", started)
+    started = time.monotonic()
+    built = build_platform_image(base=PYTHON_BASE_IMAGE)
+    timed(f"platform image ({'built' if built else 'cached'})", started)
+    return {"base": PYTHON_BASE_IMAGE}
+
+
+class Served:
+    """`up --runtime podman` in a thread: PodmanStack (bundled registry, images, runtime) + the embedded
+    platform under uvicorn, wired the way `up` wires them."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        # the sidecars send analytics to the platform on the host, reached from pods through podman's
+        # host.containers.internal (the bridge address), so the platform listens beyond loopback here
+        ingest_key = "ingest-key-podman-test"
+        self.stack = PodmanStack(data_dir, registry_address=f"127.0.0.1:{free_port()}",
+                                 ingest_url=f"http://host.containers.internal:{self.port}/api/v1/ingest/events",
+                                 ingest_api_key=ingest_key)
+        self.stack.prepare()
+        settings = PlatformSettings(data_dir=data_dir, admin_email=ADMIN_EMAIL, admin_password=ADMIN_PASSWORD,
+                                    registry_host=self.stack.registry_host, ingest_api_key=ingest_key)
+        self.embedded = EmbeddedPlatform(settings, public_url=self.url, runtime_factory=self.stack.runtime_factory)
+        self.stack.attach(self.embedded.platform)
+        assert self.stack.runtime is not None and self.stack.registry is not None
+        self.runtime: PodmanRuntime = self.stack.runtime
+        self.registry: BundledRegistry = self.stack.registry
+        self.server = uvicorn.Server(uvicorn.Config(self.embedded.asgi, host="0.0.0.0", port=self.port,
+                                                    lifespan="on", log_level="warning", interface="asgi3"))
+        self.thread = threading.Thread(target=self.server.run, name="podman-up", daemon=True)
+
+    def __enter__(self) -> Served:
+        self.stack.start()
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert self.thread.is_alive() and time.monotonic() < deadline, "the platform did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=60)
+        self.stack.stop()
+
+
+@pytest.fixture(scope="module")
+def up(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with Served(tmp_path_factory.mktemp("up")) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def registry(up: Served) -> BundledRegistry:
+    return up.registry
+
+
+def api(up: Served, method: str, path: str, token: str | None = None, body: Any = None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.request(method, f"{up.url}/api/v1{path}", json=body, headers=headers, timeout=30)
+
+
+def ok(up: Served, method: str, path: str, token: str | None = None, body: Any = None) -> Any:
+    answer = api(up, method, path, token, body)
+    assert answer.is_success, f"{method} {path}: {answer.status_code} {answer.text}"
+    return answer.json() if answer.content else None
+
+
+@pytest.fixture(scope="module")
+def people(up: Served) -> dict[str, Any]:
+    """Teams acme (alice, owner) and globex (bob, member); their access tokens and CLI environments."""
+    admin = ok(up, "POST", "/auth/login", body={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})["accessToken"]
+    teams = {slug: ok(up, "POST", "/teams", admin, {"slug": slug, "name": slug.title()})
+             for slug in ("acme", "globex")}
+    for slug, email, role in (("acme", "alice@acme.com", "owner"), ("globex", "bob@globex.com", "member")):
+        ok(up, "POST", f"/teams/{slug}/users", admin, {"email": email, "password": PASSWORDS[email], "role": role})
+    tokens = {"admin": admin}
+    for who, email in (("alice", "alice@acme.com"), ("bob", "bob@globex.com")):
+        tokens[who] = ok(up, "POST", "/auth/login", body={"email": email, "password": PASSWORDS[email]})[
+            "accessToken"]
+    keys = {who: ok(up, "POST", "/user/api-keys", tokens[who], {"name": "ci"})["key"] for who in ("alice", "bob")}
+    envs = {who: {"MCP_PLATFORM_API_TOKEN": key, "MCP_PLATFORM_API_URL": up.url} for who, key in keys.items()}
+    return {"teams": teams, "tokens": tokens, "env": envs}
+
+
+@pytest.fixture(scope="module")
+def built_image(up: Served, people: dict[str, Any], images: dict[str, str], registry: BundledRegistry,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """`server build image` in a copy of the example (offline: wheels built on the host)."""
+    workdir = tmp_path_factory.mktemp("example") / "data-utility-mcp"
+    shutil.copytree(EXAMPLE, workdir, ignore=shutil.ignore_patterns("__pycache__", "*.whl"))
+    (workdir / ".mcp").mkdir()
+    (workdir / ".mcp" / "servers.yaml").write_text(f"version: v1\nservers:\n  - name: {SERVER}\n    scope: tenant\n")
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
+                    "-r", "requirements.txt", "-w", "wheels"], cwd=workdir, check=True)
+    result = run_cli(["server", "build", "image", SERVER, "--tag", TAG,
+                      "--build-arg", f"BASE_IMAGE={images['base']}", "--build-arg", "PIP_OFFLINE=1"],
+                     cwd=workdir, env=people["env"]["alice"], timeout=600)
+    timed("example image build", started)
+    assert result.returncode == 0, result.stderr
+    reference = result.stdout.strip().splitlines()[-1]
+    yield {"reference": reference, "workdir": workdir, "stderr": result.stderr}
+    # the registry's port is random per run: do not leave one image name per run in podman's storage
+    subprocess.run(["podman", "rmi", "--force", reference], capture_output=True, check=False)
+
+
+def test_build_tags_the_team_reference_and_rewrites_metadata(built_image: dict[str, Any],
+                                                            registry: BundledRegistry) -> None:
+    assert built_image["reference"] == f"{registry.address}/acme/{SERVER}:{TAG}"
+    metadata = (built_image["workdir"] / ".mcp" / "servers.yaml").read_text()
+    assert f"image: {registry.address}/acme/{SERVER}" in metadata
+    assert f"imageTag: {TAG}" in metadata
+
+
+def test_push_under_another_teams_prefix_is_refused(built_image: dict[str, Any], people: dict[str, Any],
+                                                   registry: BundledRegistry) -> None:
+    result = run_cli(["registry", "push", "--image", f"{registry.address}/globex/{SERVER}:{TAG}",
+                      "--scope", "tenant"], env=people["env"]["alice"])
+    assert result.returncode == 1
+    assert "globex/" in result.stderr and "not one of your teams" in result.stderr
+    catalog = httpx.get(f"{registry.url}/v2/_catalog").json()["repositories"] or []
+    assert f"globex/{SERVER}" not in catalog
+
+
+def test_build_push_deploy_call_revoke_delete(up: Served, built_image: dict[str, Any], people: dict[str, Any],
+                                             registry: BundledRegistry) -> None:
+    reference = built_image["reference"]
+    alice, bob = people["tokens"]["alice"], people["tokens"]["bob"]
+    pushed = run_cli(["registry", "push", "--image", reference, "--scope", "tenant"], env=people["env"]["alice"])
+    assert pushed.returncode == 0, pushed.stderr
+    assert pushed.stdout.strip() == reference
+    catalog = ok(up, "GET", "/registry/catalog", alice)["items"]
+    assert {"repository": f"acme/{SERVER}", "scope": "tenant", "tags": [TAG],
+            "image": f"{registry.address}/acme/{SERVER}"} in catalog
+    assert all(item["repository"] != f"acme/{SERVER}" for item in ok(up, "GET", "/registry/catalog", bob)["items"])
+    listed = run_cli(["registry", "catalog"], env=people["env"]["alice"])
+    assert listed.returncode == 0 and f"acme/{SERVER}" in listed.stdout, listed.stderr
+    status_cli = run_cli(["registry", "status", "-o", "json"], env=people["env"]["alice"])
+    assert status_cli.returncode == 0 and '"reachable": true' in status_cli.stdout, status_cli.stderr
+    # kube play must pull the app image from the registry, not find the local build
+    subprocess.run(["podman", "rmi", "--force", reference], check=True, capture_output=True)
+
+    started = time.monotonic()
+    image, tag = reference.rsplit(":", 1)
+    ok(up, "POST", "/runtime/servers", alice, {
+        "name": SERVER, "scope": "tenant",
+        "metadata": {"name": SERVER, "image": image, "imageTag": tag, "tools": TOOLS}})
+    namespace = "mcp-team-acme"
+    status = wait_for(lambda: ok(up, "GET", f"/runtime/servers/{namespace}/{SERVER}", alice)["status"],
+                      lambda s: s.get("phase") in ("Ready", "Error"), timeout=180)
+    timed("deploy to ready", started)
+    assert status["phase"] == "Ready", f"{status}\n{up.runtime.logs(namespace, SERVER, 30, 'mcp-gateway')}"
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}
+    assert conditions == {"DeploymentReady": "True", "GatewayReady": "True", "PolicyReady": "True", "Ready": "True"}
+    sidecar = up.runtime.upstream_url(namespace, SERVER)
+    assert sidecar is not None and sidecar.endswith(f"/{SERVER}/mcp")
+    pod = up.runtime.pod_name(namespace, SERVER)
+    app_logs = ok(up, "GET", f"/runtime/servers/{namespace}/{SERVER}/logs?tail=50", alice)["lines"]
+    assert any("Uvicorn running" in line for line in app_logs), app_logs
+    assert any("mcp-gateway for" in line for line in up.runtime.logs(namespace, SERVER, container="mcp-gateway"))
+    inspect = subprocess.run(["podman", "pod", "inspect", pod], capture_output=True, text=True, check=True).stdout
+    assert "mcp-gateway" in inspect and "mcp-server" in inspect
+
+    globex = people["teams"]["globex"]["id"]
+    ok(up, "POST", "/runtime/grants", alice, grant_doc(
+        "data-utility-to-globex", namespace, SERVER, {"teamID": globex, "agentID": "cursor"},
+        toolRules=[{"name": "add"}, {"name": "echo"}]))
+    session = ok(up, "POST", "/runtime/adapter/sessions", bob, {"server": SERVER, "agentID": "cursor"})
+    token, session_name = session["token"], session["session"]["metadata"]["name"]
+
+    # allowed once the sidecar has loaded the policy with the grant and session (pushed as a file);
+    # through up's public route (proxied to the sidecar, credentials intact) and at the sidecar itself
+    public = f"{up.url}/{SERVER}/mcp"
+    result = wait_for(lambda: call_tool(public, token, "add", {"a": 2, "b": 3}), lambda r: r[0], timeout=10)
+    assert result == (True, "5")
+    assert call_tool(sidecar, token, "echo", {"text": "hi"}) == (True, "hi")
+    assert call_tool(public, token, "upper", {"text": "x"})[0] is False  # not granted
+    assert call_tool(public, None, "add", {"a": 1, "b": 1})[0] is False  # no session token
+    # the sidecar's decisions reach the platform's analytics (ingest with the platform's key)
+    events = wait_for(lambda: ok(up, "GET", f"/analytics/events?server={SERVER}&tool=add", alice)["items"],
+                      lambda items: any(e["decision"] == "allow" for e in items), timeout=20)
+    allowed = [e for e in events if e["decision"] == "allow"]
+    assert allowed and {"cursor", "bob@globex.com", "mcp-team-acme"} <= set(allowed[0].values()), allowed[0]
+
+    ok(up, "POST", f"/runtime/sessions/{namespace}/{session_name}/revoke", alice)
+    revoked_at = time.monotonic()
+    denied = wait_for(lambda: call_tool(public, token, "add", {"a": 2, "b": 3}), lambda r: not r[0], timeout=10)
+    timed("revoke -> denied at the sidecar", revoked_at)
+    assert denied[0] is False, denied
+    raw = httpx.post(sidecar, headers={"Authorization": f"Bearer {token}", "Accept": "application/json, "
+                                       "text/event-stream"},
+                     json={"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                           "params": {"name": "add", "arguments": {"a": 1, "b": 1}}})
+    assert raw.status_code in (401, 403) and "revoked" in raw.text, raw.text
+
+    # redeploy (update: true) replaces the pod in place (kube play --replace) with the new spec
+    ok(up, "POST", "/runtime/servers", alice, {
+        "name": SERVER, "scope": "tenant", "update": True,
+        "metadata": {"name": SERVER, "image": image, "imageTag": tag, "tools": TOOLS,
+                     "envVars": [{"name": "LOG_LEVEL", "value": "WARNING"}]}})
+    status = wait_for(lambda: ok(up, "GET", f"/runtime/servers/{namespace}/{SERVER}", alice)["status"],
+                      lambda s: s.get("phase") in ("Ready", "Error"), timeout=120)
+    assert status["phase"] == "Ready", status
+    env = subprocess.run(["podman", "inspect", f"{pod}-mcp-server", "--format", "{{json .Config.Env}}"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "LOG_LEVEL=WARNING" in env
+    assert "session_revoked" in httpx.post(up.runtime.upstream_url(namespace, SERVER) or "", headers={
+        "Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"},
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).text
+
+    ok(up, "DELETE", f"/runtime/servers/{namespace}/{SERVER}", alice)
+    gone = wait_for(lambda: subprocess.run(["podman", "pod", "exists", pod]).returncode, lambda code: code != 0,
+                    timeout=60)
+    assert gone != 0
+
+
+def wait_for(probe: Any, done: Any, timeout: float, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+def call_tool(url: str, token: str | None, tool: str, arguments: dict[str, Any]) -> tuple[bool, str]:
+    """(allowed, text): one MCP session with the official SDK client through the sidecar."""
+    return asyncio.run(_call_tool(url, token, tool, arguments))
+
+
+async def _call_tool(url: str, token: str | None, tool: str, arguments: dict[str, Any]) -> tuple[bool, str]:
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"} if token else {},
+                                 timeout=httpx.Timeout(30, read=30)) as http:
+        try:
+            async with streamable_http_client(url, http_client=http) as (read, write), \
+                    ClientSession(read, write, read_timeout_seconds=30) as session:
+                await session.initialize()
+                result = await session.call_tool(tool, arguments)
+        except Exception as exc:  # a denied initialize or call surfaces as an error from the SDK
+            return False, describe(exc)
+    text = " ".join(getattr(part, "text", "") for part in result.content)
+    return (not result.is_error), text
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup):
+        return " | ".join(describe(e) for e in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}"
