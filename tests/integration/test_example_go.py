@@ -20,7 +20,7 @@ from mcp import MCPError
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from fixtures.cli import EXAMPLES, free_port
+from fixtures.cli import EXAMPLES, free_port, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -232,3 +232,11 @@ def test_go_sources_are_gofmt_clean(go_tool: str) -> None:
     proc = subprocess.run([str(gofmt) if gofmt.exists() else "gofmt", "-l", "."], cwd=SERVER_DIR,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout == "", f"gofmt wants to reformat:\n{proc.stdout}{proc.stderr}"
+
+
+def test_server_init_from_server_discovers_the_seven_tools(server_url: str, tmp_path: Path) -> None:
+    """The CLI reference's flow: `server init NAME --from-server URL` against the running Go example."""
+    result = run_cli(["server", "init", "workspace-demo", "--from-server", server_url], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Discovered: add, create_task, draft_release_note, echo, lower, slugify, upper" in result.stdout
+    assert (tmp_path / ".mcp" / "servers.yaml").exists()

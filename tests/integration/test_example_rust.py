@@ -22,7 +22,7 @@ from mcp import MCPError
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from fixtures.cli import EXAMPLES, free_port
+from fixtures.cli import EXAMPLES, free_port, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -328,3 +328,11 @@ def test_rust_unit_tests_pass(cargo: str, server_binary: Path) -> None:
     proc = run_cargo(cargo, "test", "--offline", "--locked")
     assert proc.returncode == 0, f"cargo test failed:\n{proc.stdout}{proc.stderr}"
     assert "test result: ok" in proc.stdout
+
+
+def test_server_init_from_server_discovers_the_three_tools(server_url: str, tmp_path: Path) -> None:
+    """The CLI reference's flow: `server init NAME --from-server URL` against the running Rust example."""
+    result = run_cli(["server", "init", "text-analysis", "--from-server", server_url], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Discovered: extract_keywords, repeat, word_count" in result.stdout
+    assert (tmp_path / ".mcp" / "servers.yaml").exists()
