@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
-from pydantic import ConfigDict, PrivateAttr, ValidationError
+from pydantic import ConfigDict, ValidationError
 
 from mcp_runtime.resources import (
     MCPAccessGrant,
@@ -98,18 +99,25 @@ class PolicyDocument(_Frozen):
     sessions: tuple[PolicySession, ...] = ()
     revision: str = ""
 
-    _tools_by_name: dict[str, PolicyTool] = PrivateAttr(default_factory=dict)
-    _sessions_by_name: dict[str, PolicySession] = PrivateAttr(default_factory=dict)
+    # Indexes built once per document (cached in the instance dict: plain lookups on the hot path).
+    @cached_property
+    def tools_by_name(self) -> dict[str, PolicyTool]:
+        return {t.name: t for t in self.tools}
 
-    def model_post_init(self, context: Any, /) -> None:
-        self._tools_by_name = {t.name: t for t in self.tools}
-        self._sessions_by_name = {s.name: s for s in self.sessions}
+    @cached_property
+    def sessions_by_name(self) -> dict[str, PolicySession]:
+        return {s.name: s for s in self.sessions}
+
+    @cached_property
+    def grants_by_name(self) -> tuple[PolicyGrant, ...]:
+        """Grants in name order: step 7 of the evaluation takes the first passing grant by name."""
+        return tuple(sorted(self.grants, key=lambda g: g.name))
 
     def tool(self, name: str) -> PolicyTool | None:
-        return self._tools_by_name.get(name)
+        return self.tools_by_name.get(name)
 
     def session(self, name: str) -> PolicySession | None:
-        return self._sessions_by_name.get(name)
+        return self.sessions_by_name.get(name)
 
     def body(self) -> dict[str, Any]:
         """The document without its revision, in the JSON form the revision is computed over."""

@@ -160,7 +160,7 @@ def evaluate(doc: PolicyDocument, identity: Identity | None, tool: str, now: dat
         return decision(False, Reason.tool_side_effect_unknown, matched_session=session_name)
     # 5. grants that apply to this identity now.
     grants = [
-        g for g in doc.grants
+        g for g in doc.grants_by_name
         if not g.disabled and not is_expired(g.expires_at, now) and _matches(g.subject, identity)
     ]
     if not grants:
@@ -178,7 +178,7 @@ def evaluate(doc: PolicyDocument, identity: Identity | None, tool: str, now: dat
                             required_trust=spec.required_trust)
     # 7. each grant on its own; the first (by name) that passes allows.
     closest: Decision | None = None
-    for grant in sorted(grants, key=lambda g: g.name):
+    for grant in grants:  # already in name order
         verdict = _judge_grant(grant, spec, session, decision, session_name)
         if verdict.allowed:
             return verdict
