@@ -26,7 +26,7 @@ from mcp_runtime.resources import (
     ToolDecision,
     Trust,
 )
-from mcp_runtime.resources.common import CamelModel, RiskLevel, as_utc
+from mcp_runtime.resources.common import CamelModel, RiskLevel
 from mcp_runtime.resources.io import describe_validation_error
 
 SCHEMA_VERSION = 1
@@ -222,6 +222,3 @@ def compile_policy(
     )
     return doc.model_copy(update={"revision": revision_of(doc.body())})
 
-
-def is_expired(expires_at: datetime | None, now: datetime) -> bool:
-    return expires_at is not None and as_utc(expires_at) <= as_utc(now)

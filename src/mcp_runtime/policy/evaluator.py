@@ -18,9 +18,9 @@ from mcp_runtime.policy.document import (
     PolicySession,
     PolicySubject,
     PolicyTool,
-    is_expired,
 )
 from mcp_runtime.resources import PolicyMode, SideEffect, ToolDecision, Trust
+from mcp_runtime.resources.common import is_expired
 
 
 class Reason(StrEnum):

@@ -20,6 +20,7 @@ from mcp_runtime.resources.common import (
     ToolName,
     Trust,
     as_utc,
+    is_expired,
 )
 
 
@@ -101,7 +102,7 @@ class MCPAccessGrant(CamelModel):
     def phase_at(self, now: datetime) -> GrantPhase:
         if self.spec.disabled:
             return GrantPhase.disabled
-        if self.spec.expires_at is not None and self.spec.expires_at <= as_utc(now):
+        if is_expired(self.spec.expires_at, now):
             return GrantPhase.expired
         return GrantPhase.active
 
@@ -140,7 +141,7 @@ class MCPAgentSession(CamelModel):
     def phase_at(self, now: datetime) -> SessionPhase:
         if self.spec.revoked:
             return SessionPhase.revoked
-        if self.spec.expires_at is not None and self.spec.expires_at <= as_utc(now):
+        if is_expired(self.spec.expires_at, now):
             return SessionPhase.expired
         return SessionPhase.active
 

@@ -197,6 +197,11 @@ def as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def is_expired(expires_at: datetime | None, now: datetime) -> bool:
+    """The one expiry rule for grants, sessions and policy documents: expired at `expiresAt` itself."""
+    return expires_at is not None and as_utc(expires_at) <= as_utc(now)
+
+
 class ObjectMeta(CamelModel):
     """The subset of Kubernetes ObjectMeta the platform reads and writes."""
 
