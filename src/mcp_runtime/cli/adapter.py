@@ -23,7 +23,7 @@ from mcp_runtime.adapter.config import (
 )
 from mcp_runtime.adapter.session import AdapterError, IssuedSession, SessionManager
 from mcp_runtime.cli.errors import CliError
-from mcp_runtime.cli.up import _check_port_free
+from mcp_runtime.cli.ports import check_port_free
 from mcp_runtime.resources.common import parse_duration
 
 app = typer.Typer(help="Connect MCP clients to governed servers (HTTP proxy, stdio shim, client config).",
@@ -133,10 +133,8 @@ def proxy(
     if not is_loopback(host) and not allow_remote:
         raise CliError(f"--listen {listen} is reachable from other machines, and the proxy adds your session "
                        "token to every request", hint="listen on 127.0.0.1, or pass --allow-remote if you mean it")
-    try:
-        _check_port_free(host, port)
-    except CliError as exc:
-        raise CliError(exc.message, hint="stop what runs there or pick another --listen HOST:PORT") from None
+    hint = "stop what runs there or pick another --listen HOST:PORT"
+    check_port_free(host, port, in_use_hint=hint, other_hint=hint)
     static = sys.stdin.read().strip() if token_stdin else None
     settings = _settings(runtime_url, server, agent, agent_id, namespace, trust, ttl, auto_refresh, profile,
                          session_token_file, static)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import errno
 import logging
-import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
 from mcp_runtime.cli.errors import CliError
+from mcp_runtime.cli.ports import check_port_free
 from mcp_runtime.platform.settings import DEFAULT_DATA_DIR, PlatformSettings
 
 if TYPE_CHECKING:
@@ -38,7 +37,7 @@ def up(
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    _check_port_free(host, port)
+    check_port_free(host, port, in_use_hint="stop what runs there or pass --port", other_hint="check --host")
     data_dir = data_dir.expanduser().resolve()
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -93,18 +92,6 @@ def _podman_stack(data_dir: Path, host: str, port: int) -> PodmanStack:
     except PodmanRuntimeError as exc:
         raise CliError(str(exc), hint="or run `mcp-runtime up` with the process runtime") from None
     return stack
-
-
-def _check_port_free(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise CliError(f"port {port} on {host} is already in use",
-                               hint="stop what runs there or pass --port") from None
-            raise CliError(f"cannot listen on {host}:{port}: {exc.strerror}", hint="check --host") from None
 
 
 def _print_banner(embedded: object, settings: PlatformSettings, public_url: str, password_file: Path,
