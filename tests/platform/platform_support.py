@@ -6,7 +6,6 @@ Databases: a SQLite file, and a fresh PostgreSQL schema per use (dropped afterwa
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 import uuid
@@ -21,6 +20,7 @@ import httpx
 import uvicorn
 from sqlalchemy import text
 
+from fixtures.cli import free_port
 from mcp_runtime.platform import Platform, PlatformSettings, create_app
 from mcp_runtime.resources import MCPServer
 from mcp_runtime.store.sql import make_engine, sqlite_url
@@ -60,12 +60,6 @@ def database_url(backend: str, data_dir: Path) -> Iterator[str]:
 # --- a live platform API: the real app under uvicorn on a free port, in a thread --------------------
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "admin-password-1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

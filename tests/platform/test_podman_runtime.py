@@ -50,10 +50,6 @@ TOOLS = [{"name": t, "sideEffect": "read"} for t in ("echo", "add", "multiply", 
 
 pytestmark = [pytest.mark.slow]
 
-if shutil.which("podman") is None and not os.environ.get("MCP_RUNTIME_REQUIRE_PODMAN"):
-    pytest.skip("podman is not installed (CI installs it: .ci/setup-podman.sh)", allow_module_level=True)
-
-
 def run_cli(args: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
             timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """`mcp-runtime ARGS` as a user's shell runs it, with this checkout's code."""
