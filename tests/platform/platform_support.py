@@ -26,7 +26,7 @@ from mcp_runtime.resources import MCPServer
 from mcp_runtime.store.sql import make_engine, sqlite_url
 
 POSTGRES_URL = os.environ.get(
-    "MCP_RUNTIME_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/mcp_runtime_test"
+    "MCP_RUNTIME_TEST_POSTGRES_URL", "postgresql+psycopg://mcp_runtime:mcp_runtime@127.0.0.1:5432/mcp_runtime_test"
 )
 BACKENDS = ["sqlite", "postgres"]
 
