@@ -43,9 +43,10 @@ def repo_env() -> dict[str, str]:
 
 @contextlib.contextmanager
 def process(argv: list[str], ready_url: str, *, env: Mapping[str, str] | None = None, cwd: Path | None = None,
-            ready_status: int | None = None, timeout: float = 60, log: Path | None = None
-            ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `argv` in its own session until the block ends, once `ready_url` answers (with `ready_status`).
+            ready_status: int | None = None, timeout: float = 60, log: Path | None = None,
+            uds: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `argv` in its own session until the block ends, once `ready_url` answers (with `ready_status`),
+    through the unix socket `uds` if given.
 
     Its own session, so that the CPU of every process it starts (workers) is counted and all of them
     are stopped together. Output goes to `log` (or is dropped); a failed start shows its tail.
@@ -55,9 +56,11 @@ def process(argv: list[str], ready_url: str, *, env: Mapping[str, str] | None = 
                             start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + timeout
+        transport = httpx.HTTPTransport(uds=str(uds)) if uds else None
         while True:
             try:
-                status = httpx.get(ready_url, timeout=2).status_code
+                with httpx.Client(transport=transport, timeout=2) as probe:
+                    status = probe.get(ready_url).status_code
                 if ready_status is None or status == ready_status:
                     break
             except httpx.TransportError:

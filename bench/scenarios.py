@@ -198,7 +198,6 @@ PEERS: dict[str, str] = {
     "contextforge": "peers.contextforge",
     "contextforge-stateful": "peers.contextforge",
     "toolhive": "peers.toolhive",
-    "toolhive-oidc": "peers.toolhive",
 }
 """Peer gateways: scenario name -> module in bench/peers/ whose SCENARIOS holds it; imported when asked for."""
 
