@@ -73,19 +73,43 @@ class Row:
     via: Point
 
 
-def measure(target: Target, headers: dict[str, str], up: RunningUpstream, concurrency: int, duration: float,
-            ids: IdRange, timeout_s: int = 10) -> Point:
+@dataclass(frozen=True)
+class Plan:
+    """How long to load one target at one concurrency, and how patiently."""
+
+    seconds: float
+    timeout_s: int
+    warm_concurrency: int
+
+
+MAX_SECONDS = 240
+
+
+def plan(duration: float, concurrency: int, scenario_floor: float, scenario_timeout: int,
+         call_seconds: float | None) -> Plan:
+    """Stretch runs for a slow target: with calls of `call_seconds` each (its p50 at concurrency 1), the
+    last of `concurrency` queued calls waits ~concurrency * call_seconds; the run lasts three times that
+    (capped at MAX_SECONDS) and wrk's timeout covers it. Warming up at full concurrency is skipped for such
+    a target: it would leave a long queue to drain before the measured run."""
+    queue = concurrency * call_seconds if call_seconds else 0.0
+    seconds = min(max(duration, scenario_floor, 3 * queue), MAX_SECONDS)
+    timeout = max(scenario_timeout, int(3 * queue) + 1)
+    return Plan(seconds, timeout, concurrency if queue < 0.5 else 1)
+
+
+def measure(target: Target, headers: dict[str, str], up: RunningUpstream, concurrency: int, how: Plan,
+            ids: IdRange) -> Point:
     """Warm up, wait for quiet, load, wait for quiet again; CPU per call = CPU until quiet / calls sent.
 
     Counting until quiet and dividing by calls sent (not answered) bills the work a target finishes
     after wrk hung up on the calls still in flight to those calls; for a fast target they are a
     handful among thousands, for a slow peer at concurrency 64 they are a large share of the run.
     """
-    run_load(target.url, headers, target.tool, concurrency, min(duration, 1), ids.take(), timeout_s=timeout_s)
+    run_load(target.url, headers, target.tool, how.warm_concurrency, 1, ids.take(), timeout_s=how.timeout_s)
     settle(target.pid)
     settle(up.pid)
     before_target, before_up = session_cpu_seconds(target.pid), session_cpu_seconds(up.pid)
-    load = run_load(target.url, headers, target.tool, concurrency, duration, ids.take(), timeout_s=timeout_s)
+    load = run_load(target.url, headers, target.tool, concurrency, how.seconds, ids.take(), timeout_s=how.timeout_s)
     settle(target.pid)
     settle(up.pid)
     calls = max(load.sent, 1)
@@ -122,12 +146,15 @@ def bench_upstream(name: str, scenario_names: list[str], ctx: Context, concurren
             chosen = scenario(scenario_name)
             target = stack.enter_context(chosen.start(up, ctx))
             targets.append((chosen, target, prepared(target)))
+        call_seconds: dict[str, float] = {}  # p50 at concurrency 1, per scenario
         for c in concurrency:
-            base_point = measure(base, base_headers, up, c, duration, ids)
+            base_point = measure(base, base_headers, up, c, plan(duration, c, 0, 10, None), ids)
             base_point.upstream_cpu_us = base_point.cpu_us
             for chosen, target, headers in targets:
-                seconds = max(duration, chosen.min_duration)
-                point = measure(target, headers, up, c, seconds, ids, chosen.timeout_s)
+                how = plan(duration, c, chosen.min_duration, chosen.timeout_s, call_seconds.get(chosen.name))
+                point = measure(target, headers, up, c, how, ids)
+                if c == 1:
+                    call_seconds[chosen.name] = point.load.p50_ms / 1000
                 row = Row(name, chosen.name, c, base_point, point)
                 rows.append(row)
                 print(line(row), flush=True)

@@ -108,7 +108,7 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def settle(sid: int, *, quiet: float = 0.02, interval: float = 0.25, limit: float = 60) -> None:
+def settle(sid: int, *, quiet: float = 0.02, interval: float = 0.25, limit: float = 150) -> None:
     """Wait until session `sid` is idle (< quiet s of CPU per interval), so that the work a load left
     in flight (requests the target still runs after wrk hung up) is not billed to the next run."""
     deadline = time.monotonic() + limit

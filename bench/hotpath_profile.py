@@ -128,6 +128,8 @@ def report(title: str, profile: Profile, top: int = 25) -> str:
         return f"{title}: no samples (was the process busy? is ptrace allowed?)"
     lines = [f"{title}: {profile.samples} samples on CPU", "", "  own%  frame (self time: the frame's own code)"]
     lines += [f"{100 * n / profile.samples:6.1f}  {frame}" for frame, n in profile.own.most_common(top)]
-    lines += ["", "  tot%  frame (inclusive: the frame and everything it called)"]
-    lines += [f"{100 * n / profile.samples:6.1f}  {frame}" for frame, n in profile.total.most_common(top)]
+    # Frames on (nearly) every stack are the launcher and the loop's entry: they say nothing.
+    inner = [(frame, n) for frame, n in profile.total.most_common() if n < 0.9 * profile.samples]
+    lines += ["", "  tot%  frame (inclusive: the frame and everything it called; frames on >= 90% of stacks left out)"]
+    lines += [f"{100 * n / profile.samples:6.1f}  {frame}" for frame, n in inner[:top]]
     return "\n".join(lines)

@@ -112,9 +112,9 @@ class Scenario:
     description: str
     start: ScenarioFn
     min_duration: float = 0
-    """Seconds per point at least: a slow peer needs longer runs for a steady state at concurrency 64."""
+    """Seconds per point at least (runs are stretched further for a slow target, see `plan`)."""
     timeout_s: int = 10
-    """wrk's per-request timeout: a peer answering 5 calls/s keeps call 64 of 64 waiting ~13 s."""
+    """wrk's per-request timeout at least."""
 
 
 @contextlib.contextmanager

@@ -164,11 +164,10 @@ def contextforge_stateful(up: RunningUpstream, ctx: Context) -> Iterator[Target]
 
 SCENARIOS = {
     "contextforge": Scenario("contextforge", f"ContextForge {VERSION}, defaults (stateless), team member with "
-                             "the developer role, team-scoped API token", contextforge, min_duration=20,
-                             timeout_s=60),
+                             "the developer role, team-scoped API token", contextforge, min_duration=10),
     "contextforge-stateful": Scenario("contextforge-stateful", f"ContextForge {VERSION} with "
                                       "USE_STATEFUL_SESSIONS=true, same user and token", contextforge_stateful,
-                                      min_duration=20, timeout_s=60),
+                                      min_duration=10),
 }
 
 

@@ -34,6 +34,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,18 +70,24 @@ def install() -> Path:
 
 
 @contextlib.contextmanager
-def _podman_service(directory: Path) -> Iterator[Path]:
-    """A Podman API service (Docker-compatible) on a unix socket, storage under `directory`."""
+def _podman_service() -> Iterator[Path]:
+    """A Podman API service (Docker-compatible) on a unix socket, with its own throwaway storage.
+
+    Under a short /tmp directory: podman refuses a runroot longer than 50 characters.
+    """
     podman = shutil.which("podman")
     if podman is None:
         raise SystemExit("thv needs a container runtime to start: apt-get install podman")
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = Path(tempfile.mkdtemp(prefix="thv-"))
     socket_path = directory / "podman.sock"
     argv = [podman, "--root", str(directory / "root"), "--runroot", str(directory / "run"), "--storage-driver", "vfs",
             "system", "service", "--time=0", f"unix://{socket_path}"]
-    with process(argv, "http://d/_ping", env=dict(os.environ), ready_status=200, uds=socket_path,
-                 log=directory / "podman.log"):
-        yield socket_path
+    try:
+        with process(argv, "http://d/_ping", env=dict(os.environ), ready_status=200, uds=socket_path,
+                     log=directory / "podman.log"):
+            yield socket_path
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _thv_env(home: Path) -> dict[str, str]:
@@ -102,7 +109,7 @@ def toolhive(up: RunningUpstream, ctx: Context) -> Iterator[Target]:
     argv = [str(binary), "proxy", f"bench-{up.upstream.name}", "--host", "127.0.0.1", "--port", str(port),
             "--target-uri", target_uri]
     with contextlib.ExitStack() as stack:
-        env = {**_thv_env(home), "TOOLHIVE_PODMAN_SOCKET": str(stack.enter_context(_podman_service(home / "podman")))}
+        env = {**_thv_env(home), "TOOLHIVE_PODMAN_SOCKET": str(stack.enter_context(_podman_service()))}
         proc = stack.enter_context(process(argv, f"http://127.0.0.1:{port}/health", env=env,
                                            timeout=60, log=home / "thv.log"))
         yield Target(url=f"http://127.0.0.1:{port}/mcp", headers={}, pid=proc.pid)
