@@ -144,7 +144,7 @@ def _contextforge(up: RunningUpstream, ctx: Context, *, stateful: bool) -> Itera
         "USE_STATEFUL_SESSIONS": "true" if stateful else "false",
     }
     argv = [str(venv / "bin" / "mcpgateway"), "--host", "127.0.0.1", "--port", str(port)]
-    with process(argv, f"http://127.0.0.1:{port}/health", env=env, cwd=data, ready_status=200, timeout=300,
+    with process(argv, f"http://127.0.0.1:{port}/health", env=env, cwd=data, ready_status=200, timeout=600,
                  log=data / "contextforge.log") as proc:
         url, token, tool = _configure(f"http://127.0.0.1:{port}", admin_email, admin_password, up)
         yield Target(url=url, headers={"Authorization": f"Bearer {token}"}, pid=proc.pid, tool=tool)
