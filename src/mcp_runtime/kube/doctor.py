@@ -25,8 +25,8 @@ from mcp_runtime.kube.platform import (
     REGISTRY,
     SYSTEM_NAMESPACE,
 )
+from mcp_runtime.manifests import TEAM_MEMBER_ROLE, TEAM_OWNER_ROLE, policy_configmap_name
 from mcp_runtime.resources.crd import render_crds
-from mcp_runtime.runtime.render import TEAM_MEMBER_ROLE, TEAM_OWNER_ROLE, policy_configmap_name
 
 Manifest = dict[str, Any]
 MIN_MINOR = 26

@@ -7,8 +7,8 @@ re-applies every existing team namespace so quota, limits, NetworkPolicy and Rol
 from __future__ import annotations
 
 from mcp_runtime.kube.client import KubeClient
-from mcp_runtime.runtime.render import TeamNamespaceOptions, render_cluster_roles, render_team_namespace
-from mcp_runtime.runtime.render.team import ANNOTATION_TEAM_ID, LABEL_TEAM_SLUG
+from mcp_runtime.manifests import TeamNamespaceOptions, render_cluster_roles, render_team_namespace
+from mcp_runtime.manifests.team import ANNOTATION_TEAM_ID, LABEL_TEAM_SLUG
 
 Applied = list[tuple[str, str, str]]  # (action, kind, name)
 

@@ -13,6 +13,15 @@ from datetime import datetime
 from typing import Any
 
 from mcp_runtime.kube.client import ANNOTATION_APPLIED_HASH, manifest_hash
+from mcp_runtime.manifests import (
+    RenderError,
+    RenderOptions,
+    owner_reference_for,
+    render_jwks_configmap,
+    render_server,
+)
+from mcp_runtime.manifests.common import ANNOTATION_IMAGE, LABEL_SERVER
+from mcp_runtime.manifests.names import label_value
 from mcp_runtime.policy import PolicyDocument, compile_policy
 from mcp_runtime.resources import (
     MCPAccessGrant,
@@ -20,15 +29,6 @@ from mcp_runtime.resources import (
     MCPServer,
     RolloutStrategy,
 )
-from mcp_runtime.runtime.render import (
-    RenderError,
-    RenderOptions,
-    owner_reference_for,
-    render_jwks_configmap,
-    render_server,
-)
-from mcp_runtime.runtime.render.common import ANNOTATION_IMAGE, LABEL_SERVER
-from mcp_runtime.runtime.render.names import label_value
 
 Manifest = dict[str, Any]
 

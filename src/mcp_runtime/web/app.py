@@ -320,20 +320,3 @@ def create_dashboard(platform: Platform) -> ASGIApp:
     app = Starlette(routes=routes, exception_handlers={404: board.not_found})
     app.state.dashboard = board
     return _SecurityHeaders(app)
-
-
-def create_site(platform: Platform) -> ASGIApp:
-    """The platform API under /api/v1 and the dashboard at / in one ASGI app (`platform serve`; `up`
-    does the same dispatch with its gateway routes in between). Lifespan events go to the API."""
-    from mcp_runtime.platform.app import create_app
-
-    api = create_app(platform=platform)
-    dashboard = create_dashboard(platform)
-
-    async def site(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan" or str(scope.get("path", "")).startswith("/api/"):
-            await api(scope, receive, send)
-        else:
-            await dashboard(scope, receive, send)
-
-    return site

@@ -25,9 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mcp_runtime.policy import PolicyDocument
-from mcp_runtime.resources import MCPServer, RolloutStrategy
-from mcp_runtime.runtime.render.common import (
+from mcp_runtime.manifests.common import (
     ANNOTATION_POLICY_REVISION,
     ANNOTATION_TEAM_ID,
     LABEL_MANAGED_BY,
@@ -47,9 +45,12 @@ from mcp_runtime.runtime.render.common import (
     selector_labels,
     server_labels,
 )
-from mcp_runtime.runtime.render.names import object_name, qualify_image
-from mcp_runtime.runtime.render.options import RenderOptions
-from mcp_runtime.runtime.render.pod import pod_template
+from mcp_runtime.manifests.images import qualify_image
+from mcp_runtime.manifests.names import object_name
+from mcp_runtime.manifests.options import RenderOptions
+from mcp_runtime.manifests.pod import pod_template
+from mcp_runtime.policy import PolicyDocument
+from mcp_runtime.resources import MCPServer, RolloutStrategy
 
 
 @dataclass(frozen=True)
