@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mcp_runtime import __version__
 from mcp_runtime.platform.core import Platform
 from mcp_runtime.platform.errors import ApiError
-from mcp_runtime.resources import MCPAccessGrant, MCPAgentSession, MCPServer
+from mcp_runtime.resources import KINDS, MCPAccessGrant, MCPAgentSession, MCPServer
 from mcp_runtime.web import charts
 from mcp_runtime.web.session import (
     CSRF_FIELD,
@@ -279,7 +279,7 @@ class Dashboard:
         kind = request.query_params.get("kind") or None
         entries = self.platform.store.list_audit(limit=200, kind=kind)
         return self.render(request, "audit.html", login, nav="audit", entries=entries, kind=kind,
-                           kinds=["Team", "User", "ApiKey", "MCPServer", "MCPAccessGrant", "MCPAgentSession"])
+                           kinds=["Team", "User", "ApiKey", *KINDS])
 
     async def home(self, request: Request) -> Response:
         return self.redirect(request, "/analytics")
