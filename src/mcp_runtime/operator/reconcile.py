@@ -107,7 +107,8 @@ class Reconciler:
     def reconcile_all(self, now: datetime | None = None) -> int:
         """Reconcile every server in the watched namespaces (after the JWKS source changed)."""
         count = 0
-        for namespace in list(self.settings.namespaces) or [None]:
+        namespaces: list[str | None] = [*self.settings.namespaces] or [None]  # None: every namespace
+        for namespace in namespaces:
             for raw in self.client.list(SERVER_KIND, namespace):
                 meta = raw.get("metadata", {})
                 if self.reconcile_server(meta["namespace"], meta["name"], now) is not None:
