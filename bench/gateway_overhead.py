@@ -129,7 +129,7 @@ def prepared(target: Target) -> dict[str, str]:
 
 def line(row: Row) -> str:
     d, v = row.direct, row.via
-    return (f"  {row.upstream:<9} {row.scenario:<13} c={row.concurrency:<3} direct {d.load.rps:7.0f}/s "
+    return (f"  {row.upstream:<9} {row.scenario:<21} c={row.concurrency:<3} direct {d.load.rps:7.0f}/s "
             f"p50 {d.load.p50_ms:6.3f} | via {v.load.rps:7.0f}/s p50 {v.load.p50_ms:7.3f} p99 {v.load.p99_ms:7.3f} ms"
             f" | CPU/call {v.cpu_us:7.0f} us | errors {d.load.errors}/{v.load.errors}")
 
@@ -168,8 +168,8 @@ def bench_upstream(name: str, scenario_names: list[str], ctx: Context, concurren
     return rows
 
 
-HEADER = ("upstream  scenario      conc  direct/s     via/s  ratio  direct p50  added p50  added p99"
-          "  CPU/call  upstream CPU/call  wrk CPU/call  errors")
+HEADER = ("upstream  scenario              conc  direct/s     via/s  ratio  direct p50  added p50  added p99"
+          "  CPU/call  x server  upstream CPU/call  wrk CPU/call  errors")
 
 
 def table(rows: list[Row]) -> str:
@@ -178,9 +178,10 @@ def table(rows: list[Row]) -> str:
         d, v = r.direct, r.via
         ratio = v.load.rps / d.load.rps if d.load.rps else 0.0
         out.append(
-            f"{r.upstream:<9} {r.scenario:<13} {r.concurrency:>4} {d.load.rps:>9.0f} {v.load.rps:>9.0f} {ratio:>6.0%}"
+            f"{r.upstream:<9} {r.scenario:<21} {r.concurrency:>4} {d.load.rps:>9.0f} {v.load.rps:>9.0f} {ratio:>6.0%}"
             f" {d.load.p50_ms:>8.3f}ms {v.load.p50_ms - d.load.p50_ms:>8.3f}ms {v.load.p99_ms - d.load.p99_ms:>8.3f}ms"
-            f" {v.cpu_us:>7.0f}us {d.upstream_cpu_us:>7.0f} -> {v.upstream_cpu_us:>5.0f}us"
+            f" {v.cpu_us:>7.0f}us {v.cpu_us / max(d.upstream_cpu_us, 1e-9):>8.2f}x"
+            f" {d.upstream_cpu_us:>7.0f} -> {v.upstream_cpu_us:>5.0f}us"
             f" {v.load.wrk_cpu_us:>10.1f}us {d.load.errors + v.load.errors:>7}")
     return "\n".join(out)
 
@@ -277,7 +278,8 @@ def main() -> int:
         for upstream in args.upstreams:
             rows += bench_upstream(upstream, names, ctx, args.concurrency, args.duration, failed)
     print(f"\nload average after: {'/'.join(f'{x:.1f}' for x in os.getloadavg())}")
-    print("CPU/call: the scenario's processes per answered call; upstream CPU/call: direct -> through it\n")
+    print("CPU/call: the scenario's processes per call sent, counted until they are idle again; x server: that "
+          "CPU/call over the server's own CPU/call when called directly; upstream CPU/call: direct -> through it\n")
     print(table(rows))
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
