@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 
 from mcp_runtime.sentinel.clickhouse_store import ChdbExecutor, ClickHouseEventStore, event_json_row
 from mcp_runtime.sentinel.events import AnalyticsEvent, new_event_id
+from mcp_runtime.sentinel.open_store import open_event_store
 from mcp_runtime.sentinel.sqlite_store import SQLiteEventStore
-from mcp_runtime.sentinel.store import EVENT_COLUMNS, EventStore, TimeBucket, UsageFilter, open_event_store
+from mcp_runtime.sentinel.store import EVENT_COLUMNS, EventStore, TimeBucket, UsageFilter
 
 ACME_NS, GLOBEX_NS = "mcp-team-acme", "mcp-team-globex"
 ACME, GLOBEX, INITECH = "team-acme-uuid", "team-globex-uuid", "team-initech-uuid"

@@ -14,9 +14,9 @@ import typer
 import yaml
 
 from mcp_runtime.cli import scaffold_access
-from mcp_runtime.cli.client import ApiCallError, ApiClient, client
 from mcp_runtime.cli.errors import CliError
 from mcp_runtime.cli.output import OutputFormat, OutputOption, emit
+from mcp_runtime.client import ApiCallError, ApiClient, client
 from mcp_runtime.resources import ResourceError, load_resource
 
 app = typer.Typer(help="Grants and sessions for gateway policy.", no_args_is_help=True)

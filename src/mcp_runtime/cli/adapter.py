@@ -143,7 +143,7 @@ def proxy(
     try:
         issued = sessions.issue_sync()
     except AdapterError as exc:
-        raise exc.to_cli() from None
+        raise CliError.from_client(exc) from None
     _check_runtime(settings)
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"adapter proxy: http://{shown}:{port}/mcp -> {settings.runtime_url} ({_describe(issued, settings)})",
@@ -226,7 +226,7 @@ def config(
         try:
             issued = SessionManager(settings).issue_sync()
         except AdapterError as exc:
-            raise exc.to_cli() from None
+            raise CliError.from_client(exc) from None
         snippet = client_snippet(client, server, settings, mode="http", token=issued.token)
         typer.echo(f"warning: this token expires at {issued.expires_at or 'an unknown time'} "
                    f"({_remaining(issued.expires_at)}); run this command again then, or use --mode stdio, "

@@ -8,19 +8,20 @@ import time
 
 import typer
 
-from mcp_runtime.cli.client import (
+from mcp_runtime.cli.errors import CliError
+from mcp_runtime.cli.output import OutputFormat, OutputOption, emit
+from mcp_runtime.client import (
     DEFAULT_PROFILE,
     URL_ENV,
     ApiCallError,
     ApiClient,
+    ClientError,
     Config,
     Profile,
     config_path,
     login_hint,
     normalize_url,
 )
-from mcp_runtime.cli.errors import CliError
-from mcp_runtime.cli.output import OutputFormat, OutputOption, emit
 
 app = typer.Typer(help="Save and switch platform credentials.", no_args_is_help=True)
 
@@ -122,7 +123,7 @@ def logout(profile: str | None = ProfileOption,
         if saved.refresh_token:
             try:
                 ApiClient(saved).post("auth/logout", {"refreshToken": saved.refresh_token}, auth=False)
-            except CliError:
+            except ClientError:
                 pass  # the local credentials go anyway
         removed.append(name)
     if not removed:

@@ -12,19 +12,24 @@ import typer
 from typer import rich_utils
 from typer._click.exceptions import ClickException
 
+from mcp_runtime.client.errors import ClientError
 
-class CliError(ClickException):
-    """A user-facing failure printed as one line on stderr: `error: <message> (<hint>)`."""
+
+class CliError(ClientError, ClickException):
+    """A user-facing failure printed as one line on stderr: `error: <message> (<hint>)`.
+
+    A `ClientError` from the platform API client that reaches the command line is turned into one
+    of these by the app's root group (`cli.app`), so it prints the same way."""
 
     exit_code = 1
 
     def __init__(self, message: str, *, hint: str | None = None, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.hint = hint
+        super().__init__(message, hint=hint)  # ClientError, then ClickException (MRO)
         self.exit_code = exit_code
 
-    def render(self) -> str:
-        return f"error: {self.message}" + (f" ({self.hint})" if self.hint else "")
+    @classmethod
+    def from_client(cls, exc: ClientError) -> CliError:
+        return exc if isinstance(exc, CliError) else cls(exc.message, hint=exc.hint)
 
     def format_message(self) -> str:
         return self.render()

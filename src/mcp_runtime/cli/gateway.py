@@ -68,8 +68,8 @@ def run(
     Also serves /healthz, /readyz, /config/status and /metrics.
     """
     from mcp_runtime.gateway import FilePolicySource, Gateway, GatewayRoute, PolicySource
+    from mcp_runtime.gateway.configmap_source import ConfigMapPolicySource
     from mcp_runtime.gateway.keys_source import JwksFile
-    from mcp_runtime.gateway.kube_source import ConfigMapPolicySource
     from mcp_runtime.gateway.server import serve
     from mcp_runtime.security import KeyRingError
 

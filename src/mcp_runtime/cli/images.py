@@ -17,10 +17,10 @@ import typer
 
 from mcp_runtime.cli.errors import CliError
 from mcp_runtime.cli.local_files import dump_yaml, load_metadata, servers_path, write_atomic
+from mcp_runtime.client.errors import ClientError
+from mcp_runtime.manifests.images import DEFAULT_REGISTRY_ADDRESS, ImageRef, ImageRefError, scope_prefix
 from mcp_runtime.resources import Scope
 from mcp_runtime.runtime.builders import BuildError, build_image, find_builder
-from mcp_runtime.runtime.image_refs import ImageRef, ImageRefError, scope_prefix
-from mcp_runtime.runtime.registry import DEFAULT_REGISTRY_ADDRESS
 
 REGISTRY_ENV = "MCP_RUNTIME_REGISTRY"
 
@@ -36,11 +36,11 @@ def register(server_app: typer.Typer) -> None:
 
 def _platform_client() -> Any | None:
     """The API client when logged in (or MCP_PLATFORM_API_TOKEN is set); None otherwise."""
-    from mcp_runtime.cli.client import client
+    from mcp_runtime.client import client
 
     try:
         return client()
-    except CliError:
+    except ClientError:
         return None
 
 
@@ -50,7 +50,7 @@ def resolve_registry_host(api: Any | None) -> str:
     if api is not None:
         try:
             return str(api.get("registry/info")["host"])
-        except CliError:
+        except ClientError:
             pass
     return DEFAULT_REGISTRY_ADDRESS
 
@@ -169,6 +169,7 @@ def image_platform(
     force: bool = typer.Option(False, "--force", help="Rebuild even when the sources did not change."),
 ) -> None:
     """Build the platform image (this mcp-runtime, from wheels built on this machine) for gateway sidecars."""
+    from mcp_runtime.manifests.options import DEFAULT_GATEWAY_IMAGE
     from mcp_runtime.runtime.base_image import (
         PYTHON_BASE_IMAGE,
         BaseImageSpec,
@@ -176,7 +177,6 @@ def image_platform(
         build_platform_image,
         image_exists,
     )
-    from mcp_runtime.runtime.render.options import DEFAULT_GATEWAY_IMAGE
 
     target = name or DEFAULT_GATEWAY_IMAGE
     base_image = base or PYTHON_BASE_IMAGE

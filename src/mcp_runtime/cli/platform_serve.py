@@ -24,8 +24,8 @@ def serve(
     """Serve the platform API at http://HOST:PORT/api/v1 (and the dashboard at /) until interrupted."""
     import uvicorn
 
+    from mcp_runtime.compose.site import create_site
     from mcp_runtime.platform import Platform, PlatformSettings, create_app
-    from mcp_runtime.web import create_site
 
     settings = PlatformSettings.from_env(data_dir.expanduser(), database_url=database_url)
     platform = Platform(settings)

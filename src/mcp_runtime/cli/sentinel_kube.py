@@ -18,7 +18,7 @@ from mcp_runtime.cli.kube_common import ContextOption, KubeconfigOption, kube_cl
 from mcp_runtime.cli.output import OutputFormat, OutputOption, emit
 from mcp_runtime.kube import KubeClient, KubeError
 from mcp_runtime.kube.platform import API, INGEST, OPERATOR, REGISTRY, SYSTEM_NAMESPACE
-from mcp_runtime.runtime.render import GATEWAY_CONTAINER
+from mcp_runtime.manifests import GATEWAY_CONTAINER
 
 app = typer.Typer(help="Inspect and operate the analytics (Sentinel) stack. Needs KUBECONFIG.", no_args_is_help=True)
 

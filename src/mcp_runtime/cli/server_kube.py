@@ -16,6 +16,9 @@ from mcp_runtime.cli.errors import CliError
 from mcp_runtime.cli.kube_common import ContextOption, KubeconfigOption, kube_client, kube_failure, require_use_kube
 from mcp_runtime.cli.output import OutputFormat, OutputOption, emit
 from mcp_runtime.kube import ANNOTATION_APPLIED_HASH, KubeClient, KubeError
+from mcp_runtime.manifests import APP_CONTAINER, GATEWAY_CONTAINER
+from mcp_runtime.manifests.common import LABEL_SERVER
+from mcp_runtime.manifests.names import label_value
 from mcp_runtime.resources import (
     MCPServer,
     ResourceError,
@@ -24,9 +27,6 @@ from mcp_runtime.resources import (
     to_yaml,
     validate_model,
 )
-from mcp_runtime.runtime.render import APP_CONTAINER, GATEWAY_CONTAINER
-from mcp_runtime.runtime.render.common import LABEL_SERVER
-from mcp_runtime.runtime.render.names import label_value
 
 UseKubeOption = typer.Option(False, "--use-kube", help="Talk to the Kubernetes API directly (admin; needs RBAC).")
 NamespaceOption = typer.Option(..., "--namespace", "-n", help="Namespace of the server.")

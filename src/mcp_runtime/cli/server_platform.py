@@ -13,10 +13,10 @@ from typing import Any
 
 import typer
 
-from mcp_runtime.cli.client import ApiCallError, ApiClient, client
 from mcp_runtime.cli.errors import CliError
 from mcp_runtime.cli.local_files import load_metadata, parse_choice, servers_path
 from mcp_runtime.cli.output import OutputFormat, OutputOption, console, emit
+from mcp_runtime.client import ApiCallError, ApiClient, client
 from mcp_runtime.resources import ResourceError, Scope, ServerMetadata, validate_model
 
 NamespaceOption = typer.Option(None, "--namespace", "-n", help="Namespace (found by name when omitted).")

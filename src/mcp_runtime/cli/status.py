@@ -7,16 +7,15 @@ from typing import Any
 
 import typer
 
-from mcp_runtime.cli.client import URL_ENV, ApiClient, Config, Profile, client, normalize_url
-from mcp_runtime.cli.errors import CliError
 from mcp_runtime.cli.output import OutputFormat, OutputOption, emit
+from mcp_runtime.client import URL_ENV, ApiClient, ClientError, Config, Profile, client, normalize_url
 
 
 def _client() -> tuple[ApiClient, bool]:
     """The active profile's client; without a login, an anonymous one when MCP_PLATFORM_API_URL is set."""
     try:
         return client(), True
-    except CliError:
+    except ClientError:
         url = os.environ.get(URL_ENV)
         if not url or Config.load().active_name():
             raise

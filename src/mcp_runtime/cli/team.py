@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from mcp_runtime.cli.client import client
 from mcp_runtime.cli.output import OutputFormat, OutputOption, emit
+from mcp_runtime.client import client
 
 app = typer.Typer(help="Create teams and add password users.", no_args_is_help=True)
 users = typer.Typer(help="Users of a team.", no_args_is_help=True)

@@ -13,7 +13,7 @@ from mcp_runtime.cli.ports import check_port_free
 from mcp_runtime.platform.settings import DEFAULT_DATA_DIR, PlatformSettings
 
 if TYPE_CHECKING:
-    from mcp_runtime.runtime.podman_stack import PodmanStack
+    from mcp_runtime.compose.podman_stack import PodmanStack
 
 
 def up(
@@ -33,7 +33,7 @@ def up(
     """
     import uvicorn
 
-    from mcp_runtime.platform.embedded import EmbeddedPlatform
+    from mcp_runtime.compose.embedded import EmbeddedPlatform
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -80,8 +80,8 @@ def up(
 
 def _podman_stack(data_dir: Path, host: str, port: int) -> PodmanStack:
     """Podman, the bundled registry and the sidecar image: built once, then reused."""
+    from mcp_runtime.compose.podman_stack import PodmanStack
     from mcp_runtime.runtime.podman import PodmanRuntimeError
-    from mcp_runtime.runtime.podman_stack import PodmanStack
 
     # pods reach the platform's ingest through podman's host alias; that needs a non-loopback listener
     ingest_url = (f"http://host.containers.internal:{port}/api/v1/ingest/events"

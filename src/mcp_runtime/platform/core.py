@@ -14,7 +14,8 @@ from mcp_runtime.platform.policies import PolicyCompiler
 from mcp_runtime.platform.repository import ResourceRepository
 from mcp_runtime.platform.servers import ServerService
 from mcp_runtime.platform.settings import PlatformSettings
-from mcp_runtime.sentinel.store import EventStore, open_event_store
+from mcp_runtime.sentinel.open_store import open_event_store
+from mcp_runtime.sentinel.store import EventStore
 from mcp_runtime.store import ControlPlaneStore
 from mcp_runtime.store.sql import SqlStore, sqlite_url
 

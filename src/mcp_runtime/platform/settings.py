@@ -37,7 +37,7 @@ class PlatformSettings:
     run_migrations: bool = True
     registry_host: str | None = None  # None: $MCP_RUNTIME_REGISTRY, else the bundled registry's address
     # analytics (Sentinel): where events are stored, who may send them, and the optional NATS pipeline
-    analytics_url: str | None = None  # None: SQLite file analytics.db in data_dir (see open_event_store)
+    analytics_url: str | None = None  # None: SQLite file analytics.db in data_dir (see sentinel.open_store)
     ingest_api_key: str | None = None  # None: one is generated at start (file data_dir/ingest-api-key)
     ingest_max_body_bytes: int = 16 * 1024 * 1024
     nats_url: str | None = None  # set: ingest publishes to JetStream, a background writer stores

@@ -1,5 +1,8 @@
 """The gateway sidecar's policy source in Kubernetes: watch one ConfigMap through the API.
 
+`ConfigMapPolicySource` is the policy source `gateway run --policy-configmap <namespace>/<name>` uses;
+`KubeConfigMapPolicyWatcher` is its watch loop.
+
 A ConfigMap mounted as a file reaches the pod only after the kubelet's sync (up to a minute or more);
 a watch delivers the change as soon as the API server stores it, so a revocation applies in well under
 a second. The watcher lists the ConfigMap once (by `fieldSelector=metadata.name=<name>`, which the
@@ -23,13 +26,15 @@ import inspect
 import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from mcp_runtime.gateway.policy_source import InProcessPolicySource
 from mcp_runtime.kube.connection import KubeConnection
 
-log = logging.getLogger("mcp_runtime.operator.policy_watch")
+log = logging.getLogger("mcp_runtime.gateway.configmap_source")
 
 PolicyCallback = Callable[[bytes], Any]
 
@@ -183,3 +188,44 @@ class KubeConfigMapPolicyWatcher:
         self.deliveries += 1
         self.last_error = None
         self._delivered.set()
+
+
+class ConfigMapPolicySource(InProcessPolicySource):
+    """The policy of one server from `<namespace>/<name>` (key `policy.json`), watched through the API."""
+
+    kind = "configmap"
+
+    def __init__(self, ref: str, *, initial_file: Path | None = None,
+                 connection: KubeConnection | None = None) -> None:
+        """`connection`: default from the environment (the pod's service account, else $KUBECONFIG)."""
+        super().__init__()
+        self.namespace, self.name = parse_configmap_ref(ref)
+        self._connection = connection
+        self._watcher: KubeConfigMapPolicyWatcher | None = None
+        if initial_file is not None:
+            try:
+                self.push(initial_file.read_bytes())
+            except OSError as exc:
+                self._reject(f"cannot read {initial_file}: {exc.strerror or exc}")
+
+    def describe(self) -> str:
+        return f"configmap:{self.namespace}/{self.name}"
+
+    def status(self) -> dict[str, Any]:
+        status = super().status()
+        if self._watcher is not None and self._watcher.last_error and not status["last_error"]:
+            status["last_error"] = self._watcher.last_error
+        return status
+
+    async def start(self) -> None:
+        if self._watcher is None:
+            from mcp_runtime.gateway.configmap_source import KubeConfigMapPolicyWatcher
+
+            self._watcher = KubeConfigMapPolicyWatcher(self.namespace, self.name, self.push,
+                                                       connection=self._connection)
+            await self._watcher.start()
+
+    async def stop(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            await watcher.stop()

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mcp_runtime.manifests.names import label_value, object_name
+from mcp_runtime.manifests.options import RenderOptions
 from mcp_runtime.resources import MCPServer
-from mcp_runtime.runtime.render.names import label_value, object_name
-from mcp_runtime.runtime.render.options import RenderOptions
 
 Manifest = dict[str, Any]
 

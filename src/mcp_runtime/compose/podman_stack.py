@@ -21,6 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mcp_runtime.manifests.images import DEFAULT_REGISTRY_ADDRESS
+from mcp_runtime.manifests.options import DEFAULT_GATEWAY_IMAGE
+from mcp_runtime.platform.core import Platform
 from mcp_runtime.runtime.base_image import (
     PYTHON_BASE_IMAGE,
     BaseImageSpec,
@@ -31,8 +34,7 @@ from mcp_runtime.runtime.base_image import (
 from mcp_runtime.runtime.builders import Builder, BuildError
 from mcp_runtime.runtime.podman import PodmanRuntime, PodmanRuntimeError
 from mcp_runtime.runtime.process import StatusCallback
-from mcp_runtime.runtime.registry import DEFAULT_REGISTRY_ADDRESS, BundledRegistry
-from mcp_runtime.runtime.render.options import DEFAULT_GATEWAY_IMAGE
+from mcp_runtime.runtime.registry import BundledRegistry
 
 
 class PodmanStack:
@@ -77,10 +79,12 @@ class PodmanStack:
                                      ingest_api_key=self.ingest_api_key)
         return self.runtime
 
-    def attach(self, platform: Any) -> None:
+    def attach(self, platform: Platform) -> None:
+        """Wire the runtime to the control plane: compiled policies, signing keys, policy pushes."""
         if self.runtime is None:
             raise RuntimeError("create the runtime first (EmbeddedPlatform(runtime_factory=stack.runtime_factory))")
-        self.runtime.attach(platform)
+        self.runtime.attach(policy_for=platform.policies.document, jwks=platform.keyring.jwks,
+                            subscribe=lambda callback: platform.publisher.subscribe(callback, replay=False))
 
     def start(self) -> None:
         if self.registry is not None:

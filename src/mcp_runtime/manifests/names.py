@@ -1,4 +1,4 @@
-"""Kubernetes-safe names, label values and image references, derived deterministically.
+"""Kubernetes-safe names and label values, derived deterministically.
 
 Every rendered object name is a DNS-1035 label (a Service name must start with a letter) of at most
 63 characters. A name that would be too long is cut and given a short hash of the full name, so two
@@ -16,7 +16,6 @@ MAX_LABEL_VALUE = 63
 _NOT_NAME = re.compile(r"[^a-z0-9-]+")
 _NOT_LABEL_VALUE = re.compile(r"[^A-Za-z0-9_.-]+")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 
 def short_hash(text: str, length: int = 8) -> str:
@@ -59,30 +58,3 @@ def label_value(value: str) -> str:
     tail = f"-{short_hash(value)}"
     head = clean[: MAX_LABEL_VALUE - len(tail)].rstrip("-_.")
     return f"{head}{tail}" if head else short_hash(value)
-
-
-def is_label_value(value: str) -> bool:
-    return len(value) <= MAX_LABEL_VALUE and bool(_LABEL_VALUE.match(value))
-
-
-def is_dns_1035_label(value: str) -> bool:
-    return len(value) <= MAX_NAME and bool(_DNS_1035.match(value))
-
-
-def has_registry_host(image: str) -> bool:
-    """True when the image names its registry (`host.tld/...`, `host:5000/...`, `localhost/...`).
-
-    Same rule as docker and podman: only a first path component with a '.' or ':' (or `localhost`)
-    is a host; `payments:v1` and `acme/payments` are short names.
-    """
-    if "/" not in image:
-        return False
-    first = image.split("/", 1)[0]
-    return "." in first or ":" in first or first == "localhost"
-
-
-def qualify_image(image_ref: str, registry_host: str | None) -> str:
-    """Prefix a short image name with the platform registry host; full references are kept."""
-    if not registry_host or has_registry_host(image_ref):
-        return image_ref
-    return f"{registry_host.rstrip('/')}/{image_ref}"

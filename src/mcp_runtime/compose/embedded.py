@@ -42,6 +42,7 @@ from mcp_runtime.resources import (
 )
 from mcp_runtime.runtime.process import ProcessRuntime, RuntimeStatus
 from mcp_runtime.sentinel.emitter import Emitter
+from mcp_runtime.web import create_dashboard
 
 log = logging.getLogger("mcp_runtime.up")
 
@@ -84,8 +85,6 @@ class EmbeddedPlatform:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unsubscribe: Callable[[], None] | None = None
-        from mcp_runtime.web import create_dashboard
-
         self.dashboard: ASGIApp = create_dashboard(self.platform)
         self.platform.set_runtime(self)
 

@@ -13,10 +13,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from mcp_runtime.manifests.common import LABEL_MANAGED_BY, LABEL_TEAM, MANAGED_BY, RenderError
+from mcp_runtime.manifests.names import label_value
+from mcp_runtime.manifests.options import TeamNamespaceOptions
 from mcp_runtime.resources import API_GROUP, team_namespace
-from mcp_runtime.runtime.render.common import LABEL_MANAGED_BY, LABEL_TEAM, MANAGED_BY, RenderError
-from mcp_runtime.runtime.render.names import label_value
-from mcp_runtime.runtime.render.options import TeamNamespaceOptions
 
 Manifest = dict[str, Any]
 

@@ -1,8 +1,10 @@
 """Image references and registry scopes: which repository an image lands in, and who may push there.
 
+Pure rules shared by the CLI (`server build image`, `registry push`), the platform (`registry/authorize`),
+the runtimes and the renderer, so a build tags exactly what a push will be allowed to send and a
+deploy pulls exactly that.
+
 Scopes map to repository prefixes: `tenant` -> `<team slug>/`, `org` -> `org/`, `public` -> `public/`.
-The CLI (`server build image`, `registry push`) and the platform (`registry/authorize`) share these rules
-so a build tags exactly what a push will be allowed to send.
 """
 
 from __future__ import annotations
@@ -11,12 +13,38 @@ import re
 from dataclasses import dataclass
 
 from mcp_runtime.resources import Scope
-from mcp_runtime.runtime.render.names import has_registry_host
 
+DEFAULT_REGISTRY_ADDRESS = "127.0.0.1:5000"
+"""Where the bundled registry listens unless told otherwise; also the fallback image registry host."""
 ORG_PREFIX = "org"
 PUBLIC_PREFIX = "public"
 _REPO_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+def has_registry_host(image: str) -> bool:
+    """True when the image names its registry (`host.tld/...`, `host:5000/...`, `localhost/...`).
+
+    Same rule as docker and podman: only a first path component with a '.' or ':' (or `localhost`)
+    is a host; `payments:v1` and `acme/payments` are short names.
+    """
+    if "/" not in image:
+        return False
+    first = image.split("/", 1)[0]
+    return "." in first or ":" in first or first == "localhost"
+
+
+def qualify_image(image_ref: str, registry_host: str | None) -> str:
+    """Prefix a short image name with the platform registry host; full references are kept."""
+    if not registry_host or has_registry_host(image_ref):
+        return image_ref
+    return f"{registry_host.rstrip('/')}/{image_ref}"
+
+
+def is_insecure_registry(host: str) -> bool:
+    """Loopback registries are plain HTTP (the bundled one); everything else gets TLS."""
+    name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0].lstrip("[")
+    return name in ("localhost", "127.0.0.1", "::1")
 
 
 class ImageRefError(ValueError):
@@ -57,9 +85,6 @@ class ImageRef:
     def prefix(self) -> str | None:
         """The first repository component when there are several (`acme` of `acme/payments`)."""
         return self.repository.split("/", 1)[0] if "/" in self.repository else None
-
-    def with_host(self, host: str | None) -> ImageRef:
-        return ImageRef(host=host, repository=self.repository, tag=self.tag)
 
     def __str__(self) -> str:
         head = f"{self.host}/" if self.host else ""

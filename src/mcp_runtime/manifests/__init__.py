@@ -3,7 +3,7 @@
 Pure functions of resources and options: no I/O, same input -> same dicts.
 """
 
-from mcp_runtime.runtime.render.common import (
+from mcp_runtime.manifests.common import (
     APP_CONTAINER,
     GATEWAY_CONTAINER,
     RESERVED_ENV,
@@ -13,17 +13,18 @@ from mcp_runtime.runtime.render.common import (
     selector_labels,
     server_labels,
 )
-from mcp_runtime.runtime.render.names import has_registry_host, label_value, object_name, qualify_image
-from mcp_runtime.runtime.render.options import (
+from mcp_runtime.manifests.images import has_registry_host, qualify_image
+from mcp_runtime.manifests.names import label_value, object_name
+from mcp_runtime.manifests.options import (
     OwnerReference,
     RenderOptions,
     SecretKey,
     TeamNamespaceOptions,
     owner_reference_for,
 )
-from mcp_runtime.runtime.render.pod import gateway_upstream
-from mcp_runtime.runtime.render.server import RenderedServer, render_jwks_configmap, render_server
-from mcp_runtime.runtime.render.team import (
+from mcp_runtime.manifests.pod import gateway_upstream
+from mcp_runtime.manifests.server import RenderedServer, render_jwks_configmap, render_server
+from mcp_runtime.manifests.team import (
     TEAM_MEMBER_ROLE,
     TEAM_OWNER_ROLE,
     TeamNamespace,

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from mcp_runtime.policy import PolicyDocument
-from mcp_runtime.resources import MCPServer
-from mcp_runtime.runtime.render.common import (
+from mcp_runtime.manifests.common import (
     ANNOTATION_IMAGE,
     ANNOTATION_POLICY_REVISION,
     APP_CONTAINER,
@@ -25,7 +23,9 @@ from mcp_runtime.runtime.render.common import (
     policy_configmap_name,
     route_path,
 )
-from mcp_runtime.runtime.render.options import SecretKey
+from mcp_runtime.manifests.options import SecretKey
+from mcp_runtime.policy import PolicyDocument
+from mcp_runtime.resources import MCPServer
 
 
 def pod_template(ctx: RenderContext, policy: PolicyDocument, labels: dict[str, str], image: str) -> Manifest:

@@ -25,9 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mcp_runtime.policy import PolicyDocument
-from mcp_runtime.resources import MCPServer, RolloutStrategy
-from mcp_runtime.runtime.render.common import (
+from mcp_runtime.manifests.common import (
     ANNOTATION_POLICY_REVISION,
     ANNOTATION_TEAM_ID,
     LABEL_MANAGED_BY,
@@ -47,9 +45,12 @@ from mcp_runtime.runtime.render.common import (
     selector_labels,
     server_labels,
 )
-from mcp_runtime.runtime.render.names import object_name, qualify_image
-from mcp_runtime.runtime.render.options import RenderOptions
-from mcp_runtime.runtime.render.pod import pod_template
+from mcp_runtime.manifests.images import qualify_image
+from mcp_runtime.manifests.names import object_name
+from mcp_runtime.manifests.options import RenderOptions
+from mcp_runtime.manifests.pod import pod_template
+from mcp_runtime.policy import PolicyDocument
+from mcp_runtime.resources import MCPServer, RolloutStrategy
 
 
 @dataclass(frozen=True)
@@ -74,12 +75,6 @@ class RenderedServer:
         metadata: Manifest = {"name": meta["name"], "namespace": meta["namespace"], **template["metadata"]}
         return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata,
                 "spec": {**template["spec"], "restartPolicy": "Always"}}
-
-    def podman_objects(self) -> list[Manifest]:
-        """What `podman kube play` gets: the policy ConfigMap (podman resolves configMap volumes from
-        ConfigMaps in the same YAML) and the Pod. The caller adds the JWKS ConfigMap
-        (`render_jwks_configmap`) and, with analytics, the ingest key Secret."""
-        return [copy.deepcopy(self.policy_configmap), self.pod()]
 
     def all(self) -> list[Manifest]:
         """Every object in apply order: RBAC, policy ConfigMap, Deployments, Service, Ingress."""

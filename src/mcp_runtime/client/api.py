@@ -1,4 +1,4 @@
-"""The platform API client every platform command shares: profiles, tokens, refresh, and clear errors.
+"""The platform API client the CLI and the adapter share: profiles, tokens, refresh, and clear errors.
 
 Profiles live in `~/.mcpruntime/config.json` (`MCP_RUNTIME_CONFIG_DIR` overrides the directory),
 written with file mode 0600. The active profile is `MCP_PLATFORM_API_PROFILE`, else the one chosen
@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from mcp_runtime.cli.errors import CliError
+from mcp_runtime.client.errors import ApiCallError, ClientError
 
 CONFIG_DIR_ENV = "MCP_RUNTIME_CONFIG_DIR"
 PROFILE_ENV = "MCP_PLATFORM_API_PROFILE"
@@ -69,7 +69,7 @@ class Config:
         try:
             raw = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            raise CliError(f"cannot read {path}: {exc}", hint="fix or delete the file and log in again") from None
+            raise ClientError(f"cannot read {path}: {exc}", hint="fix or delete the file and log in again") from None
         profiles = {name: Profile.from_json(name, data) for name, data in (raw.get("profiles") or {}).items()}
         return cls(current=raw.get("current"), profiles=profiles)
 
@@ -116,17 +116,17 @@ class ApiClient:
         if token:
             url = os.environ.get(URL_ENV) or (config.profiles[name].api_url if name in config.profiles else "")
             if not url:
-                raise CliError(f"{TOKEN_ENV} is set but no platform URL is known", hint=f"set {URL_ENV}")
+                raise ClientError(f"{TOKEN_ENV} is set but no platform URL is known", hint=f"set {URL_ENV}")
             return cls(Profile(name="env", api_url=normalize_url(url), api_key=token))
         if not name or name not in config.profiles:
             which = f"profile {name!r} does not exist" if name else "not logged in"
-            raise CliError(which, hint=login_hint(os.environ.get(URL_ENV)))
+            raise ClientError(which, hint=login_hint(os.environ.get(URL_ENV)))
         return cls(config.profiles[name], config)
 
     # requests -----------------------------------------------------------------------------------
     def request(self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None,
                 auth: bool = True) -> Any:
-        """Send a request; the JSON answer, or a one-line CliError from the error envelope."""
+        """Send a request; the JSON answer, or a one-line ClientError from the error envelope."""
         headers: dict[str, str] = {}
         if auth:
             headers["Authorization"] = f"Bearer {self._bearer()}"
@@ -163,7 +163,7 @@ class ApiClient:
                     self._answer(response)
                 yield from response.iter_lines()
         except httpx.TransportError as exc:
-            raise CliError(f"lost the connection to the platform API at {self.profile.api_url} "
+            raise ClientError(f"lost the connection to the platform API at {self.profile.api_url} "
                            f"({type(exc).__name__})", hint="is it still running?") from None
 
     def _send(self, method: str, path: str, json_body: Any, params: dict[str, Any] | None,
@@ -173,7 +173,7 @@ class ApiClient:
         try:
             return httpx.request(method, url, json=json_body, params=clean, headers=headers, timeout=self.timeout)
         except httpx.TransportError as exc:
-            raise CliError(f"cannot reach the platform API at {self.profile.api_url} ({type(exc).__name__})",
+            raise ClientError(f"cannot reach the platform API at {self.profile.api_url} ({type(exc).__name__})",
                            hint="is it running? check the URL given to --api-url") from None
 
     @staticmethod
@@ -205,7 +205,7 @@ class ApiClient:
         if profile.api_key:
             return profile.api_key
         if not profile.access_token:
-            raise CliError(f"profile {profile.name!r} has no credentials", hint=login_hint(profile.api_url))
+            raise ClientError(f"profile {profile.name!r} has no credentials", hint=login_hint(profile.api_url))
         if profile.access_expires_at is not None \
                 and profile.access_expires_at - REFRESH_MARGIN_SECONDS < time.time() \
                 and profile.refresh_token:
@@ -216,12 +216,12 @@ class ApiClient:
     def refresh(self) -> None:
         """Trade the refresh token for a new pair and save it (refresh tokens rotate)."""
         if not self.profile.refresh_token:
-            raise CliError("the session expired", hint=login_hint(self.profile.api_url))
+            raise ClientError("the session expired", hint=login_hint(self.profile.api_url))
         try:
             answer = self._answer(self._send("POST", "auth/refresh", {"refreshToken": self.profile.refresh_token},
                                              None, {}))
         except ApiCallError as exc:
-            raise CliError(f"the login expired ({exc.message})", hint=login_hint(self.profile.api_url)) from None
+            raise ClientError(f"the login expired ({exc.message})", hint=login_hint(self.profile.api_url)) from None
         self.store_tokens(answer)
 
     def store_tokens(self, answer: dict[str, Any]) -> None:
@@ -232,14 +232,6 @@ class ApiClient:
         if self.config is not None:
             self.config.profiles[self.profile.name] = self.profile
             self.config.save()
-
-
-class ApiCallError(CliError):
-    """A 4xx/5xx answer: the envelope's message on one line; `code` and `status` for callers to branch on."""
-
-    def __init__(self, status: int, code: str, message: str, body: dict[str, Any] | None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.body = status, code, body
 
 
 def client(profile: str | None = None) -> ApiClient:
