@@ -22,8 +22,8 @@ from mcp_runtime.adapter.config import (
     parse_listen,
 )
 from mcp_runtime.adapter.session import AdapterError, IssuedSession, SessionManager
-from mcp_runtime.cli.errors import CliError
-from mcp_runtime.cli.ports import check_port_free
+from mcp_runtime.cli.common.errors import CliError
+from mcp_runtime.cli.common.serving import check_port_free
 from mcp_runtime.resources.common import parse_duration
 
 app = typer.Typer(help="Connect MCP clients to governed servers (HTTP proxy, stdio shim, client config).",

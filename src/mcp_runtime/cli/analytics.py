@@ -17,7 +17,7 @@ from typing import Any
 import typer
 import yaml
 
-from mcp_runtime.cli.output import OutputFormat, OutputOption, console, emit
+from mcp_runtime.cli.common.output import OutputFormat, OutputOption, console, emit
 from mcp_runtime.client import ApiClient, client
 
 app = typer.Typer(help="Tool calls, callers and decisions seen by the gateways.", no_args_is_help=True)

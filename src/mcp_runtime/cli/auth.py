@@ -8,8 +8,8 @@ import time
 
 import typer
 
-from mcp_runtime.cli.errors import CliError
-from mcp_runtime.cli.output import OutputFormat, OutputOption, emit
+from mcp_runtime.cli.common.errors import CliError
+from mcp_runtime.cli.common.output import OutputFormat, OutputOption, emit
 from mcp_runtime.client import (
     DEFAULT_PROFILE,
     URL_ENV,

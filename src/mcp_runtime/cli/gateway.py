@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from mcp_runtime.cli.errors import CliError
+from mcp_runtime.cli.common.errors import CliError
 
 app = typer.Typer(help="Run the mcp-gateway: authenticate, authorize, forward and audit MCP requests.",
                   no_args_is_help=True)

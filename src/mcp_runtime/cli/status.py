@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from mcp_runtime.cli.output import OutputFormat, OutputOption, emit
+from mcp_runtime.cli.common.output import OutputFormat, OutputOption, emit
 from mcp_runtime.client import URL_ENV, ApiClient, ClientError, Config, Profile, client, normalize_url
 
 

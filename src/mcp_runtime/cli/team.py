@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mcp_runtime.cli.output import OutputFormat, OutputOption, emit
+from mcp_runtime.cli.common.output import OutputFormat, OutputOption, emit
 from mcp_runtime.client import client
 
 app = typer.Typer(help="Create teams and add password users.", no_args_is_help=True)

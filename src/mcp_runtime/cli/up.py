@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from mcp_runtime.cli.errors import CliError
-from mcp_runtime.cli.ports import check_port_free
+from mcp_runtime.cli.common.errors import CliError
+from mcp_runtime.cli.common.serving import check_port_free
 from mcp_runtime.platform.settings import DEFAULT_DATA_DIR, PlatformSettings
 
 if TYPE_CHECKING:

@@ -1,36 +1,23 @@
 """Reading and writing the local files the scaffolding commands work on, failing as one `CliError` line.
 
-`.mcp/servers.yaml`, grant and session YAML: every problem names the file, the field and what to do,
-and nothing is ever half-written (each write goes to a temp file in the same directory, then a rename).
+`.mcp/servers.yaml` (see `metadata`), grant and session YAML: every problem names the file, the field and
+what to do, and nothing is ever half-written (each write goes to a temp file in the same directory, then a
+rename).
 """
 
 from __future__ import annotations
 
 import os
-import re
 import tempfile
-from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
-from enum import StrEnum
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
-from mcp_runtime.cli.errors import CliError
-from mcp_runtime.resources import (
-    MCPAccessGrant,
-    MCPAgentSession,
-    ResourceError,
-    ServersFile,
-    load_resources,
-    load_servers_file,
-    parse_duration,
-    parse_yaml,
-)
+from mcp_runtime.cli.common.errors import CliError
+from mcp_runtime.resources import MCPAccessGrant, MCPAgentSession, ResourceError, load_resources
 
-SERVERS_FILE = "servers.yaml"
-E = TypeVar("E", bound=StrEnum)
 R = TypeVar("R", MCPAccessGrant, MCPAgentSession)
 
 # pydantic says "missing required field" without the values a field takes; these fields are required enums.
@@ -105,34 +92,6 @@ def resource_error(exc: ResourceError, hint: str) -> CliError:
     return CliError(message, hint="; ".join([*extra, hint]))
 
 
-def servers_path(metadata_dir: Path) -> Path:
-    return metadata_dir / SERVERS_FILE
-
-
-def load_metadata(metadata_dir: Path, *, missing_ok: bool = False) -> tuple[ServersFile, dict[str, Any]]:
-    """Load `<metadata_dir>/servers.yaml` as the model and as the raw mapping it was written as.
-
-    The raw mapping lets `server init` keep other entries exactly as their authors wrote them.
-    """
-    path = servers_path(metadata_dir)
-    if missing_ok and not path.exists():
-        return ServersFile(), {"version": "v1", "servers": []}
-    if not path.exists():
-        raise CliError(f"no metadata at {path}",
-                       hint="create it with 'mcp-runtime server init NAME', or pass --metadata-dir")
-    text = read_text(path, "metadata file")
-    hint = f"fix {path} and re-run"
-    try:
-        model = load_servers_file(text, source=str(path))
-        raw = parse_yaml(text, source=str(path)) or {}
-    except ResourceError as exc:
-        raise resource_error(exc, hint) from None
-    raw.setdefault("version", "v1")
-    if raw.get("servers") is None:
-        raw["servers"] = []
-    return model, raw
-
-
 def load_resource_files(paths: Sequence[Path], kind: type[R], flag: str) -> list[tuple[Path, R]]:
     """Every resource in the given YAML files (multi-document files allowed), each of `kind`."""
     what = "grant file" if kind is MCPAccessGrant else "session file"
@@ -154,68 +113,3 @@ def load_resource_files(paths: Sequence[Path], kind: type[R], flag: str) -> list
                 )
             loaded.append((path, resource))
     return loaded
-
-
-def parse_choice(value: str, enum: type[E], flag: str) -> E:
-    """`value` as a member of `enum`, or a CliError naming the flag and the allowed values."""
-    try:
-        return enum(value.strip().lower())
-    except ValueError:
-        allowed = ", ".join(m.value for m in enum)
-        raise CliError(f"{flag} {value!r} is not allowed", hint=f"use one of {allowed}") from None
-
-
-def parse_timestamp(value: str, flag: str) -> datetime:
-    """An ISO 8601 time (`2026-01-31T12:00:00Z`); without a zone it is taken as UTC."""
-    text = value.strip()
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise CliError(f"{flag} {value!r} is not an ISO 8601 time",
-                       hint="use e.g. 2026-01-31T12:00:00Z") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def resolve_expiry(expires_in: str | None, expires_at: str | None, *, now: datetime,
-                   required: bool) -> datetime | None:
-    """`--expires-in D` (relative to now) or `--expires-at ISO` as an absolute UTC time in the future."""
-    if expires_in and expires_at:
-        raise CliError("--expires-in and --expires-at are both given", hint="pass only one of them")
-    if expires_in:
-        try:
-            moment = now + parse_duration(expires_in)
-        except ValueError as exc:
-            raise CliError(f"--expires-in {exc}") from None
-    elif expires_at:
-        moment = parse_timestamp(expires_at, "--expires-at")
-        if moment <= now:
-            raise CliError(f"--expires-at {expires_at!r} is in the past",
-                           hint="give a future time, or use --expires-in, e.g. 4h")
-    elif required:
-        raise CliError("an expiry is required", hint="pass --expires-in (e.g. 4h) or --expires-at (ISO 8601 time)")
-    else:
-        return None
-    return moment.replace(microsecond=0)
-
-
-def format_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def check_unique(names: Iterable[str], what: str) -> None:
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise CliError(f"{what} {name!r} is given twice", hint="name each tool once")
-        seen.add(name)
-
-
-_SPLIT_HINT = re.compile(r"\s*:\s*")
-
-
-def split_spec(value: str, flag: str, fmt: str, example: str) -> list[str]:
-    """`a:b:c` into its three parts, or a CliError that shows the expected format."""
-    parts = _SPLIT_HINT.split(value.strip())
-    if len(parts) != 3 or not all(parts):
-        raise CliError(f"{flag} {value!r} is not {fmt}", hint=f"for example {flag} {example}")
-    return parts
