@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from mcp_runtime.cli.common.errors import CliError
 from mcp_runtime.cli.common.files import load_resource_files
 from mcp_runtime.cli.common.metadata import DEFAULT_METADATA_DIR, known_namespace, load_metadata, servers_path
-from mcp_runtime.cli.common.output import OutputFormat, OutputOption, emit, emit_structured
+from mcp_runtime.cli.common.output import OutputFormat, OutputOption, emit_structured
 from mcp_runtime.client import client
 from mcp_runtime.policy import Decision, Identity, PolicyDocument, compile_policy, evaluate
 from mcp_runtime.resources import (
@@ -207,8 +207,7 @@ def decision_json(decision: Decision) -> dict[str, Any]:
 
 def _print_decision(decision: Decision, identity: Identity, ignored: list[str], assumed_session: bool,
                     fmt: OutputFormat) -> None:
-    if fmt != OutputFormat.table:
-        emit(decision_json(decision), fmt)
+    if emit_structured(decision_json(decision), fmt):
         return
     who = ", ".join(f"{k}={v}" for k, v in (("human", identity.human_id), ("agent", identity.agent_id),
                                             ("team", identity.team_id), ("session", identity.session_id)) if v)
