@@ -9,6 +9,7 @@ import typer
 
 from mcp_runtime.cli.common.errors import CliError
 from mcp_runtime.cli.common.serving import configure_logging
+from mcp_runtime.resources.server import DEFAULT_GATEWAY_PORT
 
 if TYPE_CHECKING:
     from mcp_runtime.gateway import PolicySource
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Run the mcp-gateway: authenticate, authorize, forward and audit MCP requests.",
                   no_args_is_help=True)
 
-DEFAULT_LISTEN = "0.0.0.0:8091"
+DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_GATEWAY_PORT}"
 
 
 def _readable(path: Path, what: str, flag: str) -> bytes:

@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from mcp_runtime.cli.common.errors import CliError
 from mcp_runtime.resources import parse_duration
-from mcp_runtime.resources.common import check_tool_name
+from mcp_runtime.resources.common import check_dns_label, check_tool_name
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -73,6 +73,14 @@ def tool_name(name: str, flag: str) -> str:
         return check_tool_name(name.strip())
     except ValueError as exc:
         raise CliError(f"{flag} {exc}") from None
+
+
+def dns_label(value: str, what: str) -> str:
+    """A Kubernetes name (lowercase letters, digits, '-'), or a CliError that starts with `what`."""
+    try:
+        return check_dns_label(value)
+    except ValueError as exc:
+        raise CliError(f"{what} {exc}") from None
 
 
 def check_unique(names: Iterable[str], what: str) -> None:

@@ -54,6 +54,15 @@ def load_metadata(metadata_dir: Path, *, missing_ok: bool = False) -> tuple[Serv
     return model, raw
 
 
+def load_servers(metadata_dir: Path) -> tuple[Path, ServersFile]:
+    """The metadata file's path and model, which must list at least one server."""
+    path = servers_path(metadata_dir)
+    model, _ = load_metadata(metadata_dir)
+    if not model.servers:
+        raise CliError(f"{path} lists no servers", hint="add one with 'mcp-runtime server init NAME'")
+    return path, model
+
+
 def raw_entry(raw: dict[str, Any], name: str) -> dict[str, Any] | None:
     """The entry named `name` in the raw mapping, as written (the same object: edits land in `raw`)."""
     return next((e for e in raw.get("servers") or [] if isinstance(e, dict) and e.get("name") == name), None)

@@ -8,10 +8,10 @@ import typer
 
 from mcp_runtime.cli.common.errors import CliError
 from mcp_runtime.cli.common.files import write_atomic
-from mcp_runtime.cli.common.metadata import MetadataDirOption, load_metadata, servers_path
+from mcp_runtime.cli.common.flags import dns_label
+from mcp_runtime.cli.common.metadata import MetadataDirOption, load_servers
 from mcp_runtime.cli.server.common import server_problem
 from mcp_runtime.resources import metadata_to_server, to_yaml
-from mcp_runtime.resources.common import check_dns_label
 
 
 def generate(
@@ -20,15 +20,9 @@ def generate(
     namespace: str | None = typer.Option(None, "--namespace", help="Namespace for every manifest (default: by scope)."),
 ) -> None:
     """Render one MCPServer manifest per metadata entry, for review or GitOps."""
-    path = servers_path(metadata_dir)
-    model, _ = load_metadata(metadata_dir)
-    if not model.servers:
-        raise CliError(f"{path} lists no servers", hint="add one with 'mcp-runtime server init NAME'")
+    path, model = load_servers(metadata_dir)
     if namespace is not None:
-        try:
-            check_dns_label(namespace)
-        except ValueError as exc:
-            raise CliError(f"--namespace {exc}") from None
+        dns_label(namespace, "--namespace")
     if output.exists() and not output.is_dir():
         raise CliError(f"--output {output} is a file", hint="pass a directory")
     rendered = {}

@@ -15,7 +15,7 @@ import typer
 
 from mcp_runtime.cli.common.errors import CliError
 from mcp_runtime.cli.common.files import dump_yaml, resource_error, write_atomic
-from mcp_runtime.cli.common.flags import check_unique, parse_choice, split_spec, tool_name
+from mcp_runtime.cli.common.flags import check_unique, dns_label, parse_choice, split_spec, tool_name
 from mcp_runtime.cli.common.metadata import MetadataDirOption, load_metadata, raw_entry, servers_path
 from mcp_runtime.cli.server.common import TimeoutOption, count, discover
 from mcp_runtime.resources import (
@@ -31,7 +31,6 @@ from mcp_runtime.resources import (
     dump_resource,
     validate_model,
 )
-from mcp_runtime.resources.common import check_dns_label
 from mcp_runtime.resources.server import DEFAULT_APP_PORT
 
 
@@ -71,10 +70,7 @@ def init(
     Other servers in the file are kept as written; an entry with the same name is replaced only
     with --force. Tool names must match what the server implements: use --from-server to read them.
     """
-    try:
-        check_dns_label(name)
-    except ValueError as exc:
-        raise CliError(f"server name {exc}") from None
+    dns_label(name, "server name")
     scope_value = parse_choice(scope, Scope, "--scope") if scope is not None else None
     mode = parse_choice(policy_mode, PolicyMode, "--policy-mode") if policy_mode is not None else None
     decision = (parse_choice(default_decision, ToolDecision, "--default-decision")

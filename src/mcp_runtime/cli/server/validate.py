@@ -12,7 +12,7 @@ import typer
 
 from mcp_runtime.cli.common.errors import CliError
 from mcp_runtime.cli.common.files import load_resource_files
-from mcp_runtime.cli.common.metadata import MetadataDirOption, known_namespace, load_metadata, servers_path
+from mcp_runtime.cli.common.metadata import MetadataDirOption, known_namespace, load_servers
 from mcp_runtime.cli.server.common import TimeoutOption, count, discover, server_problem
 from mcp_runtime.resources import (
     GrantPhase,
@@ -50,10 +50,7 @@ def validate(
     A grant naming a tool the metadata lacks, or a running server with tools the metadata lacks,
     means tool calls denied as tool_side_effect_unknown at the gateway. Exit code 1 on any problem.
     """
-    path = servers_path(metadata_dir)
-    model, _ = load_metadata(metadata_dir)
-    if not model.servers:
-        raise CliError(f"{path} lists no servers", hint="add one with 'mcp-runtime server init NAME'")
+    path, model = load_servers(metadata_dir)
     problems = [p for meta in model.servers if (p := server_problem(meta, path))]
     grants = load_resource_files(grant_file or [], MCPAccessGrant, "--grant-file")
     sessions = load_resource_files(session_file or [], MCPAgentSession, "--session-file")
