@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import typer
 
@@ -20,7 +20,14 @@ from mcp_runtime.cli.common.kube import ContextOption, KubeconfigOption, kube_cl
 from mcp_runtime.cli.common.output import OutputFormat, OutputOption, emit_structured
 from mcp_runtime.kube import KubeClient, KubeError
 from mcp_runtime.kube.doctor import DoctorOptions, Level, run_doctor
-from mcp_runtime.kube.platform import DATABASE_SECRET, PlatformConfig, render_platform
+from mcp_runtime.kube.platform import (
+    DATABASE_SECRET,
+    IngressMode,
+    PlatformConfig,
+    PlatformMode,
+    RegistryMode,
+    render_platform,
+)
 from mcp_runtime.kube.teams import reapply_team_namespaces
 
 CERT_MANAGER_VERSION = "v1.16.2"
@@ -46,8 +53,8 @@ ENV_KEYS: dict[str, tuple[str, str]] = {
     "MCP_SETUP_CLICKHOUSE_URL": ("clickhouse_url", "str"),
     "MCP_SETUP_NATS_URL": ("nats_url", "str"),
 }
-_CHOICES = {"registry_mode": ("bundled-http", "bundled-https", "external"), "ingress": ("traefik", "none"),
-            "platform_mode": ("tenant", "none")}
+_CHOICES = {"registry_mode": get_args(RegistryMode), "ingress": get_args(IngressMode),
+            "platform_mode": get_args(PlatformMode)}
 
 
 def _truthy(value: str) -> bool:

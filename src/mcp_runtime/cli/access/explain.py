@@ -165,8 +165,9 @@ def _identity(given: Identity, session: MCPAgentSession | None) -> Identity:
     return identity
 
 
-def _pick_server(server: str | None, model: Any, grants: list[Any], session: MCPAgentSession | None,
-                 path: Path) -> str:
+def _pick_server(server: str | None, model: ServersFile, grants: list[MCPAccessGrant],
+                 session: MCPAgentSession | None, path: Path) -> str:
+    """--server, else the only server in the metadata, else the one server all the files name."""
     if server:
         return server
     if len(model.servers) == 1:
@@ -179,7 +180,7 @@ def _pick_server(server: str | None, model: Any, grants: list[Any], session: MCP
                    hint="pass --server NAME")
 
 
-def _namespace(grants: list[Any], session: MCPAgentSession | None) -> str | None:
+def _namespace(grants: list[MCPAccessGrant], session: MCPAgentSession | None) -> str | None:
     """The namespace the files live in: the policy only keeps grants of the server's namespace."""
     if session is not None and session.metadata.namespace:
         return session.metadata.namespace
@@ -189,7 +190,8 @@ def _namespace(grants: list[Any], session: MCPAgentSession | None) -> str | None
     return None
 
 
-def decision_json(decision: Decision) -> dict[str, Any]:
+def _decision_json(decision: Decision) -> dict[str, Any]:
+    """`access explain -o json` in local mode (the platform answers with its own, richer document)."""
     return {
         "allowed": decision.allowed,
         "reason": decision.reason.value,
@@ -207,7 +209,7 @@ def decision_json(decision: Decision) -> dict[str, Any]:
 
 def _print_decision(decision: Decision, identity: Identity, ignored: list[str], assumed_session: bool,
                     fmt: OutputFormat) -> None:
-    if emit_structured(decision_json(decision), fmt):
+    if emit_structured(_decision_json(decision), fmt):
         return
     who = ", ".join(f"{k}={v}" for k, v in (("human", identity.human_id), ("agent", identity.agent_id),
                                             ("team", identity.team_id), ("session", identity.session_id)) if v)

@@ -16,14 +16,14 @@ from typing import Any, TypeVar
 import yaml
 
 from mcp_runtime.cli.common.errors import CliError
-from mcp_runtime.resources import MCPAccessGrant, MCPAgentSession, ResourceError, load_resources
+from mcp_runtime.resources import MCPAccessGrant, MCPAgentSession, ResourceError, SideEffect, Trust, load_resources
 
 R = TypeVar("R", MCPAccessGrant, MCPAgentSession)
 
 # pydantic says "missing required field" without the values a field takes; these fields are required enums.
 _ALLOWED_WHEN_MISSING = {
-    "sideEffect": "sideEffect is one of read, write, destructive",
-    "requiredTrust": "requiredTrust is one of low, medium, high",
+    "sideEffect": f"sideEffect is one of {', '.join(e.value for e in SideEffect)}",
+    "requiredTrust": f"requiredTrust is one of {', '.join(t.value for t in Trust)}",
 }
 
 
