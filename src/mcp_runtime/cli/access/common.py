@@ -23,6 +23,7 @@ from mcp_runtime.resources import (
     validate_model,
 )
 from mcp_runtime.resources.common import GROUP_VERSION
+from mcp_runtime.resources.kinds import kind_name
 
 # --- init: flags and writing the YAML ------------------------------------------------------------
 ServerOption = typer.Option(..., "--server", help="Name of the MCPServer it applies to.")
@@ -48,7 +49,7 @@ def subject(human_id: str | None, agent_id: str | None, team_id: str | None) -> 
 
 def document(kind: type[MCPAccessGrant] | type[MCPAgentSession], name: str, namespace: str,
              spec: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": GROUP_VERSION, "kind": kind.__name__, "metadata": {"name": name, "namespace": namespace},
+    return {"apiVersion": GROUP_VERSION, "kind": kind_name(kind), "metadata": {"name": name, "namespace": namespace},
             "spec": spec}
 
 

@@ -34,7 +34,7 @@ from mcp_runtime.cli.common.api import NamespaceOption, shown_tool_rules
 from mcp_runtime.cli.common.flags import check_unique, format_time, parse_choice, resolve_expiry, split_spec, tool_name
 from mcp_runtime.cli.common.output import OutputFormat, OutputOption, emit, emit_structured
 from mcp_runtime.client import client
-from mcp_runtime.resources import MCPAccessGrant, SideEffect, ToolDecision, Trust
+from mcp_runtime.resources import GRANT_KIND, MCPAccessGrant, SideEffect, ToolDecision, Trust
 
 app = typer.Typer(help="Access grants: who may call which tools of a server.", no_args_is_help=True)
 
@@ -113,7 +113,7 @@ def grant_apply(file: Path = FileOption, output: OutputFormat = OutputOption) ->
     """Create or update the grant(s) in a YAML file."""
     api = client()
     results = []
-    for doc in read_documents(file, "MCPAccessGrant"):
+    for doc in read_documents(file, GRANT_KIND):
         grant, created = apply(api, "grants", doc)
         results.append(grant)
         if output == OutputFormat.table:

@@ -35,7 +35,7 @@ from mcp_runtime.cli.common.errors import CliError
 from mcp_runtime.cli.common.flags import format_time, parse_choice, resolve_expiry
 from mcp_runtime.cli.common.output import OutputFormat, OutputOption, emit, emit_structured
 from mcp_runtime.client import client
-from mcp_runtime.resources import MCPAgentSession, Trust
+from mcp_runtime.resources import SESSION_KIND, MCPAgentSession, Trust
 
 app = typer.Typer(help="Agent sessions: consented trust, expiry, revocation.", no_args_is_help=True)
 
@@ -89,7 +89,7 @@ def session_apply(file: Path = FileOption, output: OutputFormat = OutputOption) 
     """Create or update the session(s) in a YAML file (platform admins)."""
     api = client()
     results = []
-    for doc in read_documents(file, "MCPAgentSession"):
+    for doc in read_documents(file, SESSION_KIND):
         answer, created = apply(api, "sessions", doc)
         results.append(answer)
         if output == OutputFormat.table:

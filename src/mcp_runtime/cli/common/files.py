@@ -16,7 +16,16 @@ from typing import Any, TypeVar
 import yaml
 
 from mcp_runtime.cli.common.errors import CliError
-from mcp_runtime.resources import MCPAccessGrant, MCPAgentSession, ResourceError, SideEffect, Trust, load_resources
+from mcp_runtime.resources import (
+    SERVER_KIND,
+    MCPAccessGrant,
+    MCPAgentSession,
+    ResourceError,
+    SideEffect,
+    Trust,
+    load_resources,
+)
+from mcp_runtime.resources.kinds import kind_name
 
 R = TypeVar("R", MCPAccessGrant, MCPAgentSession)
 
@@ -103,13 +112,13 @@ def load_resource_files(paths: Sequence[Path], kind: type[R], flag: str) -> list
         except ResourceError as exc:
             raise resource_error(exc, f"fix {path} and re-run") from None
         if not resources:
-            raise CliError(f"{what} {path} is empty", hint=f"pass a {kind.__name__} YAML with {flag}")
+            raise CliError(f"{what} {path} is empty", hint=f"pass a {kind_name(kind)} YAML with {flag}")
         for resource in resources:
             if not isinstance(resource, kind):
                 other = "--session-file" if isinstance(resource, MCPAgentSession) else "--grant-file"
                 raise CliError(
-                    f"{path}: holds a {resource.kind} ({resource.metadata.name}), but {flag} takes a {kind.__name__}",
-                    hint=f"pass it with {other}" if resource.kind != "MCPServer" else "pass the right file",
+                    f"{path}: holds a {resource.kind} ({resource.metadata.name}), but {flag} takes a {kind_name(kind)}",
+                    hint=f"pass it with {other}" if resource.kind != SERVER_KIND else "pass the right file",
                 )
             loaded.append((path, resource))
     return loaded

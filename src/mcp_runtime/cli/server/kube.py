@@ -23,6 +23,7 @@ from mcp_runtime.cli.common.kube import (
 from mcp_runtime.cli.common.output import OutputFormat, OutputOption, emit
 from mcp_runtime.kube import ANNOTATION_APPLIED_HASH, KubeClient, KubeError
 from mcp_runtime.resources import (
+    SERVER_KIND,
     MCPServer,
     ResourceError,
     dump_resource,
@@ -54,7 +55,7 @@ def _exportable(obj: dict[str, Any]) -> dict[str, Any]:
 def get_server(client: KubeClient, name: str, namespace: str) -> dict[str, Any]:
     """The MCPServer object as the API server has it, or a CliError (also when it does not exist)."""
     try:
-        obj = client.get("MCPServer", name, namespace)
+        obj = client.get(SERVER_KIND, name, namespace)
     except KubeError as exc:
         raise kube_failure(exc, f"cannot read MCPServer {namespace}/{name}") from None
     if obj is None:
@@ -167,7 +168,7 @@ def server_patch(
     except ResourceError as exc:
         raise CliError(str(exc), hint="nothing was changed") from None
     try:
-        client.patch("MCPServer", name, namespace, body)
+        client.patch(SERVER_KIND, name, namespace, body)
     except KubeError as exc:
         raise kube_failure(exc, f"cannot patch MCPServer {namespace}/{name}") from None
     typer.echo(f"mcpserver/{name} patched (namespace {namespace})")
