@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mcp_runtime.cli.errors import CliError
+from mcp_runtime.cli.common.errors import CliError
 from mcp_runtime.resources.crd import crd_yaml, render_crds
 
 app = typer.Typer(help="Print or write the MCPServer, MCPAccessGrant and MCPAgentSession CRDs.",
