@@ -9,7 +9,7 @@ import typer
 
 from mcp_runtime.cli.common.errors import CliError
 from mcp_runtime.cli.common.serving import configure_logging
-from mcp_runtime.resources.server import DEFAULT_GATEWAY_PORT
+from mcp_runtime.resources.server import DEFAULT_GATEWAY_PORT, DEFAULT_MCP_PATH
 
 if TYPE_CHECKING:
     from mcp_runtime.gateway import PolicySource
@@ -52,7 +52,7 @@ def run(
     jwks_file: Path = typer.Option(..., "--jwks-file", metavar="FILE",
                                    help="Public keys (JWKS) session tokens are checked with; reloaded on change."),
     listen: str = typer.Option(DEFAULT_LISTEN, "--listen", metavar="HOST:PORT", help="Address to serve on."),
-    path: str = typer.Option("/mcp", "--path", help="Public MCP path (the server's ingress path)."),
+    path: str = typer.Option(DEFAULT_MCP_PATH, "--path", help="Public MCP path (the server's ingress path)."),
     server: str | None = typer.Option(None, "--server", help="Server name (default: from the policy)."),
     namespace: str | None = typer.Option(None, "--namespace", help="Namespace (default: from the policy)."),
     ingest_url: str | None = typer.Option(None, "--ingest-url", metavar="URL",

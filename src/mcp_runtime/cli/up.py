@@ -9,7 +9,7 @@ import typer
 
 from mcp_runtime.cli.common.errors import CliError
 from mcp_runtime.cli.common.serving import check_port_free, configure_logging
-from mcp_runtime.platform.settings import DEFAULT_DATA_DIR, PlatformSettings
+from mcp_runtime.platform.settings import ADMIN_PASSWORD_FILE, DEFAULT_DATA_DIR, PlatformSettings
 
 if TYPE_CHECKING:
     from mcp_runtime.compose.embedded import EmbeddedPlatform
@@ -37,7 +37,7 @@ def up(
     check_port_free(host, port, in_use_hint="stop what runs there or pass --port", other_hint="check --host")
     data_dir = _data_dir(data_dir)
     settings = PlatformSettings.from_env(data_dir)
-    password_file = data_dir / "admin-password"
+    password_file = data_dir / ADMIN_PASSWORD_FILE
     had_password_file = password_file.exists()
     public_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     if runtime not in ("process", "podman"):

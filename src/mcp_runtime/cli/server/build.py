@@ -18,11 +18,16 @@ from mcp_runtime.cli.common.errors import CliError
 from mcp_runtime.cli.common.files import dump_yaml, write_atomic
 from mcp_runtime.cli.common.metadata import MetadataDirOption, load_metadata, raw_entry, servers_path
 from mcp_runtime.client import ApiClient, ClientError, client
-from mcp_runtime.manifests.images import DEFAULT_REGISTRY_ADDRESS, ImageRef, ImageRefError, scope_prefix
+from mcp_runtime.manifests.images import (
+    DEFAULT_REGISTRY_ADDRESS,
+    REGISTRY_ENV,
+    ImageRef,
+    ImageRefError,
+    registry_host,
+    scope_prefix,
+)
 from mcp_runtime.resources import Scope
 from mcp_runtime.runtime.builders import BuildError, build_image, find_builder
-
-REGISTRY_ENV = "MCP_RUNTIME_REGISTRY"
 
 app = typer.Typer(help="Build server images.", no_args_is_help=True)
 
@@ -38,7 +43,7 @@ def _platform_client() -> ApiClient | None:
 def resolve_registry_host(api: ApiClient | None) -> str:
     """Where the image goes: $MCP_RUNTIME_REGISTRY, else the platform's registry, else the bundled one."""
     if os.environ.get(REGISTRY_ENV):
-        return os.environ[REGISTRY_ENV].strip().rstrip("/").removeprefix("https://").removeprefix("http://")
+        return registry_host(os.environ[REGISTRY_ENV])
     if api is not None:
         try:
             return str(api.get("registry/info")["host"])

@@ -21,7 +21,8 @@ from mcp_runtime.cli.common.kube import (
     require_use_kube,
 )
 from mcp_runtime.cli.common.output import OutputFormat, OutputOption, emit
-from mcp_runtime.kube import ANNOTATION_APPLIED_HASH, KubeClient, KubeError
+from mcp_runtime.kube import KubeClient, KubeError
+from mcp_runtime.kube.client import is_platform_annotation
 from mcp_runtime.resources import (
     SERVER_KIND,
     MCPServer,
@@ -44,7 +45,7 @@ def _exportable(obj: dict[str, Any]) -> dict[str, Any]:
     """The object as a user would write it: no status, no server-managed or operator metadata."""
     meta = {k: v for k, v in obj.get("metadata", {}).items() if k not in _SERVER_MANAGED_META}
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
-                   if k != ANNOTATION_APPLIED_HASH and not k.startswith(("operator.mcpruntime.org/", "kopf."))}
+                   if not is_platform_annotation(k)}
     meta.pop("annotations", None)
     if annotations:
         meta["annotations"] = annotations
