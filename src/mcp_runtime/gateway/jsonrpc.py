@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-POLICY_DENIED = -32001
+from mcp_runtime.wire.jsonrpc import INVALID_REQUEST, PARSE_ERROR, dumps, error_object
+
+__all__ = ["INVALID_REQUEST", "PARSE_ERROR", "RpcInputError", "RpcMessage", "dumps", "error_object", "id_key",
+           "parse_body"]
 
 
 class RpcInputError(Exception):
@@ -75,18 +76,6 @@ def parse_body(body: bytes) -> tuple[list[RpcMessage], bool]:
             raise RpcInputError(INVALID_REQUEST, "Invalid Request: empty batch")
         return [_message(item) for item in data], True
     return [_message(data)], False
-
-
-def error_object(msg_id: Any, code: int, message: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A JSON-RPC error response."""
-    error: dict[str, Any] = {"code": code, "message": message}
-    if data is not None:
-        error["data"] = data
-    return {"jsonrpc": "2.0", "id": msg_id, "error": error}
-
-
-def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def id_key(msg_id: Any) -> str:
