@@ -65,10 +65,21 @@ def _message(item: Any) -> RpcMessage:
     return RpcMessage(item)
 
 
+def _text(body: bytes) -> str | bytes:
+    """The body as `json.loads` would decode it, without its encoding sniffing when the answer is known.
+
+    A body that starts with `{` or `[` followed by a non-NUL byte is UTF-8 to `json.detect_encoding` (no
+    BOM, not UTF-16/32), so it is decoded here exactly as `json.loads` would; anything else is left to it.
+    """
+    if len(body) > 1 and body[0] in (0x7B, 0x5B) and body[1]:
+        return body.decode("utf-8", "surrogatepass")
+    return body
+
+
 def parse_body(body: bytes) -> tuple[list[RpcMessage], bool]:
     """Messages of a POST body and whether it was a batch. Raises RpcInputError."""
     try:
-        data = json.loads(body)
+        data = json.loads(_text(body))
     except (ValueError, UnicodeDecodeError) as exc:
         raise RpcInputError(PARSE_ERROR, f"Parse error: the body is not valid JSON ({exc})") from None
     if isinstance(data, list):
