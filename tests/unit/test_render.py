@@ -601,10 +601,3 @@ def test_a_policy_for_another_server_is_refused() -> None:
         render_server(make_server(), policy_for(other), RenderOptions())
 
 
-def test_podman_objects_are_the_policy_and_the_pod() -> None:
-    rendered = render(make_server())
-    configmap, pod = rendered.podman_objects()
-    assert configmap == rendered.policy_configmap and pod == rendered.pod()
-    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
-    assert volumes["policy"]["configMap"]["name"] == configmap["metadata"]["name"]
-    validate_all([configmap, pod])

@@ -67,12 +67,13 @@ def _load_api_client(kubeconfig: str | None, context: str | None) -> Any:
     existing = [p for p in candidates if Path(p).is_file()]
     if existing:
         try:
-            config.load_kube_config(config_file=existing[0], context=context, client_configuration=configuration)
+            config.load_kube_config(  # type: ignore[no-untyped-call]  # the kubernetes package is untyped
+                config_file=existing[0], context=context, client_configuration=configuration)
         except Exception as exc:  # the library raises ConfigException and plain errors
             raise KubeConfigError(f"cannot use kubeconfig {existing[0]}: {exc}") from None
     elif os.environ.get("KUBERNETES_SERVICE_HOST"):
         try:
-            config.load_incluster_config(client_configuration=configuration)
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         except Exception as exc:
             raise KubeConfigError(f"in-cluster credentials are unusable: {exc}") from None
     else:

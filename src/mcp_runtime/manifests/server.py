@@ -76,12 +76,6 @@ class RenderedServer:
         return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata,
                 "spec": {**template["spec"], "restartPolicy": "Always"}}
 
-    def podman_objects(self) -> list[Manifest]:
-        """What `podman kube play` gets: the policy ConfigMap (podman resolves configMap volumes from
-        ConfigMaps in the same YAML) and the Pod. The caller adds the JWKS ConfigMap
-        (`render_jwks_configmap`) and, with analytics, the ingest key Secret."""
-        return [copy.deepcopy(self.policy_configmap), self.pod()]
-
     def all(self) -> list[Manifest]:
         """Every object in apply order: RBAC, policy ConfigMap, Deployments, Service, Ingress."""
         objects = [*self.rbac, self.policy_configmap, *self.deployments, self.service]

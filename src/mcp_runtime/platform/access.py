@@ -14,7 +14,7 @@ from pydantic import Field
 from mcp_runtime.platform.errors import ApiError, not_found
 from mcp_runtime.platform.policies import PolicyCompiler
 from mcp_runtime.platform.principal import Principal
-from mcp_runtime.platform.repository import ResourceRepository, parse_resource, utcnow
+from mcp_runtime.platform.repository import ResourceRepository, parse_resource
 from mcp_runtime.platform.servers import ServerService
 from mcp_runtime.platform.settings import PlatformSettings
 from mcp_runtime.platform.visibility import (
@@ -26,6 +26,7 @@ from mcp_runtime.platform.visibility import (
 )
 from mcp_runtime.policy import Identity, evaluate
 from mcp_runtime.resources import (
+    SESSION_KIND,
     AccessStatus,
     AgentSessionSpec,
     CamelModel,
@@ -38,6 +39,8 @@ from mcp_runtime.resources import (
     Trust,
     dump_resource,
 )
+from mcp_runtime.resources.access import phase_message
+from mcp_runtime.resources.common import utcnow
 from mcp_runtime.security.keys import KeyRing
 from mcp_runtime.security.tokens import SessionClaims, issue_session_token
 from mcp_runtime.store import ControlPlaneStore
@@ -66,12 +69,10 @@ class ExplainRequest(CamelModel):
 
 def _with_status(resource: MCPAccessGrant | MCPAgentSession, now: datetime) -> bool:
     """Write the phase the resource is in now; True when it changed."""
-    phase = str(resource.phase_at(now))
+    phase, message = phase_message(resource, now)
     status = resource.status or AccessStatus()
     changed = status.phase != phase or status.observed_generation != resource.metadata.generation
-    messages = {"Active": "in force", "Disabled": "disabled by spec.disabled", "Expired": "past spec.expiresAt",
-                "Revoked": "revoked; an admin can unrevoke it"}
-    resource.status = status.model_copy(update={"phase": phase, "message": messages.get(phase),
+    resource.status = status.model_copy(update={"phase": phase, "message": message,
                                                 "observed_generation": resource.metadata.generation})
     return changed
 
@@ -370,7 +371,7 @@ class AccessService:
 def _audit(caller: Principal, action: str, session: MCPAgentSession) -> Any:
     from mcp_runtime.store import AuditRecord
 
-    return AuditRecord(actor=caller.email, action=action, kind="MCPAgentSession",
+    return AuditRecord(actor=caller.email, action=action, kind=SESSION_KIND,
                        namespace=session.metadata.namespace, name=session.metadata.name)
 
 

@@ -8,13 +8,13 @@ import re
 import secrets as pysecrets
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from mcp_runtime.platform.errors import ApiError, not_found
 from mcp_runtime.platform.principal import Principal
 from mcp_runtime.platform.ratelimit import LoginRateLimiter
 from mcp_runtime.platform.settings import TEAM_NAMESPACE_PREFIX, PlatformSettings
+from mcp_runtime.resources.common import utcnow
 from mcp_runtime.security.keys import KeyRing
 from mcp_runtime.security.passwords import burn_password_check, hash_password, needs_rehash, verify_password
 from mcp_runtime.security.secrets import API_KEY_PREFIX, hash_secret, new_api_key, new_refresh_token
@@ -38,9 +38,6 @@ KEYRING_SETTING = "signing_keyring"
 SLUG_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

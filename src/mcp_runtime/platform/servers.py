@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from pydantic import Field
 
@@ -233,10 +232,3 @@ class ServerService:
         except Exception:
             log.exception("runtime hook %s failed for %s/%s", event, server.metadata.namespace,
                           server.metadata.name)
-
-
-def server_summary(server: MCPServer) -> dict[str, Any]:
-    status = server.status
-    return {"name": server.metadata.name, "namespace": server.metadata.namespace,
-            "phase": str(status.phase) if status else None, "route": server.spec.ingress_path,
-            "image": server.image_ref, "teamID": server.spec.team_id}

@@ -1,8 +1,8 @@
 """The pure policy evaluator: the only place an allow or deny is decided.
 
 The gateway, `access explain` and the tests all call `evaluate`; none of them decides on its own.
-The order of checks is DESIGN.md section 6. Nothing here does I/O or reads the clock: `now` is an
-argument, so a decision is a function of (document, identity, tool, now) alone.
+The order of checks is docs/architecture.md, "How a tool call is decided". Nothing here does I/O or
+reads the clock: `now` is an argument, so a decision is a function of (document, identity, tool, now) alone.
 """
 
 from __future__ import annotations
@@ -133,7 +133,9 @@ def evaluate_access(doc: PolicyDocument, identity: Identity | None, now: datetim
 
 
 def evaluate(doc: PolicyDocument, identity: Identity | None, tool: str, now: datetime) -> Decision:
-    """Decide a `tools/call` of `tool` by `identity` at `now` (DESIGN.md section 6, steps 1-7)."""
+    """Decide a `tools/call` of `tool` by `identity` at `now`.
+
+    The steps are those of docs/architecture.md, "How a tool call is decided"."""
     server = doc.server.name
     spec = doc.tool(tool)
     side_effect = spec.side_effect if spec else None

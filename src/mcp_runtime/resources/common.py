@@ -17,6 +17,17 @@ API_GROUP = "mcpruntime.org"
 API_VERSION = "v1alpha1"
 GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"
 
+
+def _check_group_version(value: str) -> str:
+    if value != GROUP_VERSION:
+        raise ValueError(f"apiVersion {value!r} is not supported; use {GROUP_VERSION}")
+    return value
+
+
+GroupVersion = Annotated[str, AfterValidator(_check_group_version),
+                         WithJsonSchema({"type": "string", "enum": [GROUP_VERSION]})]
+"""The `apiVersion` of every resource of ours: exactly `GROUP_VERSION`."""
+
 _ACRONYMS = {"Id": "ID", "Url": "URL"}
 
 

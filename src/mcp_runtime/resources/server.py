@@ -9,11 +9,13 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from mcp_runtime.resources.common import (
+    GROUP_VERSION,
     CamelModel,
     Condition,
     DnsLabel,
     Duration,
     EnvName,
+    GroupVersion,
     ObjectMeta,
     PolicyMode,
     RiskLevel,
@@ -125,19 +127,18 @@ class RunSpec(CamelModel):
     working_dir: str | None = None
 
 
-class MCPServerSpec(CamelModel):
+class ServerDefinition(CamelModel):
+    """What a server is and how it runs: the fields an `.mcp/servers.yaml` entry and `MCPServer.spec` share.
+
+    Declared once here; `MCPServerSpec` and `ServerMetadata` each add their own fields."""
+
     team_id: str | None = None
     description: str | None = Field(default=None, max_length=2048)
-    image: str = Field(min_length=1, max_length=512)
+    image: str | None = Field(default=None, max_length=512)
     image_tag: str | None = Field(default=None, max_length=128)
-    image_pull_secrets: list[str] = Field(default_factory=list)
     replicas: int = Field(default=1, ge=0, le=1000)
     port: int = Field(default=DEFAULT_APP_PORT, ge=1, le=65535)
-    service_port: int = Field(default=DEFAULT_SERVICE_PORT, ge=1, le=65535)
-    public_path_prefix: str | None = None
-    ingress_path: str | None = None
     ingress_host: str | None = None
-    ingress_class: str = DEFAULT_INGRESS_CLASS
     resources: ResourceRequirements | None = None
     env_vars: list[EnvVar] = Field(default_factory=list)
     secret_env_vars: list[SecretEnvVar] = Field(default_factory=list)
@@ -151,6 +152,36 @@ class MCPServerSpec(CamelModel):
     analytics: AnalyticsSpec | None = None
     rollout: RolloutSpec | None = None
     run: RunSpec | None = None
+
+    @field_validator("tools")
+    @classmethod
+    def _unique_tools(cls, tools: list[ToolSpec]) -> list[ToolSpec]:
+        seen: set[str] = set()
+        for tool in tools:
+            if tool.name in seen:
+                raise ValueError(f"tool {tool.name!r} is listed twice: tool names must be unique")
+            seen.add(tool.name)
+        return tools
+
+    @model_validator(mode="after")
+    def _default_tag(self) -> ServerDefinition:
+        if self.image_tag is None and not (self.image and image_has_tag(self.image)):
+            self.image_tag = "latest"
+        return self
+
+    def tool(self, name: str) -> ToolSpec | None:
+        return next((t for t in self.tools if t.name == name), None)
+
+
+class MCPServerSpec(ServerDefinition):
+    """The desired state of a deployed server (the CRD's `spec`)."""
+
+    image: str = Field(min_length=1, max_length=512)  # required here; optional in `.mcp` metadata
+    image_pull_secrets: list[str] = Field(default_factory=list)
+    service_port: int = Field(default=DEFAULT_SERVICE_PORT, ge=1, le=65535)
+    public_path_prefix: str | None = None
+    ingress_path: str | None = None
+    ingress_class: str = DEFAULT_INGRESS_CLASS
 
     @field_validator("public_path_prefix")
     @classmethod
@@ -171,11 +202,6 @@ class MCPServerSpec(CamelModel):
 
     @model_validator(mode="after")
     def _check(self) -> MCPServerSpec:
-        seen: set[str] = set()
-        for tool in self.tools:
-            if tool.name in seen:
-                raise ValueError(f"tool {tool.name!r} is listed twice: tool names must be unique")
-            seen.add(tool.name)
         if self.gateway.enabled and self.gateway.port == self.port:
             raise ValueError(
                 f"gateway.port {self.gateway.port} equals the app port: the gateway sidecar needs its own port"
@@ -188,12 +214,7 @@ class MCPServerSpec(CamelModel):
                     f"rollout.canaryReplicas {self.rollout.canary_replicas} must be between 0 and "
                     f"replicas ({self.replicas})"
                 )
-        if self.image_tag is None and not image_has_tag(self.image):
-            self.image_tag = "latest"
         return self
-
-    def tool(self, name: str) -> ToolSpec | None:
-        return next((t for t in self.tools if t.name == name), None)
 
 
 class ServerPhase(StrEnum):
@@ -213,7 +234,7 @@ class MCPServerStatus(CamelModel):
 
 
 class MCPServer(CamelModel):
-    api_version: Literal["mcpruntime.org/v1alpha1"] = "mcpruntime.org/v1alpha1"
+    api_version: GroupVersion = GROUP_VERSION
     kind: Literal["MCPServer"] = "MCPServer"
     metadata: ObjectMeta
     spec: MCPServerSpec

@@ -1,4 +1,4 @@
-"""The analytics event (DESIGN.md section 10), its time-ordered id, and the ingest batch.
+"""The analytics event (docs/architecture.md, "Analytics events"), its time-ordered id, and the ingest batch.
 
 One `AnalyticsEvent` is emitted per MCP request the gateway handles. `event_id` is a UUIDv7: it is the
 idempotency key the ingest deduplicates on, and because its first 48 bits are the emission time in

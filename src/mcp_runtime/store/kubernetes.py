@@ -13,11 +13,11 @@ from datetime import datetime
 from typing import Any
 
 from mcp_runtime.kube import ConflictError, KubeClient, KubeError, NotFoundError
-from mcp_runtime.resources import GROUP_VERSION
+from mcp_runtime.resources import GROUP_VERSION, KINDS
 from mcp_runtime.store.interface import ControlPlaneStore
 from mcp_runtime.store.records import AlreadyExists, AuditRecord, NotFound, StoredResource, StoreError
 
-RESOURCE_KINDS = ("MCPServer", "MCPAccessGrant", "MCPAgentSession")
+RESOURCE_KINDS = tuple(KINDS)
 _HIDDEN_ANNOTATIONS = ("operator.mcpruntime.org/", "kopf.zalando.org/", "mcpruntime.org/applied-hash",
                        "kubectl.kubernetes.io/last-applied-configuration")
 _CONFLICT_RETRIES = 5

@@ -28,7 +28,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mcp_runtime import __version__
 from mcp_runtime.platform.core import Platform
 from mcp_runtime.platform.errors import ApiError
-from mcp_runtime.resources import MCPAccessGrant, MCPAgentSession, MCPServer
+from mcp_runtime.resources import KINDS, MCPAccessGrant, MCPAgentSession, MCPServer
+from mcp_runtime.sentinel.store import Bucket
 from mcp_runtime.web import charts
 from mcp_runtime.web.session import (
     CSRF_FIELD,
@@ -238,7 +239,7 @@ class Dashboard:
         server = params.get("server") or None
         analytics = self.platform.analytics
         flt = analytics.filter(login.principal, since=period, server=server)
-        bucket = "hour" if period in ("1h", "24h") else "day"
+        bucket: Bucket = "hour" if period in ("1h", "24h") else "day"
         usage = analytics.usage(flt, bucket=bucket, limit=200)
         all_servers = analytics.usage(analytics.filter(login.principal, since=period), ["servers"])["servers"]
         return self.render(
@@ -279,7 +280,7 @@ class Dashboard:
         kind = request.query_params.get("kind") or None
         entries = self.platform.store.list_audit(limit=200, kind=kind)
         return self.render(request, "audit.html", login, nav="audit", entries=entries, kind=kind,
-                           kinds=["Team", "User", "ApiKey", "MCPServer", "MCPAccessGrant", "MCPAgentSession"])
+                           kinds=["Team", "User", "ApiKey", *KINDS])
 
     async def home(self, request: Request) -> Response:
         return self.redirect(request, "/analytics")

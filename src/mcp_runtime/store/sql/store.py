@@ -12,6 +12,7 @@ from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from mcp_runtime.resources.common import utcnow
 from mcp_runtime.store.records import (
     AlreadyExists,
     ApiKey,
@@ -40,10 +41,6 @@ from mcp_runtime.store.sql.models import (
     TeamRow,
     UserRow,
 )
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _aware(value: datetime | None) -> datetime | None:
