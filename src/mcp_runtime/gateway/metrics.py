@@ -19,6 +19,12 @@ class InFlight:
     def __init__(self) -> None:
         self.count = 0
 
+    def inc(self) -> None:
+        self.count += 1
+
+    def dec(self) -> None:
+        self.count -= 1
+
     def value(self) -> float:
         return float(self.count)
 

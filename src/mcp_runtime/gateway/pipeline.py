@@ -91,7 +91,7 @@ class RequestPath:
         started = time.perf_counter()
         server = route.server
         inflight = self.metrics.inflight_for(server)
-        inflight.count += 1
+        inflight.inc()
         ex = Exchange(route, scope, receive, send)
         method = scope["method"]
         try:
@@ -104,7 +104,7 @@ class RequestPath:
         except ClientDisconnected:
             ex.status = 499
         finally:
-            inflight.count -= 1
+            inflight.dec()
             self.finish(ex, server, method, time.perf_counter() - started)
 
     # -- the two flows -------------------------------------------------------------------------------
