@@ -34,11 +34,19 @@ class Gateway:
         self.metrics = metrics or GatewayMetrics(getattr(emitter, "registry", None))
         self.emitter = emitter
         self.auditor = Auditor(emitter)
-        self.max_body = max_body
         self.request_path = RequestPath(self.metrics, self.auditor, max_body=max_body)
         self._started = False
         for route in routes:
             self._add(route)
+
+    @property
+    def max_body(self) -> int:
+        """Largest request body accepted (the request path's limit)."""
+        return self.request_path.max_body
+
+    @max_body.setter
+    def max_body(self, value: int) -> None:
+        self.request_path.max_body = value
 
     # -- routes and lifecycle ------------------------------------------------------------------------
     def _add(self, route: GatewayRoute) -> BoundRoute:
