@@ -52,6 +52,8 @@ BACKOFF_START = 0.5
 BACKOFF_MAX = 30.0
 STABLE_AFTER = 30.0  # a process that ran this long resets the backoff
 STOP_GRACE = 5.0  # SIGTERM, then SIGKILL after this long
+OUTPUT_DRAIN = 2.0  # seconds to read what an exited server wrote last
+LOG_LINE_LIMIT = 64 * 1024  # a longer output line is cut
 
 
 @dataclass
@@ -85,6 +87,8 @@ class ManagedServer:
     log_file: Path
     port: int = 0
     process: asyncio.subprocess.Process | None = None
+    output: asyncio.StreamReader | None = None  # the process's stdout and stderr, one pipe we own
+    output_transport: asyncio.ReadTransport | None = None
     task: asyncio.Task[None] | None = None
     lines: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_TAIL_LINES))
     listeners: set[asyncio.Queue[str]] = field(default_factory=set)
@@ -148,6 +152,11 @@ class ProcessRuntime:
             return str(exc)
         return None
 
+    @property
+    def lifeline_pid(self) -> int | None:
+        """The watchdog that stops every server if this runtime dies (shown by diagnostics and tests)."""
+        return self._lifeline.pid
+
     def servers(self) -> list[tuple[str, str]]:
         return list(self._servers)
 
@@ -174,6 +183,8 @@ class ProcessRuntime:
             managed.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await managed.task
+        if managed.output_transport is not None:
+            managed.output_transport.close()
 
     async def shutdown(self) -> None:
         """Stop every server (Ctrl-C on `up`): SIGTERM, then SIGKILL after a grace period.
@@ -285,14 +296,14 @@ class ProcessRuntime:
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
             assert managed.process is not None
-            pump = asyncio.create_task(self._pump(managed))
+            pump = asyncio.create_task(self._pump(managed), name=f"log {managed.namespace}/{managed.name}")
             ready = await self._wait_ready(managed)
             if ready:
                 ever_ready = True
                 self._report(managed, ServerPhase.ready, f"serving on {managed.upstream_url}")
             code = await managed.process.wait()
             await self._reap_launch(managed)  # first: a leftover descendant would hold the log pipe open
-            await pump
+            await self._finish_output(managed, pump)
             if managed.stopping:
                 break
             managed.restarts += 1
@@ -315,12 +326,25 @@ class ProcessRuntime:
         env = {**os.environ, **managed.env, "PORT": str(managed.port), "MCP_PATH": managed.mcp_path,
                "HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1",
                OWNER_ENV: self._owner, LAUNCH_ENV: managed.launch}
-        # its own session: a Ctrl-C in the terminal reaches `up` only, which stops servers in order
-        managed.process = await asyncio.create_subprocess_exec(
-            *managed.command, cwd=managed.working_dir, env=env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-            preexec_fn=self._preexec,
-        )
+        # Output goes through a pipe we own (not asyncio's), so we can close it even while a descendant
+        # that escaped every kill still holds its end. Its own session: a Ctrl-C in the terminal reaches
+        # `up` only, which stops servers in order.
+        read_fd, write_fd = os.pipe()
+        try:
+            managed.process = await asyncio.create_subprocess_exec(
+                *managed.command, cwd=managed.working_dir, env=env, stdin=asyncio.subprocess.DEVNULL,
+                stdout=write_fd, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+                preexec_fn=self._preexec,
+            )
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        reader = asyncio.StreamReader(limit=LOG_LINE_LIMIT)
+        transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0))
+        managed.output, managed.output_transport = reader, transport
         self._lifeline.watch(managed.process.pid)
         ServerRecord(port=managed.port, pid=managed.process.pid, launch=managed.launch).save(
             self._record_path(managed.namespace, managed.name))
@@ -338,12 +362,34 @@ class ProcessRuntime:
             self._note(managed, f"[mcp-runtime] stopped {len(left)} leftover processes of pid {pgid}: {left}")
 
     async def _pump(self, managed: ManagedServer) -> None:
-        assert managed.process is not None and managed.process.stdout is not None
+        """Copy the server's output into its log, a line at a time (an over-long line is cut, not fatal)."""
+        reader = managed.output
+        assert reader is not None
         while True:
-            raw = await managed.process.stdout.readline()
-            if not raw:
+            try:
+                raw = await reader.readuntil(b"\n")
+            except asyncio.IncompleteReadError as end:
+                if end.partial:
+                    self._note(managed, end.partial.decode(errors="replace"))
                 return
+            except asyncio.LimitOverrunError as long:
+                raw = await reader.readexactly(long.consumed) + b" [line cut]"
             self._note(managed, raw.decode(errors="replace").rstrip("\n"))
+
+    async def _finish_output(self, managed: ManagedServer, pump: asyncio.Task[None]) -> None:
+        """Let the log pump drain what the exited process wrote, then close the pipe: a descendant that
+        escaped (a clean environment and a session of its own) must not keep supervision waiting."""
+        try:
+            await asyncio.wait_for(asyncio.shield(pump), timeout=OUTPUT_DRAIN)
+        except TimeoutError:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+            self._note(managed, "[mcp-runtime] a process outside this server's control still holds its output "
+                                "pipe; closed it")
+        if managed.output_transport is not None:
+            managed.output_transport.close()
+            managed.output_transport = None
 
     def _note(self, managed: ManagedServer, line: str) -> None:
         managed.lines.append(line)
