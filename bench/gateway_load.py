@@ -39,18 +39,55 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
-sys.path.insert(0, str(REPO / "bench"))
 
-from gateway_overhead import cpu_seconds, free_port, policy_files, token  # noqa: E402
+from mcp_runtime.policy import compile_policy  # noqa: E402
+from mcp_runtime.resources import MCPAccessGrant, MCPAgentSession, MCPServer  # noqa: E402
+from mcp_runtime.security import KeyRing, SessionClaims, issue_session_token  # noqa: E402
 
-from mcp_runtime.security import KeyRing  # noqa: E402
+NAMESPACE, AGENT, TEAM, SESSION, SERVER = "bench", "bench-agent", "bench-team", "s-bench", "fast"
 
 CALL = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
                    "params": {"name": "echo", "arguments": {"text": "hello"}}}).encode()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def policy_files(directory: Path, keyring: KeyRing) -> tuple[Path, Path]:
+    """A compiled policy granting the bench agent `echo`, and the JWKS its tokens verify with."""
+    server = MCPServer.model_validate({"metadata": {"name": SERVER, "namespace": NAMESPACE}, "spec": {
+        "image": f"bench/{SERVER}", "teamID": TEAM, "tools": [{"name": "echo", "sideEffect": "read"}]}})
+    grant = MCPAccessGrant.model_validate({"metadata": {"name": "g-bench", "namespace": NAMESPACE}, "spec": {
+        "serverRef": {"name": SERVER}, "subject": {"agentID": AGENT, "teamID": TEAM}, "maxTrust": "high",
+        "toolRules": [{"name": "echo"}]}})
+    session = MCPAgentSession.model_validate({"metadata": {"name": SESSION, "namespace": NAMESPACE}, "spec": {
+        "serverRef": {"name": SERVER}, "subject": {"agentID": AGENT, "teamID": TEAM, "humanID": "bench"},
+        "consentedTrust": "high", "expiresAt": (datetime.now(UTC) + timedelta(hours=4)).isoformat()}})
+    policy, jwks = directory / "policy.json", directory / "jwks.json"
+    policy.write_bytes(compile_policy(server, [grant], [session]).to_json())
+    jwks.write_text(json.dumps(keyring.jwks()))
+    return policy, jwks
+
+
+def token(keyring: KeyRing) -> str:
+    now = datetime.now(UTC)
+    return issue_session_token(keyring, SessionClaims(
+        session_id=SESSION, namespace=NAMESPACE, server=SERVER, human_id="bench", agent_id=AGENT,
+        team_id=TEAM, trust="high", expires_at=now + timedelta(hours=4), issued_at=now))
 
 
 @dataclass
@@ -360,7 +397,7 @@ def main() -> int:
     keyring = KeyRing.generate()
     with tempfile.TemporaryDirectory(prefix="gw-load-") as tmp:
         workdir = Path(tmp)
-        policy, jwks = policy_files(workdir, "fast", keyring)
+        policy, jwks = policy_files(workdir, keyring)
         up_port, gw_port = free_port(), free_port()
         gateway_argv = [sys.executable, "-m", "mcp_runtime", "gateway", "run", "--upstream",
                         f"http://127.0.0.1:{up_port}/mcp", "--policy-file", str(policy), "--jwks-file", str(jwks),
@@ -370,7 +407,7 @@ def main() -> int:
                 _process(gateway_argv, workdir / "gateway.log", ("127.0.0.1", gw_port)) as gateway:
             import uvloop
 
-            auth = {"Authorization": f"Bearer {token(keyring, 'fast')}"}
+            auth = {"Authorization": f"Bearer {token(keyring)}"}
             print(f"gateway load: {args.streams} open SSE streams, {args.callers} callers, {args.slow} clients that "
                   f"never read, {args.duration:g} s of calls; {os.cpu_count()} CPUs, load average "
                   f"{os.getloadavg()[0]:.1f}", flush=True)
