@@ -149,9 +149,11 @@ def _message(answer: httpx.Response) -> dict[str, Any] | None:
     return None
 
 
-def _issue(world: PlatformWorld, alice: str, agent: str, agent_id: str) -> dict[str, Any]:
+def _issue(world: PlatformWorld, agent: str, agent_id: str) -> dict[str, Any]:
+    """An adapter session for alice's `agent` (a fresh login each time: access tokens last 15 minutes)."""
     answer = world.http.post(f"{world.url}/api/v1/runtime/adapter/sessions", headers={
-        "Authorization": f"Bearer {alice}"}, json={"server": SERVER, "agent": agent, "agentID": agent_id})
+        "Authorization": f"Bearer {world.user_token()}"}, json={"server": SERVER, "agent": agent,
+                                                                 "agentID": agent_id})
     answer.raise_for_status()
     return answer.json()  # type: ignore[no-any-return]
 
@@ -183,41 +185,49 @@ def _claude(world: PlatformWorld, token: str, tally: Tally, stop: threading.Even
     client.close()
 
 
-def _governance(world: PlatformWorld, alice: str, tally: Tally, result: Result, stop: threading.Event,
+def _governance(world: PlatformWorld, tally: Tally, result: Result, stop: threading.Event,
                 grant_every: float, revoke_every: float) -> None:
-    """Toggle the claude grant every `grant_every` s; issue, use and revoke a session every `revoke_every` s."""
-    enabled = True
-    next_revoke = time.monotonic() + revoke_every
-    n = 0
+    """Toggle the claude grant every `grant_every` s; issue, use and revoke a session every `revoke_every` s.
+    A failure is an unexpected outcome, never the end of the thread."""
+    state = {"enabled": True, "next_revoke": time.monotonic() + revoke_every, "n": 0}
     while not stop.wait(grant_every):
-        action = "disable" if enabled else "enable"
-        answer = world.api("POST", f"runtime/grants/{NAMESPACE}/{SERVER}-claude/{action}")
-        if answer.status_code != 200:
-            tally.record(f"grant {action}", f"http {answer.status_code}", {"ok"})
-        enabled = not enabled
-        result.grant_toggles += 1
-        if time.monotonic() < next_revoke:
-            continue
-        next_revoke = time.monotonic() + revoke_every
-        n += 1
-        issued = _issue(world, alice, f"churn-{n}", "cursor")
-        client = McpClient(world.runtime_url, issued["token"])
-        tally.record("churn initialize", client.initialize(), {"ok"})
-        tally.record("churn call", client.rpc("tools/call", {"name": "echo", "arguments": {"text": "x"}}), {"ok"})
-        name = issued["session"]["metadata"]["name"]
-        revoked_at = time.monotonic()
-        answer = world.api("POST", f"runtime/sessions/{NAMESPACE}/{name}/revoke")
-        if answer.status_code != 200:
-            tally.record("revoke", f"http {answer.status_code}", {"ok"})
+        try:
+            _govern_once(world, tally, result, state, revoke_every)
+        except Exception as exc:
+            tally.record("governance", f"{type(exc).__name__}: {exc}", set())
+
+
+def _govern_once(world: PlatformWorld, tally: Tally, result: Result, state: dict[str, Any],
+                 revoke_every: float) -> None:
+    enabled = state["enabled"]
+    action = "disable" if enabled else "enable"
+    answer = world.api("POST", f"runtime/grants/{NAMESPACE}/{SERVER}-claude/{action}")
+    if answer.status_code != 200:
+        tally.record(f"grant {action}", f"http {answer.status_code}", {"ok"})
+    state["enabled"] = not enabled
+    result.grant_toggles += 1
+    if time.monotonic() < state["next_revoke"]:
+        return
+    state["next_revoke"] = time.monotonic() + revoke_every
+    state["n"] += 1
+    issued = _issue(world, f"churn-{state['n']}", "cursor")
+    client = McpClient(world.runtime_url, issued["token"])
+    tally.record("churn initialize", client.initialize(), {"ok"})
+    tally.record("churn call", client.rpc("tools/call", {"name": "echo", "arguments": {"text": "x"}}), {"ok"})
+    name = issued["session"]["metadata"]["name"]
+    revoked_at = time.monotonic()
+    answer = world.api("POST", f"runtime/sessions/{NAMESPACE}/{name}/revoke")
+    if answer.status_code != 200:
+        tally.record("revoke", f"http {answer.status_code}", {"ok"})
+    outcome = client.rpc("tools/call", {"name": "echo", "arguments": {"text": "x"}})
+    while outcome == "ok" and time.monotonic() - revoked_at < 1.0:
+        tally.record("call after revoke (in flight)", outcome, {"ok"})
+        time.sleep(0.05)
         outcome = client.rpc("tools/call", {"name": "echo", "arguments": {"text": "x"}})
-        while outcome == "ok" and time.monotonic() - revoked_at < 1.0:
-            tally.record("call after revoke (in flight)", outcome, {"ok"})
-            time.sleep(0.05)
-            outcome = client.rpc("tools/call", {"name": "echo", "arguments": {"text": "x"}})
-        result.revocation_max_ms = max(result.revocation_max_ms, (time.monotonic() - revoked_at) * 1000)
-        tally.record("call after revoke", outcome, {"session_revoked"})
-        result.revocations += 1
-        client.close()
+    result.revocation_max_ms = max(result.revocation_max_ms, (time.monotonic() - revoked_at) * 1000)
+    tally.record("call after revoke", outcome, {"session_revoked"})
+    result.revocations += 1
+    client.close()
 
 
 def _monitor(pid: int, result: Result, stop: threading.Event) -> None:
@@ -246,18 +256,17 @@ def soak(base: Path, args: argparse.Namespace) -> Result:
     result = Result(minutes=args.minutes)
     tally = Tally()
     with running_platform(base) as world:
-        alice = json.loads((world.config_dir / "config.json").read_text())["profiles"]["alice"]["accessToken"]
         claude_team = world.team_id
         created = world.api("POST", "runtime/grants", json=grant_doc_for(
             f"{SERVER}-claude", claude_team, "claude", ["echo"]))
         assert created.status_code == 201, created.text
-        tokens = [_issue(world, alice, f"worker-{i}", "cursor")["token"] for i in range(args.workers)]
-        claude = _issue(world, alice, "claude", "claude")["token"]
+        tokens = [_issue(world, f"worker-{i}", "cursor")["token"] for i in range(args.workers)]
+        claude = _issue(world, "claude", "claude")["token"]
         stop = threading.Event()
         result.loadavg.append(list(os.getloadavg()))
         threads = [threading.Thread(target=_worker, args=(world, t, tally, stop)) for t in tokens]
         threads.append(threading.Thread(target=_claude, args=(world, claude, tally, stop)))
-        threads.append(threading.Thread(target=_governance, args=(world, alice, tally, result, stop,
+        threads.append(threading.Thread(target=_governance, args=(world, tally, result, stop,
                                                                   args.grant_every, args.revoke_every)))
         monitor = threading.Thread(target=_monitor, args=(world.process.pid, result, stop))
         for thread in [*threads, monitor]:
