@@ -6,6 +6,8 @@ It is just enough of an MCP server for a gateway or an SDK client to talk to (`i
 taken with 202) and keeps no session: the point is an upstream so cheap that the gateway's own cost shows.
 With env `FAST_SSE=1` it answers the way the Python SDK server does by default: a `text/event-stream`
 response (chunked, no length) with one `message` event, then the end of the stream, in three writes.
+A GET opens a server-to-client SSE stream (see `stream`), for the load bench's open streams
+(`bench/gateway_load.py`).
 """
 
 from __future__ import annotations
@@ -40,11 +42,53 @@ async def _plain(send: Any, status: int) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
+_TICK = (b"event: message\ndata: " + json.dumps({"jsonrpc": "2.0", "method": "notifications/message",
+                                                  "params": {"level": "info", "data": "tick"}}).encode() + b"\n\n")
+_FLOOD = b"data: " + b"x" * 65536 + b"\n\n"
+
+
+async def stream(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """GET: the server's SSE stream. A tick at once, then one every `?interval=` seconds (default 5);
+    with `X-Bench-Firehose: 1`, 64 KiB events as fast as the reader takes them (to test back-pressure)."""
+    import asyncio
+    from urllib.parse import parse_qs
+
+    query = parse_qs(scope.get("query_string", b"").decode())
+    interval = float(query.get("interval", ["5"])[0])
+    firehose = (b"x-bench-firehose", b"1") in scope["headers"]
+    gone = asyncio.Event()
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone.set()
+
+    watcher = asyncio.create_task(watch())
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
+    try:
+        await send({"type": "http.response.body", "body": _TICK, "more_body": True})
+        while not gone.is_set():
+            if firehose:
+                await send({"type": "http.response.body", "body": _FLOOD, "more_body": True})
+                await asyncio.sleep(0)
+            else:
+                try:
+                    await asyncio.wait_for(gone.wait(), interval)
+                except TimeoutError:
+                    await send({"type": "http.response.body", "body": _TICK, "more_body": True})
+    finally:
+        watcher.cancel()
+
+
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
+    if scope["method"] == "GET":
+        await stream(scope, receive, send)
+        return
     if scope["method"] != "POST":
-        await _plain(send, 405)  # no server-initiated stream, no session to delete
+        await _plain(send, 405)  # no session to delete
         return
     body = b""
     while True:

@@ -210,22 +210,20 @@ class IdentityService:
         email = email.strip().lower()
         if not EMAIL_RE.match(email):
             raise ApiError(422, "invalid_request", f"{email!r} is not an email address")
+        joined = AuditRecord(actor=principal.email, action="add_member", kind="Team", name=team.slug,
+                             after={"user": email, "role": str(role)})
         user = self.store.get_user_by_email(email)
-        created = False
         if user is None:
             if not password or len(password) < 6:
                 raise ApiError(422, "invalid_request", "a new user needs a password of at least 6 characters")
-            try:
-                user = self.store.create_user(email, hash_password(password), PlatformRole.user, audit=AuditRecord(
-                    actor=principal.email, action="create", kind="User", name=email))
-                created = True
+            try:  # the user and the membership in one transaction: never a user left without their team
+                membership = self.store.create_member(team.id, email, hash_password(password), role, audits=[
+                    AuditRecord(actor=principal.email, action="create", kind="User", name=email), joined])
+                return membership, True
             except AlreadyExists:
                 user = self.store.get_user_by_email(email)
                 assert user is not None
-        membership = self.store.add_member(team.id, user.id, role, audit=AuditRecord(
-            actor=principal.email, action="add_member", kind="Team", name=team.slug,
-            after={"user": email, "role": str(role)}))
-        return membership, created
+        return self.store.add_member(team.id, user.id, role, audit=joined), False
 
 
 def _unauthorized(code: str, message: str) -> ApiError:

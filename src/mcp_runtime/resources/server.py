@@ -25,6 +25,7 @@ from mcp_runtime.resources.common import (
     ToolDecision,
     ToolName,
     Trust,
+    parse_duration,
 )
 
 DEFAULT_APP_PORT = 8088
@@ -103,10 +104,34 @@ class SessionSpec(CamelModel):
     idle_timeout: Duration = "1h"
 
 
+DEFAULT_CONNECT_TIMEOUT = "10s"
+DEFAULT_READ_TIMEOUT = "300s"
+
+
+class GatewayTimeouts(CamelModel):
+    """How long the gateway waits on the server before it answers the client with an error itself.
+
+    `connect`: to open a connection. `read`: for the server to start answering a request, and between
+    two parts of a streamed answer to a POST (a tool call that reports no progress for this long is
+    given up on). The server-to-client GET stream has no read timeout: it may be quiet for hours."""
+
+    connect: Duration = DEFAULT_CONNECT_TIMEOUT
+    read: Duration = DEFAULT_READ_TIMEOUT
+
+    @property
+    def connect_seconds(self) -> float:
+        return parse_duration(self.connect).total_seconds()
+
+    @property
+    def read_seconds(self) -> float:
+        return parse_duration(self.read).total_seconds()
+
+
 class GatewaySpec(CamelModel):
     enabled: bool = True
     port: int = Field(default=DEFAULT_GATEWAY_PORT, ge=1, le=65535)
     upstream_url: str | None = None
+    timeouts: GatewayTimeouts = Field(default_factory=GatewayTimeouts)
 
 
 class AnalyticsSpec(CamelModel):

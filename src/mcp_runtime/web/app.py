@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_runtime import __version__
 from mcp_runtime.platform.core import Platform
-from mcp_runtime.platform.errors import ApiError
+from mcp_runtime.platform.errors import STORE_RETRY_AFTER, ApiError, StoreUnavailable
 from mcp_runtime.resources import KINDS, MCPAccessGrant, MCPAgentSession, MCPServer
 from mcp_runtime.sentinel.store import Bucket
 from mcp_runtime.web import charts
@@ -292,6 +292,14 @@ class Dashboard:
         login = current_login(request, self.platform)
         return self.render(request, "error.html", login, status=404, message="There is no such page.")
 
+    async def unavailable(self, request: Request, exc: Exception) -> Response:
+        """The database is down or restarting: say so and when to retry (no login lookup: it needs the store)."""
+        response = self.render(request, "error.html", None, status=503,
+                               message=f"The platform's database cannot be reached right now. Reload in "
+                                       f"{STORE_RETRY_AFTER} seconds.")
+        response.headers["Retry-After"] = str(STORE_RETRY_AFTER)
+        return response
+
 
 def _safe_next(value: str | None) -> str:
     """Only local paths: `//evil.example` and absolute URLs become the default page."""
@@ -318,6 +326,7 @@ def create_dashboard(platform: Platform) -> ASGIApp:
         Route("/audit", board.page(board.audit, admin=True)),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    app = Starlette(routes=routes, exception_handlers={404: board.not_found})
+    app = Starlette(routes=routes, exception_handlers={404: board.not_found,
+                                                          StoreUnavailable: board.unavailable})
     app.state.dashboard = board
     return _SecurityHeaders(app)
