@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from mcp_runtime.gateway import jsonrpc
-from mcp_runtime.gateway.audit import Auditor, trace_id_from
+from mcp_runtime.gateway.audit import Auditor, tool_arguments, trace_id_from
 from mcp_runtime.gateway.auth import Authenticated, extract_token
 from mcp_runtime.gateway.keys_source import JwksFile
 from mcp_runtime.gateway.lifespan import run_lifespan
@@ -76,8 +76,8 @@ def _is_json(content_type: bytes | None) -> bool:
 class _Exchange:
     """Per-request bookkeeping for metrics and the audit record."""
 
-    __slots__ = ("bytes_in", "bytes_out", "caller", "decisions", "denied_reason", "doc", "messages", "status",
-                 "trace_id")
+    __slots__ = ("bytes_in", "bytes_out", "caller", "decisions", "denied_reason", "doc", "messages", "now",
+                 "status", "trace_id")
 
     def __init__(self) -> None:
         self.status = 500
@@ -89,13 +89,22 @@ class _Exchange:
         self.decisions: list[Decision | None] = []
         self.denied_reason: str | None = None
         self.trace_id: str | None = None
+        self.now: datetime | None = None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 class Gateway:
     """An ASGI app governing one server (sidecar) or many (`/<server>/mcp`, process runtime)."""
 
     def __init__(self, routes: Iterable[GatewayRoute] = (), *, emitter: Any = None,
-                 metrics: GatewayMetrics | None = None, max_body: int = MAX_BODY) -> None:
+                 metrics: GatewayMetrics | None = None, max_body: int = MAX_BODY,
+                 clock: Callable[[], datetime] = _utcnow) -> None:
+        """`clock` is the time decisions are made at (and events are stamped with); tests pass a
+        fast-forwarded one to record a week of traffic without waiting a week."""
+        self.clock = clock
         self.routes = RouteTable()
         self.metrics = metrics or GatewayMetrics(getattr(emitter, "registry", None))
         self.emitter = emitter
@@ -254,7 +263,8 @@ class Gateway:
                 server=server, namespace=route.namespace, doc=ex.doc, caller=ex.caller,
                 rpc_method=msg.method or "unknown", tool=msg.tool, decision=decision,
                 denied_reason=ex.denied_reason, status=ex.status, latency_ms=latency_ms,
-                bytes_in=ex.bytes_in, bytes_out=ex.bytes_out, trace_id=ex.trace_id,
+                bytes_in=ex.bytes_in, bytes_out=ex.bytes_out, trace_id=ex.trace_id, now=ex.now,
+                arguments=tool_arguments(msg.raw) if msg.tool is not None else None,
             )
 
     async def _post(self, route: BoundRoute, scope: Scope, receive: Receive, send: Send, ex: _Exchange) -> None:
@@ -300,7 +310,7 @@ class Gateway:
         ex.messages = messages
         ex.doc = doc
         ex.trace_id = trace_id_from(traceparent) if traceparent is not None else None
-        now = datetime.now(UTC)
+        now = ex.now = self.clock()
 
         # Authenticate: a presented token must verify; no token means "no identity" for the policy.
         caller: Authenticated | None = None
@@ -430,7 +440,7 @@ class Gateway:
                 authorization = value
             elif name == b"x-mcp-agent-session":
                 alias = value
-        now = datetime.now(UTC)
+        now = self.clock()
         caller: Authenticated | None = None
         token = extract_token(authorization, alias)
         if token is not None:
