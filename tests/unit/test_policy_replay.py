@@ -43,12 +43,12 @@ def server(mode: str = "allow-list") -> MCPServer:
 
 
 def grant(name: str, agent: str, *, tools: list[str] | None = None, max_trust: str = "high",
-          deny: list[str] | None = None) -> MCPAccessGrant:
+          deny: list[str] | None = None, expires_at: datetime | None = None) -> MCPAccessGrant:
     rules = [{"name": t} for t in tools or []] + [{"name": t, "decision": "deny"} for t in deny or []]
     return MCPAccessGrant.model_validate({
         "metadata": {"name": name, "namespace": NS},
         "spec": {"serverRef": {"name": "payments"}, "subject": {"agentID": agent, "teamID": GLOBEX},
-                 "maxTrust": max_trust, "toolRules": rules},
+                 "maxTrust": max_trust, "toolRules": rules, "expiresAt": expires_at},
     })
 
 
@@ -218,11 +218,13 @@ TOOL_NAMES = ["echo", "add", "create_task", "unknown"]
 TRUSTS = ["low", "medium", "high"]
 
 grants_st = st.lists(st.builds(
-    lambda name, agent, tools, trust, deny: grant(name, agent, tools=[t for t in tools if t not in deny],
-                                                  max_trust=trust, deny=deny),
+    lambda name, agent, tools, trust, deny, hours: grant(
+        name, agent, tools=[t for t in tools if t not in deny], max_trust=trust, deny=deny,
+        expires_at=None if hours is None else NOW - timedelta(hours=hours)),
     st.sampled_from(["ga", "gb", "gc", "gd"]), st.sampled_from(AGENTS),
     st.lists(st.sampled_from(TOOL_NAMES[:3]), unique=True, max_size=3), st.sampled_from(TRUSTS),
-    st.lists(st.sampled_from(TOOL_NAMES[:3]), unique=True, max_size=1)),
+    st.lists(st.sampled_from(TOOL_NAMES[:3]), unique=True, max_size=1),
+    st.one_of(st.none(), st.integers(0, 7 * 24))),  # grants that expire during the week
     max_size=4, unique_by=lambda g: g.metadata.name)
 sessions_st = st.lists(st.builds(
     lambda agent, trust, revoked, expired: session(f"s-{agent}", agent, trust=trust, revoked=revoked,
@@ -235,7 +237,7 @@ calls_st = st.lists(st.tuples(st.sampled_from(AGENTS), st.sampled_from(TOOL_NAME
 
 @settings(max_examples=100, deadline=None)
 @given(grants_st, grants_st, sessions_st, calls_st)
-def test_after_is_what_the_evaluator_decides_under_the_proposed_document(
+def test_before_and_after_are_what_the_evaluator_decides_call_by_call(
         before_grants: list[MCPAccessGrant], after_grants: list[MCPAccessGrant],
         sessions: list[MCPAgentSession], traffic: list[tuple[str, str, int]]) -> None:
     current = compile_policy(server(), before_grants, sessions)
@@ -246,12 +248,15 @@ def test_after_is_what_the_evaluator_decides_under_the_proposed_document(
     for call in calls:
         replayer.add(call)
     report = replayer.report()
-    expected_changes = sum(
-        1 for c in calls
-        if (evaluate(current, c.identity, c.tool, c.at).allowed, evaluate(current, c.identity, c.tool, c.at).reason)
-        != (evaluate(proposed, c.identity, c.tool, c.at).allowed, evaluate(proposed, c.identity, c.tool, c.at).reason))
-    assert report.drifted == 0
-    assert report.changed == expected_changes and report.changed + report.unchanged == len(calls)
+    changes: dict[tuple[object, ...], list[datetime]] = {}
+    for c in calls:  # each call evaluated on its own, nothing remembered
+        before, after = evaluate(current, c.identity, c.tool, c.at), evaluate(proposed, c.identity, c.tool, c.at)
+        if (before.allowed, before.reason) != (after.allowed, after.reason):
+            assert c.identity is not None
+            changes.setdefault((c.identity.agent_id, c.tool, str(before.reason), str(after.reason)), []).append(c.at)
+    assert report.drifted == 0 and report.changed + report.unchanged == len(calls)
+    assert {(r.agent_id, r.tool, r.before.reason, r.after.reason): (r.calls, r.first, r.last) for r in report.rows} \
+        == {key: (len(times), min(times), max(times)) for key, times in changes.items()}
     for row in report.rows:
         identity = Identity(human_id=row.human_id, agent_id=row.agent_id, team_id=row.team_id,
                             session_id=f"s-{row.agent_id}")

@@ -87,7 +87,7 @@ class SimulationService:
         proposed, change = self._apply(caller, inputs, req)
         replayer = Replayer(inputs.compile(), proposed.compile(), frozenset(change["sessions"]))
         truncated = False
-        for count, call in enumerate(self._recorded(namespace, name, since, until)):
+        for count, call in enumerate(recorded_calls(self.events, namespace, name, since, until)):
             if count >= MAX_REPLAY_EVENTS:
                 truncated = True
                 break
@@ -145,23 +145,24 @@ class SimulationService:
                            f"{word} {what} is for server {ref} in {resource_ns}, not {name} in {namespace}: "
                            f"simulate one server at a time")
 
-    # the recorded calls ----------------------------------------------------------------------------
-    def _recorded(self, namespace: str, name: str, since: datetime, until: datetime) -> Iterator[RecordedCall]:
-        """Every recorded `tools/call` of the server in the window, page by page (no window is held)."""
-        flt = UsageFilter(server=name, namespace=namespace, method="tools/call", since=since, until=until)
-        after: str | None = None
-        while True:
-            page = self.events.events(flt, MAX_QUERY_ROWS, after_event_id=after)
-            for event in page:
-                if event.tool_name is not None:
-                    yield recorded_call(event)
-            if len(page) < MAX_QUERY_ROWS:
-                return
-            after = page[-1].event_id
-
     def _names(self) -> Names:
         teams = self.store.list_teams()
         return Names({t.id: t.slug for t in teams}, {t.namespace: t.slug for t in teams})
+
+
+def recorded_calls(events: EventStore, namespace: str, name: str, since: datetime,
+                   until: datetime) -> Iterator[RecordedCall]:
+    """Every recorded `tools/call` of a server in the window, page by page (no window is held in memory)."""
+    flt = UsageFilter(server=name, namespace=namespace, method="tools/call", since=since, until=until)
+    after: str | None = None
+    while True:
+        page = events.events(flt, MAX_QUERY_ROWS, after_event_id=after)
+        for event in page:
+            if event.tool_name is not None:
+                yield recorded_call(event)
+        if len(page) < MAX_QUERY_ROWS:
+            return
+        after = page[-1].event_id
 
 
 def recorded_call(event: AnalyticsEvent) -> RecordedCall:
@@ -221,4 +222,4 @@ def _answer(report: ReplayReport, name: str, namespace: str, since: datetime, un
 
 
 __all__ = ["MAX_REPLAY_EVENTS", "DeployChange", "SimulateRequest", "SimulationService", "recorded_call",
-           "summary_line"]
+           "recorded_calls", "summary_line"]

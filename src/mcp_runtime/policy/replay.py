@@ -18,6 +18,11 @@ deleted, does not hide what a grant change does to its caller. Its recorded stat
 stand in for the document's entry, except under the proposed document for the sessions the change
 itself replaces (a session file): there the proposed session decides.
 
+A decision depends on the time only through expiries (`is_expired` of grants and sessions), so between two
+expiry instants of a document it is the same for the same identity and tool: the replayer keeps each
+answer of `evaluate` for (document, identity, tool, which expiries have passed) and a week of calls from a
+few hundred callers costs a few hundred evaluations, exactly as if each call were evaluated.
+
 Calls that cannot be replayed faithfully carry a `gap` (e.g. recorded before the event log carried
 the session state and consented trust): they are counted and named in the report, never guessed.
 Calls refused before the policy was consulted (a forged or expired token) are counted apart: no
@@ -26,6 +31,7 @@ policy change can alter them.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -34,11 +40,12 @@ from pydantic import ConfigDict
 from mcp_runtime.policy.document import PolicyDocument, PolicySession, PolicySubject
 from mcp_runtime.policy.evaluator import Decision, Identity, Reason, SessionState, describe, evaluate
 from mcp_runtime.resources import Trust
-from mcp_runtime.resources.common import CamelModel
+from mcp_runtime.resources.common import CamelModel, as_utc
 
 _POLICY_REASONS = frozenset(str(r) for r in Reason)
 _LONG_AGO = datetime(1970, 1, 1, tzinfo=UTC)  # an expiry that has passed at every recorded time
 _OVERLAY_CACHE = 4096
+_DECISION_CACHE = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +128,7 @@ class _Group:
     calls: int
     first: datetime
     last: datetime
-    message: str
+    latest: Decision  # the decision after the change of the latest call: its sentence goes in the report
 
 
 @dataclass
@@ -149,6 +156,8 @@ class Replayer:
     _groups: dict[_Key, _Group] = field(default_factory=dict, init=False)
     _gaps: dict[str, _GapGroup] = field(default_factory=dict, init=False)
     _overlays: dict[tuple[object, ...], PolicyDocument] = field(default_factory=dict, init=False)
+    _expiries: dict[int, tuple[datetime, ...]] = field(default_factory=dict, init=False)
+    _decisions: dict[tuple[object, ...], Decision] = field(default_factory=dict, init=False)
 
     def add(self, call: RecordedCall) -> None:
         self.recorded += 1
@@ -158,8 +167,8 @@ class Replayer:
         if call.reason not in _POLICY_REASONS:
             self.before_policy += 1
             return
-        before = evaluate(self._document(self.current, call, as_proposed=False), call.identity, call.tool, call.at)
-        after = evaluate(self._document(self.proposed, call, as_proposed=True), call.identity, call.tool, call.at)
+        before = self._decide(self._document(self.current, call, as_proposed=False), call)
+        after = self._decide(self._document(self.proposed, call, as_proposed=True), call)
         self.replayed += 1
         if before.allowed != call.allowed or str(before.reason) != call.reason:
             self.drifted += 1
@@ -168,19 +177,32 @@ class Replayer:
             return
         self._add_change(call, before, after)
 
+    def _decide(self, doc: PolicyDocument, call: RecordedCall) -> Decision:
+        """`evaluate(doc, call.identity, call.tool, call.at)`, remembered per expiry interval (module docstring)."""
+        expiries = self._expiries.get(id(doc))
+        if expiries is None:
+            expiries = self._expiries[id(doc)] = _expiry_instants(doc)
+        key = (id(doc), call.identity, call.tool, bisect_right(expiries, as_utc(call.at)))
+        decision = self._decisions.get(key)
+        if decision is None:
+            if len(self._decisions) >= _DECISION_CACHE:
+                self._decisions.clear()
+            decision = self._decisions[key] = evaluate(doc, call.identity, call.tool, call.at)
+        return decision
+
     def _add_change(self, call: RecordedCall, before: Decision, after: Decision) -> None:
         who = call.identity or Identity()
         key: _Key = (who.human_id, who.agent_id, who.team_id, call.tool, before.allowed, str(before.reason),
                      after.allowed, str(after.reason))
         group = self._groups.get(key)
         if group is None:
-            self._groups[key] = _Group(1, call.at, call.at, describe(after))
+            self._groups[key] = _Group(1, call.at, call.at, after)
             return
         group.calls += 1
         if call.at < group.first:
             group.first = call.at
         if call.at >= group.last:
-            group.last, group.message = call.at, describe(after)
+            group.last, group.latest = call.at, after
 
     def _add_gap(self, gap: str, at: datetime) -> None:
         group = self._gaps.get(gap)
@@ -201,8 +223,10 @@ class Replayer:
                call.session_state, call.consented_trust)
         overlay = self._overlays.get(key)
         if overlay is None:
-            if len(self._overlays) >= _OVERLAY_CACHE:
+            if len(self._overlays) >= _OVERLAY_CACHE:  # ids of dropped overlays may be reused: forget all
                 self._overlays.clear()
+                self._expiries.clear()
+                self._decisions.clear()
             overlay = self._overlays[key] = with_session(doc, identity.session_id,
                                                          recorded_session(identity, call.session_state,
                                                                           call.consented_trust))
@@ -226,6 +250,13 @@ class Replayer:
             callers_losing_access=len({(r.human_id, r.agent_id, r.team_id) for r in newly_denied}),
             tools_losing_access=len({r.tool for r in newly_denied}),
         )
+
+
+def _expiry_instants(doc: PolicyDocument) -> tuple[datetime, ...]:
+    """The instants at which a decision under `doc` can change with time alone: its expiries, sorted."""
+    instants = {as_utc(g.expires_at) for g in doc.grants if g.expires_at is not None}
+    instants.update(as_utc(s.expires_at) for s in doc.sessions if s.expires_at is not None)
+    return tuple(sorted(instants))
 
 
 def recorded_session(identity: Identity, state: SessionState | None,
@@ -259,7 +290,7 @@ def _row(key: _Key, group: _Group) -> ImpactRow:
     human, agent, team, tool, before_allowed, before_reason, after_allowed, after_reason = key
     return ImpactRow(human_id=human, agent_id=agent, team_id=team, tool=tool,
                      before=_outcome(before_allowed, before_reason), after=_outcome(after_allowed, after_reason),
-                     calls=group.calls, first=group.first, last=group.last, message=group.message)
+                     calls=group.calls, first=group.first, last=group.last, message=describe(group.latest))
 
 
 def _row_order(row: ImpactRow) -> tuple[int, int, str, str, str, str]:
