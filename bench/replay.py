@@ -31,8 +31,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from mcp_runtime.platform.simulate import recorded_call, recorded_calls  # noqa: E402
-from mcp_runtime.policy import (  # noqa: E402
+from mcp_runtime.platform.simulate import recorded_call, recorded_calls
+from mcp_runtime.policy import (
     PolicyDocument,
     RecordedCall,
     Replayer,
@@ -40,9 +40,9 @@ from mcp_runtime.policy import (  # noqa: E402
     evaluate,
     session_state,
 )
-from mcp_runtime.resources import MCPAccessGrant, MCPAgentSession, MCPServer  # noqa: E402
-from mcp_runtime.sentinel.events import AnalyticsEvent  # noqa: E402
-from mcp_runtime.sentinel.sqlite_store import SQLiteEventStore  # noqa: E402
+from mcp_runtime.resources import MCPAccessGrant, MCPAgentSession, MCPServer
+from mcp_runtime.sentinel.events import AnalyticsEvent
+from mcp_runtime.sentinel.sqlite_store import SQLiteEventStore
 
 NS = "mcp-team-acme"
 TOOLS = [{"name": f"tool{i}", "sideEffect": ["read", "write"][i % 2], "requiredTrust": ["low", "medium"][i % 2]}

@@ -10,18 +10,22 @@ the log too. Every expectation is taken from what the gateway actually decided a
 from __future__ import annotations
 
 import json
+import subprocess
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, event, given, settings, target
 from hypothesis import strategies as st
 from platform_support import PASSWORDS, grant_doc
 from simulate_support import Caller, Outcome, Up, deploy_body, now, running_up
 
+from fixtures.cli import run_cli
 from mcp_runtime.policy import Reason
 from mcp_runtime.security import KeyRing, SessionClaims, issue_session_token
 from mcp_runtime.sentinel.events import AnalyticsEvent
@@ -317,6 +321,108 @@ def test_switching_the_server_to_observe_mode_reports_who_would_be_let_through(w
     # every call the policy denies today is let through; Acme's calls before its day-2 grant are allowed today
     denied = sum(1 for *_, o in week.calls if not o.allowed and o.reason in POLICY_REASONS)
     assert report["newlyAllowed"] == denied - report["drifted"] and report["drifted"] > 0
+
+
+# --- the CLI: access simulate, and the impact line of grant apply|delete ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def alice_cli(week: Week, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """`mcp-runtime` as alice, logged in to the recorded week's platform (config in a private directory)."""
+    home = tmp_path_factory.mktemp("alice-cli")
+    env = {"MCP_RUNTIME_CONFIG_DIR": str(home / "config"), "MCP_PLATFORM_API_PROFILE": ""}
+
+    def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        done = run_cli(list(args), env=env, cwd=home)
+        if ok:
+            assert done.returncode == 0, f"{args}: {done.stdout}{done.stderr}"
+        return done
+
+    run("auth", "login", "--api-url", week.up.url, "--email", "alice@acme.com", "--password",
+        PASSWORDS["alice@acme.com"])
+    run.home = home  # type: ignore[attr-defined]
+    return run
+
+
+def test_cli_simulate_prints_the_summary_the_changed_calls_and_the_totals(week: Week, alice_cli: Any) -> None:
+    done = alice_cli("access", "simulate", "--server", "payments", "--namespace", ACME_NS,
+                     "--delete-grant", "payments-to-globex", "--since", "8d")
+    lines = done.stdout.splitlines()
+    api = week.simulate("alice@acme.com", {"deleteGrants": ["payments-to-globex"]})
+    assert lines[0] == api["summary"]
+    assert lines[1].split() == ["HUMAN", "AGENT", "TEAM", "TOOL", "NOW", "AFTER", "CALLS", "FIRST", "LAST"]
+    table = [line.split() for line in lines[2:2 + len(api["rows"])]]
+    assert [(r[0], r[2], r[3], r[4], r[6], r[8]) for r in table] == [
+        (row["humanID"], row["team"], row["tool"], row["before"]["decision"], row["after"]["decision"],
+         str(row["calls"])) for row in api["rows"]]
+    totals = lines[2 + len(api["rows"])]
+    assert totals.startswith(f"replayed {api['replayed']:,} · unchanged {api['unchanged']:,}")
+    assert f"not replayed {OLD_EVENTS}: recorded before events carried the replay inputs" in totals
+    assert lines[-1].startswith(f"note: {api['drifted']} call(s) are decided differently today")
+    as_json = json.loads(alice_cli("access", "simulate", "--server", "payments", "--delete-grant",
+                                   "payments-to-globex", "--since", "8d", "-o", "json").stdout)
+    assert as_json["rows"] == api["rows"] and as_json["newlyDenied"] == api["newlyDenied"]
+
+
+def test_cli_simulate_takes_grant_and_server_files(week: Week, alice_cli: Any) -> None:
+    home: Path = alice_cli.home
+    narrowed = grant_doc("payments-to-globex", ACME_NS, "payments",
+                         {"teamID": week.teams["globex"], "agentID": "cursor"}, maxTrust="medium",
+                         toolRules=[{"name": "echo"}, {"name": "multiply"}])
+    (home / "narrowed.yaml").write_text(yaml.safe_dump(narrowed))
+    done = alice_cli("access", "simulate", "--server", "payments", "--grant-file", "narrowed.yaml", "-o", "json")
+    rows = json.loads(done.stdout)["rows"]
+    assert {(r["tool"], r["after"]["reason"]) for r in rows} == {("add", "tool_not_granted")}
+    metadata = deploy_body("payments")["metadata"]
+    metadata["policy"] = {"mode": "observe"}
+    (home / "servers.yaml").write_text(yaml.safe_dump({"version": "v1", "servers": [metadata]}))
+    observed = json.loads(alice_cli("access", "simulate", "--server", "payments", "--server-file", "servers.yaml",
+                                    "--since", "8d", "-o", "json").stdout)
+    assert observed["change"]["serverRedeployed"] and observed["newlyAllowed"] > 0
+    missing = alice_cli("access", "simulate", "--server", "ledger-x", "--server-file", "servers.yaml", ok=False)
+    assert missing.returncode == 1 and "has no entry for server ledger-x" in missing.stderr
+    nothing = alice_cli("access", "simulate", "--server", "payments", ok=False)
+    assert nothing.returncode == 1 and "nothing to simulate" in nothing.stderr
+
+
+def test_cli_grant_apply_and_delete_print_the_impact_and_dry_run_changes_nothing(week: Week,
+                                                                                  alice_cli: Any) -> None:
+    home: Path = alice_cli.home
+    alice = week.tokens["alice@acme.com"]
+    original = week.up.api(alice, "GET", f"/runtime/grants/{ACME_NS}/acme-claude")
+    narrowed = {"apiVersion": original["apiVersion"], "kind": original["kind"],
+                "metadata": {"name": "acme-claude", "namespace": ACME_NS},
+                "spec": {**original["spec"], "toolRules": [{"name": "echo"}]}}
+    (home / "acme-claude.yaml").write_text(yaml.safe_dump(narrowed))
+    dry = alice_cli("access", "grant", "apply", "-f", "acme-claude.yaml", "--dry-run")
+    assert dry.stdout.startswith("impact over the last 24h: ") and "would be denied" in dry.stdout
+    assert "alice@acme.com" in dry.stdout and dry.stdout.rstrip().endswith("dry run: nothing was applied")
+    assert week.up.api(alice, "GET", f"/runtime/grants/{ACME_NS}/acme-claude")["spec"] == original["spec"]
+    try:
+        applied = alice_cli("access", "grant", "apply", "-f", "acme-claude.yaml")
+        first, second = applied.stdout.splitlines()[:2]
+        assert first.startswith("impact over the last 24h: ") and "(1 caller(s), 2 tool(s))" in first
+        assert second == f"grant acme-claude updated in {ACME_NS} (Active)"
+        restored = {**narrowed, "spec": original["spec"]}
+        (home / "acme-claude.yaml").write_text(yaml.safe_dump(restored))
+        widened = alice_cli("access", "grant", "apply", "-f", "acme-claude.yaml")  # nothing denied: no impact line
+        assert widened.stdout.splitlines() == [f"grant acme-claude updated in {ACME_NS} (Active)"]
+
+        dry = alice_cli("access", "grant", "delete", "acme-claude", "-n", ACME_NS, "--dry-run")
+        assert "dry run: nothing was applied" in dry.stdout
+        assert week.up.api(alice, "GET", f"/runtime/grants/{ACME_NS}/acme-claude")
+        deleted = alice_cli("access", "grant", "delete", "acme-claude", "-n", ACME_NS)
+        first, second = deleted.stdout.splitlines()
+        assert first.startswith("impact over the last 24h: ") and "(1 caller(s), 3 tool(s))" in first
+        assert second == f"grant acme-claude deleted in {ACME_NS}"
+    finally:  # the other tests compare with the week's policy: put acme-claude back as it was
+        if week.up.api(alice, "GET", f"/runtime/grants/{ACME_NS}/acme-claude", ok=False).status_code == 404:
+            week.up.api(alice, "POST", "/runtime/grants", {k: original[k] for k in ("apiVersion", "kind", "spec")}
+                        | {"metadata": {"name": "acme-claude", "namespace": ACME_NS}})
+        else:
+            week.up.api(alice, "PUT", f"/runtime/grants/{ACME_NS}/acme-claude",
+                        {k: original[k] for k in ("apiVersion", "kind", "spec")}
+                        | {"metadata": {"name": "acme-claude", "namespace": ACME_NS}})
 
 
 # --- the prediction matches what then happens (property) ----------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 import typer
 import yaml
 
-from mcp_runtime.cli import scaffold_access
+from mcp_runtime.cli import scaffold_access, simulate
 from mcp_runtime.cli.errors import CliError
 from mcp_runtime.cli.output import OutputFormat, OutputOption, emit
 from mcp_runtime.client import ApiCallError, ApiClient, client
@@ -26,9 +26,11 @@ app.add_typer(grant_app, name="grant")
 app.add_typer(session_app, name="session")
 grant_app.command("init")(scaffold_access.grant_init)
 session_app.command("init")(scaffold_access.session_init)
+app.command("simulate")(simulate.simulate)
 
 NamespaceOption = typer.Option(None, "--namespace", "-n", help="Namespace (found by name when omitted).")
 FileOption = typer.Option(..., "--file", "-f", help="YAML file (from `access grant|session init`).")
+DryRunOption = typer.Option(False, "--dry-run", help="Show the impact on the last 24 h of calls; change nothing.")
 
 GRANT_COLUMNS = [("NAME", "metadata.name"), ("NAMESPACE", "metadata.namespace"),
                  ("SERVER", "spec.serverRef.name"), ("HUMAN", "spec.subject.humanID"),
@@ -95,12 +97,30 @@ def _apply(api: ApiClient, collection: str, doc: dict[str, Any]) -> tuple[dict[s
 
 
 # grants -----------------------------------------------------------------------------------------
+def _server_of(doc: dict[str, Any]) -> tuple[str, str | None]:
+    spec, meta = doc.get("spec", {}), doc.get("metadata", {})
+    return spec["serverRef"]["name"], meta.get("namespace") or spec["serverRef"].get("namespace")
+
+
 @grant_app.command("apply")
-def grant_apply(file: Path = FileOption, output: OutputFormat = OutputOption) -> None:
-    """Create or update the grant(s) in a YAML file."""
+def grant_apply(file: Path = FileOption, dry_run: bool = DryRunOption, output: OutputFormat = OutputOption) -> None:
+    """Create or update the grant(s) in a YAML file.
+
+    First the change is replayed against the last 24 h of the server's recorded calls: one line says how many
+    calls that were allowed would be denied; with --dry-run the full report is shown and nothing is applied."""
     api = client()
+    docs = _read_documents(file, "MCPAccessGrant")
+    by_server: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
+    for doc in docs:
+        by_server.setdefault(_server_of(doc), []).append(doc)
+    proceed = True
+    for (server, namespace), grants in by_server.items():
+        proceed = simulate.impact_before_change(api, server, namespace, {"grants": grants}, dry_run=dry_run,
+                                                output=output) and proceed
+    if not proceed:
+        return
     results = []
-    for doc in _read_documents(file, "MCPAccessGrant"):
+    for doc in docs:
         grant, created = _apply(api, "grants", doc)
         results.append(grant)
         if output == OutputFormat.table:
@@ -127,10 +147,16 @@ def grant_get(name: str, namespace: str | None = NamespaceOption, output: Output
     emit(_with_tools(grant) if output == OutputFormat.table else grant, output, columns=GRANT_COLUMNS)
 
 
-def _grant_action(name: str, namespace: str | None, action: str, output: OutputFormat) -> None:
+def _grant_action(name: str, namespace: str | None, action: str, output: OutputFormat,
+                  dry_run: bool = False) -> None:
     api = client()
     ns = _locate(api, "grants", name, namespace)
     path = f"runtime/grants/{ns}/{name}"
+    if action == "delete":
+        server = api.get(path)["spec"]["serverRef"]["name"]
+        if not simulate.impact_before_change(api, server, ns, {"deleteGrants": [name]}, dry_run=dry_run,
+                                             output=output):
+            return
     grant = api.delete(path) if action == "delete" else api.post(f"{path}/{action}")
     if output != OutputFormat.table:
         emit(grant, output)
@@ -152,9 +178,13 @@ def grant_disable(name: str, namespace: str | None = NamespaceOption, output: Ou
 
 
 @grant_app.command("delete")
-def grant_delete(name: str, namespace: str | None = NamespaceOption, output: OutputFormat = OutputOption) -> None:
-    """Delete a grant; the gateway denies its callers from the next request on."""
-    _grant_action(name, namespace, "delete", output)
+def grant_delete(name: str, namespace: str | None = NamespaceOption, dry_run: bool = DryRunOption,
+                 output: OutputFormat = OutputOption) -> None:
+    """Delete a grant; the gateway denies its callers from the next request on.
+
+    One line first says how many calls of the last 24 h that were allowed would be denied; with --dry-run
+    the full report is shown and the grant is kept."""
+    _grant_action(name, namespace, "delete", output, dry_run)
 
 
 # sessions ---------------------------------------------------------------------------------------

@@ -33,8 +33,8 @@ MAX_REPLAY_EVENTS = 2_000_000
 """The most recorded calls one simulation replays; a busier window is replayed up to that many calls (oldest
 first) and the answer says it was cut."""
 MAX_CHANGES = 50
-TOO_OLD = (f"recorded before the event log carried the replay inputs (event version below {REPLAYABLE_VERSION}: "
-           "no session state or consented trust)")
+TOO_OLD = (f"recorded before events carried the replay inputs (event version below {REPLAYABLE_VERSION}, "
+           "no session state or trust)")
 NO_SESSION_STATE = "recorded without the state of its session"
 NO_TRUST = "recorded without the consented trust of its session"
 _POLICY_REASONS = frozenset(str(r) for r in Reason)
