@@ -14,12 +14,14 @@ import typer
 import yaml
 
 from mcp_runtime.cli.errors import CliError
-from mcp_runtime.cli.output import OutputFormat, OutputOption, emit
+from mcp_runtime.cli.output import OutputFormat, OutputOption, emit, err_console
 from mcp_runtime.client import ApiClient, client
 from mcp_runtime.resources import ResourceError, ServerMetadata, load_resource, load_servers_file, validate_model
 
 IMPACT_WINDOW = "24h"
 """The window `grant apply` and `grant delete` look at before changing access."""
+REPLAY_TIMEOUT = 600.0
+"""Seconds a simulation may take: the platform replays up to 2,000,000 calls in one request."""
 
 ROW_COLUMNS = [("HUMAN", "humanID"), ("AGENT", "agentID"), ("TEAM", "team"), ("TOOL", "tool"), ("NOW", "now"),
                ("AFTER", "after_"), ("CALLS", "calls"), ("FIRST", "first"), ("LAST", "last")]
@@ -65,8 +67,14 @@ def simulate(
 
 
 def ask(api: ApiClient, server: str, namespace: str | None, change: dict[str, Any], since: str) -> dict[str, Any]:
+    """`POST runtime/simulate`, with a spinner on stderr while the platform replays (a long window takes time)."""
     body = {"server": server, "namespace": namespace, "since": since, **change}
-    answer: dict[str, Any] = api.post("runtime/simulate", {k: v for k, v in body.items() if v is not None})
+    timeout, api.timeout = api.timeout, max(api.timeout, REPLAY_TIMEOUT)
+    try:
+        with err_console.status(f"replaying the recorded calls of {server} over {since}..."):
+            answer: dict[str, Any] = api.post("runtime/simulate", {k: v for k, v in body.items() if v is not None})
+    finally:
+        api.timeout = timeout
     return answer
 
 

@@ -15,12 +15,13 @@ import hashlib
 from typing import Any, Protocol
 
 import yaml
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from mcp_runtime.platform.core import Platform
-from mcp_runtime.platform.errors import ApiError
+from mcp_runtime.platform.errors import ApiError, validation_message
 from mcp_runtime.platform.simulate import SimulateRequest
 from mcp_runtime.resources import GROUP_VERSION, MCPAccessGrant, MCPServer, dump_resource
 from mcp_runtime.web.session import Login
@@ -133,8 +134,11 @@ class GrantEditor:
         try:
             doc = _parse(text)
             server, namespace = _target(doc)
-            report = self.platform.simulation.simulate(login.principal, SimulateRequest(
-                server=server, namespace=namespace, since=since, grants=[doc]))
+            try:
+                request_ = SimulateRequest(server=server, namespace=namespace, since=since, grants=[doc])
+            except ValidationError as exc:  # e.g. a server name longer than any server has
+                raise ApiError(422, "invalid_request", validation_message(exc.errors())) from None
+            report = self.platform.simulation.simulate(login.principal, request_)
         except ApiError as exc:
             return self._form(request, login, text, title="Edit grant", since=since, error=exc.message,
                               status=exc.status)
