@@ -575,3 +575,19 @@ def _v1_row(e: AnalyticsEvent) -> str:
     row = {c: getattr(e, c) for c in V1_COLUMNS}
     row["timestamp"] = e.timestamp.strftime("%Y-%m-%d %H:%M:%S.%f")
     return json.dumps(row)
+
+
+def test_both_stores_give_the_replay_the_same_calls_and_name_the_old_ones(store: EventStore) -> None:
+    from mcp_runtime.platform.simulate import TOO_OLD, recorded_calls
+
+    calls = [replay_event(i, tool_name=["echo", "add"][i % 2]) for i in range(30)]
+    others = [replay_event(5, rpc_method="tools/list", tool_name=None), replay_event(6, server="ledger"),
+              replay_event(7, timestamp=T0 - timedelta(days=2))]
+    store.insert([*calls, event(8), *others])  # event(8): an older gateway's event, version 1
+    got = list(recorded_calls(store, ACME_NS, "payments", T0 - timedelta(hours=1), T0 + timedelta(hours=1)))
+    assert len(got) == 31 and sum(1 for c in got if c.gap == TOO_OLD) == 1
+    replayable = sorted((c for c in got if c.gap is None), key=lambda c: c.at)
+    assert [(c.at, c.tool, c.session_state, c.consented_trust) for c in replayable] == [
+        (e.timestamp, e.tool_name, "active", "medium") for e in sorted(calls, key=lambda e: e.timestamp)]
+    assert all(c.identity is not None and c.identity.session_id == "sess-1" and c.identity.team_id == GLOBEX
+               for c in replayable)

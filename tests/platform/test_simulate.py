@@ -26,6 +26,7 @@ from platform_support import PASSWORDS, grant_doc
 from simulate_support import Caller, Outcome, Up, deploy_body, now, running_up
 
 from fixtures.cli import run_cli
+from mcp_runtime.platform.simulate import MAX_CONCURRENT
 from mcp_runtime.policy import Reason
 from mcp_runtime.security import KeyRing, SessionClaims, issue_session_token
 from mcp_runtime.sentinel.events import AnalyticsEvent
@@ -296,6 +297,21 @@ def test_bad_changes_get_clear_errors(week: Week) -> None:
     assert bad["message"].startswith("grants[0]: ")
     other = grant_doc("elsewhere", ACME_NS, "ledger", {"agentID": "cursor"})
     assert week.simulate("alice@acme.com", {"grants": [other]}, status=404)["error"] == "server_not_found"
+
+
+def test_simulations_beyond_the_limit_wait_their_turn(week: Week) -> None:
+    service = week.up.embedded.platform.simulation
+    held = [service._running.acquire(blocking=False) for _ in range(MAX_CONCURRENT)]
+    try:
+        answer = week.up.api(week.tokens["alice@acme.com"], "POST", "/runtime/simulate", {
+            "server": "payments", "namespace": ACME_NS, "deleteGrants": ["dave-reader"]}, ok=False)
+        assert answer.status_code == 429 and answer.headers["retry-after"] == "5"
+        assert answer.json()["error"] == "rate_limited"
+    finally:
+        for taken in held:
+            if taken:
+                service._running.release()
+    assert week.simulate("alice@acme.com", {"deleteGrants": ["dave-reader"]})["replayed"] > 0
 
 
 def test_an_admin_simulates_a_session_change_with_the_sessions_own_calls(week: Week) -> None:

@@ -9,6 +9,7 @@ apply the change may simulate it: a team cannot probe another team's server.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
@@ -33,6 +34,8 @@ MAX_REPLAY_EVENTS = 2_000_000
 """The most recorded calls one simulation replays; a busier window is replayed up to that many calls (oldest
 first) and the answer says it was cut."""
 MAX_CHANGES = 50
+MAX_CONCURRENT = 2
+"""Simulations replayed at once (each may read up to MAX_REPLAY_EVENTS events); more wait their turn: 429."""
 TOO_OLD = (f"recorded before events carried the replay inputs (event version below {REPLAYABLE_VERSION}, "
            "no session state or trust)")
 NO_SESSION_STATE = "recorded without the state of its session"
@@ -68,8 +71,10 @@ class SimulationService:
                  clock: Callable[[], datetime] = utcnow) -> None:
         self.store, self.servers, self.access, self.policies, self.events = store, servers, access, policies, events
         self.clock = clock
+        self._running = threading.BoundedSemaphore(MAX_CONCURRENT)
 
     def simulate(self, caller: Principal, req: SimulateRequest) -> dict[str, Any]:
+        """The report of `req` for `caller` (checks first; then the replay, at most MAX_CONCURRENT at once)."""
         server = self.servers.find(caller, req.server, req.namespace)
         namespace, name = server.metadata.namespace or "", server.metadata.name
         if not (req.grants or req.delete_grants or req.sessions or req.deploy):
@@ -86,12 +91,18 @@ class SimulationService:
             raise not_found(f"server {name} in namespace {namespace}")
         proposed, change = self._apply(caller, inputs, req)
         replayer = Replayer(inputs.compile(), proposed.compile(), frozenset(change["sessions"]))
-        truncated = False
-        for count, call in enumerate(recorded_calls(self.events, namespace, name, since, until)):
-            if count >= MAX_REPLAY_EVENTS:
-                truncated = True
-                break
-            replayer.add(call)
+        if not self._running.acquire(blocking=False):
+            raise ApiError(429, "rate_limited", f"{MAX_CONCURRENT} simulations are running; retry in a few seconds",
+                           headers={"Retry-After": "5"})
+        try:
+            truncated = False
+            for count, call in enumerate(recorded_calls(self.events, namespace, name, since, until)):
+                if count >= MAX_REPLAY_EVENTS:
+                    truncated = True
+                    break
+                replayer.add(call)
+        finally:
+            self._running.release()
         report = replayer.report()
         relative = req.since.strip()[:-1].strip().isdigit() and req.since.strip()[-1:] in ("s", "m", "h", "d", "w")
         window = f"last {req.since.strip()}" if relative else f"window since {req.since.strip()}"
