@@ -27,7 +27,7 @@ DOC = ROOT / "docs" / "architecture.md"
 
 PURE_PACKAGES = ("policy", "resources")
 PURE_IMPORTS = frozenset({
-    "__future__", "abc", "collections", "copy", "dataclasses", "datetime", "decimal", "enum", "fractions",
+    "__future__", "abc", "bisect", "collections", "copy", "dataclasses", "datetime", "decimal", "enum", "fractions",
     "functools", "hashlib", "itertools", "json", "math", "operator", "re", "string", "types", "typing",
     "typing_extensions", "uuid", "pydantic", "yaml", "cel", "celpy", "jsonschema",
 })

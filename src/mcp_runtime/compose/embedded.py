@@ -68,7 +68,8 @@ class EmbeddedPlatform:
 
     def __init__(self, settings: PlatformSettings, *, public_url: str,
                  runtime_factory: Callable[[Callable[[str, str, RuntimeStatus], None]], ServerRuntime]
-                 | None = None) -> None:
+                 | None = None, gateway_clock: Callable[[], datetime] | None = None) -> None:
+        """`gateway_clock`: the time the gateway decides at (default the system clock; tests fast-forward it)."""
         self.settings = settings
         self.public_url = public_url.rstrip("/")
         self.platform = Platform(settings)
@@ -78,7 +79,8 @@ class EmbeddedPlatform:
         self.emitter = Emitter(ingest_url=f"{self.public_url}{API_PREFIX}/ingest/events",
                                api_key=self.platform.ingest_keys.local_key,
                                spool_path=Path(settings.data_dir) / "gateway-events.spool")
-        self.gateway = Gateway(emitter=self.emitter)
+        self.gateway = Gateway(emitter=self.emitter) if gateway_clock is None else \
+            Gateway(emitter=self.emitter, clock=gateway_clock)
         self.runtime: ServerRuntime = (runtime_factory or self._process_runtime)(self._on_runtime_status)
         self._sources: dict[tuple[str, str], InProcessPolicySource] = {}
         self._paths: dict[tuple[str, str], str] = {}

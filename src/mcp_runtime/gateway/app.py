@@ -8,7 +8,8 @@ files, upstreams) and the endpoints of the gateway itself (`/healthz`, `/readyz`
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -20,6 +21,7 @@ from mcp_runtime.gateway.metrics import GatewayMetrics
 from mcp_runtime.gateway.pipeline import MAX_BODY, RequestPath
 from mcp_runtime.gateway.relay import send_json
 from mcp_runtime.gateway.routes import BoundRoute, GatewayRoute, RouteTable
+from mcp_runtime.resources.common import utcnow
 from mcp_runtime.wire.asgi import Receive, Scope, Send
 
 __all__ = ["MAX_BODY", "Gateway"]
@@ -29,12 +31,15 @@ class Gateway:
     """An ASGI app governing one server (sidecar) or many (`/<server>/mcp`, process runtime)."""
 
     def __init__(self, routes: Iterable[GatewayRoute] = (), *, emitter: Any = None,
-                 metrics: GatewayMetrics | None = None, max_body: int = MAX_BODY) -> None:
+                 metrics: GatewayMetrics | None = None, max_body: int = MAX_BODY,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        """`clock` is the time decisions are made at (and events are stamped with); tests pass a
+        fast-forwarded one to record a week of traffic without waiting a week."""
         self.routes = RouteTable()
         self.metrics = metrics or GatewayMetrics(getattr(emitter, "registry", None))
         self.emitter = emitter
         self.auditor = Auditor(emitter)
-        self.request_path = RequestPath(self.metrics, self.auditor, max_body=max_body)
+        self.request_path = RequestPath(self.metrics, self.auditor, max_body=max_body, clock=clock)
         self._started = False
         for route in routes:
             self._add(route)

@@ -31,12 +31,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import datetime
 from itertools import zip_longest
 from typing import Any
 
 from mcp_runtime.gateway import jsonrpc, refusal
-from mcp_runtime.gateway.audit import Auditor, trace_id_from
+from mcp_runtime.gateway.audit import Auditor, tool_arguments, trace_id_from
 from mcp_runtime.gateway.auth import Authenticated, extract_token
 from mcp_runtime.gateway.exchange import Exchange
 from mcp_runtime.gateway.metrics import GatewayMetrics
@@ -59,6 +60,7 @@ from mcp_runtime.gateway.routes import BoundRoute
 from mcp_runtime.gateway.sse import SseRewriter, sse_event
 from mcp_runtime.gateway.upstream import UpstreamError, UpstreamRequest
 from mcp_runtime.policy import Decision, allowed_tools, evaluate, evaluate_access
+from mcp_runtime.resources.common import utcnow
 from mcp_runtime.security import TokenError
 from mcp_runtime.wire import BodyTooLarge, ClientDisconnected, read_body
 from mcp_runtime.wire.asgi import Receive, Scope, Send
@@ -81,7 +83,11 @@ _METHODS = {"POST": b"POST", "GET": b"GET", "DELETE": b"DELETE"}
 class RequestPath:
     """Runs the steps for each request to a route; owns nothing per request (that is the `Exchange`)."""
 
-    def __init__(self, metrics: GatewayMetrics, auditor: Auditor, *, max_body: int = MAX_BODY) -> None:
+    def __init__(self, metrics: GatewayMetrics, auditor: Auditor, *, max_body: int = MAX_BODY,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        """`clock` is the time decisions are made at (and events are stamped with); tests pass a
+        fast-forwarded one to record a week of traffic without waiting a week."""
+        self.clock = clock
         self.metrics = metrics
         self.auditor = auditor
         self.max_body = max_body
@@ -136,15 +142,14 @@ class RequestPath:
             await self.refuse(ex, answer)
 
     # -- the steps -----------------------------------------------------------------------------------
-    @staticmethod
-    def admit(ex: Exchange) -> None:
+    def admit(self, ex: Exchange) -> None:
         """Take the route's policy document once, so one request is judged by one revision, and the time
         every decision of the request is made at. No document yet: 503, the gateway fails closed."""
         doc = ex.route.source.document
         if doc is None:
             raise refusal.policy_unavailable(ex.route)
         ex.doc = doc
-        ex.now = datetime.now(UTC)
+        ex.now = self.clock()
 
     async def parse(self, ex: Exchange) -> None:
         """A POST must be JSON-RPC: JSON content type, at most `max_body` bytes, well-formed messages.
@@ -332,7 +337,8 @@ class RequestPath:
                 server=server, namespace=route.namespace, doc=ex.doc, caller=ex.caller,
                 rpc_method=msg.method or "unknown", tool=msg.tool, decision=decision,
                 denied_reason=ex.denied_reason, status=ex.status, latency_ms=latency_ms,
-                bytes_in=ex.bytes_in, bytes_out=ex.bytes_out, trace_id=ex.trace_id,
+                bytes_in=ex.bytes_in, bytes_out=ex.bytes_out, trace_id=ex.trace_id, now=ex.now,
+                arguments=tool_arguments(msg.raw) if msg.tool is not None else None,
             )
 
 

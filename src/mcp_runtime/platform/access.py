@@ -128,11 +128,18 @@ class AccessService:
         return resource
 
     # grants -------------------------------------------------------------------------------------
-    def create_grant(self, caller: Principal, body: Any) -> MCPAccessGrant:
+    def checked_grant(self, caller: Principal, body: Any, what: str = "create grants") -> MCPAccessGrant:
+        """A grant body as `apply` takes it: valid, in a namespace the caller may write, for an existing
+        server, naming a real team. `create_grant` and `access simulate` both start here."""
         grant = parse_resource(body, MCPAccessGrant)
         namespace = _namespace_of(grant)
-        require_write(caller, namespace, "create grants")
+        require_write(caller, namespace, what)
         self._check_server_and_subject(grant, namespace)
+        return grant
+
+    def create_grant(self, caller: Principal, body: Any) -> MCPAccessGrant:
+        grant = self.checked_grant(caller, body)
+        namespace = grant.metadata.namespace or ""
         _with_status(grant, utcnow())
         saved = self.repo.create(grant, caller.email)
         self.policies.recompile(namespace, grant.spec.server_ref.name)
@@ -188,16 +195,10 @@ class AccessService:
                       url_namespace: str | None = None, url_name: str | None = None
                       ) -> tuple[MCPAgentSession, str]:
         """Admin: create (or, by PUT, replace) a session from its YAML; returns it with a session token."""
-        require_admin(caller, "apply sessions (adapter sessions are issued by runtime/adapter/sessions)")
-        session = parse_resource(body, MCPAgentSession)
-        if url_namespace:
-            session.metadata.namespace = session.metadata.namespace or url_namespace
-        namespace = _namespace_of(session)
+        session = self.checked_session(caller, body, url_namespace=url_namespace)
+        namespace = session.metadata.namespace or ""
         if url_name and (namespace, session.metadata.name) != (url_namespace, url_name):
             raise ApiError(422, "invalid_request", "the body's metadata.name/namespace differ from the URL")
-        self._check_server_and_subject(session, namespace)
-        if session.spec.expires_at is None:
-            session.spec.expires_at = utcnow() + self.settings.session_default_ttl
         _with_status(session, utcnow())
         if replace_existing:
             existing = self.repo.require(MCPAgentSession, namespace, session.metadata.name)
@@ -207,6 +208,20 @@ class AccessService:
         self.policies.recompile(namespace, session.spec.server_ref.name)
         saved = self._refresh_status(saved)
         return saved, self._token_for(saved)
+
+    def checked_session(self, caller: Principal, body: Any, *, url_namespace: str | None = None,
+                        what: str = "apply sessions (adapter sessions are issued by runtime/adapter/sessions)"
+                        ) -> MCPAgentSession:
+        """A session body as `apply` stores it (admins only; the default expiry filled in)."""
+        require_admin(caller, what)
+        session = parse_resource(body, MCPAgentSession)
+        if url_namespace:
+            session.metadata.namespace = session.metadata.namespace or url_namespace
+        namespace = _namespace_of(session)
+        self._check_server_and_subject(session, namespace)
+        if session.spec.expires_at is None:
+            session.spec.expires_at = utcnow() + self.settings.session_default_ttl
+        return session
 
     def list_sessions(self, caller: Principal, namespace: str | None = None) -> list[MCPAgentSession]:
         return [self._refresh_status(s) for s in self.repo.list(MCPAgentSession, namespace)

@@ -112,6 +112,16 @@ class ServerService:
         self.policies.recompile(namespace, name)
         return saved, True
 
+    def redeployed(self, caller: Principal, server: MCPServer, metadata: ServerMetadata | None,
+                   spec: MCPServerSpec | None) -> MCPServer:
+        """`server` as `deploy --update` with this metadata or spec would store it; nothing is stored."""
+        namespace, name = server.metadata.namespace or "", server.metadata.name
+        require_write(caller, namespace, "deploy servers")
+        req = DeployRequest(name=name, namespace=namespace, update=True, metadata=metadata, spec=spec)
+        if (metadata is None) == (spec is None):
+            raise ApiError(422, "invalid_request", "send exactly one of metadata (.mcp server entry) or spec")
+        return self._build(name, namespace, self.store.get_team_by_namespace(namespace), req)
+
     def _build(self, name: str, namespace: str, team: Team | None, req: DeployRequest) -> MCPServer:
         team_id = team.id if team else None
         if req.metadata is not None:

@@ -68,8 +68,8 @@ class UsageFilter:
     others being None count as empty: a filter that restricts at all fails closed.
 
     Narrowing (all optional, combined with AND): exact `server`, `namespace`, calling `team`
-    (`subject_team_id`), `human`,
-    `agent`, `tool`, `decision`; `since` inclusive, `until` exclusive.
+    (`subject_team_id`), `human`, `agent`, `tool`, `decision`, JSON-RPC `method` (`rpc_method`);
+    `since` inclusive, `until` exclusive.
     """
 
     visible_namespaces: tuple[str, ...] | None = None
@@ -82,6 +82,7 @@ class UsageFilter:
     agent: str | None = None
     tool: str | None = None
     decision: Literal["allow", "deny"] | None = None
+    method: str | None = None
     since: datetime | None = None
     until: datetime | None = None
 
@@ -389,7 +390,7 @@ def where_clause(flt: UsageFilter, params: ParamCollector, *, ts_column: str, ts
         clauses.append("(" + " OR ".join(visible) + ")" if visible else "1 = 0")
     for column, value in (("server", flt.server), ("namespace", flt.namespace), (CALLER_TEAM, flt.team),
                           ("human_id", flt.human), ("agent_id", flt.agent), ("tool_name", flt.tool),
-                          ("decision", flt.decision)):
+                          ("decision", flt.decision), ("rpc_method", flt.method)):
         if value is not None:
             clauses.append(f"{column} = {params.add(value)}")
     if flt.since is not None:

@@ -3,7 +3,8 @@
     dashboard = create_dashboard(platform)      # an ASGI app; `mcp-runtime up` mounts it at /
 
 Pages: Analytics (totals, calls and denials over time, top tools, the Tools table, recent events),
-Servers, Grants, Sessions (revoke for owners and admins), Teams and Audit log (admins). Every page
+Servers, Grants (create, edit and delete after a "Preview impact" step: grant_editor.py), Sessions (revoke
+for owners and admins), Teams and Audit log (admins). Every page
 shows only what the signed-in user may see through the API: the same services, the same rules.
 """
 
@@ -31,6 +32,7 @@ from mcp_runtime.platform.errors import STORE_RETRY_AFTER, ApiError, StoreUnavai
 from mcp_runtime.resources import KINDS, MCPAccessGrant, MCPAgentSession, MCPServer
 from mcp_runtime.sentinel.store import Bucket
 from mcp_runtime.web import charts
+from mcp_runtime.web.grant_editor import GrantEditor
 from mcp_runtime.web.session import (
     CSRF_FIELD,
     REFRESH_COOKIE,
@@ -258,7 +260,9 @@ class Dashboard:
     def grants(self, request: Request, login: Login, fields: dict[str, str]) -> Response:
         grants: list[MCPAccessGrant] = self.platform.access.list_grants(login.principal)
         grants.sort(key=lambda g: (g.metadata.namespace or "", g.metadata.name))
-        return self.render(request, "grants.html", login, nav="grants", grants=grants, teams=self.team_slugs())
+        principal = login.principal
+        return self.render(request, "grants.html", login, nav="grants", grants=grants, teams=self.team_slugs(),
+                           can_write=principal.can_write, can_create=principal.is_admin or bool(principal.teams))
 
     def sessions(self, request: Request, login: Login, fields: dict[str, str]) -> Response:
         sessions: list[MCPAgentSession] = self.platform.access.list_sessions(login.principal)
@@ -319,6 +323,7 @@ def create_dashboard(platform: Platform) -> ASGIApp:
         Route("/analytics", board.page(board.analytics)),
         Route("/servers", board.page(board.servers)),
         Route("/grants", board.page(board.grants)),
+        *GrantEditor(board).routes(board.page),
         Route("/sessions", board.page(board.sessions)),
         Route("/sessions/{namespace}/{name}/revoke", board.page(board.revoke_session, post=True),
               methods=["POST"]),

@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 
+from mcp_runtime.cli.access import simulate
 from mcp_runtime.cli.access.common import (
     AgentOption,
     ExpiresAtOption,
@@ -104,16 +105,37 @@ def _parse_tool_rule(value: str) -> dict[str, str]:
 
 
 # --- the platform ------------------------------------------------------------------------------
+DryRunOption = typer.Option(False, "--dry-run", help="Show the impact on the last 24 h of calls; change nothing.")
+
+
+def _server_of(doc: dict[str, Any]) -> tuple[str, str | None]:
+    spec, meta = doc.get("spec", {}), doc.get("metadata", {})
+    return spec["serverRef"]["name"], meta.get("namespace") or spec["serverRef"].get("namespace")
+
+
 def _with_tools(grant: dict[str, Any]) -> dict[str, Any]:
     return {**grant, "tools": shown_tool_rules(grant.get("spec", {}).get("toolRules", []))}
 
 
 @app.command("apply")
-def grant_apply(file: Path = FileOption, output: OutputFormat = OutputOption) -> None:
-    """Create or update the grant(s) in a YAML file."""
+def grant_apply(file: Path = FileOption, dry_run: bool = DryRunOption, output: OutputFormat = OutputOption) -> None:
+    """Create or update the grant(s) in a YAML file.
+
+    First the change is replayed against the last 24 h of the server's recorded calls: one line says how many
+    calls that were allowed would be denied; with --dry-run the full report is shown and nothing is applied."""
     api = client()
+    docs = read_documents(file, GRANT_KIND)
+    by_server: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
+    for doc in docs:
+        by_server.setdefault(_server_of(doc), []).append(doc)
+    proceed = True
+    for (server, namespace), grants in by_server.items():
+        proceed = simulate.impact_before_change(api, server, namespace, {"grants": grants}, dry_run=dry_run,
+                                                output=output) and proceed
+    if not proceed:
+        return
     results = []
-    for doc in read_documents(file, GRANT_KIND):
+    for doc in docs:
         grant, created = apply(api, "grants", doc)
         results.append(grant)
         if output == OutputFormat.table:
@@ -138,10 +160,16 @@ def grant_get(name: str, namespace: str | None = NamespaceOption, output: Output
     emit(_with_tools(grant) if output == OutputFormat.table else grant, output, columns=COLUMNS)
 
 
-def _grant_action(name: str, namespace: str | None, action: str, output: OutputFormat) -> None:
+def _grant_action(name: str, namespace: str | None, action: str, output: OutputFormat,
+                  dry_run: bool = False) -> None:
     api = client()
     ns = locate(api, "grants", name, namespace)
     path = f"runtime/grants/{ns}/{name}"
+    if action == "delete":
+        server = api.get(path)["spec"]["serverRef"]["name"]
+        if not simulate.impact_before_change(api, server, ns, {"deleteGrants": [name]}, dry_run=dry_run,
+                                             output=output):
+            return
     grant = api.delete(path) if action == "delete" else api.post(f"{path}/{action}")
     if emit_structured(grant, output):
         return
@@ -162,6 +190,10 @@ def grant_disable(name: str, namespace: str | None = NamespaceOption, output: Ou
 
 
 @app.command("delete")
-def grant_delete(name: str, namespace: str | None = NamespaceOption, output: OutputFormat = OutputOption) -> None:
-    """Delete a grant; the gateway denies its callers from the next request on."""
-    _grant_action(name, namespace, "delete", output)
+def grant_delete(name: str, namespace: str | None = NamespaceOption, dry_run: bool = DryRunOption,
+                 output: OutputFormat = OutputOption) -> None:
+    """Delete a grant; the gateway denies its callers from the next request on.
+
+    One line first says how many calls of the last 24 h that were allowed would be denied; with --dry-run
+    the full report is shown and the grant is kept."""
+    _grant_action(name, namespace, "delete", output, dry_run)

@@ -10,6 +10,7 @@ from mcp_runtime.platform.access import AdapterSessionRequest, ExplainRequest
 from mcp_runtime.platform.deps import CallerDep, PlatformDep
 from mcp_runtime.platform.errors import not_found
 from mcp_runtime.platform.servers import DeployRequest
+from mcp_runtime.platform.simulate import SimulateRequest
 from mcp_runtime.resources import GRANT_KIND, SESSION_KIND, dump_resource
 
 router = APIRouter(tags=["runtime"])
@@ -165,3 +166,10 @@ def adapter_session(body: AdapterSessionRequest, caller: CallerDep, platform: Pl
 def explain(body: ExplainRequest, caller: CallerDep, platform: PlatformDep) -> dict[str, Any]:
     """May this identity call this tool, and why: the gateway's evaluator on the current policy."""
     return platform.access.explain(caller, body)
+
+
+@router.post("/runtime/simulate")
+def simulate(body: SimulateRequest, caller: CallerDep, platform: PlatformDep) -> dict[str, Any]:
+    """What a change to a server's grants, sessions or spec would have done to its recorded tool calls:
+    the calls whose decision or reason changes, by caller and tool. Only for callers who may apply it."""
+    return platform.simulation.simulate(caller, body)
