@@ -1,4 +1,4 @@
-"""A lean HTTP/1.1 client for one upstream: pooled keep-alive connections, streamed bodies.
+"""The HTTP upstream: a lean HTTP/1.1 client with pooled keep-alive connections and streamed bodies.
 
 Why not httpx or aiohttp: the gateway's hot path is one small POST per tool call, and measured on the
 same machine a plain asyncio protocol with httptools' parser forwards 2-3x more requests per second
@@ -13,26 +13,24 @@ import asyncio
 import collections
 import socket
 import ssl
-from collections.abc import AsyncIterator
-from typing import cast
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httptools
 
+from mcp_runtime.gateway.upstream.base import UpstreamError, UpstreamRequest
+
 _HIGH_WATER = 256 * 1024
 _LOW_WATER = 64 * 1024
-
-
-class UpstreamError(Exception):
-    """The upstream could not be reached or broke off a response."""
 
 
 class _ClosedBeforeAnswer(UpstreamError):
     """The connection closed before any byte of an answer: a kept-alive connection gone stale."""
 
 
-class UpstreamResponse:
-    """One response: status and headers at once, the body as a stream of chunks."""
+class HttpResponse:
+    """One response (an `UpstreamResponse`): status and headers at once, the body as a stream of chunks."""
 
     __slots__ = ("_buffered", "_chunks", "_conn", "_done", "_error", "_waiter", "headers", "status")
 
@@ -146,7 +144,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.used = False
         self._paused = False
-        self._response: UpstreamResponse | None = None
+        self._response: HttpResponse | None = None
         self._head: asyncio.Future[None] | None = None
         self._headers: list[tuple[bytes, bytes]] = []
         self._complete = False
@@ -226,12 +224,12 @@ class _Connection(asyncio.Protocol):
             self._paused = False
             self.transport.resume_reading()
 
-    async def send(self, request: bytes) -> UpstreamResponse:
+    async def send(self, request: bytes) -> HttpResponse:
         assert self.transport is not None
         self.used = True
         self._complete = False
         self._framed = False
-        response = UpstreamResponse(self)
+        response = HttpResponse(self)
         self._response = response
         loop = asyncio.get_running_loop()
         head = self._head = loop.create_future()
@@ -264,12 +262,13 @@ class _Connection(asyncio.Protocol):
 
 
 class UpstreamPool:
-    """Keep-alive connections to one upstream origin (`http://host:port` or https)."""
+    """An `Upstream` over HTTP: keep-alive connections to one endpoint (`http://host:port/path` or https)."""
 
-    def __init__(self, url: str, *, max_idle: int = 256, connect_timeout: float = 10.0,
-                 head_timeout: float = 300.0) -> None:
-        """`head_timeout`: how long an upstream may take to start answering (a slow tool call in
-        JSON mode answers only when done; SSE answers start at once)."""
+    def __init__(self, url: str, *, credential: str | None = None, max_idle: int = 256,
+                 connect_timeout: float = 10.0, head_timeout: float = 300.0) -> None:
+        """`credential`: sent as `Authorization: Bearer ...` on every request (the upstream's own; a
+        client's bearer is never forwarded). `head_timeout`: how long an upstream may take to start
+        answering (a slow tool call in JSON mode answers only when done; SSE answers start at once)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"upstream URL must be http(s)://host[:port]/path, got {url!r}")
@@ -278,6 +277,7 @@ class UpstreamPool:
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.path = parts.path or "/"
+        self.path_bytes = self.path.encode()
         default_port = self.port == (443 if parts.scheme == "https" else 80)
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.host_header = (host if default_port else f"{host}:{self.port}").encode("ascii")
@@ -287,6 +287,18 @@ class UpstreamPool:
         self._connect_timeout = connect_timeout
         self.head_timeout = head_timeout
         self._all: set[_Connection] = set()
+        if credential is not None and not credential.isprintable():
+            raise ValueError("the upstream credential must be printable text (no line breaks)")
+        self._credential = b"authorization: Bearer " + credential.encode() + b"\r\n" if credential else b""
+
+    async def start(self) -> None:
+        """Nothing to do: connections are opened on demand."""
+
+    def send(self, request: UpstreamRequest) -> Coroutine[Any, Any, HttpResponse]:
+        """Forward to this endpoint's path, with the client's query string (`request`'s coroutine itself:
+        no extra frame per call)."""
+        target = self.path_bytes + b"?" + request.query if request.query else self.path_bytes
+        return self.request(request.method, target, request.headers, request.body)
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -308,9 +320,9 @@ class UpstreamPool:
             conn.close()
 
     async def request(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]],
-                      body: bytes | None = None) -> UpstreamResponse:
+                      body: bytes | None = None) -> HttpResponse:
         """Send one request; return once the response head arrived (the body streams after)."""
-        lines = [method, b" ", target, b" HTTP/1.1\r\nhost: ", self.host_header, b"\r\n"]
+        lines = [method, b" ", target, b" HTTP/1.1\r\nhost: ", self.host_header, b"\r\n", self._credential]
         for name, value in headers:
             lines += (name, b": ", value, b"\r\n")
         if body is not None:
