@@ -187,8 +187,9 @@ def table(rows: list[Row]) -> str:
 
 
 def check_targets(rows: list[Row]) -> bool:
-    """Issue 21's targets for the mcp-runtime gateway (docs/architecture.md "Performance targets" are looser:
-    0.5 ms, 80%)."""
+    """Issue 21's targets for the mcp-runtime gateway.
+
+    The targets in docs/architecture.md ("Performance targets") are looser: 0.5 ms, 80%."""
     ok = True
     mine = [r for r in rows if r.scenario == "gateway"]
     print("\ntargets for the mcp-runtime gateway (issue 21):")

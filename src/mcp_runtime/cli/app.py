@@ -8,7 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from mcp_runtime import __version__
-from mcp_runtime.cli.errors import CliError
+from mcp_runtime.cli.common.errors import CliError
 from mcp_runtime.client.errors import ClientError
 
 
@@ -47,7 +47,7 @@ def _root(
 
 
 def _mount() -> None:
-    """Register the command groups. Each lives in its own module under `mcp_runtime.cli`."""
+    """Register the command groups (the list is in `cli.commands`)."""
     from mcp_runtime.cli import commands
 
     commands.register(app)

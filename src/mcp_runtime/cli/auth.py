@@ -8,8 +8,8 @@ import time
 
 import typer
 
-from mcp_runtime.cli.errors import CliError
-from mcp_runtime.cli.output import OutputFormat, OutputOption, emit
+from mcp_runtime.cli.common.errors import CliError
+from mcp_runtime.cli.common.output import OutputFormat, OutputOption, emit_structured
 from mcp_runtime.client import (
     DEFAULT_PROFILE,
     URL_ENV,
@@ -98,8 +98,7 @@ def status(profile: str | None = ProfileOption, output: OutputFormat = OutputOpt
         info.update({"valid": False, "error": exc.message})
     if saved.access_expires_at:
         info["accessTokenExpiresIn"] = max(0, int(saved.access_expires_at - time.time()))
-    if output != OutputFormat.table:
-        emit(info, output)
+    if emit_structured(info, output):
         return
     for key in ("profile", "apiUrl", "email", "role", "teams", "credential", "valid", "error"):
         if key in info:

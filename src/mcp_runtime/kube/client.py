@@ -20,6 +20,13 @@ Manifest = dict[str, Any]
 PatchType = Literal["merge", "json", "strategic"]
 
 ANNOTATION_APPLIED_HASH = "mcpruntime.org/applied-hash"
+PLATFORM_ANNOTATION_PREFIXES = ("operator.mcpruntime.org/", "kopf.zalando.org/", ANNOTATION_APPLIED_HASH,
+                                "kubectl.kubernetes.io/last-applied-configuration")
+"""Annotations the operator, kopf and kubectl keep on our resources: not part of what a user wrote."""
+
+
+def is_platform_annotation(key: str) -> bool:
+    return key.startswith(PLATFORM_ANNOTATION_PREFIXES)
 """Hash of the desired object last written; `apply` skips the write when it is unchanged. Comparing a
 hash (not the live object) avoids endless rewrites when the API server normalizes fields
 (quantities, defaults)."""

@@ -16,6 +16,8 @@ from mcp_runtime.resources import Scope
 
 DEFAULT_REGISTRY_ADDRESS = "127.0.0.1:5000"
 """Where the bundled registry listens unless told otherwise; also the fallback image registry host."""
+REGISTRY_ENV = "MCP_RUNTIME_REGISTRY"
+"""Overrides the registry host images are tagged for and pushed to (CLI) and the platform reports."""
 ORG_PREFIX = "org"
 PUBLIC_PREFIX = "public"
 _REPO_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
@@ -39,6 +41,11 @@ def qualify_image(image_ref: str, registry_host: str | None) -> str:
     if not registry_host or has_registry_host(image_ref):
         return image_ref
     return f"{registry_host.rstrip('/')}/{image_ref}"
+
+
+def registry_host(text: str) -> str:
+    """`https://registry.example.com/` -> `registry.example.com`: a registry as images name it."""
+    return text.strip().rstrip("/").removeprefix("https://").removeprefix("http://")
 
 
 def is_insecure_registry(host: str) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 from mcp_runtime.platform.errors import ApiError, not_found
 from mcp_runtime.platform.principal import Principal
 from mcp_runtime.platform.ratelimit import LoginRateLimiter
-from mcp_runtime.platform.settings import TEAM_NAMESPACE_PREFIX, PlatformSettings
+from mcp_runtime.platform.settings import ADMIN_PASSWORD_FILE, TEAM_NAMESPACE_PREFIX, PlatformSettings
 from mcp_runtime.resources.common import utcnow
 from mcp_runtime.security.keys import KeyRing
 from mcp_runtime.security.passwords import burn_password_check, hash_password, needs_rehash, verify_password
@@ -83,7 +83,7 @@ class IdentityService:
         password = self.settings.admin_password
         if not password:
             password = pysecrets.token_urlsafe(18)
-            path = Path(self.settings.data_dir) / "admin-password"
+            path = Path(self.settings.data_dir) / ADMIN_PASSWORD_FILE
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as handle:

@@ -17,6 +17,7 @@ import httpx
 
 from mcp_runtime.manifests.images import (
     DEFAULT_REGISTRY_ADDRESS,
+    REGISTRY_ENV,
     ImageRef,
     ImageRefError,
     is_insecure_registry,
@@ -30,7 +31,6 @@ from mcp_runtime.platform.visibility import require_admin, require_write
 from mcp_runtime.resources import Scope
 from mcp_runtime.store import AuditRecord, ControlPlaneStore
 
-REGISTRY_ENV = "MCP_RUNTIME_REGISTRY"
 CATALOG_LIMIT = 1000
 
 

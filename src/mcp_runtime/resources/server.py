@@ -29,6 +29,8 @@ from mcp_runtime.resources.common import (
 )
 
 DEFAULT_APP_PORT = 8088
+DEFAULT_MCP_PATH = "/mcp"
+"""Where an MCP server serves Streamable HTTP unless its `MCP_PATH` says otherwise."""
 DEFAULT_SERVICE_PORT = 80
 DEFAULT_GATEWAY_PORT = 8091
 DEFAULT_INGRESS_CLASS = "traefik"

@@ -1,7 +1,6 @@
-"""`mcp-runtime setup` and `mcp-runtime bootstrap`: install the platform on a cluster, and check (or fix)
-a fresh cluster before that.
+"""`mcp-runtime setup`: install or upgrade the platform on a cluster (`bootstrap` checks a fresh cluster first).
 
-`setup` runs pre-flight checks, then applies the CRDs, the `mcp-runtime` namespace, RBAC, the operator,
+It runs pre-flight checks, then applies the CRDs, the `mcp-runtime` namespace, RBAC, the operator,
 the platform API + dashboard, Sentinel ingest and the registry (the same objects the Helm chart
 templates), through the Kubernetes API, or with `helm` when `--helm` is given and helm is installed.
 """
@@ -12,16 +11,23 @@ import shutil
 import subprocess
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import typer
 
-from mcp_runtime.cli.errors import CliError
-from mcp_runtime.cli.kube_common import ContextOption, KubeconfigOption, kube_client, kube_failure
-from mcp_runtime.cli.output import OutputFormat, OutputOption, emit
+from mcp_runtime.cli.common.errors import CliError
+from mcp_runtime.cli.common.kube import ContextOption, KubeconfigOption, kube_client, kube_failure
+from mcp_runtime.cli.common.output import OutputFormat, OutputOption, emit_structured
 from mcp_runtime.kube import KubeClient, KubeError
 from mcp_runtime.kube.doctor import DoctorOptions, Level, run_doctor
-from mcp_runtime.kube.platform import DATABASE_SECRET, PlatformConfig, render_platform
+from mcp_runtime.kube.platform import (
+    DATABASE_SECRET,
+    IngressMode,
+    PlatformConfig,
+    PlatformMode,
+    RegistryMode,
+    render_platform,
+)
 from mcp_runtime.kube.teams import reapply_team_namespaces
 
 CERT_MANAGER_VERSION = "v1.16.2"
@@ -47,8 +53,8 @@ ENV_KEYS: dict[str, tuple[str, str]] = {
     "MCP_SETUP_CLICKHOUSE_URL": ("clickhouse_url", "str"),
     "MCP_SETUP_NATS_URL": ("nats_url", "str"),
 }
-_CHOICES = {"registry_mode": ("bundled-http", "bundled-https", "external"), "ingress": ("traefik", "none"),
-            "platform_mode": ("tenant", "none")}
+_CHOICES = {"registry_mode": get_args(RegistryMode), "ingress": get_args(IngressMode),
+            "platform_mode": get_args(PlatformMode)}
 
 
 def _truthy(value: str) -> bool:
@@ -189,24 +195,15 @@ def setup(
     """Install or upgrade the platform on the current cluster (runs pre-flight checks first)."""
     flags: dict[str, Any] = {"with_tls": with_tls, "tls_cluster_issuer": tls_cluster_issuer, "acme_email": acme_email,
                              "registry_mode": registry_mode, "platform_mode": platform_mode, "ingress": ingress,
-                             "image": image}
-    if without_sentinel:
-        flags["with_sentinel"] = False
-    if test_mode:
-        flags["test_mode"] = True
-    if skip_cert_manager_install:
-        flags["skip_cert_manager_install"] = True
-    config = resolve_config(env_file, flags)
+                             "image": image, "with_sentinel": False if without_sentinel else None,
+                             "test_mode": test_mode or None,
+                             "skip_cert_manager_install": skip_cert_manager_install or None}
+    config = resolve_config(env_file, flags)  # a flag not given (None) leaves the env file's value
     objects = render_platform(config)
-    if use_helm and shutil.which("helm") is None:
-        raise CliError("--helm given but helm is not installed", hint="drop --helm to apply through the API")
-    if use_helm and not (CHART_DIR / "Chart.yaml").is_file():
-        raise CliError(f"the Helm chart is not part of this installation ({CHART_DIR})",
-                       hint="run from a checkout of the repository (deploy/helm/mcp-runtime), or drop --helm")
+    if use_helm:
+        _check_helm()
     if dry_run:
-        if output != OutputFormat.table:
-            emit(objects, output)
-        else:
+        if not emit_structured(objects, output):
             typer.echo(f"setup plan for {config.domain} (namespace {config.namespace}); nothing is changed:")
             for line in _plan_lines(config, objects, use_helm):
                 typer.echo(f"  - {line}")
@@ -214,18 +211,7 @@ def setup(
     client = kube_client(kubeconfig, context)
     _preflight(client, config)
     try:
-        if config.with_tls and not config.skip_cert_manager_install:
-            _install_cert_manager(client)
-        if use_helm:
-            _helm_install(config, kubeconfig)
-        else:
-            for obj in objects:
-                action, _ = client.apply(obj)
-                ns = obj["metadata"].get("namespace")
-                typer.echo(f"{obj['kind'].lower()}/{obj['metadata']['name']}{' -n ' + ns if ns else ''} {action}")
-        for action, kind, name in reapply_team_namespaces(client):
-            if action != "unchanged":
-                typer.echo(f"{kind.lower()}/{name} {action}")
+        _install(client, config, objects, use_helm, kubeconfig)
     except KubeError as exc:
         raise kube_failure(exc, "setup stopped") from None
     typer.echo(f"MCP Runtime is installed in namespace {config.namespace}.")
@@ -233,6 +219,31 @@ def setup(
         typer.echo(f"next: kubectl -n {config.namespace} create secret generic {DATABASE_SECRET} "
                    "--from-literal=url=postgresql+psycopg://USER:PASS@HOST/DB")
     typer.echo("check it: mcp-runtime cluster doctor")
+
+
+def _check_helm() -> None:
+    if shutil.which("helm") is None:
+        raise CliError("--helm given but helm is not installed", hint="drop --helm to apply through the API")
+    if not (CHART_DIR / "Chart.yaml").is_file():
+        raise CliError(f"the Helm chart is not part of this installation ({CHART_DIR})",
+                       hint="run from a checkout of the repository (deploy/helm/mcp-runtime), or drop --helm")
+
+
+def _install(client: KubeClient, config: PlatformConfig, objects: list[dict[str, Any]], use_helm: bool,
+             kubeconfig: str | None) -> None:
+    """cert-manager when TLS needs it, the platform (helm or the API), then every team namespace again."""
+    if config.with_tls and not config.skip_cert_manager_install:
+        _install_cert_manager(client)
+    if use_helm:
+        _helm_install(config, kubeconfig)
+    else:
+        for obj in objects:
+            action, _ = client.apply(obj)
+            ns = obj["metadata"].get("namespace")
+            typer.echo(f"{obj['kind'].lower()}/{obj['metadata']['name']}{' -n ' + ns if ns else ''} {action}")
+    for action, kind, name in reapply_team_namespaces(client):
+        if action != "unchanged":
+            typer.echo(f"{kind.lower()}/{name} {action}")
 
 
 def _install_cert_manager(client: KubeClient) -> None:
@@ -259,63 +270,3 @@ def _helm_install(config: PlatformConfig, kubeconfig: str | None) -> None:
     if done.returncode != 0:
         raise CliError(f"helm failed: {done.stderr.strip()[:300]}")
     typer.echo(done.stdout.strip())
-
-
-K3S_REGISTRIES = Path("/etc/rancher/k3s/registries.yaml")
-
-
-def bootstrap(
-    provider: str = typer.Option("generic", "--provider", help="generic | k3s."),
-    apply: bool = typer.Option(False, "--apply", help="Fix what can be fixed (k3s: trust the bundled HTTP registry)."),
-    registry: str = typer.Option("mcp-registry.mcp-runtime.svc:5000", "--registry",
-                                 help="Registry host the nodes must pull from."),
-    registries_file: Path = typer.Option(K3S_REGISTRIES, "--k3s-registries-file", hidden=True),
-    output: OutputFormat = OutputOption,
-    kubeconfig: str | None = KubeconfigOption,
-    context: str | None = ContextOption,
-) -> None:
-    """Check a fresh cluster before `setup`: API, version, nodes, ingress, storage, DNS, registry trust."""
-    if provider not in ("generic", "k3s"):
-        raise CliError(f"provider {provider!r} is not supported", hint="use --provider k3s or generic")
-    client = kube_client(kubeconfig, context)
-    wanted = {"api-reachable", "api-version", "nodes-present", "nodes-ready", "ingress-class",
-              "ingress-controller", "default-storage-class", "cert-manager"}
-    rows = [r.as_dict() for r in run_doctor(client) if r.id in wanted]
-    try:
-        dns = [d for d in client.list("Deployment", "kube-system") if d["metadata"]["name"] == "coredns"]
-    except KubeError:
-        dns = []
-    rows.append({"id": "cluster-dns", "title": "CoreDNS runs", "result": "pass" if dns else "warn",
-                 "detail": "coredns Deployment in kube-system" if dns else "no coredns Deployment in kube-system",
-                 "fix": None if dns else "install CoreDNS (k3s ships it); servers resolve each other by DNS"})
-    if provider == "k3s":
-        rows.append(_k3s_registry_trust(registry, registries_file, apply))
-    if output != OutputFormat.table:
-        emit(rows, output)
-    else:
-        for row in rows:
-            typer.echo(f"{row['result'].upper():<4}  {row['id']:<24} {row['detail']}")
-            if row.get("fix"):
-                typer.echo(f"      fix: {row['fix']}")
-    if any(r["result"] == "fail" for r in rows):
-        raise typer.Exit(1)
-
-
-def _k3s_registry_trust(registry: str, path: Path, apply: bool) -> dict[str, Any]:
-    entry = f'  "{registry}":\n    endpoint:\n      - "http://{registry}"\n'
-    text = path.read_text() if path.is_file() else ""
-    if f'"{registry}"' in text:
-        return {"id": "k3s-registry-trust", "title": "k3s trusts the registry", "result": "pass",
-                "detail": f"{path} lists {registry}", "fix": None}
-    if not apply:
-        return {"id": "k3s-registry-trust", "title": "k3s trusts the registry", "result": "warn",
-                "detail": f"{path} does not list {registry}: nodes cannot pull over HTTP from it",
-                "fix": "mcp-runtime bootstrap --provider k3s --apply (on each node, as root), then restart k3s"}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        new = text if "mirrors:" in text else text + ("\n" if text and not text.endswith("\n") else "") + "mirrors:\n"
-        path.write_text(new + entry)
-    except OSError as exc:
-        raise CliError(f"cannot write {path}: {exc.strerror}", hint="run as root on the k3s node") from None
-    return {"id": "k3s-registry-trust", "title": "k3s trusts the registry", "result": "pass",
-            "detail": f"added {registry} to {path}; restart k3s (systemctl restart k3s)", "fix": None}

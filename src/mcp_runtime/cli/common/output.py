@@ -1,4 +1,4 @@
-"""Printing results: Rich tables for people, `-o json|yaml` for scripts."""
+"""Printing results: Rich tables and `Key: value` lines for people, `-o json|yaml` for scripts."""
 
 from __future__ import annotations
 
@@ -46,6 +46,29 @@ def emit(data: Any, fmt: OutputFormat, *, columns: Sequence[tuple[str, str]] | N
     for row in rows:
         table.add_row(*[_cell(_lookup(row, key)) for _, key in columns])
     console.print(table)
+
+
+def emit_structured(data: Any, fmt: OutputFormat) -> bool:
+    """With `-o json|yaml`, print `data` and return True; with `-o table` return False (the caller prints)."""
+    if fmt == OutputFormat.table:
+        return False
+    emit(data, fmt)
+    return True
+
+
+def print_table(rows: list[dict[str, Any]], columns: Sequence[tuple[str, str]], *, heading: str | None = None) -> None:
+    """A table under an optional heading line (the parts of `server get`, `server status`, ...)."""
+    if heading:
+        console.print(heading)
+    emit(rows, OutputFormat.table, columns=columns)
+
+
+def print_fields(pairs: Sequence[tuple[str, Any]], *, dash_empty: bool = True) -> None:
+    """`Key:   value` lines, values aligned; with `dash_empty` an empty value shows as `-`."""
+    width = max(len(k) for k, _ in pairs) + 2
+    for key, value in pairs:
+        shown = "-" if dash_empty and value in (None, "", []) else value
+        typer.echo(f"{key + ':':<{width}}{shown}")
 
 
 def _plain(data: Any) -> Any:

@@ -1,7 +1,7 @@
-"""`server create|apply|export|patch|logs --use-kube`: admin operations straight on the Kubernetes API.
+"""`mcp-runtime server create|apply|export|patch --use-kube`: admin operations straight on the Kubernetes API.
 
 These bypass the platform API (and its auth and audit log), so every command demands `--use-kube`.
-They are plain functions; `register(server_app)` adds them to the `server` command group.
+(`server logs --use-kube` is the one `server logs` command, in logs.py.)
 """
 
 from __future__ import annotations
@@ -12,14 +12,19 @@ from typing import Any
 
 import typer
 
-from mcp_runtime.cli.errors import CliError
-from mcp_runtime.cli.kube_common import ContextOption, KubeconfigOption, kube_client, kube_failure, require_use_kube
-from mcp_runtime.cli.output import OutputFormat, OutputOption, emit
-from mcp_runtime.kube import ANNOTATION_APPLIED_HASH, KubeClient, KubeError
-from mcp_runtime.manifests import APP_CONTAINER, GATEWAY_CONTAINER
-from mcp_runtime.manifests.common import LABEL_SERVER
-from mcp_runtime.manifests.names import label_value
+from mcp_runtime.cli.common.errors import CliError
+from mcp_runtime.cli.common.kube import (
+    ContextOption,
+    KubeconfigOption,
+    kube_client,
+    kube_failure,
+    require_use_kube,
+)
+from mcp_runtime.cli.common.output import OutputFormat, OutputOption, emit
+from mcp_runtime.kube import KubeClient, KubeError
+from mcp_runtime.kube.client import is_platform_annotation
 from mcp_runtime.resources import (
+    SERVER_KIND,
     MCPServer,
     ResourceError,
     dump_resource,
@@ -27,6 +32,7 @@ from mcp_runtime.resources import (
     to_yaml,
     validate_model,
 )
+from mcp_runtime.resources.server import DEFAULT_APP_PORT
 
 UseKubeOption = typer.Option(False, "--use-kube", help="Talk to the Kubernetes API directly (admin; needs RBAC).")
 NamespaceOption = typer.Option(..., "--namespace", "-n", help="Namespace of the server.")
@@ -39,7 +45,7 @@ def _exportable(obj: dict[str, Any]) -> dict[str, Any]:
     """The object as a user would write it: no status, no server-managed or operator metadata."""
     meta = {k: v for k, v in obj.get("metadata", {}).items() if k not in _SERVER_MANAGED_META}
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
-                   if k != ANNOTATION_APPLIED_HASH and not k.startswith(("operator.mcpruntime.org/", "kopf."))}
+                   if not is_platform_annotation(k)}
     meta.pop("annotations", None)
     if annotations:
         meta["annotations"] = annotations
@@ -47,9 +53,10 @@ def _exportable(obj: dict[str, Any]) -> dict[str, Any]:
             "spec": obj.get("spec", {})}
 
 
-def _get_server(client: KubeClient, name: str, namespace: str) -> dict[str, Any]:
+def get_server(client: KubeClient, name: str, namespace: str) -> dict[str, Any]:
+    """The MCPServer object as the API server has it, or a CliError (also when it does not exist)."""
     try:
-        obj = client.get("MCPServer", name, namespace)
+        obj = client.get(SERVER_KIND, name, namespace)
     except KubeError as exc:
         raise kube_failure(exc, f"cannot read MCPServer {namespace}/{name}") from None
     if obj is None:
@@ -99,7 +106,7 @@ def server_create(
     image: str = typer.Option(..., "--image", help="Image repository (or full reference)."),
     tag: str | None = typer.Option(None, "--tag", help="Image tag (default latest)."),
     namespace: str = NamespaceOption,
-    port: int = typer.Option(8088, "--port", help="Port the server listens on."),
+    port: int = typer.Option(DEFAULT_APP_PORT, "--port", help="Port the server listens on."),
     use_kube: bool = UseKubeOption,
     kubeconfig: str | None = KubeconfigOption,
     context: str | None = ContextOption,
@@ -131,7 +138,7 @@ def server_export(
 ) -> None:
     """Print the server as an apply-able manifest (YAML by default; no status or server-managed fields)."""
     require_use_kube(use_kube, "server export")
-    obj = _exportable(_get_server(kube_client(kubeconfig, context), name, namespace))
+    obj = _exportable(get_server(kube_client(kubeconfig, context), name, namespace))
     if output == OutputFormat.json:
         emit(obj, output)
     else:
@@ -155,14 +162,14 @@ def server_patch(
     if not isinstance(body, dict):
         raise CliError("--patch must be a JSON object (a merge patch)")
     client = kube_client(kubeconfig, context)
-    current = _get_server(client, name, namespace)
+    current = get_server(client, name, namespace)
     merged = _merge(_exportable(current), body)
     try:
         validate_model(MCPServer, merged, source=f"MCPServer {name} after the patch")
     except ResourceError as exc:
         raise CliError(str(exc), hint="nothing was changed") from None
     try:
-        client.patch("MCPServer", name, namespace, body)
+        client.patch(SERVER_KIND, name, namespace, body)
     except KubeError as exc:
         raise kube_failure(exc, f"cannot patch MCPServer {namespace}/{name}") from None
     typer.echo(f"mcpserver/{name} patched (namespace {namespace})")
@@ -178,48 +185,3 @@ def _merge(target: Any, patch: Any) -> Any:
         else:
             result[key] = _merge(result.get(key), value)
     return result
-
-
-def server_logs(
-    name: str = typer.Argument(..., help="Server name."),
-    namespace: str = NamespaceOption,
-    follow: bool = typer.Option(False, "--follow", "-f", help="Keep streaming new lines."),
-    tail: int | None = typer.Option(None, "--tail", help="Only the last N lines."),
-    gateway: bool = typer.Option(False, "--gateway", help="The mcp-gateway sidecar instead of the app."),
-    use_kube: bool = UseKubeOption,
-    kubeconfig: str | None = KubeconfigOption,
-    context: str | None = ContextOption,
-) -> None:
-    """Print the logs of the server's pods (the app container, or the gateway with --gateway)."""
-    require_use_kube(use_kube, "server logs")
-    client = kube_client(kubeconfig, context)
-    _get_server(client, name, namespace)
-    container = GATEWAY_CONTAINER if gateway else APP_CONTAINER
-    try:
-        pods = client.list("Pod", namespace, label_selector=f"{LABEL_SERVER}={label_value(name)}")
-    except KubeError as exc:
-        raise kube_failure(exc, f"cannot list the pods of {namespace}/{name}") from None
-    if not pods:
-        raise CliError(f"MCPServer {name} has no pods yet",
-                       hint=f"see why: kubectl -n {namespace} describe deployment {name}")
-    pods.sort(key=lambda p: p["metadata"]["name"])
-    chosen = pods[:1] if follow else pods
-    for pod in chosen:
-        pod_name = pod["metadata"]["name"]
-        prefix = f"[{pod_name}] " if len(chosen) > 1 else ""
-        path = f"/api/v1/namespaces/{namespace}/pods/{pod_name}/log"
-        try:
-            for line in client.stream_lines(path, query={"container": container, "follow": follow,
-                                                         "tailLines": tail}):
-                typer.echo(prefix + line)
-        except KubeError as exc:
-            raise kube_failure(exc, f"cannot read the logs of pod {pod_name}") from None
-
-
-def register(server_app: typer.Typer) -> None:
-    """Add the --use-kube commands to the `server` group."""
-    server_app.command("create")(server_create)
-    server_app.command("apply")(server_apply)
-    server_app.command("export")(server_export)
-    server_app.command("patch")(server_patch)
-    # `server logs` is one command (server_platform.logs): the platform's logs, or these with --use-kube

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mcp_runtime.cli.errors import CliError
+from mcp_runtime.cli.common.errors import CliError
 
 app = typer.Typer(help="Run the Kubernetes operator.", no_args_is_help=True)
 

@@ -13,12 +13,22 @@ from typing import Any
 
 import typer
 
-from mcp_runtime.cli.errors import CliError
-from mcp_runtime.cli.kube_common import ContextOption, KubeconfigOption, kube_client, kube_failure
-from mcp_runtime.cli.output import OutputFormat, OutputOption, emit
+from mcp_runtime.cli.common.errors import CliError
+from mcp_runtime.cli.common.flags import format_time
+from mcp_runtime.cli.common.kube import (
+    ContextOption,
+    KubeconfigOption,
+    PlatformNamespaceOption,
+    kube_client,
+    kube_failure,
+    print_pod_logs,
+)
+from mcp_runtime.cli.common.output import OutputFormat, OutputOption, emit
 from mcp_runtime.kube import KubeClient, KubeError
-from mcp_runtime.kube.platform import API, INGEST, OPERATOR, REGISTRY, SYSTEM_NAMESPACE
+from mcp_runtime.kube.platform import API, INGEST, OPERATOR, REGISTRY
 from mcp_runtime.manifests import GATEWAY_CONTAINER
+from mcp_runtime.manifests.common import LABEL_COMPONENT, LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY
+from mcp_runtime.resources import parse_duration
 
 app = typer.Typer(help="Inspect and operate the analytics (Sentinel) stack. Needs KUBECONFIG.", no_args_is_help=True)
 
@@ -26,8 +36,7 @@ COMPONENTS: dict[str, str] = {"api": API, "ui": API, "ingest": INGEST, "registry
 PORTS = {API: 80, INGEST: 80, REGISTRY: 5000}
 EXTERNAL = {"clickhouse", "zookeeper", "kafka", "nats", "processor", "prometheus", "grafana", "otel-collector",
             "tempo", "loki", "promtail"}
-GATEWAY_SELECTOR = "app.kubernetes.io/component=mcp-server,app.kubernetes.io/managed-by=mcp-runtime"
-NamespaceOption = typer.Option(SYSTEM_NAMESPACE, "--namespace", help="The platform's namespace.")
+GATEWAY_SELECTOR = f"{LABEL_COMPONENT}=mcp-server,{LABEL_MANAGED_BY}={MANAGED_BY}"  # every server's Deployment
 
 
 def _deployment_for(component: str) -> str:
@@ -61,7 +70,7 @@ def _rows(client: KubeClient, namespace: str) -> list[dict[str, Any]]:
 
 
 @app.command("status")
-def status(namespace: str = NamespaceOption, output: OutputFormat = OutputOption,
+def status(namespace: str = PlatformNamespaceOption, output: OutputFormat = OutputOption,
            kubeconfig: str | None = KubeconfigOption, context: str | None = ContextOption) -> None:
     """Readiness of every component the platform runs."""
     client = kube_client(kubeconfig, context)
@@ -77,13 +86,12 @@ def _pods(client: KubeClient, component: str, namespace: str) -> tuple[list[dict
     if component == "gateway":
         return client.list("Pod", label_selector=GATEWAY_SELECTOR), GATEWAY_CONTAINER
     name = _deployment_for(component)
-    return client.list("Pod", namespace, label_selector=f"app.kubernetes.io/name={name}"), None
+    return client.list("Pod", namespace, label_selector=f"{LABEL_NAME}={name}"), None
 
 
 def _since_seconds(since: str | None) -> int | None:
     if not since:
         return None
-    from mcp_runtime.resources import parse_duration
     try:
         return int(parse_duration(since).total_seconds())
     except ValueError as exc:
@@ -97,7 +105,7 @@ def logs(
     tail: int | None = typer.Option(None, "--tail"),
     since: str | None = typer.Option(None, "--since", help="e.g. 15m, 1h."),
     previous: bool = typer.Option(False, "--previous", help="The previous (crashed) container."),
-    namespace: str = NamespaceOption,
+    namespace: str = PlatformNamespaceOption,
     kubeconfig: str | None = KubeconfigOption,
     context: str | None = ContextOption,
 ) -> None:
@@ -109,22 +117,13 @@ def logs(
         raise kube_failure(exc, f"cannot list the pods of {component}") from None
     if not pods:
         raise CliError(f"{component} has no pods", hint="mcp-runtime sentinel status")
-    pods.sort(key=lambda p: (p["metadata"].get("namespace", ""), p["metadata"]["name"]))
-    chosen = pods[:1] if follow else pods
-    for pod in chosen:
-        ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
-        prefix = f"[{name}] " if len(chosen) > 1 else ""
-        query = {"container": container, "follow": follow, "tailLines": tail,
-                 "sinceSeconds": _since_seconds(since), "previous": previous or None}
-        try:
-            for line in client.stream_lines(f"/api/v1/namespaces/{ns}/pods/{name}/log", query=query):
-                typer.echo(prefix + line)
-        except KubeError as exc:
-            raise kube_failure(exc, f"cannot read the logs of {ns}/{name}") from None
+    query = {"container": container, "tailLines": tail, "sinceSeconds": _since_seconds(since),
+             "previous": previous or None}
+    print_pod_logs(client, pods, query, follow=follow, failure="cannot read the logs of {namespace}/{pod}")
 
 
 def _restart(client: KubeClient, name: str, namespace: str) -> None:
-    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = format_time(datetime.now(UTC))
     client.patch("Deployment", name, namespace,
                  {"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": stamp}}}}})
     typer.echo(f"deployment/{name} -n {namespace} restarted")
@@ -134,7 +133,7 @@ def _restart(client: KubeClient, name: str, namespace: str) -> None:
 def restart(
     component: str | None = typer.Argument(None, help="api, ingest, gateway, registry or operator."),
     all_: bool = typer.Option(False, "--all", help="Every component."),
-    namespace: str = NamespaceOption,
+    namespace: str = PlatformNamespaceOption,
     kubeconfig: str | None = KubeconfigOption,
     context: str | None = ContextOption,
 ) -> None:
@@ -161,7 +160,7 @@ def restart(
 def port_forward(
     component: str = typer.Argument(..., help="api, ui, ingest or registry."),
     local_port: int = typer.Option(0, "--port", help="Local port (default: a free one)."),
-    namespace: str = NamespaceOption,
+    namespace: str = PlatformNamespaceOption,
     kubeconfig: str | None = KubeconfigOption,
     context: str | None = ContextOption,
 ) -> None:
