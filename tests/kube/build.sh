@@ -3,7 +3,7 @@
 # cluster"). Usage: build.sh [control|node|all]   (default all; prints the bin directory as its last line)
 #
 #   control: bin/kube (multi-call: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet,
-#            kube-proxy, kubectl), bin/helm, bin/kube-testserver; one `go build` of tests/kube/build.
+#            kube-proxy, kubectl), bin/helm, bin/kube-testserver; one `go build` of tests/kube/gomod.
 #   node:    bin/containerd, bin/ctr, bin/containerd-shim-runc-v2, bin/runc, bin/pause, and the OCI
 #            archives images/pause.tar and images/kube-testserver.tar (tier 2: pods).
 #
@@ -49,7 +49,7 @@ stamp_of() {
   {
     printf '%s\n' "$part" "$KUBE_VERSION" "$ETCD_VERSION" "$HELM_VERSION" "$CONTAINERD_VERSION" "$RUNC_VERSION" "$PAUSE_VERSION"
     cat "$KUBE_SRC_DIR/build.sh" "$KUBE_SRC_DIR/oci-image.sh"
-    (cd "$KUBE_SRC_DIR/build" && find . -type f \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' \) | LC_ALL=C sort | xargs cat)
+    (cd "$KUBE_SRC_DIR/gomod" && find . -type f \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' \) | LC_ALL=C sort | xargs cat)
   } | sha256sum | cut -d' ' -f1
 }
 
@@ -81,9 +81,9 @@ build_control() {
   say "building Kubernetes $KUBE_VERSION (one multi-call binary), etcd $ETCD_VERSION, helm $HELM_VERSION: about 25 min of CPU on a cold machine"
   # One invocation for all three main packages: they share compiled packages, and the Kubernetes commands share
   # one link. CGO off as in upstream's release builds (static binaries).
-  (cd "$KUBE_SRC_DIR/build" && GOTOOLCHAIN=local GOFLAGS=-mod=readonly CGO_ENABLED=0 \
+  (cd "$KUBE_SRC_DIR/gomod" && GOTOOLCHAIN=local GOFLAGS=-mod=readonly CGO_ENABLED=0 \
     "$go" build -trimpath -ldflags "$(k8s_ldflags)" -o "$tmp/" . ./kube-testserver helm.sh/helm/v4/cmd/helm) \
-    || { rm -rf "$tmp"; die "go build in $KUBE_SRC_DIR/build failed (output above)"; }
+    || { rm -rf "$tmp"; die "go build in $KUBE_SRC_DIR/gomod failed (output above)"; }
   mkdir -p "$KUBE_BIN"
   mv -f "$tmp/kube" "$tmp/helm" "$tmp/kube-testserver" "$KUBE_BIN/"
   rm -rf "$tmp"
@@ -116,7 +116,7 @@ build_node() {
     -ldflags "-s -w -X main.version=${RUNC_VERSION#v}" "github.com/opencontainers/runc@$RUNC_VERSION" \
     || { rm -rf "$tmp"; die "building runc $RUNC_VERSION failed (output above)"; }
   # The sandbox image's binary: upstream's pause.c from the k8s.io/kubernetes module, built as its Makefile does.
-  pause_src="$(cd "$KUBE_SRC_DIR/build" && GOTOOLCHAIN=local GOFLAGS=-mod=readonly "$go" list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c"
+  pause_src="$(cd "$KUBE_SRC_DIR/gomod" && GOTOOLCHAIN=local GOFLAGS=-mod=readonly "$go" list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c"
   gcc -Os -Wall -Werror -static -DVERSION="v$PAUSE_VERSION-mcp-runtime" -o "$tmp/pause" "$pause_src" \
     || { rm -rf "$tmp"; die "compiling $pause_src failed"; }
   strip "$tmp/pause"

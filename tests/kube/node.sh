@@ -45,6 +45,12 @@ node_cleanup_network() {
   fi
 }
 
+# restrict_oom: true when this process may not lower its oom_score_adj (no CAP_SYS_RESOURCE).
+restrict_oom() {
+  local cur; cur="$(cat /proc/self/oom_score_adj)"
+  if (echo $((cur - 1)) >/proc/self/oom_score_adj) 2>/dev/null; then echo false; else echo true; fi
+}
+
 node_write_config() {
   local d="$KUBE_DIR" p="$KUBE_DIR/pki"
   mkdir -p "$d/containerd/certs.d" "$d/cni/net.d" "$d/kubelet"
@@ -67,6 +73,10 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.internal.v1.traci
 
 [plugins.'io.containerd.cri.v1.runtime']
   netns_mounts_under_state_dir = true
+  # Without CAP_SYS_RESOURCE (this sandbox's root lacks it) no process may lower its oom_score_adj, and runc
+  # fails the pause container's -998 ("nsexec: failed to update /proc/self/oom_score_adj: Permission
+  # denied"): clamp pod OOM scores to containerd's own, as rootless setups do.
+  restrict_oom_score_adj = $(restrict_oom)
   [plugins.'io.containerd.cri.v1.runtime'.containerd]
     default_runtime_name = "runc"
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
