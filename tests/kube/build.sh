@@ -29,7 +29,12 @@ PAUSE_IMAGE="mcp-runtime.local/pause:$PAUSE_VERSION"
 TESTSERVER_IMAGE="mcp-runtime.local/kube-testserver:$KUBE_VERSION"
 
 say() { printf '[kube] %s\n' "$*" >&2; }
-die() { printf '[kube] error: %s\n' "$*" >&2; exit 1; }
+die() {
+  printf '[kube] error: %s\n' "$*" >&2
+  # cluster.sh shows the cause of a failed tier-2 start in `status`.
+  if [ -n "${KUBE_DIR:-}" ] && [ -d "$KUBE_DIR" ]; then printf '%s\n' "$*" >"$KUBE_DIR/last-error"; fi
+  exit 1
+}
 
 # The Go toolchain: /usr/local/go (or MCP_RUNTIME_GO), never a silent download of another toolchain.
 go_tool() {
@@ -43,12 +48,19 @@ go_tool() {
   printf '%s\n' "$go"
 }
 
-# sha256 over everything that decides a part's output: its sources and this script.
+# What else decides a part's binaries besides the versions and tests/kube/gomod: change the text when a build
+# step below changes, so warm machines rebuild (edits elsewhere in this script do not trigger a rebuild).
+CONTROL_RECIPE="1: CGO_ENABLED=0 go build -trimpath -ldflags=k8s_ldflags; kube + kube-testserver + helm"
+NODE_RECIPE="1: containerd CGO_ENABLED=0 -trimpath -s -w; runc cgo -tags seccomp; pause gcc -Os -static; OCI images"
+
+# sha256 over everything that decides a part's output.
 stamp_of() {
   local part="$1"
   {
-    printf '%s\n' "$part" "$KUBE_VERSION" "$ETCD_VERSION" "$HELM_VERSION" "$CONTAINERD_VERSION" "$RUNC_VERSION" "$PAUSE_VERSION"
-    cat "$KUBE_SRC_DIR/build.sh" "$KUBE_SRC_DIR/oci-image.sh"
+    printf '%s\n' "$part" "$KUBE_VERSION" "$ETCD_VERSION" "$HELM_VERSION" "$CONTAINERD_VERSION" "$RUNC_VERSION" \
+      "$PAUSE_VERSION" "$(k8s_ldflags)"
+    if [ "$part" = control ]; then printf '%s\n' "$CONTROL_RECIPE"
+    else printf '%s\n' "$NODE_RECIPE" "$PAUSE_IMAGE" "$TESTSERVER_IMAGE"; cat "$KUBE_SRC_DIR/oci-image.sh"; fi
     (cd "$KUBE_SRC_DIR/gomod" && find . -type f \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' \) | LC_ALL=C sort | xargs cat)
   } | sha256sum | cut -d' ' -f1
 }
@@ -136,6 +148,7 @@ kube_build() { # kube_build control|node|all
   # One builder at a time (parallel pytest workers or two terminals); the others wait, then find it fresh.
   exec {lock}>"$KUBE_CACHE/.build.lock"
   flock "$lock"
+  rm -rf "$KUBE_CACHE"/.build.?????? # temp dirs of an interrupted build (we hold the lock: none is in use)
   case "$what" in
     control) build_control ;;
     node) build_control; build_node ;;

@@ -42,8 +42,10 @@ READY_TIMEOUT="${MCP_RUNTIME_KUBE_READY_TIMEOUT:-180}"
 
 # The tier of a running cluster is in its state; a new one picks it in cmd_up.
 tier_file() { printf '%s/tier\n' "$KUBE_DIR"; }
-set_addresses() { # set_addresses TIER
-  if [ "$1" = 2 ]; then KUBE_NODE_IP="${MCP_RUNTIME_KUBE_NODE_IP:-10.200.0.1}"; else KUBE_NODE_IP=127.0.0.1; fi
+set_addresses() { # set_addresses TIER: the address the API server serves on (recorded once it started)
+  if [ -s "$KUBE_DIR/node-ip" ]; then KUBE_NODE_IP="$(cat "$KUBE_DIR/node-ip")"
+  elif [ "$1" = 2 ]; then KUBE_NODE_IP="${MCP_RUNTIME_KUBE_NODE_IP:-10.200.0.1}"
+  else KUBE_NODE_IP=127.0.0.1; fi
   KUBE_API_URL="https://$KUBE_NODE_IP:$KUBE_API_PORT"
 }
 
@@ -188,7 +190,7 @@ tier2_blocker() {
 }
 
 cmd_up() {
-  local want="${MCP_RUNTIME_KUBE_TIER:-auto}" tier start blocker
+  local want="${MCP_RUNTIME_KUBE_TIER:-auto}" tier="" start blocker=""
   while [ $# -gt 0 ]; do
     case "$1" in
       --tier) want="${2:-}"; shift 2 ;;
@@ -205,7 +207,11 @@ cmd_up() {
     printf '%s\n' "$KUBE_DIR/admin.kubeconfig"
     return 0
   fi
-  if [ -e "$KUBE_DIR" ]; then say "stale or different cluster state in $KUBE_DIR: cleaning up first"; do_down; fi
+  if [ -e "$KUBE_DIR" ]; then
+    if [ -n "${tier:-}" ]; then say "tier $tier runs but tier $want was asked for: restarting"
+    else say "a stopped or broken cluster in $KUBE_DIR: cleaning it up first"; fi
+    do_down
+  fi
 
   tier="$want"
   if [ "$want" != 1 ]; then
@@ -225,6 +231,7 @@ cmd_up() {
   printf '%s\n' "$tier" >"$(tier_file)"
   [ -z "${blocker:-}" ] || printf '%s\n' "$blocker" >"$KUBE_DIR/tier2-blocker"
   set_addresses "$tier"
+  printf '%s\n' "$KUBE_NODE_IP" >"$KUBE_DIR/node-ip"
   [ "$tier" = 1 ] || node_prepare_network
   pki_make
   start_etcd
@@ -240,8 +247,9 @@ cmd_up() {
       # Keep the control plane: tier 1 still proves CRDs, RBAC and garbage collection.
       say "tier 2 failed to start (above); falling back to tier 1 with the control plane already running"
       node_stop --keep-controllers
-      node_cleanup_network
-      printf '%s\n' "node start failed: see $KUBE_DIR/logs/ (kubelet.log, containerd.log)" >"$KUBE_DIR/tier2-blocker"
+      node_cleanup_network --keep-address # the API server serves on the node address
+      printf 'the node did not start: %s\n' "$(cat "$KUBE_DIR/last-error" 2>/dev/null || echo "see $KUBE_DIR/logs")" \
+        >"$KUBE_DIR/tier2-blocker"
       printf '1\n' >"$(tier_file)"
     elif [ "$node_rc" != 0 ]; then
       die "tier 2 failed to start (above); logs in $KUBE_DIR/logs"
@@ -312,7 +320,13 @@ cmd_down() {
   mkdir -p "$(dirname "$KUBE_DIR")"
   exec 9>"$KUBE_DIR.lock"
   flock 9
-  [ -e "$KUBE_DIR" ] || { say "no cluster in $KUBE_DIR"; return 0; }
+  if [ ! -e "$KUBE_DIR" ]; then
+    # Nothing recorded (e.g. /tmp was wiped): still remove what a tier-2 node leaves in the host's network.
+    set_addresses 2
+    node_cleanup_network
+    say "no cluster in $KUBE_DIR"
+    return 0
+  fi
   do_down
   say "cluster stopped and $KUBE_DIR removed"
 }

@@ -22,9 +22,9 @@ node_prepare_network() {
   sysctl -qw net.bridge.bridge-nf-call-iptables=1 # kube-proxy's rules must see bridged pod-to-pod traffic
 }
 
-node_cleanup_network() {
+node_cleanup_network() { # [--keep-address]
   # Only our /32 (never lo's own 127.0.0.1/8).
-  if [ "$KUBE_NODE_IP" != 127.0.0.1 ] && ip -4 addr show dev lo | grep -q "inet $KUBE_NODE_IP/32 "; then
+  if [ "${1:-}" != --keep-address ] && [ "$KUBE_NODE_IP" != 127.0.0.1 ] && ip -4 addr show dev lo | grep -q "inet $KUBE_NODE_IP/32 "; then
     ip addr del "$KUBE_NODE_IP/32" dev lo
   fi
   ip link show "$KUBE_BRIDGE" >/dev/null 2>&1 && ip link del "$KUBE_BRIDGE" || true
@@ -43,6 +43,19 @@ node_cleanup_network() {
   if [ -x "$KUBE_BIN/kube-proxy" ] && iptables -t nat -S KUBE-SERVICES >/dev/null 2>&1; then
     "$KUBE_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
   fi
+  # The kubelet's own chains (KUBE-FIREWALL drops non-loopback traffic to 127.0.0.0/8; canaries, hint).
+  local ipt table
+  for ipt in iptables ip6tables; do
+    command -v "$ipt" >/dev/null || continue
+    while "$ipt" -t filter -D INPUT -j KUBE-FIREWALL 2>/dev/null; do :; done
+    while "$ipt" -t filter -D OUTPUT -j KUBE-FIREWALL 2>/dev/null; do :; done
+    for table in filter nat mangle; do
+      for chain in KUBE-FIREWALL KUBE-KUBELET-CANARY KUBE-IPTABLES-HINT; do
+        "$ipt" -t "$table" -F "$chain" 2>/dev/null && "$ipt" -t "$table" -X "$chain" 2>/dev/null || true
+      done
+    done
+  done
+  rmdir /run/containerd/s /run/containerd 2>/dev/null || true # containerd's shim socket dir, when empty
 }
 
 # restrict_oom: true when this process may not lower its oom_score_adj (no CAP_SYS_RESOURCE).
