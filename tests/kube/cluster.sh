@@ -277,6 +277,7 @@ cmd_tools_lines() {
     printf 'CONTAINERD_ADDRESS=%s\n' "$KUBE_CONTAINERD_SOCK"
     printf 'KUBE_NODE_NAME=%s\n' "$KUBE_NODE_NAME"
     printf 'KUBE_TESTSERVER_IMAGE=%s\n' "$TESTSERVER_IMAGE"
+    printf 'KUBE_TESTSERVER_ARCHIVE=%s\n' "$KUBE_IMAGES/kube-testserver.tar"
     printf 'KUBE_REGISTRY_CONFIG_DIR=%s\n' "$KUBE_DIR/containerd/certs.d"
   fi
 }

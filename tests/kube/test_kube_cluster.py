@@ -9,18 +9,15 @@ server. The CRD here is a throwaway (`widgets.smoke.mcp-runtime.test`), not the 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fixtures.kube_cluster import (  # noqa: F401  (fixtures)
-    KubeCluster,
-    KubeClusterError,
-    kube_cluster,
-    kube_namespace,
-    kube_pods_cluster,
-)
+from fixtures.cli import free_port
+from fixtures.kube_cluster import KubeCluster, KubeClusterError
 
 GROUP = "smoke.mcp-runtime.test"
 
@@ -259,6 +256,57 @@ def test_a_pod_reaches_the_api_server_with_its_service_account(
     status = json.loads(body)
     assert status["code"] == 403
     assert f"system:serviceaccount:{ns}:default" in status["message"]
+
+
+def test_containerd_pulls_from_a_local_plain_http_registry(
+        kube_pods_cluster: KubeCluster, kube_namespace: str, tmp_path: Path) -> None:
+    # The CNCF distribution registry (Debian's docker-registry) on loopback, the image pushed by skopeo, and
+    # a pod that must pull it (imagePullPolicy Always): the path the platform's bundled registry takes.
+    cluster, ns = kube_pods_cluster, kube_namespace
+    registry_bin, skopeo = shutil.which("docker-registry"), shutil.which("skopeo")
+    assert registry_bin and skopeo, "apt-get install docker-registry skopeo (.ci/apt-packages)"
+    port = free_port()
+    config = tmp_path / "registry.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n"
+                      f"http:\n  addr: 127.0.0.1:{port}\n")
+    with (tmp_path / "registry.log").open("w") as log:
+        registry = subprocess.Popen([registry_bin, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        image = f"127.0.0.1:{port}/smoke/testserver:1"
+        def pushed() -> bool:
+            return subprocess.run(
+                [skopeo, "copy", "--dest-tls-verify=false", f"oci-archive:{cluster.tools['KUBE_TESTSERVER_ARCHIVE']}",
+                 f"docker://{image}"], capture_output=True, timeout=60).returncode == 0
+        cluster.wait_for(f"skopeo to push {image}", pushed, timeout=30, interval=1)
+        pod = _pod("pulled", image, labels={"app": "pulled"})
+        pod["spec"]["containers"][0]["imagePullPolicy"] = "Always"
+        cluster.apply(pod, namespace=ns)
+        cluster.kubectl("-n", ns, "wait", "--for=condition=Ready", "pod/pulled", "--timeout=120s", timeout=150)
+        events = json.loads(cluster.kubectl("-n", ns, "get", "events", "--field-selector",
+                                            "involvedObject.name=pulled", "-o", "json").stdout)["items"]
+        assert any(e["message"].startswith(f'Successfully pulled image "{image}"') for e in events), events
+    finally:
+        registry.terminate()
+        registry.wait(timeout=10)
+
+
+def test_real_helm_installs_and_uninstalls_a_chart(kube_cluster: KubeCluster, kube_namespace: str,
+                                                     tmp_path: Path) -> None:
+    chart = tmp_path / "smoke"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: smoke\nversion: 0.1.0\n")
+    (chart / "values.yaml").write_text("greeting: hello\n")
+    (chart / "templates" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-greeting\n"
+        "data:\n  greeting: {{ .Values.greeting | quote }}\n")
+    assert "v4.3.2" in kube_cluster.helm("version", "--short").stdout
+    kube_cluster.helm("lint", str(chart))
+    kube_cluster.helm("install", "smoke", str(chart), "-n", kube_namespace, "--set", "greeting=hi", "--wait")
+    releases = json.loads(kube_cluster.helm("list", "-n", kube_namespace, "-o", "json").stdout)
+    assert [(r["name"], r["status"]) for r in releases] == [("smoke", "deployed")]
+    assert (kube_cluster.get("configmap", "smoke-greeting", kube_namespace) or {})["data"] == {"greeting": "hi"}
+    kube_cluster.helm("uninstall", "smoke", "-n", kube_namespace, "--wait")
+    assert kube_cluster.get("configmap", "smoke-greeting", kube_namespace) is None
 
 
 def test_kubectl_failures_name_the_command(kube_cluster: KubeCluster) -> None:
