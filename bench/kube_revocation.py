@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 from fakes.fake_kube_apiserver import FakeKubeApiServer
+from mcp_runtime.gateway.configmap_source import KubeConfigMapPolicyWatcher
 from mcp_runtime.kube import KubeClient
 from mcp_runtime.kube.connection import KubeConnection
-from mcp_runtime.operator.policy_watch import KubeConfigMapPolicyWatcher
 from mcp_runtime.operator.reconcile import Reconciler
 from mcp_runtime.operator.settings import OperatorSettings
 

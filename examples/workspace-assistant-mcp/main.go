@@ -1,21 +1,21 @@
-// Command workspace-assistant-mcp is a small MCP server on the Go standard
-// library: seven workspace tools over MCP Streamable HTTP, so the platform has
-// a real non-Python upstream to publish, govern and test against.
+// Command workspace-assistant-mcp is a small MCP server on the official Go SDK
+// (github.com/modelcontextprotocol/go-sdk): seven workspace tools over MCP
+// Streamable HTTP, so the platform has a real non-Python upstream to publish,
+// govern and test against.
 //
 // Environment:
 //
 //	PORT                 listen port (default 8088)
 //	HOST                 listen address (default 127.0.0.1; the container image sets 0.0.0.0)
 //	MCP_PATH             endpoint path (default /mcp)
-//	MCP_ALLOWED_HOSTS    extra Host values to accept, comma-separated ("name:*" = any port)
-//	MCP_ALLOWED_ORIGINS  extra Origin values to accept, comma-separated
+//	MCP_ALLOWED_ORIGINS  browser origins allowed to call it, comma-separated (default: none)
 package main
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -24,13 +24,22 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+const (
+	serverName    = "workspace-assistant-mcp"
+	serverVersion = "0.2.0"
+	// maxSessions bounds the MCP sessions kept in memory; idle ones end after sessionIdle.
+	maxSessions = 10000
+	sessionIdle = 30 * time.Minute
 )
 
 type config struct {
 	host           string
 	port           int
 	path           string
-	allowedHosts   []string
 	allowedOrigins []string
 }
 
@@ -50,46 +59,93 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if v := strings.TrimSpace(getenv("MCP_PATH")); v != "" {
 		cfg.path = "/" + strings.Trim(v, "/")
 	}
-	cfg.allowedHosts = splitList(getenv("MCP_ALLOWED_HOSTS"))
-	cfg.allowedOrigins = splitList(getenv("MCP_ALLOWED_ORIGINS"))
+	for _, origin := range strings.Split(getenv("MCP_ALLOWED_ORIGINS"), ",") {
+		if origin = strings.TrimSpace(origin); origin != "" {
+			cfg.allowedOrigins = append(cfg.allowedOrigins, origin)
+		}
+	}
 	return cfg, nil
 }
 
-func newHandler(cfg config) *mcpHandler {
-	return &mcpHandler{
-		path:     cfg.path,
-		tools:    newToolbox(),
-		sessions: newSessionStore(10000, time.Hour),
-		guard:    newHostGuard(cfg.host, cfg.allowedHosts, cfg.allowedOrigins),
-		maxBody:  defaultMaxBodyBytes,
+// newMCPServer is the SDK server with the seven tools.
+func newMCPServer(logger *slog.Logger) *mcp.Server {
+	server := mcp.NewServer(&mcp.Implementation{Name: serverName, Version: serverVersion},
+		&mcp.ServerOptions{Logger: logger,
+			Instructions: "Workspace helpers: text case, slugs, sums, tasks and release notes."})
+	newToolbox().register(server)
+	return server
+}
+
+// newHandler routes MCP_PATH to the SDK's Streamable HTTP handler (JSON answers, sessions,
+// DNS-rebinding protection for loopback requests) behind Go's cross-origin protection, and
+// answers GET /healthz for container probes.
+func newHandler(cfg config, server *mcp.Server, logger *slog.Logger) (http.Handler, error) {
+	streamable := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server },
+		&mcp.StreamableHTTPOptions{JSONResponse: true, SessionTimeout: sessionIdle, Logger: logger})
+	origins := http.NewCrossOriginProtection()
+	for _, origin := range cfg.allowedOrigins {
+		if err := origins.AddTrustedOrigin(origin); err != nil {
+			return nil, fmt.Errorf("MCP_ALLOWED_ORIGINS: %w", err)
+		}
 	}
+	mux := http.NewServeMux()
+	mux.Handle(cfg.path, origins.Handler(limitSessions(server, maxSessions, streamable)))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux, nil
+}
+
+// limitSessions refuses to open a session (a POST without Mcp-Session-Id) while `limit`
+// sessions are open, so a flood of initialize requests cannot exhaust memory.
+func limitSessions(server *mcp.Server, limit int, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method == http.MethodPost && req.Header.Get("Mcp-Session-Id") == "" {
+			open := 0
+			for range server.Sessions() {
+				open++
+			}
+			if open >= limit {
+				w.Header().Set("Retry-After", "60")
+				http.Error(w, fmt.Sprintf("too many open MCP sessions (%d); end one with DELETE or retry later",
+					open), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		next.ServeHTTP(w, req)
+	})
 }
 
 func main() {
-	logger := log.New(os.Stderr, serverName+": ", log.LstdFlags|log.LUTC)
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("server", serverName)
 	cfg, err := loadConfig(os.Getenv)
 	if err != nil {
-		logger.Print(err)
+		logger.Error(err.Error())
+		os.Exit(2)
+	}
+	server := newMCPServer(logger)
+	handler, err := newHandler(cfg, server, logger)
+	if err != nil {
+		logger.Error(err.Error())
 		os.Exit(2)
 	}
 	addr := net.JoinHostPort(cfg.host, strconv.Itoa(cfg.port))
 	srv := &http.Server{
 		Addr:              addr,
-		Handler:           newHandler(cfg),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
+		ReadTimeout:       30 * time.Second, // no WriteTimeout: a session's GET stream stays open
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          logger,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	listener, err := net.Listen("tcp", addr)
 	if err != nil {
-		logger.Printf("cannot listen on %s: %v", addr, err)
+		logger.Error(fmt.Sprintf("cannot listen on %s: %v", addr, err))
 		os.Exit(1)
 	}
-	logger.Printf("MCP endpoint http://%s%s (tools: %s)", listener.Addr(), cfg.path,
-		strings.Join(newToolbox().order, ", "))
+	logger.Info(fmt.Sprintf("MCP endpoint http://%s%s", listener.Addr(), cfg.path))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -98,13 +154,16 @@ func main() {
 	select {
 	case err = <-served:
 	case <-ctx.Done():
-		logger.Print("shutting down")
+		logger.Info("shutting down")
+		for session := range server.Sessions() {
+			_ = session.Close() // ends open GET streams, so Shutdown need not wait for them
+		}
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		err = srv.Shutdown(shutdownCtx)
 	}
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
-		logger.Print(err)
+		logger.Error(err.Error())
 		os.Exit(1)
 	}
 }

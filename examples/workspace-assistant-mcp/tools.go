@@ -1,160 +1,155 @@
 package main
 
-// The seven tools, their JSON Schemas and the argument checks. A bad argument
-// is a tool-level failure (a result with isError: true) so the model can read
-// the message and retry; only an unknown tool is a protocol error.
+// The seven tools: their definitions for tools/list (JSON Schemas and hints) and
+// what they do. A bad argument is a tool-level failure (a result with
+// isError: true) so the model can read the message and retry; an unknown tool
+// is the SDK's protocol error.
 
 import (
-	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math"
 	"math/big"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/google/jsonschema-go/jsonschema"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
-// schema is a JSON Schema object, kept as a map so it marshals exactly as written.
-type schema = map[string]interface{}
-
+// toolDef is one tool: what tools/list shows and the function that answers a call.
 type toolDef struct {
-	Name        string `json:"name"`
-	Description string `json:"description"`
-	InputSchema schema `json:"inputSchema"`
-	run         func(args arguments) (string, error)
+	tool *mcp.Tool
+	run  func(args arguments) (string, error)
 }
 
-type content struct {
-	Type string `json:"type"`
-	Text string `json:"text"`
-}
-
-type callResult struct {
-	Content []content `json:"content"`
-	IsError bool      `json:"isError"`
-}
-
-// toolbox holds the tools by name and lists them in a stable order.
+// toolbox builds the tools; now is time.Now outside tests.
 type toolbox struct {
-	byName map[string]*toolDef
-	order  []string
-	now    func() time.Time
+	now func() time.Time
 }
 
 func newToolbox() *toolbox {
-	tb := &toolbox{byName: map[string]*toolDef{}, now: time.Now}
-	for _, t := range tb.definitions() {
-		t := t
-		tb.byName[t.Name] = &t
-		tb.order = append(tb.order, t.Name)
-	}
-	sort.Strings(tb.order)
-	return tb
+	return &toolbox{now: time.Now}
 }
 
-func (tb *toolbox) list() []*toolDef {
-	out := make([]*toolDef, 0, len(tb.order))
-	for _, name := range tb.order {
-		out = append(out, tb.byName[name])
+// register adds every tool to the server.
+func (tb *toolbox) register(server *mcp.Server) {
+	for _, def := range tb.definitions() {
+		server.AddTool(def.tool, def.handler())
 	}
-	return out
 }
 
-// call runs a tool; found is false for an unknown tool name.
-func (tb *toolbox) call(name string, rawArgs json.RawMessage) (result callResult, found bool) {
-	tool, ok := tb.byName[name]
-	if !ok {
-		return callResult{}, false
+// handler adapts a tool to the SDK: the arguments are checked against the
+// property names the schema declares, then the tool reads and checks them.
+func (d toolDef) handler() mcp.ToolHandler {
+	schema := d.tool.InputSchema.(*jsonschema.Schema)
+	return func(_ context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return d.call(schema, req.Params.Arguments), nil
 	}
-	args, err := parseArguments(rawArgs, tool.InputSchema)
+}
+
+func (d toolDef) call(schema *jsonschema.Schema, raw json.RawMessage) *mcp.CallToolResult {
+	args, err := parseArguments(raw, schema)
 	if err == nil {
 		var text string
-		text, err = tool.run(args)
-		if err == nil {
-			return callResult{Content: []content{{Type: "text", Text: text}}}, true
+		if text, err = d.run(args); err == nil {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text}}}
 		}
 	}
-	return callResult{Content: []content{{Type: "text", Text: err.Error()}}, IsError: true}, true
+	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: err.Error()}}, IsError: true}
 }
 
-func stringProp(description string) schema {
-	return schema{"type": "string", "description": description}
+func stringProp(description string) *jsonschema.Schema {
+	return &jsonschema.Schema{Type: "string", Description: description}
 }
 
-func objectSchema(props schema, required ...string) schema {
-	if required == nil {
-		required = []string{}
-	}
-	return schema{"type": "object", "properties": props, "required": required, "additionalProperties": false}
+func nonEmptyString(description string) *jsonschema.Schema {
+	return &jsonschema.Schema{Type: "string", Description: description, MinLength: jsonschema.Ptr(1)}
 }
+
+// objectSchema is a closed object: additionalProperties false.
+func objectSchema(props map[string]*jsonschema.Schema, required ...string) *jsonschema.Schema {
+	return &jsonschema.Schema{Type: "object", Properties: props, Required: required,
+		AdditionalProperties: &jsonschema.Schema{Not: &jsonschema.Schema{}}}
+}
+
+// pure marks a tool that only computes an answer from its arguments.
+var pure = &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: jsonschema.Ptr(false)}
+
+// writes marks a tool that stands for a change in the workspace (a new task),
+// so the platform's `server init` names it for review.
+var writes = &mcp.ToolAnnotations{ReadOnlyHint: false, DestructiveHint: jsonschema.Ptr(false),
+	OpenWorldHint: jsonschema.Ptr(false)}
 
 func (tb *toolbox) definitions() []toolDef {
-	textOnly := objectSchema(schema{"text": stringProp("The text to transform.")}, "text")
+	text := func(description string) *jsonschema.Schema {
+		return objectSchema(map[string]*jsonschema.Schema{"text": stringProp(description)}, "text")
+	}
 	return []toolDef{
 		{
-			Name: "echo", Description: "Return the given text unchanged.",
-			InputSchema: objectSchema(schema{"text": stringProp("The text to echo back.")}, "text"),
-			run:         func(a arguments) (string, error) { return a.str("text") },
+			tool: &mcp.Tool{Name: "echo", Description: "Return the given text unchanged.",
+				InputSchema: text("The text to echo back."), Annotations: pure},
+			run: func(a arguments) (string, error) { return a.str("text") },
 		},
 		{
-			Name: "add", Description: "Add two numbers and return the sum.",
-			InputSchema: objectSchema(schema{
-				"a": schema{"type": "number", "description": "The first number."},
-				"b": schema{"type": "number", "description": "The second number."},
-			}, "a", "b"),
+			tool: &mcp.Tool{Name: "add", Description: "Add two numbers and return the sum.",
+				InputSchema: objectSchema(map[string]*jsonschema.Schema{
+					"a": {Type: "number", Description: "The first number."},
+					"b": {Type: "number", Description: "The second number."},
+				}, "a", "b"), Annotations: pure},
 			run: runAdd,
 		},
 		{
-			Name: "upper", Description: "Convert text to upper case.", InputSchema: textOnly,
+			tool: &mcp.Tool{Name: "upper", Description: "Convert text to upper case.",
+				InputSchema: text("The text to transform."), Annotations: pure},
 			run: func(a arguments) (string, error) {
 				s, err := a.str("text")
 				return strings.ToUpper(s), err
 			},
 		},
 		{
-			Name: "lower", Description: "Convert text to lower case.", InputSchema: textOnly,
+			tool: &mcp.Tool{Name: "lower", Description: "Convert text to lower case.",
+				InputSchema: text("The text to transform."), Annotations: pure},
 			run: func(a arguments) (string, error) {
 				s, err := a.str("text")
 				return strings.ToLower(s), err
 			},
 		},
 		{
-			Name: "slugify", Description: "Turn text into a URL slug: lower case, words joined by hyphens.",
-			InputSchema: objectSchema(schema{"text": stringProp("The text to turn into a slug.")}, "text"),
+			tool: &mcp.Tool{Name: "slugify",
+				Description: "Turn text into a URL slug: lower case, words joined by hyphens.",
+				InputSchema: text("The text to turn into a slug."), Annotations: pure},
 			run: func(a arguments) (string, error) {
 				s, err := a.str("text")
 				return slugify(s), err
 			},
 		},
 		{
-			Name: "create_task", Description: "Create a workspace task and return it as JSON (with its new id).",
-			InputSchema: objectSchema(schema{
-				"title":       schema{"type": "string", "description": "What needs doing.", "minLength": 1},
-				"description": stringProp("Optional details."),
-				"assignee":    stringProp("Optional person responsible."),
-				"priority": schema{
-					"type": "string", "enum": []string{"low", "medium", "high"}, "default": "medium",
-					"description": "How urgent the task is.",
-				},
-			}, "title"),
+			tool: &mcp.Tool{Name: "create_task",
+				Description: "Create a workspace task and return it as JSON (with its new id).",
+				InputSchema: objectSchema(map[string]*jsonschema.Schema{
+					"title":       nonEmptyString("What needs doing."),
+					"description": stringProp("Optional details."),
+					"assignee":    stringProp("Optional person responsible."),
+					"priority": {Type: "string", Enum: []any{"low", "medium", "high"},
+						Default: json.RawMessage(`"medium"`), Description: "How urgent the task is."},
+				}, "title"), Annotations: writes},
 			run: tb.runCreateTask,
 		},
 		{
-			Name:        "draft_release_note",
-			Description: "Draft a Markdown release note from a version and a list of changes.",
-			InputSchema: objectSchema(schema{
-				"version": schema{"type": "string", "description": "The release version, e.g. 1.4.0.", "minLength": 1},
-				"items": schema{
-					"type": "array", "items": schema{"type": "string"},
-					"description": "The changes in this release, one per entry.",
-				},
-				"title": stringProp("Optional headline for the release."),
-			}, "version", "items"),
+			tool: &mcp.Tool{Name: "draft_release_note",
+				Description: "Draft a Markdown release note from a version and a list of changes.",
+				InputSchema: objectSchema(map[string]*jsonschema.Schema{
+					"version": nonEmptyString("The release version, e.g. 1.4.0."),
+					"items": {Type: "array", Items: &jsonschema.Schema{Type: "string"},
+						Description: "The changes in this release, one per entry."},
+					"title": stringProp("Optional headline for the release."),
+				}, "version", "items"), Annotations: pure},
 			run: runDraftReleaseNote,
 		},
 	}
@@ -308,107 +303,4 @@ func randomHex(n int) string {
 		panic(fmt.Sprintf("crypto/rand failed: %v", err))
 	}
 	return hex.EncodeToString(buf)
-}
-
-// arguments are a tool call's arguments, decoded with numbers kept exact.
-type arguments map[string]interface{}
-
-// parseArguments checks the arguments are an object with no properties the
-// schema does not name; the tool's accessors then check types and presence.
-func parseArguments(raw json.RawMessage, inputSchema schema) (arguments, error) {
-	args := arguments{}
-	if len(raw) == 0 || string(raw) == "null" {
-		return args, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v interface{}
-	if err := dec.Decode(&v); err != nil {
-		return nil, fmt.Errorf("arguments are not valid JSON: %v", err)
-	}
-	obj, ok := v.(map[string]interface{})
-	if !ok {
-		return nil, fmt.Errorf("arguments must be a JSON object")
-	}
-	props, _ := inputSchema["properties"].(schema)
-	var unknown []string
-	for key := range obj {
-		if _, known := props[key]; !known {
-			unknown = append(unknown, key)
-		}
-	}
-	if len(unknown) > 0 {
-		sort.Strings(unknown)
-		return nil, fmt.Errorf("unexpected argument(s): %s", strings.Join(unknown, ", "))
-	}
-	return arguments(obj), nil
-}
-
-func (a arguments) str(name string) (string, error) {
-	v, ok := a[name]
-	if !ok || v == nil {
-		return "", fmt.Errorf("missing required argument %q (a string)", name)
-	}
-	s, ok := v.(string)
-	if !ok {
-		return "", fmt.Errorf("argument %q must be a string, got %s", name, jsonType(v))
-	}
-	return s, nil
-}
-
-func (a arguments) optionalStr(name string) (string, error) {
-	if v, ok := a[name]; !ok || v == nil {
-		return "", nil
-	}
-	return a.str(name)
-}
-
-func (a arguments) number(name string) (json.Number, error) {
-	v, ok := a[name]
-	if !ok || v == nil {
-		return "", fmt.Errorf("missing required argument %q (a number)", name)
-	}
-	n, ok := v.(json.Number)
-	if !ok {
-		return "", fmt.Errorf("argument %q must be a number, got %s", name, jsonType(v))
-	}
-	return n, nil
-}
-
-func (a arguments) strList(name string) ([]string, error) {
-	v, ok := a[name]
-	if !ok || v == nil {
-		return nil, fmt.Errorf("missing required argument %q (an array of strings)", name)
-	}
-	list, ok := v.([]interface{})
-	if !ok {
-		return nil, fmt.Errorf("argument %q must be an array of strings, got %s", name, jsonType(v))
-	}
-	out := make([]string, 0, len(list))
-	for i, item := range list {
-		s, ok := item.(string)
-		if !ok {
-			return nil, fmt.Errorf("argument %q item %d must be a string, got %s", name, i, jsonType(item))
-		}
-		out = append(out, s)
-	}
-	return out, nil
-}
-
-func jsonType(v interface{}) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case bool:
-		return "a boolean"
-	case json.Number:
-		return "a number"
-	case string:
-		return "a string"
-	case []interface{}:
-		return "an array"
-	case map[string]interface{}:
-		return "an object"
-	}
-	return fmt.Sprintf("%T", v)
 }

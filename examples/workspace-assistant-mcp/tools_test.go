@@ -5,18 +5,30 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/jsonschema-go/jsonschema"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
-func callTool(t *testing.T, tb *toolbox, name, args string) callResult {
+// callTool runs a tool the way the SDK handler does and returns its one text and isError.
+func callTool(t *testing.T, tb *toolbox, name, args string) (string, bool) {
 	t.Helper()
-	result, found := tb.call(name, json.RawMessage(args))
-	if !found {
-		t.Fatalf("tool %q not found", name)
+	for _, def := range tb.definitions() {
+		if def.tool.Name != name {
+			continue
+		}
+		result := def.call(def.tool.InputSchema.(*jsonschema.Schema), json.RawMessage(args))
+		if len(result.Content) != 1 {
+			t.Fatalf("%s: want one content, got %d", name, len(result.Content))
+		}
+		text, ok := result.Content[0].(*mcp.TextContent)
+		if !ok {
+			t.Fatalf("%s: want text content, got %T", name, result.Content[0])
+		}
+		return text.Text, result.IsError
 	}
-	if len(result.Content) != 1 || result.Content[0].Type != "text" {
-		t.Fatalf("%s: want one text content, got %+v", name, result.Content)
-	}
-	return result
+	t.Fatalf("tool %q not found", name)
+	return "", false
 }
 
 func TestToolsAnswer(t *testing.T) {
@@ -35,9 +47,9 @@ func TestToolsAnswer(t *testing.T) {
 		{"slugify", `{"text":"!!!"}`, ""},
 	}
 	for _, c := range cases {
-		got := callTool(t, tb, c.name, c.args)
-		if got.IsError || got.Content[0].Text != c.want {
-			t.Errorf("%s %s = %q (isError %v), want %q", c.name, c.args, got.Content[0].Text, got.IsError, c.want)
+		got, isError := callTool(t, tb, c.name, c.args)
+		if isError || got != c.want {
+			t.Errorf("%s %s = %q (isError %v), want %q", c.name, c.args, got, isError, c.want)
 		}
 	}
 }
@@ -60,17 +72,11 @@ func TestBadArgumentsAreToolErrors(t *testing.T) {
 		{"draft_release_note", `{"version":"","items":[]}`, `"version" must not be empty`},
 	}
 	for _, c := range cases {
-		got := callTool(t, tb, c.name, c.args)
-		if !got.IsError || !strings.Contains(got.Content[0].Text, c.wantInMessage) {
+		got, isError := callTool(t, tb, c.name, c.args)
+		if !isError || !strings.Contains(got, c.wantInMessage) {
 			t.Errorf("%s %s = %q (isError %v), want an error containing %q",
-				c.name, c.args, got.Content[0].Text, got.IsError, c.wantInMessage)
+				c.name, c.args, got, isError, c.wantInMessage)
 		}
-	}
-}
-
-func TestUnknownToolIsNotFound(t *testing.T) {
-	if _, found := newToolbox().call("nope", nil); found {
-		t.Fatal("an unknown tool was found")
 	}
 }
 
@@ -78,13 +84,13 @@ func TestCreateTaskReturnsJSONWithIDAndTitle(t *testing.T) {
 	tb := newToolbox()
 	tb.now = func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
 	args := `{"title":" Write docs ","priority":"high","assignee":"ana"}`
-	first := callTool(t, tb, "create_task", args)
-	second := callTool(t, tb, "create_task", args)
+	first, _ := callTool(t, tb, "create_task", args)
+	second, _ := callTool(t, tb, "create_task", args)
 	var a, b task
-	if err := json.Unmarshal([]byte(first.Content[0].Text), &a); err != nil {
+	if err := json.Unmarshal([]byte(first), &a); err != nil {
 		t.Fatalf("create_task text is not JSON: %v", err)
 	}
-	if err := json.Unmarshal([]byte(second.Content[0].Text), &b); err != nil {
+	if err := json.Unmarshal([]byte(second), &b); err != nil {
 		t.Fatalf("create_task text is not JSON: %v", err)
 	}
 	if !strings.HasPrefix(a.ID, "task-") || a.ID == b.ID {
@@ -99,39 +105,43 @@ func TestCreateTaskReturnsJSONWithIDAndTitle(t *testing.T) {
 
 func TestDraftReleaseNote(t *testing.T) {
 	tb := newToolbox()
-	got := callTool(t, tb, "draft_release_note",
+	got, _ := callTool(t, tb, "draft_release_note",
 		`{"version":"1.4.0","title":"Faster search","items":["Add  slugify tool","","Fix add overflow"]}`)
 	want := "## Release 1.4.0\n\nFaster search\n\n### Changes\n\n- Add slugify tool\n- Fix add overflow\n"
-	if got.Content[0].Text != want {
-		t.Errorf("release note =\n%s\nwant\n%s", got.Content[0].Text, want)
+	if got != want {
+		t.Errorf("release note =\n%s\nwant\n%s", got, want)
 	}
-	empty := callTool(t, tb, "draft_release_note", `{"version":"2.0.0","items":[]}`)
-	if !strings.Contains(empty.Content[0].Text, "- No notable changes.") {
-		t.Errorf("empty release note = %q", empty.Content[0].Text)
+	empty, _ := callTool(t, tb, "draft_release_note", `{"version":"2.0.0","items":[]}`)
+	if !strings.Contains(empty, "- No notable changes.") {
+		t.Errorf("empty release note = %q", empty)
 	}
 }
 
-func TestEveryToolHasAnObjectSchemaNamingItsRequiredProperties(t *testing.T) {
-	tools := newToolbox().list()
-	var names []string
-	for _, tool := range tools {
-		names = append(names, tool.Name)
-		s := tool.InputSchema
-		if s["type"] != "object" || s["additionalProperties"] != false {
-			t.Errorf("%s: schema %v is not a closed object", tool.Name, s)
+func TestEveryToolHasAClosedObjectSchemaNamingItsRequiredProperties(t *testing.T) {
+	for _, def := range newToolbox().definitions() {
+		raw, err := json.Marshal(def.tool.InputSchema)
+		if err != nil {
+			t.Fatal(err)
 		}
-		props := s["properties"].(schema)
-		for _, req := range s["required"].([]string) {
-			if _, ok := props[req]; !ok {
-				t.Errorf("%s: required %q is not a property", tool.Name, req)
+		var s struct {
+			Type                 string                     `json:"type"`
+			Properties           map[string]json.RawMessage `json:"properties"`
+			Required             []string                   `json:"required"`
+			AdditionalProperties *bool                      `json:"additionalProperties"`
+		}
+		if err := json.Unmarshal(raw, &s); err != nil {
+			t.Fatal(err)
+		}
+		if s.Type != "object" || s.AdditionalProperties == nil || *s.AdditionalProperties {
+			t.Errorf("%s: schema %s is not a closed object", def.tool.Name, raw)
+		}
+		for _, req := range s.Required {
+			if _, ok := s.Properties[req]; !ok {
+				t.Errorf("%s: required %q is not a property", def.tool.Name, req)
 			}
 		}
-		if tool.Description == "" {
-			t.Errorf("%s has no description", tool.Name)
+		if def.tool.Description == "" || def.tool.Annotations == nil {
+			t.Errorf("%s has no description or no annotations", def.tool.Name)
 		}
-	}
-	want := "add,create_task,draft_release_note,echo,lower,slugify,upper"
-	if got := strings.Join(names, ","); got != want {
-		t.Errorf("tools = %s, want %s", got, want)
 	}
 }

@@ -221,6 +221,26 @@ def test_proxy_serves_only_this_machine_and_reports_its_session(world: PlatformW
         assert local_page.status_code == 200 and local_page.headers.get("mcp-session-id")
 
 
+def test_proxy_refuses_bodies_over_4_mib_with_the_gateways_413(world: PlatformWorld) -> None:
+    """The proxy reads at most 4 MiB (declared or chunked) and says why; nothing goes to the runtime."""
+    big = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                      "params": {"name": "echo", "arguments": {"text": "x" * (5 * 1024 * 1024)}}}).encode()
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: the limit is enforced while reading
+        for i in range(0, len(big), 65536):
+            yield big[i:i + 65536]
+
+    with proxy(world) as url:
+        for content in (big, chunked()):
+            refused = httpx.post(url, content=content, headers=headers, timeout=30)
+            assert refused.status_code == 413
+            assert refused.json() == {"error": "request_too_large", "message": "the request body is larger than "
+                                      f"{4 * 1024 * 1024} bytes; send smaller requests"}
+        init = httpx.post(url, json=json.loads(INITIALIZE), headers=headers, timeout=30)
+        assert init.status_code == 200 and init.headers.get("mcp-session-id")
+
+
 def test_tutorial_step_6_another_team_connects_through_the_adapter(world: PlatformWorld, tmp_path: Path) -> None:
     """Bob of Globex calls Acme's payments server through the adapter under a cross-team grant; once the
     grant is deleted his next call is denied (multi-team tutorial, steps 5 to 7)."""

@@ -1,11 +1,10 @@
-"""The Go example server (examples/workspace-assistant-mcp), built from source and driven by the
-official MCP Python SDK client exactly as an agent would drive it."""
+"""The Go example server (examples/workspace-assistant-mcp, on the official Go SDK), built from source with
+the machine's Go and driven by the official MCP Python SDK client exactly as an agent would drive it."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -19,32 +18,26 @@ import pytest
 from mcp import MCPError
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
+from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
-from fixtures.cli import EXAMPLES, free_port, run_cli
+from fixtures.cli import free_port, run_cli
+from fixtures.examples import GO_DIR, Toolchain, ToolchainError, build_go_example, find_go, run
 
 pytestmark = pytest.mark.slow
 
 T = TypeVar("T")
 
-SERVER_DIR = EXAMPLES / "workspace-assistant-mcp"
+SERVER_DIR = GO_DIR
 TOOLS = ["add", "create_task", "draft_release_note", "echo", "lower", "slugify", "upper"]
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
-def go_env(tmp: Path) -> dict[str, str]:
-    """Offline Go: no module proxy is reachable (and none is needed: standard library only)."""
-    env = dict(os.environ, GOPROXY="off", CGO_ENABLED="0")
-    if not any(env.get(k) for k in ("GOCACHE", "XDG_CACHE_HOME", "HOME")):
-        env["GOCACHE"] = str(tmp / "gocache")
-    return env
-
-
 @pytest.fixture(scope="session")
-def go_tool() -> str:
-    go = shutil.which("go")
-    if go is None:
-        pytest.fail("`go` is not installed: `apt-get install golang-go` (listed in .ci/apt-packages)")
-    return go
+def go_tool() -> Toolchain:
+    try:
+        return find_go()
+    except ToolchainError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")
@@ -53,13 +46,12 @@ def go_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def server_binary(go_tool: str, go_tmp: Path) -> Path:
-    """`go build` the example once per test session."""
-    binary = go_tmp / "workspace-assistant-mcp"
-    proc = subprocess.run([go_tool, "build", "-o", str(binary), "."], cwd=SERVER_DIR, env=go_env(go_tmp),
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"go build failed:\n{proc.stdout}{proc.stderr}"
-    return binary
+def server_binary(go_tool: Toolchain) -> Path:
+    """`go build` the example once per test session (Go's build and module caches make reruns quick)."""
+    try:
+        return build_go_example(go_tool)
+    except ToolchainError as exc:
+        pytest.fail(str(exc))
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], deadline_s: float = 15) -> None:
@@ -125,7 +117,7 @@ def test_initialize_negotiates_a_version_the_server_speaks(server_url: str) -> N
 
     result = with_session(server_url, action)
     assert result.server_info.name == "workspace-assistant-mcp"
-    assert result.protocol_version == "2025-06-18"  # the SDK offers a newer one; the server counters
+    assert result.protocol_version == LATEST_HANDSHAKE_VERSION  # both SDKs speak the newest handshake
     assert result.capabilities.tools is not None
 
 
@@ -142,6 +134,11 @@ def test_lists_exactly_the_seven_tools_with_input_schemas(server_url: str) -> No
         assert set(tool.input_schema["required"]) <= set(tool.input_schema["properties"])
     assert by_name["add"].input_schema["properties"]["a"]["type"] == "number"
     assert by_name["draft_release_note"].input_schema["required"] == ["version", "items"]
+    assert by_name["create_task"].input_schema["properties"]["priority"]["enum"] == ["low", "medium", "high"]
+    assert all(tool.input_schema["additionalProperties"] is False for tool in tools)
+    # side-effect hints: create_task stands for a change in the workspace, the rest only compute
+    hints = {t.name: (t.annotations.read_only_hint, t.annotations.destructive_hint) for t in tools if t.annotations}
+    assert hints == {**{name: (True, None) for name in TOOLS}, "create_task": (False, False)}
 
 
 @pytest.mark.parametrize(("tool", "arguments", "expected"), [
@@ -184,17 +181,17 @@ def test_unknown_tool_is_a_protocol_error(server_url: str) -> None:
         return caught.value
 
     error = with_session(server_url, action).error
-    assert (error.code, error.message) == (-32602, "Unknown tool: aaa-ping")
+    assert (error.code, error.message) == (-32602, 'unknown tool "aaa-ping"')
 
 
 def test_raw_http_edges(server_url: str) -> None:
-    """What a hand-written client or a proxy sees: status codes and JSON-RPC error shapes."""
+    """What a hand-written client or a proxy sees from the SDK's handler: plain JSON answers (no SSE), the
+    session lifecycle, and the refusals of malformed, rebound and cross-site requests."""
     with httpx.Client(timeout=10) as http:
         malformed = http.post(server_url, content=b'{"jsonrpc": "2.0", "id": 1,', headers=MCP_HEADERS)
         assert malformed.status_code == 400
-        assert malformed.json()["error"]["code"] == -32700 and malformed.json()["id"] is None
 
-        assert http.get(server_url, headers={"Accept": "text/event-stream"}).status_code == 405
+        assert http.get(server_url, headers={"Accept": "text/event-stream"}).status_code == 400  # no session
 
         client_info = {"name": "t", "version": "1"}
         init = http.post(server_url, headers=MCP_HEADERS, json={
@@ -208,9 +205,9 @@ def test_raw_http_edges(server_url: str) -> None:
         note = http.post(server_url, headers=session,
                          json={"jsonrpc": "2.0", "method": "notifications/initialized"})
         assert (note.status_code, note.content) == (202, b"")
-        unknown = http.post(server_url, headers=session,
-                            json={"jsonrpc": "2.0", "id": 2, "method": "nope/nope"})
-        assert unknown.json()["error"]["code"] == -32601
+        listed = http.post(server_url, headers=session, json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+        assert listed.headers["content-type"] == "application/json"
+        assert sorted(t["name"] for t in listed.json()["result"]["tools"]) == TOOLS
 
         assert http.delete(server_url, headers=session).status_code == 204
         gone = http.post(server_url, headers=session, json={"jsonrpc": "2.0", "id": 3, "method": "ping"})
@@ -218,20 +215,24 @@ def test_raw_http_edges(server_url: str) -> None:
 
         rebound = http.post(server_url, headers={**MCP_HEADERS, "Host": "evil.example"},
                             json={"jsonrpc": "2.0", "id": 4, "method": "ping"})
-        assert rebound.status_code == 421
+        assert rebound.status_code == 403 and "Host" in rebound.text
+        browser = http.post(server_url, headers={**MCP_HEADERS, "Sec-Fetch-Site": "cross-site"},
+                            json={"jsonrpc": "2.0", "id": 5, "method": "ping"})
+        assert browser.status_code == 403
+        assert http.get(server_url.rsplit("/", 1)[0] + "/healthz").text == "ok\n"
 
 
-def test_go_unit_tests_pass(go_tool: str, go_tmp: Path) -> None:
-    proc = subprocess.run([go_tool, "test", "-count=1", "./..."], cwd=SERVER_DIR, env=go_env(go_tmp),
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"go test failed:\n{proc.stdout}{proc.stderr}"
+def test_go_unit_tests_pass(go_tool: Toolchain, server_binary: Path) -> None:
+    """The Go tests: the tools, and the server through the Go SDK's own client over HTTP."""
+    proc = run(go_tool, ["test", "-count=1", "./..."], SERVER_DIR, "go test", timeout=300)
+    assert proc.stdout.startswith("ok")
 
 
-def test_go_sources_are_gofmt_clean(go_tool: str) -> None:
-    gofmt = Path(go_tool).resolve().parent / "gofmt"
-    proc = subprocess.run([str(gofmt) if gofmt.exists() else "gofmt", "-l", "."], cwd=SERVER_DIR,
-                          capture_output=True, text=True, timeout=60)
+def test_go_sources_are_gofmt_clean_and_vetted(go_tool: Toolchain, server_binary: Path) -> None:
+    gofmt = Path(go_tool.path).resolve().parent / "gofmt"
+    proc = subprocess.run([str(gofmt), "-l", "."], cwd=SERVER_DIR, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout == "", f"gofmt wants to reformat:\n{proc.stdout}{proc.stderr}"
+    run(go_tool, ["vet", "./..."], SERVER_DIR, "go vet", timeout=300)
 
 
 def test_server_init_from_server_discovers_the_seven_tools(server_url: str, tmp_path: Path) -> None:
@@ -239,4 +240,5 @@ def test_server_init_from_server_discovers_the_seven_tools(server_url: str, tmp_
     result = run_cli(["server", "init", "workspace-demo", "--from-server", server_url], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Discovered: add, create_task, draft_release_note, echo, lower, slugify, upper" in result.stdout
+    assert "these tools say they are not read-only: create_task" in result.stdout  # from the annotations
     assert (tmp_path / ".mcp" / "servers.yaml").exists()

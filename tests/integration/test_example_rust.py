@@ -1,15 +1,14 @@
-"""The Rust example server (examples/text-analysis-mcp), built offline from Debian's crates and driven
-by the official MCP Python SDK client exactly as an agent would drive it, plus the raw HTTP behaviour
-of its Streamable HTTP endpoint."""
+"""The Rust example server (examples/text-analysis-mcp, on the official Rust SDK rmcp), built with the
+machine's rustup toolchain and driven by the official MCP Python SDK client exactly as an agent would drive
+it, plus what a raw HTTP client sees of its Streamable HTTP endpoint."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
+import re
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -21,42 +20,35 @@ import pytest
 from mcp import MCPError
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
+from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
-from fixtures.cli import EXAMPLES, free_port, run_cli
+from fixtures.cli import free_port, run_cli
+from fixtures.examples import RUST_DIR, Toolchain, ToolchainError, build_rust_example, find_cargo, run
 
 pytestmark = pytest.mark.slow
 
 T = TypeVar("T")
 
-SERVER_DIR = EXAMPLES / "text-analysis-mcp"
-BINARY = SERVER_DIR / "target" / "release" / "text-analysis-mcp"
+SERVER_DIR = RUST_DIR
 TOOLS = ["extract_keywords", "repeat", "word_count"]
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
 @pytest.fixture(scope="session")
-def cargo() -> str:
-    found = shutil.which("cargo")
-    if found is None:
-        pytest.fail("`cargo` is not installed: `apt-get install cargo` (listed in .ci/apt-packages)")
-    return found
-
-
-def run_cargo(cargo: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Cargo in the example directory, so its .cargo/config.toml (offline, Debian's registry) applies."""
-    return subprocess.run([cargo, *args], cwd=SERVER_DIR, capture_output=True, text=True, timeout=600)
+def cargo() -> Toolchain:
+    try:
+        return find_cargo()
+    except ToolchainError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")
-def server_binary(cargo: str) -> Path:
-    """`cargo build --offline --release` once per test session (a clean build takes ~20 s on 2 cores)."""
-    started = time.monotonic()
-    proc = run_cargo(cargo, "build", "--offline", "--release", "--locked")
-    assert proc.returncode == 0, f"cargo build failed:\n{proc.stdout}{proc.stderr}"
-    took = time.monotonic() - started
-    print(f"\ntext-analysis-mcp: cargo build --release took {took:.1f}s", file=sys.stderr)
-    assert BINARY.is_file()
-    return BINARY
+def server_binary(cargo: Toolchain) -> Path:
+    """`cargo build` once per test session (the example's target/ keeps reruns incremental)."""
+    try:
+        return build_rust_example(cargo)
+    except ToolchainError as exc:
+        pytest.fail(str(exc))
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], deadline_s: float = 15) -> None:
@@ -125,6 +117,18 @@ async def call_text(session: ClientSession, tool: str, arguments: dict[str, Any]
     return result.content[0].text, result.is_error
 
 
+def answer(response: httpx.Response) -> Any:
+    """The JSON-RPC message of a response: rmcp answers requests on an SSE stream (`data:` lines, after a
+    priming event with an empty `data:`), plain JSON is accepted too."""
+    if response.headers["content-type"].startswith("application/json"):
+        return response.json()
+    assert response.headers["content-type"].startswith("text/event-stream"), response.headers
+    messages = [line[5:].strip() for line in response.text.splitlines() if line.startswith("data:")]
+    found = [json.loads(m) for m in messages if m]
+    assert len(found) == 1, response.text
+    return found[0]
+
+
 def initialize_raw(client: httpx.Client, url: str, version: str = "2025-06-18") -> tuple[str, dict[str, Any]]:
     """A bare initialize over HTTP: the session id and the JSON-RPC answer."""
     message = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
@@ -132,8 +136,7 @@ def initialize_raw(client: httpx.Client, url: str, version: str = "2025-06-18") 
                           "clientInfo": {"name": "raw-test", "version": "1"}}}
     response = client.post(url, json=message, headers=MCP_HEADERS)
     assert response.status_code == 200, response.text
-    assert response.headers["content-type"] == "application/json"
-    return response.headers["mcp-session-id"], response.json()
+    return response.headers["mcp-session-id"], answer(response)
 
 
 def rpc(client: httpx.Client, url: str, session_id: str, message: dict[str, Any] | str) -> httpx.Response:
@@ -148,7 +151,7 @@ def test_sdk_initializes_and_lists_exactly_the_three_tools(server_url: str) -> N
         return session.initialize_result, await session.list_tools()
 
     init, listed = with_session(server_url, action)
-    assert init.protocol_version == "2025-06-18"
+    assert init.protocol_version == LATEST_HANDSHAKE_VERSION  # both SDKs speak the newest handshake
     assert init.server_info.name == "text-analysis-mcp"
     assert init.capabilities.tools is not None
     assert sorted(tool.name for tool in listed.tools) == TOOLS
@@ -156,7 +159,12 @@ def test_sdk_initializes_and_lists_exactly_the_three_tools(server_url: str) -> N
         schema = tool.input_schema
         assert schema["type"] == "object"
         assert "text" in schema["required"] and schema["properties"]["text"]["type"] == "string"
-        assert tool.description
+        assert schema["additionalProperties"] is False
+        assert tool.description and tool.title
+        assert tool.annotations is not None and tool.annotations.read_only_hint is True
+    repeat = next(tool for tool in listed.tools if tool.name == "repeat")
+    assert repeat.input_schema["properties"]["times"] == {
+        "type": "integer", "minimum": 1, "maximum": 100, "description": "How many copies."}
 
 
 def test_sdk_tool_calls_return_the_right_results(server_url: str) -> None:
@@ -233,33 +241,32 @@ def test_several_sdk_clients_at_once(server_url: str) -> None:
     assert anyio.run(run) == {i: f"{i}{i}" for i in range(8)}
 
 
-# --- the Streamable HTTP endpoint, raw -----------------------------------------------------------
+# --- the Streamable HTTP endpoint, raw ------------------------------------------------------------
 
 def test_negotiates_the_older_protocol_and_answers_ping(server_url: str) -> None:
     with httpx.Client(timeout=10) as client:
-        session_id, answer = initialize_raw(client, server_url, "2025-03-26")
-        assert answer["result"]["protocolVersion"] == "2025-03-26"
-        assert answer["result"]["capabilities"] == {"tools": {}}
+        session_id, answered = initialize_raw(client, server_url, "2025-03-26")
+        assert answered["result"]["protocolVersion"] == "2025-03-26"
+        assert answered["result"]["capabilities"] == {"tools": {}}
         _, newest = initialize_raw(client, server_url, "2099-01-01")
-        assert newest["result"]["protocolVersion"] == "2025-06-18"
+        assert newest["result"]["protocolVersion"] == LATEST_HANDSHAKE_VERSION
         note = rpc(client, server_url, session_id, {"jsonrpc": "2.0", "method": "notifications/initialized"})
         assert (note.status_code, note.content) == (202, b"")
         reply = rpc(client, server_url, session_id, {"jsonrpc": "2.0", "id": 7, "result": {}})
         assert reply.status_code == 202
         ping = rpc(client, server_url, session_id, {"jsonrpc": "2.0", "id": "p", "method": "ping"})
-        assert ping.json() == {"jsonrpc": "2.0", "id": "p", "result": {}}
+        assert answer(ping) == {"jsonrpc": "2.0", "id": "p", "result": {}}
 
 
 def test_json_rpc_errors(server_url: str) -> None:
     with httpx.Client(timeout=10) as client:
         session_id, _ = initialize_raw(client, server_url)
+        rpc(client, server_url, session_id, {"jsonrpc": "2.0", "method": "notifications/initialized"})
         parse = rpc(client, server_url, session_id, "{not json")
-        assert parse.headers["content-type"] == "application/json"
-        assert parse.json() == {"jsonrpc": "2.0", "id": None,
-                                "error": {"code": -32700, "message": "Parse error"}}
+        assert 400 <= parse.status_code < 500 and "deserialize" in parse.text
         unknown = rpc(client, server_url, session_id, {"jsonrpc": "2.0", "id": 2, "method": "prompts/list"})
         assert unknown.status_code == 200
-        assert unknown.json()["id"] == 2 and unknown.json()["error"]["code"] == -32601
+        assert answer(unknown)["id"] == 2 and answer(unknown)["error"]["code"] == -32601
 
 
 def test_sessions_are_checked_and_can_be_ended(server_url: str) -> None:
@@ -268,9 +275,9 @@ def test_sessions_are_checked_and_can_be_ended(server_url: str) -> None:
         session_id, _ = initialize_raw(client, server_url)
         assert rpc(client, server_url, "not-a-session", ping).status_code == 404
         assert client.post(server_url, json=ping, headers=MCP_HEADERS).status_code == 400
-        assert client.delete(server_url, headers={"Mcp-Session-Id": session_id}).status_code == 200
+        assert client.delete(server_url, headers={"Mcp-Session-Id": session_id}).status_code == 202
         assert rpc(client, server_url, session_id, ping).status_code == 404
-        assert client.get(server_url, headers={"Accept": "text/event-stream"}).status_code == 405
+        assert client.get(server_url, headers={"Accept": "text/event-stream"}).status_code == 400
 
 
 def test_http_limits_and_dns_rebinding_protection(server_url: str) -> None:
@@ -287,10 +294,15 @@ def test_http_limits_and_dns_rebinding_protection(server_url: str) -> None:
             assert response.status_code == 200
         rebound = client.post(server_url, headers={**MCP_HEADERS, "Host": f"evil.example:{port}"},
                               json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
-        assert rebound.status_code == 421
+        assert rebound.status_code == 403 and "Host" in rebound.text
         browser = client.post(server_url, headers={**MCP_HEADERS, "Origin": f"http://evil.example:{port}"},
                               json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
-        assert browser.status_code == 403
+        assert browser.status_code == 403 and "Origin" in browser.text
+        local_page = client.post(server_url, headers={**MCP_HEADERS, "Origin": f"http://localhost:{port}",
+                                                      "Mcp-Session-Id": session_id},
+                                 json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+        assert local_page.status_code == 200
+        assert client.get(server_url.removesuffix("/mcp") + "/healthz").json() == {"status": "ok"}
 
 
 def test_keep_alive_serves_several_requests_on_one_connection(server_url: str) -> None:
@@ -299,6 +311,7 @@ def test_keep_alive_serves_several_requests_on_one_connection(server_url: str) -
     port = int(server_url.split(":")[2].split("/")[0])
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}).encode()
     request = (f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+               f"Accept: application/json, text/event-stream\r\n"
                f"Mcp-Session-Id: {session_id}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(request * 3)  # pipelined on one connection
@@ -308,7 +321,6 @@ def test_keep_alive_serves_several_requests_on_one_connection(server_url: str) -
             assert chunk, f"connection closed early after {received!r}"
             received += chunk
     assert received.count(b"HTTP/1.1 200 OK") == 3
-    assert b"Connection: keep-alive" in received
 
 
 def test_honours_mcp_path_and_exits_on_sigterm(server_binary: Path, tmp_path: Path) -> None:
@@ -316,17 +328,17 @@ def test_honours_mcp_path_and_exits_on_sigterm(server_binary: Path, tmp_path: Pa
     try:
         with httpx.Client(timeout=10) as client:
             session_id, _ = initialize_raw(client, f"http://127.0.0.1:{port}/text-mcp")
-            assert len(session_id) == 32
+            assert re.fullmatch(r"[0-9a-f-]{36}", session_id)  # a random UUID
             default_path = client.post(f"http://127.0.0.1:{port}/mcp", json={}, headers=MCP_HEADERS)
             assert default_path.status_code == 404
     finally:
         assert stop(proc) == 0
 
 
-def test_rust_unit_tests_pass(cargo: str, server_binary: Path) -> None:
-    """The Rust unit tests (HTTP parsing, JSON-RPC/session rules, tools); a clean debug build is ~10 s."""
-    proc = run_cargo(cargo, "test", "--offline", "--locked")
-    assert proc.returncode == 0, f"cargo test failed:\n{proc.stdout}{proc.stderr}"
+def test_rust_unit_tests_pass(cargo: Toolchain, server_binary: Path) -> None:
+    """The Rust unit tests (tools, configuration, the rmcp handler, the session bound), in the dev profile
+    the binary was built in, so no second cold build of the dependencies."""
+    proc = run(cargo, ["test", "--locked"], SERVER_DIR, "cargo test")
     assert "test result: ok" in proc.stdout
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,4 +87,9 @@ def test_calls_become_events_with_decision_reason_tool_and_identity(ingest: Any,
     assert anonymous["decision"] == "deny" and anonymous["reason"] == "missing_identity"
     assert anonymous["status"] == 401 and anonymous["agent_id"] is None
     assert forged["decision"] == "deny" and forged["reason"] == "unknown_key" and forged["human_id"] is None
+    # what a replay needs (access simulate): the session as it stood, and a digest of the arguments
+    assert all(e["event_version"] == 2 for e in events)
+    assert allowed["session_state"] == "active" and allowed["consented_trust"] == "high"
+    assert allowed["arguments_digest"] == hashlib.sha256(b"{}").hexdigest()
+    assert anonymous["session_state"] is None and forged["session_state"] is None
     assert "mcp_gateway_events_sent_total" in metrics

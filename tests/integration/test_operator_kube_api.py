@@ -14,11 +14,11 @@ import pytest
 
 from fakes.fake_kube_apiserver import FakeKubeApiServer
 from fakes.kube_fixture import fake_kube  # noqa: F401  (fixture)
+from mcp_runtime.gateway.configmap_source import KubeConfigMapPolicyWatcher
 from mcp_runtime.kube import KubeClient
-from mcp_runtime.operator.policy_watch import KubeConfigMapPolicyWatcher
+from mcp_runtime.manifests import RenderOptions
 from mcp_runtime.operator.reconcile import Reconciler
 from mcp_runtime.operator.settings import OperatorSettings
-from mcp_runtime.runtime.render import RenderOptions
 
 NS = "mcp-team-acme"
 JWKS = {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "abc", "kid": "k1"}]}

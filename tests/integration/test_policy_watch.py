@@ -12,8 +12,8 @@ import pytest
 
 from fakes.fake_kube_apiserver import FakeKubeApiServer
 from fakes.kube_fixture import fake_kube  # noqa: F401  (fixture)
+from mcp_runtime.gateway.configmap_source import KubeConfigMapPolicyWatcher, parse_configmap_ref
 from mcp_runtime.kube.connection import KubeConnection
-from mcp_runtime.operator.policy_watch import KubeConfigMapPolicyWatcher, parse_configmap_ref
 
 NS = "mcp-team-acme"
 

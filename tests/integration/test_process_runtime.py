@@ -105,3 +105,23 @@ def test_server_without_run_command_is_refused_with_a_fix(tmp_path: Path) -> Non
             await runtime.deploy(_server("nowhere", "python app.py", tmp_path / "missing"))
 
     _run(scenario, tmp_path)
+
+
+def test_an_over_long_output_line_is_cut_and_supervision_goes_on(tmp_path: Path) -> None:
+    """A line longer than the log reader's buffer (64 KiB) used to kill the log pump, and with it the task
+    supervising the server: no more restarts. Now the line is cut and the server is supervised as usual."""
+    command = f"{sys.executable} -c \"print('x' * 200000, flush=True); import runpy; runpy.run_path('app.py', " \
+              "run_name='__main__')\""
+
+    async def scenario(runtime: ProcessRuntime, seen: list[tuple[str, RuntimeStatus]]) -> None:
+        await runtime.deploy(_server("chatty", command))
+        await _until(lambda: (st := runtime.status("mcp-team-acme", "chatty")) is not None
+                     and st.phase == ServerPhase.ready)
+        assert any(line.endswith("[line cut]") for line in runtime.logs("mcp-team-acme", "chatty", 50))
+        first = runtime.status("mcp-team-acme", "chatty")
+        assert first is not None and first.pid is not None
+        os.kill(first.pid, signal.SIGKILL)  # still supervised: restarted
+        await _until(lambda: (st := runtime.status("mcp-team-acme", "chatty")) is not None
+                     and st.phase == ServerPhase.ready and st.pid != first.pid)
+
+    _run(scenario, tmp_path)

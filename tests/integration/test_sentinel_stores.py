@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 
 from mcp_runtime.sentinel.clickhouse_store import ChdbExecutor, ClickHouseEventStore, event_json_row
 from mcp_runtime.sentinel.events import AnalyticsEvent, new_event_id
+from mcp_runtime.sentinel.open_store import open_event_store
 from mcp_runtime.sentinel.sqlite_store import SQLiteEventStore
-from mcp_runtime.sentinel.store import EVENT_COLUMNS, EventStore, TimeBucket, UsageFilter, open_event_store
+from mcp_runtime.sentinel.store import EVENT_COLUMNS, EventStore, TimeBucket, UsageFilter
 
 ACME_NS, GLOBEX_NS = "mcp-team-acme", "mcp-team-globex"
 ACME, GLOBEX, INITECH = "team-acme-uuid", "team-globex-uuid", "team-initech-uuid"
@@ -460,3 +461,133 @@ def test_sqlite_prune_drops_events_past_retention(tmp_path: Path) -> None:
     finally:
         store.close()
     assert SQLiteEventStore(tmp_path / "b.db").prune() == 0  # no retention: keep everything
+
+
+# ---------------------------------------------------------------------------------------------------
+# The replay inputs (event version 2) and the schema upgrade that keeps older rows
+# ---------------------------------------------------------------------------------------------------
+
+
+def replay_event(minutes: float, **fields: object) -> AnalyticsEvent:
+    base = event(minutes).model_dump()
+    base.update({"event_id": new_event_id(), "event_version": 2, "session_state": "active",
+                 "consented_trust": "medium", "arguments_digest": "ab" * 32, **fields})
+    return AnalyticsEvent.model_validate(base)
+
+
+def test_replay_inputs_round_trip_and_method_narrows(store: EventStore) -> None:
+    recorded = [replay_event(1), replay_event(2, session_state="revoked", consented_trust="low"),
+                replay_event(3, session_state=None, consented_trust=None, arguments_digest=None,
+                             rpc_method="tools/list", tool_name=None)]
+    plain = event(0)
+    store.insert([plain, *recorded])
+    back = {e.event_id: e for e in store.events(ADMIN)}
+    for sent in recorded:
+        assert back[sent.event_id] == sent
+    assert back[plain.event_id].event_version == 1  # an event that does not say is version 1
+    calls = store.events(UsageFilter(method="tools/call"))
+    assert len(calls) == 3 and {e.rpc_method for e in calls} == {"tools/call"}
+    assert store.totals(UsageFilter(method="tools/list")).events == 1
+
+
+# The table as release 1 created it (before the replay inputs), copied from that release's code.
+SQLITE_V1 = """
+CREATE TABLE sentinel_events (
+    event_id TEXT PRIMARY KEY NOT NULL, ts_us INTEGER NOT NULL, trace_id TEXT, source TEXT NOT NULL,
+    server TEXT NOT NULL, namespace TEXT NOT NULL, team_id TEXT, human_id TEXT, agent_id TEXT,
+    subject_team_id TEXT, session_id TEXT, rpc_method TEXT NOT NULL, tool_name TEXT, decision TEXT NOT NULL,
+    reason TEXT, matched_grant TEXT, required_trust TEXT, effective_trust TEXT, side_effect TEXT,
+    status INTEGER NOT NULL, latency_ms REAL NOT NULL, bytes_in INTEGER NOT NULL, bytes_out INTEGER NOT NULL,
+    policy_revision TEXT
+) WITHOUT ROWID;
+CREATE INDEX sentinel_events_ts ON sentinel_events (ts_us);
+PRAGMA user_version = 1;
+"""
+V1_COLUMNS = EVENT_COLUMNS[:EVENT_COLUMNS.index("policy_revision") + 1]
+
+
+def test_sqlite_upgrade_keeps_release_1_rows_and_marks_them_version_1(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "analytics.db"
+    old = [event(i) for i in range(5)]
+    with sqlite3.connect(path) as conn:
+        conn.executescript(SQLITE_V1)
+        conn.executemany(
+            f"INSERT INTO sentinel_events ({', '.join('ts_us' if c == 'timestamp' else c for c in V1_COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in V1_COLUMNS)})",
+            [tuple(int((e.timestamp - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() * 1_000_000)
+                   if c == "timestamp" else getattr(e, c) for c in V1_COLUMNS) for e in old])
+    store = SQLiteEventStore(path)
+    try:
+        assert store.count() == 5
+        assert sorted(store.events(ADMIN), key=lambda e: e.event_id) == sorted(old, key=lambda e: e.event_id)
+        assert {e.event_version for e in store.events(ADMIN)} == {1}
+        new = replay_event(10)
+        assert store.insert([new]).accepted == 1 and store.events(UsageFilter(), after_event_id=max(
+            e.event_id for e in old))[-1] == new
+    finally:
+        store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    SQLiteEventStore(path).close()  # reopening an upgraded file changes nothing
+
+
+def test_sqlite_refuses_a_newer_schema_instead_of_guessing(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "analytics.db"
+    SQLiteEventStore(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    with pytest.raises(RuntimeError, match="newer than this version"):
+        SQLiteEventStore(path)
+
+
+def test_clickhouse_upgrade_adds_the_columns_and_keeps_release_1_rows(chdb_executor: ChdbExecutor) -> None:
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    current = ClickHouseEventStore.__new__(ClickHouseEventStore)  # only to render the v1 DDL below
+    current.database, current.table, current.ttl_days = database, f"{database}.sentinel_events", None
+    create_v1 = current.ddl()[1]
+    for name in ("event_version", "session_state", "consented_trust", "arguments_digest"):
+        create_v1 = "\n".join(line for line in create_v1.splitlines() if not line.strip().startswith(name))
+    chdb_executor.command(f"CREATE DATABASE {database}")
+    chdb_executor.command(create_v1)
+    [[columns]] = chdb_executor.query(f"SELECT count() FROM system.columns WHERE database = '{database}'", {})
+    assert int(columns) == len(V1_COLUMNS)
+    old = [event(i) for i in range(4)]
+    body = "\n".join(_v1_row(e) for e in old).encode()
+    chdb_executor.insert_json_each_row(f"{database}.sentinel_events", V1_COLUMNS, body)
+    store = ClickHouseEventStore(chdb_executor, database=database)
+    try:
+        assert store.count() == 4
+        assert sorted(store.events(ADMIN), key=lambda e: e.event_id) == sorted(old, key=lambda e: e.event_id)
+        new = replay_event(10)
+        store.insert([new])
+        assert {e.event_id: e for e in store.events(ADMIN)}[new.event_id] == new
+    finally:
+        drop(store)
+
+
+def _v1_row(e: AnalyticsEvent) -> str:
+    import json
+
+    row = {c: getattr(e, c) for c in V1_COLUMNS}
+    row["timestamp"] = e.timestamp.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return json.dumps(row)
+
+
+def test_both_stores_give_the_replay_the_same_calls_and_name_the_old_ones(store: EventStore) -> None:
+    from mcp_runtime.platform.simulate import TOO_OLD, recorded_calls
+
+    calls = [replay_event(i, tool_name=["echo", "add"][i % 2]) for i in range(30)]
+    others = [replay_event(5, rpc_method="tools/list", tool_name=None), replay_event(6, server="ledger"),
+              replay_event(7, timestamp=T0 - timedelta(days=2))]
+    store.insert([*calls, event(8), *others])  # event(8): an older gateway's event, version 1
+    got = list(recorded_calls(store, ACME_NS, "payments", T0 - timedelta(hours=1), T0 + timedelta(hours=1)))
+    assert len(got) == 31 and sum(1 for c in got if c.gap == TOO_OLD) == 1
+    replayable = sorted((c for c in got if c.gap is None), key=lambda c: c.at)
+    assert [(c.at, c.tool, c.session_state, c.consented_trust) for c in replayable] == [
+        (e.timestamp, e.tool_name, "active", "medium") for e in sorted(calls, key=lambda e: e.timestamp)]
+    assert all(c.identity is not None and c.identity.session_id == "sess-1" and c.identity.team_id == GLOBEX
+               for c in replayable)

@@ -12,8 +12,8 @@ import httpx
 import uvicorn
 from platform_support import free_port
 
+from mcp_runtime.compose.site import create_site
 from mcp_runtime.platform import Platform, PlatformSettings
-from mcp_runtime.web import create_site
 
 
 @dataclass

@@ -102,6 +102,11 @@ DEAD_REGISTRY = "127.0.0.1:9"
 PUSH = {"image": "acme/payments:v1", "scope": "tenant"}
 ADAPTER = {"server": "payments", "agent": "cursor", "agentID": "cursor"}
 EXPLAIN = {"server": "payments", "namespace": ACME, "tool": "echo", "agentID": "cursor"}
+# a simulation is for those who may apply the change: globex can see payments (it holds a grant on it)
+# but may not change its access (403); ledger it cannot see at all (404)
+SIMULATE = {"server": "payments", "namespace": ACME, "deleteGrants": ["acme-cursor"]}
+SIMULATE_PRIVATE = {"server": "ledger", "namespace": ACME,
+                    "grants": [grant_doc("ledger-tmp", ACME, "ledger", {"agentID": "tmp-agent"})]}
 
 #                                                                       anon admin owner member other apikey
 MATRIX: list[tuple[str, str, Prepare, str]] = [
@@ -148,6 +153,8 @@ MATRIX: list[tuple[str, str, Prepare, str]] = [
     ("refresh", "POST", fixed("/auth/refresh", {"refreshToken": "nope"}), "401 401 401 401 401 401"),
     ("replace session", "PUT", existing_session(method_body=True),       "401 200 403 403 403 403"),
     ("explain", "POST", fixed("/runtime/explain", EXPLAIN),              "401 200 200 200 200 200"),
+    ("simulate", "POST", fixed("/runtime/simulate", SIMULATE),           "401 200 200 200 403 200"),
+    ("simulate private", "POST", fixed("/runtime/simulate", SIMULATE_PRIVATE), "401 200 200 200 404 200"),
     ("audit", "GET", fixed("/audit"),                                    "401 200 403 403 403 403"),
     ("registry info", "GET", fixed("/registry/info"),                    "401 200 200 200 200 200"),
     ("registry status", "GET", dead_registry("/registry/status"),        "401 200 200 200 200 200"),
@@ -204,5 +211,5 @@ def _shape(path: str) -> str:
     fixed_words = {"auth", "user", "api-keys", "teams", "users", "runtime", "servers", "grants", "sessions",
                    "policy", "enable", "disable", "revoke", "unrevoke", "token", "adapter", "explain", "audit",
                    "healthz", "jwks", "me", "logout", "login", "refresh", "openapi.json", "status", "logs",
-                   "events"}
+                   "events", "simulate"}
     return "/" + "/".join(p if p in fixed_words else "*" for p in parts)

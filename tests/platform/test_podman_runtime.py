@@ -28,7 +28,8 @@ import pytest
 import uvicorn
 from platform_support import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORDS, free_port, grant_doc
 
-from mcp_runtime.platform.embedded import EmbeddedPlatform
+from mcp_runtime.compose.embedded import EmbeddedPlatform
+from mcp_runtime.compose.podman_stack import PodmanStack
 from mcp_runtime.platform.settings import PlatformSettings
 from mcp_runtime.runtime.base_image import (
     PYTHON_BASE_IMAGE,
@@ -38,7 +39,6 @@ from mcp_runtime.runtime.base_image import (
     image_exists,
 )
 from mcp_runtime.runtime.podman import PodmanRuntime
-from mcp_runtime.runtime.podman_stack import PodmanStack
 from mcp_runtime.runtime.registry import BundledRegistry
 
 REPO = Path(__file__).resolve().parents[2]

@@ -21,7 +21,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from platform_support import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORDS, free_port, grant_doc, platform_settings
 
 from fixtures.servers import DATA_UTILITY_DIR
-from mcp_runtime.platform.embedded import EmbeddedPlatform
+from mcp_runtime.compose.embedded import EmbeddedPlatform
 from mcp_runtime.store.sql import sqlite_url
 
 ACME_NS = "mcp-team-acme"

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from mcp_runtime.manifests.images import (
+    ImageRef,
+    ImageRefError,
+    is_insecure_registry,
+    scope_of_repository,
+    scoped_repository,
+)
 from mcp_runtime.resources import Scope
-from mcp_runtime.runtime.builders import is_insecure_registry
-from mcp_runtime.runtime.image_refs import ImageRef, ImageRefError, scope_of_repository, scoped_repository
 
 
 @pytest.mark.parametrize(("text", "host", "repository", "tag"), [

@@ -12,10 +12,10 @@ import kubernetes_validate
 import pytest
 
 from mcp_runtime.kube.client import ANNOTATION_APPLIED_HASH, manifest_hash
+from mcp_runtime.manifests import RenderOptions
 from mcp_runtime.operator.plan import ObjectRef, Observed, plan_access_status, plan_server, status_changed
 from mcp_runtime.operator.settings import OperatorSettings
 from mcp_runtime.resources import MCPAccessGrant, MCPAgentSession, MCPServer, MCPServerStatus
-from mcp_runtime.runtime.render import RenderOptions
 
 NS = "mcp-team-acme"
 NOW = datetime(2026, 11, 21, 4, 0, tzinfo=UTC)

@@ -17,9 +17,7 @@ import kubernetes_validate
 import kubernetes_validate.utils
 import pytest
 
-from mcp_runtime.policy import PolicyDocument, compile_policy
-from mcp_runtime.resources import MCPAccessGrant, MCPAgentSession, MCPServer
-from mcp_runtime.runtime.render import (
+from mcp_runtime.manifests import (
     APP_CONTAINER,
     GATEWAY_CONTAINER,
     OwnerReference,
@@ -34,7 +32,10 @@ from mcp_runtime.runtime.render import (
     render_server,
     render_team_namespace,
 )
-from mcp_runtime.runtime.render.names import has_registry_host, label_value, object_name, qualify_image
+from mcp_runtime.manifests.images import has_registry_host, qualify_image
+from mcp_runtime.manifests.names import label_value, object_name
+from mcp_runtime.policy import PolicyDocument, compile_policy
+from mcp_runtime.resources import MCPAccessGrant, MCPAgentSession, MCPServer
 
 K8S_VERSION = "1.30"
 NS = "mcp-team-acme"
@@ -600,10 +601,3 @@ def test_a_policy_for_another_server_is_refused() -> None:
         render_server(make_server(), policy_for(other), RenderOptions())
 
 
-def test_podman_objects_are_the_policy_and_the_pod() -> None:
-    rendered = render(make_server())
-    configmap, pod = rendered.podman_objects()
-    assert configmap == rendered.policy_configmap and pod == rendered.pod()
-    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
-    assert volumes["policy"]["configMap"]["name"] == configmap["metadata"]["name"]
-    validate_all([configmap, pod])

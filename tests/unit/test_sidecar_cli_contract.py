@@ -9,9 +9,9 @@ from typing import Any
 import typer
 
 from mcp_runtime.cli.app import app
+from mcp_runtime.manifests import GATEWAY_CONTAINER, RenderOptions, render_server
 from mcp_runtime.policy import compile_policy
 from mcp_runtime.resources import MCPServer
-from mcp_runtime.runtime.render import GATEWAY_CONTAINER, RenderOptions, render_server
 
 
 def parse_gateway_args(args: list[str]) -> dict[str, Any]:

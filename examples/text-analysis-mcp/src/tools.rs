@@ -2,7 +2,7 @@
 //! A tool answers `Ok(text)` or `Err(message)`; the MCP layer turns `Err` into an `isError` result so
 //! the model sees what was wrong with its arguments.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 
 pub const MAX_REPEAT_TIMES: i64 = 100;
@@ -108,7 +108,7 @@ fn integer(
 ) -> Result<i64, String> {
     let value = match arguments.get(name) {
         None | Some(Value::Null) => {
-            return default.ok_or_else(|| format!("missing required argument '{}' (an integer)", name))
+            return default.ok_or_else(|| format!("missing required argument '{}' (an integer)", name));
         }
         Some(v) => v,
     };

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-ADAPTER_ERROR_CODE = -32001
-PARSE_ERROR = -32700
+from mcp_runtime.wire.jsonrpc import DENIED, PARSE_ERROR, dumps, error_object
+
+__all__ = ["PARSE_ERROR", "dumps", "error_response", "gateway_envelope", "is_jsonrpc_error", "parse_messages",
+           "request_ids"]
 
 
 def parse_messages(body: bytes) -> list[dict[str, Any]]:
@@ -30,13 +32,9 @@ def request_ids(messages: list[dict[str, Any]]) -> list[Any]:
 
 
 def error_response(request_id: Any, reason: str, message: str, **data: Any) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": request_id,
-            "error": {"code": ADAPTER_ERROR_CODE, "message": message,
-                      "data": {"reason": reason, **{k: v for k, v in data.items() if v is not None}}}}
-
-
-def dumps(payload: Any) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    """The error a request gets when it could not reach the server: the gateway's denial code, the reason."""
+    return error_object(request_id, DENIED, message,
+                        {"reason": reason, **{k: v for k, v in data.items() if v is not None}})
 
 
 def gateway_envelope(body: bytes) -> tuple[str, str] | None:

@@ -26,6 +26,7 @@ from starlette.types import Message, Receive, Scope, Send
 from mcp_runtime.adapter import jsonrpc
 from mcp_runtime.adapter.config import is_loopback
 from mcp_runtime.adapter.session import EXPIRED_REASONS, AdapterError, SessionManager
+from mcp_runtime.wire.body import BodyTooLarge, ClientDisconnected, read_body
 
 log = logging.getLogger("mcp_runtime.adapter.proxy")
 
@@ -102,9 +103,12 @@ class AdapterProxy:
 
     # forwarding ---------------------------------------------------------------------------------
     async def _forward(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = await _read_body(receive)
-        if body is None:
-            await _json(send, 413, {"error": "body_too_large", "message": f"the body exceeds {MAX_BODY} bytes"})
+        try:
+            body = await read_body(receive, MAX_BODY, _header(scope, b"content-length"))
+        except BodyTooLarge as exc:
+            await _json(send, exc.status, exc.envelope(), list(exc.headers))
+            return
+        except ClientDisconnected:
             return
         method = scope["method"]
         ids = jsonrpc.request_ids(jsonrpc.parse_messages(body)) if method == "POST" else []
@@ -203,20 +207,11 @@ async def _wait_disconnect(receive: Receive) -> None:
             return
 
 
-async def _read_body(receive: Receive) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return b"".join(chunks)
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value  # type: ignore[no-any-return]
+    return None
 
 
 async def _read_closed(response: httpx.Response) -> bytes:

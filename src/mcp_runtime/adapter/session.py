@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mcp_runtime.adapter.config import AdapterSettings
-from mcp_runtime.cli.client import ApiCallError, ApiClient
-from mcp_runtime.cli.errors import CliError
+from mcp_runtime.client import ApiCallError, ApiClient, ClientError
 
 log = logging.getLogger("mcp_runtime.adapter")
 
@@ -35,18 +34,15 @@ SAME_TOKEN_RETRY = 2.0
 EXPIRED_REASONS = frozenset({"token_expired", "session_expired", "session_not_found"})
 
 
-class AdapterError(Exception):
+class AdapterError(ClientError):
     """A failure the user can act on: `reason` is a stable code, `message` one sentence, `hint` the fix."""
 
     def __init__(self, reason: str, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.reason, self.message, self.hint = reason, message, hint
+        super().__init__(message, hint=hint)
+        self.reason = reason
 
     def line(self) -> str:
         return self.message + (f" ({self.hint})" if self.hint else "")
-
-    def to_cli(self) -> CliError:
-        return CliError(self.message, hint=self.hint)
 
 
 @dataclass(frozen=True)
@@ -137,7 +133,7 @@ class SessionManager:
         try:
             # Load the profile afresh each time: another CLI command may have rotated its refresh token.
             api = ApiClient.from_environment(settings.profile)
-        except CliError as exc:
+        except ClientError as exc:
             raise AdapterError("not_logged_in", f"{exc.message}: the adapter gets sessions as your platform user",
                                hint=login) from None
         started = time.monotonic()
@@ -145,7 +141,7 @@ class SessionManager:
             answer = api.post("runtime/adapter/sessions", settings.session_request())
         except ApiCallError as exc:
             raise self._platform_refusal(exc, login) from None
-        except CliError as exc:
+        except ClientError as exc:
             if exc.message.startswith("cannot reach"):
                 raise AdapterError("platform_unreachable", exc.message, hint=exc.hint) from None
             raise AdapterError("not_logged_in", exc.message, hint=exc.hint or login) from None

@@ -26,6 +26,7 @@ import httpx
 from mcp_runtime.adapter import jsonrpc
 from mcp_runtime.adapter.proxy import upstream_timeout
 from mcp_runtime.adapter.session import EXPIRED_REASONS, AdapterError, SessionManager
+from mcp_runtime.wire.jsonrpc import error_object
 
 log = logging.getLogger("mcp_runtime.adapter.stdio")
 
@@ -87,8 +88,7 @@ class StdioBridge:
         try:
             payload = json.loads(line)
         except ValueError:
-            self._write({"jsonrpc": "2.0", "id": None,
-                         "error": {"code": jsonrpc.PARSE_ERROR, "message": "not a JSON-RPC message (bad JSON)"}})
+            self._write(error_object(None, jsonrpc.PARSE_ERROR, "not a JSON-RPC message (bad JSON)"))
             return
         messages = [m for m in (payload if isinstance(payload, list) else [payload]) if isinstance(m, dict)]
         ids = jsonrpc.request_ids(messages)

@@ -22,9 +22,10 @@ from mcp_runtime.adapter.config import (
     parse_listen,
 )
 from mcp_runtime.adapter.session import AdapterError, IssuedSession, SessionManager
-from mcp_runtime.cli.errors import CliError
-from mcp_runtime.cli.ports import check_port_free
-from mcp_runtime.resources.common import parse_duration
+from mcp_runtime.cli.common.errors import CliError
+from mcp_runtime.cli.common.flags import parse_choice, parse_duration_flag
+from mcp_runtime.cli.common.serving import check_port_free, configure_logging
+from mcp_runtime.resources import Trust
 
 app = typer.Typer(help="Connect MCP clients to governed servers (HTTP proxy, stdio shim, client config).",
                   no_args_is_help=True)
@@ -49,14 +50,8 @@ def _settings(runtime_url: str, server: str | None, agent: str | None, agent_id:
     if not url.startswith(("http://", "https://")):
         raise CliError(f"--runtime-url {runtime_url!r} is not an http(s) URL",
                        hint="e.g. --runtime-url http://127.0.0.1:8080/payments/mcp")
-    if trust is not None and trust.lower() not in ("low", "medium", "high"):
-        raise CliError(f"--trust {trust!r} is not allowed", hint="use one of low, medium, high")
-    ttl_seconds = None
-    if ttl is not None:
-        try:
-            ttl_seconds = int(parse_duration(ttl).total_seconds())
-        except ValueError as exc:
-            raise CliError(f"--ttl {exc}") from None
+    consented = parse_choice(trust, Trust, "--trust") if trust is not None else None
+    ttl_seconds = int(parse_duration_flag(ttl, "--ttl").total_seconds()) if ttl is not None else None
     sources = [s for s in (server and "--server", token_file and "--session-token-file",
                            static_token is not None and "--token-stdin") if s]
     if len(sources) > 1:
@@ -67,15 +62,9 @@ def _settings(runtime_url: str, server: str | None, agent: str | None, agent_id:
     if server and not (agent or agent_id):
         raise CliError("--agent is required with --server", hint="e.g. --agent cursor --agent-id cursor")
     return AdapterSettings(runtime_url=url, server=server, agent=agent, agent_id=agent_id, namespace=namespace,
-                           trust=trust.lower() if trust else None, ttl_seconds=ttl_seconds,
+                           trust=consented.value if consented else None, ttl_seconds=ttl_seconds,
                            auto_refresh=auto_refresh, profile=profile, static_token=static_token,
                            token_file=token_file)
-
-
-def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _describe(issued: IssuedSession, settings: AdapterSettings) -> str:
@@ -138,12 +127,12 @@ def proxy(
     static = sys.stdin.read().strip() if token_stdin else None
     settings = _settings(runtime_url, server, agent, agent_id, namespace, trust, ttl, auto_refresh, profile,
                          session_token_file, static)
-    _logging(log_level)
+    configure_logging(log_level, quiet=("httpx",))
     sessions = SessionManager(settings)
     try:
         issued = sessions.issue_sync()
     except AdapterError as exc:
-        raise exc.to_cli() from None
+        raise CliError.from_client(exc) from None
     _check_runtime(settings)
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"adapter proxy: http://{shown}:{port}/mcp -> {settings.runtime_url} ({_describe(issued, settings)})",
@@ -178,7 +167,7 @@ def stdio(
 
     settings = _settings(runtime_url, server, agent, agent_id, namespace, trust, ttl, auto_refresh, profile,
                          session_token_file)
-    _logging(log_level)
+    configure_logging(log_level, quiet=("httpx",))
     sessions = SessionManager(settings)
     bridge = StdioBridge(sessions)
     try:
@@ -226,7 +215,7 @@ def config(
         try:
             issued = SessionManager(settings).issue_sync()
         except AdapterError as exc:
-            raise exc.to_cli() from None
+            raise CliError.from_client(exc) from None
         snippet = client_snippet(client, server, settings, mode="http", token=issued.token)
         typer.echo(f"warning: this token expires at {issued.expires_at or 'an unknown time'} "
                    f"({_remaining(issued.expires_at)}); run this command again then, or use --mode stdio, "

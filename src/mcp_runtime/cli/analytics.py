@@ -17,8 +17,8 @@ from typing import Any
 import typer
 import yaml
 
-from mcp_runtime.cli.client import ApiClient, client
-from mcp_runtime.cli.output import OutputFormat, OutputOption, console, emit
+from mcp_runtime.cli.common.output import OutputFormat, OutputOption, console, emit, emit_structured
+from mcp_runtime.client import ApiClient, client
 
 app = typer.Typer(help="Tool calls, callers and decisions seen by the gateways.", no_args_is_help=True)
 
@@ -58,8 +58,7 @@ def usage(server: str | None = ServerOpt, team: str | None = TeamOpt, since: str
     """Totals, per-server traffic and the decisions with their reasons."""
     params = _filters(section=["totals", "servers", "decisions"], server=server, team=team, since=since)
     answer = client().get("analytics/usage", params=params)
-    if output != OutputFormat.table:
-        emit(answer, output)
+    if emit_structured(answer, output):
         return
     t = answer["totals"]
     console.print(f"[bold]{t['events']}[/bold] requests: {t['allowed']} allowed, {t['denied']} denied; "

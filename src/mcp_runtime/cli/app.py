@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
 
 from mcp_runtime import __version__
+from mcp_runtime.cli.common.errors import CliError
+from mcp_runtime.client.errors import ClientError
+
+
+class RootGroup(TyperGroup):
+    """The root command: a platform-client error raised by any command prints as one line, like `CliError`."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ClientError as exc:
+            raise CliError.from_client(exc) from None
+
 
 app = typer.Typer(
     name="mcp-runtime",
+    cls=RootGroup,
     help="Publish, govern and observe MCP servers.",
     no_args_is_help=True,
     add_completion=False,
@@ -30,7 +47,7 @@ def _root(
 
 
 def _mount() -> None:
-    """Register the command groups. Each lives in its own module under `mcp_runtime.cli`."""
+    """Register the command groups (the list is in `cli.commands`)."""
     from mcp_runtime.cli import commands
 
     commands.register(app)

@@ -8,19 +8,20 @@ import time
 
 import typer
 
-from mcp_runtime.cli.client import (
+from mcp_runtime.cli.common.errors import CliError
+from mcp_runtime.cli.common.output import OutputFormat, OutputOption, emit_structured
+from mcp_runtime.client import (
     DEFAULT_PROFILE,
     URL_ENV,
     ApiCallError,
     ApiClient,
+    ClientError,
     Config,
     Profile,
     config_path,
     login_hint,
     normalize_url,
 )
-from mcp_runtime.cli.errors import CliError
-from mcp_runtime.cli.output import OutputFormat, OutputOption, emit
 
 app = typer.Typer(help="Save and switch platform credentials.", no_args_is_help=True)
 
@@ -97,8 +98,7 @@ def status(profile: str | None = ProfileOption, output: OutputFormat = OutputOpt
         info.update({"valid": False, "error": exc.message})
     if saved.access_expires_at:
         info["accessTokenExpiresIn"] = max(0, int(saved.access_expires_at - time.time()))
-    if output != OutputFormat.table:
-        emit(info, output)
+    if emit_structured(info, output):
         return
     for key in ("profile", "apiUrl", "email", "role", "teams", "credential", "valid", "error"):
         if key in info:
@@ -122,7 +122,7 @@ def logout(profile: str | None = ProfileOption,
         if saved.refresh_token:
             try:
                 ApiClient(saved).post("auth/logout", {"refreshToken": saved.refresh_token}, auth=False)
-            except CliError:
+            except ClientError:
                 pass  # the local credentials go anyway
         removed.append(name)
     if not removed:

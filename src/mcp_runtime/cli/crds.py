@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mcp_runtime.cli.errors import CliError
+from mcp_runtime.cli.common.errors import CliError
 from mcp_runtime.resources.crd import crd_yaml, render_crds
 
 app = typer.Typer(help="Print or write the MCPServer, MCPAccessGrant and MCPAgentSession CRDs.",
@@ -19,15 +19,22 @@ def print_crds() -> None:
     typer.echo("---\n".join(crd_yaml(crd) for crd in render_crds().values()), nl=False)
 
 
+CHECKED_IN = (Path("deploy/crds"), Path("deploy/helm/mcp-runtime/crds"))
+"""Where the generated CRDs are checked in: on their own, and in the Helm chart (Helm installs crds/ first)."""
+
+
 @app.command("generate")
 def generate(
-    output: Path = typer.Option(Path("deploy/crds"), "--output", help="Directory to write the CRD files into."),
+    output: list[Path] = typer.Option(list(CHECKED_IN), "--output",
+                                      help="Directory to write the CRD files into (repeat for several)."),
 ) -> None:
-    """Write one YAML file per CRD into OUTPUT (the checked-in copies live in deploy/crds/)."""
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-        for filename, crd in render_crds().items():
-            (output / filename).write_text(crd_yaml(crd), encoding="utf-8")
-            typer.echo(f"wrote {output / filename}")
-    except OSError as exc:
-        raise CliError(f"cannot write CRDs to {output}: {exc.strerror}", hint="choose a writable --output") from None
+    """Write one YAML file per CRD into each OUTPUT (default: deploy/crds/ and the Helm chart's crds/)."""
+    for directory in output:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            for filename, crd in render_crds().items():
+                (directory / filename).write_text(crd_yaml(crd), encoding="utf-8")
+                typer.echo(f"wrote {directory / filename}")
+        except OSError as exc:
+            raise CliError(f"cannot write CRDs to {directory}: {exc.strerror}",
+                           hint="choose a writable --output") from None

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from mcp_runtime.cli.errors import CliError
+from mcp_runtime.cli.common.errors import CliError
+from mcp_runtime.cli.common.serving import configure_logging
+from mcp_runtime.resources.server import DEFAULT_GATEWAY_PORT, DEFAULT_MCP_PATH
+
+if TYPE_CHECKING:
+    from mcp_runtime.gateway import PolicySource
+    from mcp_runtime.gateway.keys_source import JwksFile
+    from mcp_runtime.sentinel.emitter import Emitter
 
 app = typer.Typer(help="Run the mcp-gateway: authenticate, authorize, forward and audit MCP requests.",
                   no_args_is_help=True)
 
-DEFAULT_LISTEN = "0.0.0.0:8091"
+DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_GATEWAY_PORT}"
 
 
 def _readable(path: Path, what: str, flag: str) -> bytes:
@@ -45,7 +52,7 @@ def run(
     jwks_file: Path = typer.Option(..., "--jwks-file", metavar="FILE",
                                    help="Public keys (JWKS) session tokens are checked with; reloaded on change."),
     listen: str = typer.Option(DEFAULT_LISTEN, "--listen", metavar="HOST:PORT", help="Address to serve on."),
-    path: str = typer.Option("/mcp", "--path", help="Public MCP path (the server's ingress path)."),
+    path: str = typer.Option(DEFAULT_MCP_PATH, "--path", help="Public MCP path (the server's ingress path)."),
     server: str | None = typer.Option(None, "--server", help="Server name (default: from the policy)."),
     namespace: str | None = typer.Option(None, "--namespace", help="Namespace (default: from the policy)."),
     ingest_url: str | None = typer.Option(None, "--ingest-url", metavar="URL",
@@ -67,11 +74,8 @@ def run(
 
     Also serves /healthz, /readyz, /config/status and /metrics.
     """
-    from mcp_runtime.gateway import FilePolicySource, Gateway, GatewayRoute, PolicySource
-    from mcp_runtime.gateway.keys_source import JwksFile
-    from mcp_runtime.gateway.kube_source import ConfigMapPolicySource
+    from mcp_runtime.gateway import Gateway, GatewayRoute
     from mcp_runtime.gateway.server import serve
-    from mcp_runtime.security import KeyRingError
 
     host, port = _listen(listen)
     if not upstream.startswith(("http://", "https://")):
@@ -81,43 +85,15 @@ def run(
         raise CliError("no policy source", hint="give --policy-file FILE or --policy-configmap NAMESPACE/NAME")
     if policy_file is not None:
         _readable(policy_file, "policy file", "--policy-file")
-    _readable(jwks_file, "JWKS file", "--jwks-file")
-    try:
-        keys = JwksFile(jwks_file)
-    except KeyRingError as exc:
-        raise CliError(f"JWKS file {jwks_file} is not usable: {exc}", hint="check --jwks-file") from None
-    source: PolicySource
-    if policy_configmap is not None:
-        try:
-            source = ConfigMapPolicySource(policy_configmap, initial_file=policy_file)
-        except ValueError as exc:
-            raise CliError(str(exc), hint="--policy-configmap takes NAMESPACE/NAME") from None
-        if policy_file is not None and source.document is None:
-            raise CliError(source.last_error or f"policy file {policy_file} is not usable", hint="check --policy-file")
-    else:
-        assert policy_file is not None
-        source = FilePolicySource(policy_file)
-        if not source.load():
-            raise CliError(source.last_error or f"policy file {policy_file} is not usable",
-                           hint="check --policy-file")
+    keys = _keys(jwks_file)
+    source = _policy_source(policy_file, policy_configmap)
     upstream_token = None
     if upstream_token_file is not None:
         raw = _readable(upstream_token_file, "upstream token file", "--upstream-token-file")
         upstream_token = raw.decode().strip() or None
-    emitter = None
-    if ingest_url is not None or ingest_key_file is not None or spool_dir is not None:
-        if ingest_url is None or ingest_key_file is None:
-            raise CliError("analytics needs both --ingest-url and --ingest-key-file",
-                           hint="give both, or neither to run without analytics")
-        api_key = _readable(ingest_key_file, "ingest key file", "--ingest-key-file").decode().strip()
-        if not api_key:
-            raise CliError(f"ingest key file {ingest_key_file} is empty", hint="check --ingest-key-file")
-        from mcp_runtime.sentinel.emitter import Emitter
+    emitter = _emitter(ingest_url, ingest_key_file, spool_dir)
 
-        emitter = Emitter(ingest_url=ingest_url, api_key=api_key,
-                          spool_path=spool_dir / "events.sqlite" if spool_dir is not None else None)
-
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level)
     route = GatewayRoute(upstream=upstream, policy=source, keys=keys, server=server, namespace=namespace,
                          path=path, upstream_token=upstream_token)
     gateway = Gateway([route], emitter=emitter)
@@ -127,3 +103,52 @@ def run(
     typer.echo(f"mcp-gateway for {who}: http://{host}:{port}{route.public_path()} -> {upstream} "
                f"(policy {revision} from {source.describe()}, analytics {'on' if emitter else 'off'})", err=True)
     serve(gateway, host, port, log_level=log_level.lower())
+
+
+def _keys(jwks_file: Path) -> JwksFile:
+    """The session-token keys, watched for changes."""
+    from mcp_runtime.gateway.keys_source import JwksFile
+    from mcp_runtime.security import KeyRingError
+
+    _readable(jwks_file, "JWKS file", "--jwks-file")
+    try:
+        return JwksFile(jwks_file)
+    except KeyRingError as exc:
+        raise CliError(f"JWKS file {jwks_file} is not usable: {exc}", hint="check --jwks-file") from None
+
+
+def _policy_source(policy_file: Path | None, policy_configmap: str | None) -> PolicySource:
+    """The ConfigMap watch (seeded from the file when given), or the file; either must hold a usable policy."""
+    from mcp_runtime.gateway import FilePolicySource
+    from mcp_runtime.gateway.configmap_source import ConfigMapPolicySource
+
+    if policy_configmap is not None:
+        try:
+            watched = ConfigMapPolicySource(policy_configmap, initial_file=policy_file)
+        except ValueError as exc:
+            raise CliError(str(exc), hint="--policy-configmap takes NAMESPACE/NAME") from None
+        if policy_file is not None and watched.document is None:
+            raise CliError(watched.last_error or f"policy file {policy_file} is not usable",
+                           hint="check --policy-file")
+        return watched
+    assert policy_file is not None
+    source = FilePolicySource(policy_file)
+    if not source.load():
+        raise CliError(source.last_error or f"policy file {policy_file} is not usable", hint="check --policy-file")
+    return source
+
+
+def _emitter(ingest_url: str | None, ingest_key_file: Path | None, spool_dir: Path | None) -> Emitter | None:
+    """Analytics to Sentinel ingest when configured (URL and key both), else none."""
+    if ingest_url is None and ingest_key_file is None and spool_dir is None:
+        return None
+    if ingest_url is None or ingest_key_file is None:
+        raise CliError("analytics needs both --ingest-url and --ingest-key-file",
+                       hint="give both, or neither to run without analytics")
+    api_key = _readable(ingest_key_file, "ingest key file", "--ingest-key-file").decode().strip()
+    if not api_key:
+        raise CliError(f"ingest key file {ingest_key_file} is empty", hint="check --ingest-key-file")
+    from mcp_runtime.sentinel.emitter import Emitter
+
+    return Emitter(ingest_url=ingest_url, api_key=api_key,
+                   spool_path=spool_dir / "events.sqlite" if spool_dir is not None else None)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import typer
 
-from mcp_runtime.cli.client import client
-from mcp_runtime.cli.errors import CliError
-from mcp_runtime.cli.output import OutputFormat, OutputOption, emit
+from mcp_runtime.cli.common.errors import CliError
+from mcp_runtime.cli.common.output import OutputFormat, OutputOption, emit
+from mcp_runtime.client import client
 from mcp_runtime.resources import Scope
 from mcp_runtime.runtime.builders import BuildError, find_builder, local_image_exists, push_image
 

@@ -5,18 +5,15 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import typer
-
-from mcp_runtime.cli.client import URL_ENV, ApiClient, Config, Profile, client, normalize_url
-from mcp_runtime.cli.errors import CliError
-from mcp_runtime.cli.output import OutputFormat, OutputOption, emit
+from mcp_runtime.cli.common.output import OutputFormat, OutputOption, emit_structured, print_fields
+from mcp_runtime.client import URL_ENV, ApiClient, ClientError, Config, Profile, client, normalize_url
 
 
 def _client() -> tuple[ApiClient, bool]:
     """The active profile's client; without a login, an anonymous one when MCP_PLATFORM_API_URL is set."""
     try:
         return client(), True
-    except CliError:
+    except ClientError:
         url = os.environ.get(URL_ENV)
         if not url or Config.load().active_name():
             raise
@@ -28,8 +25,7 @@ def status(output: OutputFormat = OutputOption) -> None:
     api, signed_in = _client()
     answer: dict[str, Any] = api.get("status", auth=signed_in)
     answer = {"apiUrl": api.profile.api_url, **answer}
-    if output != OutputFormat.table:
-        emit(answer, output)
+    if emit_structured(answer, output):
         return
     health = f"{answer.get('status')} (version {answer.get('version')})"
     lines: list[tuple[str, Any]] = [("Platform", api.profile.api_url), ("Health", health)]
@@ -42,6 +38,4 @@ def status(output: OutputFormat = OutputOption) -> None:
                   ("Servers", f"{servers.get('total', 0)}" + (f" ({phases})" if phases else ""))]
     else:
         lines.append(("Signed in", "no (log in with mcp-runtime auth login to see servers)"))
-    width = max(len(k) for k, _ in lines) + 2
-    for key, value in lines:
-        typer.echo(f"{key + ':':<{width}}{value}")
+    print_fields(lines, dash_empty=False)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from mcp_runtime.cli.client import client
-from mcp_runtime.cli.output import OutputFormat, OutputOption, emit
+from mcp_runtime.cli.common.output import OutputFormat, OutputOption, emit, emit_structured
+from mcp_runtime.client import client
 
 app = typer.Typer(help="Create teams and add password users.", no_args_is_help=True)
 users = typer.Typer(help="Users of a team.", no_args_is_help=True)
@@ -21,8 +21,7 @@ def create(slug: str = typer.Argument(..., help="Team slug: lowercase letters, d
            output: OutputFormat = OutputOption) -> None:
     """Create a team (namespace mcp-team-<slug>)."""
     team = client().post("teams", {"slug": slug, "name": name or slug})
-    if output != OutputFormat.table:
-        emit(team, output)
+    if emit_structured(team, output):
         return
     typer.echo(f"Created team {team['slug']} ({team['name']}) namespace {team['namespace']} id {team['id']}")
 
@@ -43,8 +42,7 @@ def create_user(team: str = typer.Argument(..., help="Team slug."),
     if password is None:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     member = client().post(f"teams/{team}/users", {"email": username, "password": password, "role": role})
-    if output != OutputFormat.table:
-        emit(member, output)
+    if emit_structured(member, output):
         return
     verb = "Created user" if member.get("created") else "Added existing user"
     typer.echo(f"{verb} {member['email']} to team {team} as {member['role']}")

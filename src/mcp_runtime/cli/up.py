@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from mcp_runtime.cli.errors import CliError
-from mcp_runtime.cli.ports import check_port_free
-from mcp_runtime.platform.settings import DEFAULT_DATA_DIR, PlatformSettings
+from mcp_runtime.cli.common.errors import CliError
+from mcp_runtime.cli.common.serving import check_port_free, configure_logging
+from mcp_runtime.platform.settings import ADMIN_PASSWORD_FILE, DEFAULT_DATA_DIR, PlatformSettings
 
 if TYPE_CHECKING:
-    from mcp_runtime.runtime.podman_stack import PodmanStack
+    from mcp_runtime.compose.embedded import EmbeddedPlatform
+    from mcp_runtime.compose.podman_stack import PodmanStack
 
 
 def up(
@@ -33,24 +33,43 @@ def up(
     """
     import uvicorn
 
-    from mcp_runtime.platform.embedded import EmbeddedPlatform
-
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logging(log_level, quiet=("alembic",))
     check_port_free(host, port, in_use_hint="stop what runs there or pass --port", other_hint="check --host")
+    data_dir = _data_dir(data_dir)
+    settings = PlatformSettings.from_env(data_dir)
+    password_file = data_dir / ADMIN_PASSWORD_FILE
+    had_password_file = password_file.exists()
+    public_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    if runtime not in ("process", "podman"):
+        raise CliError(f"--runtime {runtime!r} is not known", hint="use process or podman")
+    stack = _podman_stack(data_dir, host, port) if runtime == "podman" else None
+    embedded = _start(settings, public_url, stack)
+    _print_banner(embedded, settings, public_url, password_file, had_password_file)
+    config = uvicorn.Config(embedded.asgi, host=host, port=port, lifespan="on", interface="asgi3",
+                            log_level=log_level.lower(),
+                            access_log=False, server_header=False, timeout_graceful_shutdown=5)
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        if stack is not None:
+            stack.stop()
+
+
+def _data_dir(data_dir: Path) -> Path:
+    """The data directory, absolute and created (or a CliError saying to choose another)."""
     data_dir = data_dir.expanduser().resolve()
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CliError(f"cannot create data directory {data_dir}: {exc.strerror}",
                        hint="pass a writable --data-dir") from None
-    settings = PlatformSettings.from_env(data_dir)
-    password_file = data_dir / "admin-password"
-    had_password_file = password_file.exists()
-    public_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-    if runtime not in ("process", "podman"):
-        raise CliError(f"--runtime {runtime!r} is not known", hint="use process or podman")
-    stack = _podman_stack(data_dir, host, port) if runtime == "podman" else None
+    return data_dir
+
+
+def _start(settings: PlatformSettings, public_url: str, stack: PodmanStack | None) -> EmbeddedPlatform:
+    """The one-process platform, wired to the podman stack when there is one; a failure stops the stack."""
+    from mcp_runtime.compose.embedded import EmbeddedPlatform
+
     try:
         if stack is not None:
             settings.registry_host = stack.registry_host
@@ -66,22 +85,14 @@ def up(
         if stack is not None:
             stack.stop()
         raise CliError(f"the platform could not start: {exc}",
-                       hint=f"check {data_dir} and MCP_RUNTIME_DATABASE_URL") from None
-    _print_banner(embedded, settings, public_url, password_file, had_password_file)
-    config = uvicorn.Config(embedded.asgi, host=host, port=port, lifespan="on", interface="asgi3",
-                            log_level=log_level.lower(),
-                            access_log=False, server_header=False, timeout_graceful_shutdown=5)
-    try:
-        uvicorn.Server(config).run()
-    finally:
-        if stack is not None:
-            stack.stop()
+                       hint=f"check {settings.data_dir} and MCP_RUNTIME_DATABASE_URL") from None
+    return embedded
 
 
 def _podman_stack(data_dir: Path, host: str, port: int) -> PodmanStack:
     """Podman, the bundled registry and the sidecar image: built once, then reused."""
+    from mcp_runtime.compose.podman_stack import PodmanStack
     from mcp_runtime.runtime.podman import PodmanRuntimeError
-    from mcp_runtime.runtime.podman_stack import PodmanStack
 
     # pods reach the platform's ingest through podman's host alias; that needs a non-loopback listener
     ingest_url = (f"http://host.containers.internal:{port}/api/v1/ingest/events"
@@ -94,10 +105,10 @@ def _podman_stack(data_dir: Path, host: str, port: int) -> PodmanStack:
     return stack
 
 
-def _print_banner(embedded: object, settings: PlatformSettings, public_url: str, password_file: Path,
+def _print_banner(embedded: EmbeddedPlatform, settings: PlatformSettings, public_url: str, password_file: Path,
                   had_password_file: bool) -> None:
     lines = [
-        f"MCP Runtime is starting ({getattr(embedded, 'runtime_name', 'process')} runtime).",
+        f"MCP Runtime is starting ({embedded.runtime_name} runtime).",
         f"  dashboard   {public_url}/",
         f"  API         {public_url}/api/v1   (docs: {public_url}/api/v1/docs)",
         f"  servers     {public_url}/<server>/mcp",

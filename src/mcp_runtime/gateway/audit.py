@@ -3,12 +3,20 @@
 `Emitter.emit` only queues (the network and the spool are handled by its own task), so auditing adds
 no I/O to a request. Values a client controls (tool names, methods) are clipped to the event schema's
 bounds so a hostile request can never make the event invalid and lose the audit record.
+
+Each event also carries what a later replay of the decision needs (`access simulate`, see
+docs/governance.md): the time the gateway decided at, the state and consented trust of the caller's
+session in the policy of that moment, and a digest of the tool call's arguments.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+from mcp_runtime.policy import canonical_json, session_state
 
 if TYPE_CHECKING:
     from mcp_runtime.gateway.auth import Authenticated
@@ -37,9 +45,10 @@ class Auditor:
     def __init__(self, emitter: Emitter | None) -> None:
         self.emitter = emitter
         if emitter is not None:
-            from mcp_runtime.sentinel.events import AnalyticsEvent
+            from mcp_runtime.sentinel.events import EVENT_VERSION, AnalyticsEvent
 
             self._event = AnalyticsEvent
+            self._version = EVENT_VERSION
 
     @property
     def enabled(self) -> bool:
@@ -61,13 +70,23 @@ class Auditor:
         bytes_in: int,
         bytes_out: int,
         trace_id: str | None,
+        now: datetime | None = None,
+        arguments: Any = None,
     ) -> None:
-        """Queue one event. `decision` is None when the request failed before policy (bad token)."""
+        """Queue one event. `decision` is None when the request failed before policy (bad token).
+
+        `now` is the time the request was decided at (the gateway's clock); `arguments` the tool call's
+        `params.arguments` (None when absent)."""
         if self.emitter is None:
             return
         claims = caller.claims if caller is not None else None
+        when = now or datetime.now(UTC)
+        state, session = (None, None)
+        if doc is not None and caller is not None:
+            state, session = session_state(doc, caller.identity, when)
         try:
             event = self._event(
+                timestamp=when,
                 trace_id=trace_id,
                 server=_clip(server, _NAME) or "unknown",
                 namespace=_clip(namespace, _NAME) or "default",
@@ -89,11 +108,30 @@ class Auditor:
                 bytes_in=bytes_in,
                 bytes_out=bytes_out,
                 policy_revision=_clip(doc.revision if doc is not None else None, _SHORT),
+                event_version=self._version,
+                session_state=str(state) if state is not None else None,
+                consented_trust=str(session.consented_trust) if session is not None else None,
+                arguments_digest=arguments_digest(arguments) if tool is not None else None,
             )
         except Exception:  # an audit record must never break the request it describes
             log.exception("could not build the analytics event for %s %s", server, rpc_method)
             return
         self.emitter.emit(event)
+
+
+def arguments_digest(arguments: Any) -> str | None:
+    """SHA-256 (hex) of a tool call's arguments as canonical JSON; absent arguments count as `{}`.
+    None when they cannot be serialized (they came from JSON, so practically never)."""
+    try:
+        return hashlib.sha256(canonical_json({} if arguments is None else arguments)).hexdigest()
+    except (TypeError, ValueError):
+        return None
+
+
+def tool_arguments(raw: Any) -> Any:
+    """`params.arguments` of a JSON-RPC message (None when absent)."""
+    params = raw.get("params") if isinstance(raw, dict) else None
+    return params.get("arguments") if isinstance(params, dict) else None
 
 
 def trace_id_from(traceparent: bytes | None) -> str | None:

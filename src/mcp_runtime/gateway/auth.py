@@ -65,6 +65,15 @@ def extract_token(authorization: bytes | None, alias: bytes | None) -> str | Non
     return None
 
 
+def bearer_challenge(reason: str, message: str) -> bytes:
+    """A `WWW-Authenticate: Bearer` challenge (RFC 6750): `invalid_token` and why, unless no token was sent."""
+    if reason in ("missing_identity", "missing_session"):
+        return b'Bearer realm="mcp-runtime"'
+    description = message.replace('"', "'").replace("\\", "/")
+    return f'Bearer realm="mcp-runtime", error="invalid_token", error_description="{description}"'.encode(
+        "latin-1", "replace")
+
+
 def identity_of(claims: SessionClaims) -> Identity:
     return Identity(human_id=claims.human_id, agent_id=claims.agent_id, team_id=claims.team_id,
                     session_id=claims.session_id)

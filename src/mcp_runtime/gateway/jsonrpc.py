@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-POLICY_DENIED = -32001
+from mcp_runtime.wire.jsonrpc import INVALID_REQUEST, PARSE_ERROR, dumps, error_object
+
+__all__ = ["INVALID_REQUEST", "PARSE_ERROR", "RpcInputError", "RpcMessage", "dumps", "error_object", "id_key",
+           "parse_body"]
 
 
 class RpcInputError(Exception):
@@ -64,10 +65,21 @@ def _message(item: Any) -> RpcMessage:
     return RpcMessage(item)
 
 
+def _text(body: bytes) -> str | bytes:
+    """The body as `json.loads` would decode it, without its encoding sniffing when the answer is known.
+
+    A body that starts with `{` or `[` followed by a non-NUL byte is UTF-8 to `json.detect_encoding` (no
+    BOM, not UTF-16/32), so it is decoded here exactly as `json.loads` would; anything else is left to it.
+    """
+    if len(body) > 1 and body[0] in (0x7B, 0x5B) and body[1]:
+        return body.decode("utf-8", "surrogatepass")
+    return body
+
+
 def parse_body(body: bytes) -> tuple[list[RpcMessage], bool]:
     """Messages of a POST body and whether it was a batch. Raises RpcInputError."""
     try:
-        data = json.loads(body)
+        data = json.loads(_text(body))
     except (ValueError, UnicodeDecodeError) as exc:
         raise RpcInputError(PARSE_ERROR, f"Parse error: the body is not valid JSON ({exc})") from None
     if isinstance(data, list):
@@ -75,18 +87,6 @@ def parse_body(body: bytes) -> tuple[list[RpcMessage], bool]:
             raise RpcInputError(INVALID_REQUEST, "Invalid Request: empty batch")
         return [_message(item) for item in data], True
     return [_message(data)], False
-
-
-def error_object(msg_id: Any, code: int, message: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A JSON-RPC error response."""
-    error: dict[str, Any] = {"code": code, "message": message}
-    if data is not None:
-        error["data"] = data
-    return {"jsonrpc": "2.0", "id": msg_id, "error": error}
-
-
-def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def id_key(msg_id: Any) -> str:

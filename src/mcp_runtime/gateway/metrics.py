@@ -7,6 +7,28 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
+class InFlight:
+    """Requests of one server being handled now: a plain count the request path bumps and `/metrics` reads.
+
+    Not a Gauge child's `inc()`/`dec()`: those take a lock twice per request, and the gateway counts from
+    its one event loop thread.
+    """
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def inc(self) -> None:
+        self.count += 1
+
+    def dec(self) -> None:
+        self.count -= 1
+
+    def value(self) -> float:
+        return float(self.count)
+
+
 class GatewayMetrics:
     """Requests, decisions by reason, durations, in-flight requests and policy reloads, per server."""
 
@@ -50,12 +72,13 @@ class GatewayMetrics:
             child = self._children[key] = self.duration.labels(server)
         child.observe(seconds)  # type: ignore[attr-defined]
 
-    def inflight_for(self, server: str) -> Gauge:
+    def inflight_for(self, server: str) -> InFlight:
         key = ("i", server)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self.inflight.labels(server)
-        return child  # type: ignore[return-value]
+        count = self._children.get(key)
+        if count is None:
+            count = self._children[key] = InFlight()
+            self.inflight.labels(server).set_function(count.value)
+        return count  # type: ignore[return-value]
 
     def count_reload(self, server: str, ok: bool) -> None:
         self.reloads.labels(server, "ok" if ok else "error").inc()

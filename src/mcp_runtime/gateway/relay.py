@@ -1,6 +1,6 @@
 """Answers to the client: small JSON bodies in one piece, upstream streams relayed as they arrive.
 
-Everything here is per response and stateless; `app.Gateway` decides what to send.
+Everything here is per response and stateless; the request path (`pipeline.py`) decides what to send.
 """
 
 from __future__ import annotations
@@ -8,18 +8,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable, Sequence, Set
 from typing import Any
 
 from mcp_runtime.gateway import jsonrpc
 from mcp_runtime.gateway.sse import SseRewriter
 from mcp_runtime.gateway.upstream import UpstreamError, UpstreamResponse
 from mcp_runtime.policy import Decision
+from mcp_runtime.wire.asgi import Receive, Send
+from mcp_runtime.wire.jsonrpc import DENIED
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+ToolFilter = Callable[[dict[str, Any]], bool]
+"""Given one tool definition of a `tools/list` answer, whether the caller sees it."""
 
 log = logging.getLogger("mcp_runtime.gateway")
 
@@ -57,22 +57,9 @@ async def send_empty(send: Send, status: int) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-async def send_unauthorized(send: Send, reason: str, message: str) -> None:
-    await send_json(send, 401, {"error": reason, "message": message},
-                    [(b"www-authenticate", _bearer_challenge(reason, message))])
-
-
-def _bearer_challenge(reason: str, message: str) -> bytes:
-    description = message.replace('"', "'").replace("\\", "/")
-    if reason in ("missing_identity", "missing_session"):
-        return b'Bearer realm="mcp-runtime"'
-    return f'Bearer realm="mcp-runtime", error="invalid_token", error_description="{description}"'.encode(
-        "latin-1", "replace")
-
-
 def denial_error(msg: jsonrpc.RpcMessage, decision: Decision) -> dict[str, Any]:
     """The JSON-RPC error of a denied call: an actionable message and the why, for every MCP client."""
-    return jsonrpc.error_object(msg.id, jsonrpc.POLICY_DENIED, decision.message, {
+    return jsonrpc.error_object(msg.id, DENIED, decision.message, {
         "reason": str(decision.reason),
         "server": decision.server,
         "tool": decision.tool,
@@ -168,12 +155,33 @@ class _DisconnectWatch:
                 await task
 
 
-def filter_tools(message: Any, list_ids: set[str], allowed: set[str]) -> Any | None:
-    """A `tools/list` answer with only the tools the caller may call; None when `message` is another."""
+def filter_tools(message: Any, list_ids: Set[str], visible: ToolFilter) -> Any | None:
+    """A `tools/list` answer with only the tools the caller sees; None when `message` is another."""
     if not isinstance(message, dict) or "id" not in message or jsonrpc.id_key(message["id"]) not in list_ids:
         return None
     result = message.get("result")
     if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
         return None
-    tools = [t for t in result["tools"] if isinstance(t, dict) and t.get("name") in allowed]
+    tools = [t for t in result["tools"] if isinstance(t, dict) and visible(t)]
     return {**message, "result": {**result, "tools": tools}}
+
+
+def merge_answer(payload: Any, list_ids: Set[str], visible: ToolFilter | None,
+                 denials: Sequence[dict[str, Any]], is_batch: bool) -> Any:
+    """A JSON answer as the client gets it: `tools/list` results filtered, the gateway's denials added.
+
+    `payload` is the upstream's parsed answer (None when it sent no body, e.g. 202 for notifications).
+    """
+    if visible is not None:
+        if isinstance(payload, list):
+            payload = [filter_tools(m, list_ids, visible) or m for m in payload]
+        elif payload is not None:
+            payload = filter_tools(payload, list_ids, visible) or payload
+    if denials:
+        if payload is None:
+            payload = list(denials) if is_batch else denials[0]
+        elif isinstance(payload, list):
+            payload = payload + list(denials)
+        else:
+            payload = [payload, *denials]
+    return payload

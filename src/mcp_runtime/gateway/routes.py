@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mcp_runtime.gateway.auth import TokenVerifier
+from mcp_runtime.gateway.auth import TokenVerifier, bearer_challenge
 from mcp_runtime.gateway.keys_source import JwksFile
 from mcp_runtime.gateway.policy_source import PolicySource
-from mcp_runtime.gateway.upstream import UpstreamPool
+from mcp_runtime.gateway.upstream import Upstream, UpstreamPool, open_upstream
 from mcp_runtime.security import PublicKeySet, session_audience
 
 
@@ -45,10 +45,10 @@ class GatewayRoute:
 
 @dataclass(eq=False)
 class BoundRoute:
-    """A route with its runtime state: connection pool, token verifier, cached audience."""
+    """A route with its runtime state: upstream, token verifier, cached audience."""
 
     config: GatewayRoute
-    pool: UpstreamPool
+    upstream: Upstream
     verifier: TokenVerifier
     path: str
     _audience: tuple[str, str] = field(default=("", ""))
@@ -57,13 +57,19 @@ class BoundRoute:
     @classmethod
     def bind(cls, route: GatewayRoute) -> BoundRoute:
         keys = route.keys
+        upstream = open_upstream(route.upstream, credential=route.upstream_token)
         if isinstance(keys, JwksFile):
-            bound = cls(config=route, pool=UpstreamPool(route.upstream), verifier=TokenVerifier(keys.keys),
-                        path=route.public_path())
+            bound = cls(config=route, upstream=upstream, verifier=TokenVerifier(keys.keys), path=route.public_path())
             keys.add_listener(bound.set_keys)
             return bound
-        return cls(config=route, pool=UpstreamPool(route.upstream), verifier=TokenVerifier(keys),
-                   path=route.public_path())
+        return cls(config=route, upstream=upstream, verifier=TokenVerifier(keys), path=route.public_path())
+
+    @property
+    def pool(self) -> UpstreamPool:
+        """The connection pool of an HTTP upstream (every route's, today)."""
+        if not isinstance(self.upstream, UpstreamPool):
+            raise TypeError(f"the upstream of {self.path} is not an HTTP connection pool")
+        return self.upstream
 
     @property
     def source(self) -> PolicySource:
@@ -86,6 +92,10 @@ class BoundRoute:
             audience = session_audience(self.namespace, self.server)
             self._audience = (revision, audience)
         return audience
+
+    def challenge(self, reason: str, message: str) -> bytes:
+        """The `WWW-Authenticate` value of every 401 this route answers (OAuth resource metadata goes here)."""
+        return bearer_challenge(reason, message)
 
     def set_keys(self, keys: PublicKeySet) -> None:
         """New verifier keys (JWKS rotation): forget tokens verified with the old ones."""

@@ -20,6 +20,13 @@ Manifest = dict[str, Any]
 PatchType = Literal["merge", "json", "strategic"]
 
 ANNOTATION_APPLIED_HASH = "mcpruntime.org/applied-hash"
+PLATFORM_ANNOTATION_PREFIXES = ("operator.mcpruntime.org/", "kopf.zalando.org/", ANNOTATION_APPLIED_HASH,
+                                "kubectl.kubernetes.io/last-applied-configuration")
+"""Annotations the operator, kopf and kubectl keep on our resources: not part of what a user wrote."""
+
+
+def is_platform_annotation(key: str) -> bool:
+    return key.startswith(PLATFORM_ANNOTATION_PREFIXES)
 """Hash of the desired object last written; `apply` skips the write when it is unchanged. Comparing a
 hash (not the live object) avoids endless rewrites when the API server normalizes fields
 (quantities, defaults)."""
@@ -67,12 +74,13 @@ def _load_api_client(kubeconfig: str | None, context: str | None) -> Any:
     existing = [p for p in candidates if Path(p).is_file()]
     if existing:
         try:
-            config.load_kube_config(config_file=existing[0], context=context, client_configuration=configuration)
+            config.load_kube_config(  # type: ignore[no-untyped-call]  # the kubernetes package is untyped
+                config_file=existing[0], context=context, client_configuration=configuration)
         except Exception as exc:  # the library raises ConfigException and plain errors
             raise KubeConfigError(f"cannot use kubeconfig {existing[0]}: {exc}") from None
     elif os.environ.get("KUBERNETES_SERVICE_HOST"):
         try:
-            config.load_incluster_config(client_configuration=configuration)
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         except Exception as exc:
             raise KubeConfigError(f"in-cluster credentials are unusable: {exc}") from None
     else:

@@ -69,7 +69,8 @@ class KubeConnection:
             raise KubeConfigError("the Kubernetes client is not installed: pip install 'mcp-runtime[kube]'") from None
         configuration = client.Configuration()
         try:
-            config.load_kube_config(config_file=path, context=context, client_configuration=configuration)
+            config.load_kube_config(  # type: ignore[no-untyped-call]  # the kubernetes package is untyped
+                config_file=path, context=context, client_configuration=configuration)
         except Exception as exc:
             raise KubeConfigError(f"cannot use kubeconfig {path or '~/.kube/config'}: {exc}") from None
         auth = (configuration.api_key or {}).get("authorization") or (configuration.api_key or {}).get("BearerToken")

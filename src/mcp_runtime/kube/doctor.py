@@ -25,8 +25,9 @@ from mcp_runtime.kube.platform import (
     REGISTRY,
     SYSTEM_NAMESPACE,
 )
+from mcp_runtime.manifests import TEAM_MEMBER_ROLE, TEAM_OWNER_ROLE, policy_configmap_name
+from mcp_runtime.resources import GRANT_KIND, SERVER_KIND, SESSION_KIND
 from mcp_runtime.resources.crd import render_crds
-from mcp_runtime.runtime.render import TEAM_MEMBER_ROLE, TEAM_OWNER_ROLE, policy_configmap_name
 
 Manifest = dict[str, Any]
 MIN_MINOR = 26
@@ -299,7 +300,7 @@ class _Doctor:
 
     # servers --------------------------------------------------------------------------------------
     def servers(self) -> list[Manifest]:
-        return self.all("MCPServer")
+        return self.all(SERVER_KIND)
 
     def servers_ready(self) -> tuple[Level, str, str | None]:
         servers = self.servers()
@@ -355,15 +356,15 @@ class _Doctor:
         return _ok(f"every {what[:-1]} names an existing server")
 
     def grants_dangling(self) -> tuple[Level, str, str | None]:
-        return self._dangling("MCPAccessGrant", "grants")
+        return self._dangling(GRANT_KIND, "grants")
 
     def sessions_dangling(self) -> tuple[Level, str, str | None]:
-        return self._dangling("MCPAgentSession", "sessions")
+        return self._dangling(SESSION_KIND, "sessions")
 
     def sessions_backlog(self) -> tuple[Level, str, str | None]:
         now = datetime.now(UTC)
         per_server: dict[tuple[str, str], int] = {}
-        for s in self.all("MCPAgentSession"):
+        for s in self.all(SESSION_KIND):
             spec = s.get("spec") or {}
             expires = spec.get("expiresAt")
             done = spec.get("revoked") or (expires and datetime.fromisoformat(expires.replace("Z", "+00:00")) < now)

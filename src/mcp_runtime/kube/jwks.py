@@ -12,7 +12,7 @@ from typing import Any
 
 from mcp_runtime.kube.client import KubeClient
 from mcp_runtime.kube.platform import SYSTEM_NAMESPACE
-from mcp_runtime.runtime.render import render_jwks_configmap
+from mcp_runtime.manifests import render_jwks_configmap
 
 
 def publish_jwks(client: KubeClient, jwks: Mapping[str, Any], namespace: str = SYSTEM_NAMESPACE) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mcp_runtime.resources import API_GROUP, API_VERSION
+from mcp_runtime.resources import GROUP_VERSION, RESOURCE_KINDS
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,6 @@ class Kind:
         return f"{self.collection_path(namespace)}/{name}"
 
 
-_CRD_VERSION = f"{API_GROUP}/{API_VERSION}"
-
 KINDS: dict[str, Kind] = {k.kind: k for k in [
     Kind("Namespace", "v1", "namespaces", namespaced=False, has_status=True),
     Kind("ConfigMap", "v1", "configmaps"),
@@ -65,9 +63,7 @@ KINDS: dict[str, Kind] = {k.kind: k for k in [
     Kind("CustomResourceDefinition", "apiextensions.k8s.io/v1", "customresourcedefinitions", namespaced=False,
          has_status=True),
     Kind("ClusterIssuer", "cert-manager.io/v1", "clusterissuers", namespaced=False, has_status=True),
-    Kind("MCPServer", _CRD_VERSION, "mcpservers", has_status=True),
-    Kind("MCPAccessGrant", _CRD_VERSION, "mcpaccessgrants", has_status=True),
-    Kind("MCPAgentSession", _CRD_VERSION, "mcpagentsessions", has_status=True),
+    *(Kind(k.kind, GROUP_VERSION, k.plural, has_status=True) for k in RESOURCE_KINDS),
 ]}
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from mcp_runtime.manifests import render_cluster_roles
 from mcp_runtime.resources import API_GROUP, ORG_NAMESPACE, PUBLIC_NAMESPACE
 from mcp_runtime.resources.crd import render_crds
-from mcp_runtime.runtime.render import render_cluster_roles
 
 Manifest = dict[str, Any]
 

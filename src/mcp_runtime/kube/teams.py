@@ -1,4 +1,4 @@
-"""Applying team namespaces (`mcp-team-<slug>`) and the team ClusterRoles to a cluster.
+"""Applying team namespaces (`mcp-team-<slug>`) to a cluster (the team ClusterRoles come with `setup`).
 
 The platform API calls `apply_team_namespace` when a team is created (kubernetes runtime); `setup`
 re-applies every existing team namespace so quota, limits, NetworkPolicy and RoleBindings stay current.
@@ -7,8 +7,8 @@ re-applies every existing team namespace so quota, limits, NetworkPolicy and Rol
 from __future__ import annotations
 
 from mcp_runtime.kube.client import KubeClient
-from mcp_runtime.runtime.render import TeamNamespaceOptions, render_cluster_roles, render_team_namespace
-from mcp_runtime.runtime.render.team import ANNOTATION_TEAM_ID, LABEL_TEAM_SLUG
+from mcp_runtime.manifests import TeamNamespaceOptions, render_team_namespace
+from mcp_runtime.manifests.team import ANNOTATION_TEAM_ID, LABEL_TEAM_SLUG
 
 Applied = list[tuple[str, str, str]]  # (action, kind, name)
 
@@ -18,14 +18,6 @@ def apply_team_namespace(client: KubeClient, slug: str, team_id: str,
     """Create or update a team's namespace with its quota, limits, default-deny networking and RBAC."""
     applied: Applied = []
     for obj in render_team_namespace(slug, team_id, options).all():
-        action, _ = client.apply(obj)
-        applied.append((action, obj["kind"], obj["metadata"]["name"]))
-    return applied
-
-
-def apply_cluster_roles(client: KubeClient) -> Applied:
-    applied: Applied = []
-    for obj in render_cluster_roles():
         action, _ = client.apply(obj)
         applied.append((action, obj["kind"], obj["metadata"]["name"]))
     return applied

@@ -17,7 +17,7 @@ from mcp_runtime.kube import KubeClient, KubeError
 from mcp_runtime.kube.connection import KubeConnection
 from mcp_runtime.operator.reconcile import Reconciler
 from mcp_runtime.operator.settings import OperatorSettings
-from mcp_runtime.resources import API_GROUP, API_VERSION
+from mcp_runtime.resources import API_GROUP, API_VERSION, GRANT_KIND, SERVER_KIND, SESSION_KIND
 
 log = logging.getLogger("mcp_runtime.operator")
 
@@ -73,20 +73,29 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     reconciler()
 
 
+def _namespaced(namespace: str | None) -> str:
+    """Our kinds are namespaced (the CRDs say so): kopf always passes the namespace of their objects."""
+    if namespace is None:
+        raise kopf.PermanentError("an MCP Runtime resource without a namespace")
+    return namespace
+
+
 # MCPServer ------------------------------------------------------------------------------------------
 @kopf.on.resume(API_GROUP, API_VERSION, "mcpservers")
 @kopf.on.create(API_GROUP, API_VERSION, "mcpservers")
 @kopf.on.update(API_GROUP, API_VERSION, "mcpservers")
-def server_changed(namespace: str, name: str, **_: Any) -> None:
-    _retrying(f"reconcile MCPServer {namespace}/{name}",
-              lambda: reconciler().reconcile_server(namespace, name))
+def server_changed(namespace: str | None, name: str, **_: Any) -> None:
+    ns = _namespaced(namespace)
+    _retrying(f"reconcile MCPServer {ns}/{name}", lambda: reconciler().reconcile_server(ns, name))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": "mcp-runtime"})
-def deployment_event(body: Any, namespace: str, **_: Any) -> None:
+def deployment_event(body: Any, namespace: str | None, **_: Any) -> None:
     """A Deployment's readiness moved: refresh the owning server's status."""
+    if namespace is None:
+        return
     for owner in body.get("metadata", {}).get("ownerReferences") or []:
-        if owner.get("kind") == "MCPServer" and owner.get("controller"):
+        if owner.get("kind") == SERVER_KIND and owner.get("controller"):
             try:
                 reconciler().reconcile_server(namespace, owner["name"])
             except KubeError as exc:  # events are not retried; the next event or resume catches up
@@ -131,28 +140,28 @@ def _access_deleted(kind: str, namespace: str, body: Any) -> None:
 @kopf.on.resume(API_GROUP, API_VERSION, "mcpaccessgrants")
 @kopf.on.create(API_GROUP, API_VERSION, "mcpaccessgrants")
 @kopf.on.update(API_GROUP, API_VERSION, "mcpaccessgrants")
-def grant_changed(namespace: str, name: str, old: Any = None, **_: Any) -> None:
-    _access_changed("MCPAccessGrant", namespace, name, old)
+def grant_changed(namespace: str | None, name: str, old: Any = None, **_: Any) -> None:
+    _access_changed(GRANT_KIND, _namespaced(namespace), name, old)
 
 
 @kopf.on.event(API_GROUP, API_VERSION, "mcpaccessgrants")
-def grant_event(type: str, namespace: str, body: Any, **_: Any) -> None:
+def grant_event(type: str, namespace: str | None, body: Any, **_: Any) -> None:
     # Deletion through the watch event, not @kopf.on.delete: that needs a finalizer on every grant.
     if type == "DELETED":
-        _access_deleted("MCPAccessGrant", namespace, body)
+        _access_deleted(GRANT_KIND, _namespaced(namespace), body)
 
 
 @kopf.on.resume(API_GROUP, API_VERSION, "mcpagentsessions")
 @kopf.on.create(API_GROUP, API_VERSION, "mcpagentsessions")
 @kopf.on.update(API_GROUP, API_VERSION, "mcpagentsessions")
-def session_changed(namespace: str, name: str, old: Any = None, **_: Any) -> None:
-    _access_changed("MCPAgentSession", namespace, name, old)
+def session_changed(namespace: str | None, name: str, old: Any = None, **_: Any) -> None:
+    _access_changed(SESSION_KIND, _namespaced(namespace), name, old)
 
 
 @kopf.on.event(API_GROUP, API_VERSION, "mcpagentsessions")
-def session_event(type: str, namespace: str, body: Any, **_: Any) -> None:
+def session_event(type: str, namespace: str | None, body: Any, **_: Any) -> None:
     if type == "DELETED":
-        _access_deleted("MCPAgentSession", namespace, body)
+        _access_deleted(SESSION_KIND, _namespaced(namespace), body)
 
 
 @kopf.on.startup()

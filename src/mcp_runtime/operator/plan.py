@@ -13,6 +13,15 @@ from datetime import datetime
 from typing import Any
 
 from mcp_runtime.kube.client import ANNOTATION_APPLIED_HASH, manifest_hash
+from mcp_runtime.manifests import (
+    RenderError,
+    RenderOptions,
+    owner_reference_for,
+    render_jwks_configmap,
+    render_server,
+)
+from mcp_runtime.manifests.common import ANNOTATION_IMAGE, LABEL_SERVER
+from mcp_runtime.manifests.names import label_value
 from mcp_runtime.policy import PolicyDocument, compile_policy
 from mcp_runtime.resources import (
     MCPAccessGrant,
@@ -20,15 +29,7 @@ from mcp_runtime.resources import (
     MCPServer,
     RolloutStrategy,
 )
-from mcp_runtime.runtime.render import (
-    RenderError,
-    RenderOptions,
-    owner_reference_for,
-    render_jwks_configmap,
-    render_server,
-)
-from mcp_runtime.runtime.render.common import ANNOTATION_IMAGE, LABEL_SERVER
-from mcp_runtime.runtime.render.names import label_value
+from mcp_runtime.resources.access import phase_message
 
 Manifest = dict[str, Any]
 
@@ -222,7 +223,7 @@ def plan_server(
 
 def plan_access_status(obj: MCPAccessGrant | MCPAgentSession, server_exists: bool, now: datetime) -> Manifest:
     """Status of a grant (Active / Disabled / Expired) or session (Active / Expired / Revoked)."""
-    phase = obj.phase_at(now).value
+    phase, message = phase_message(obj, now)
     previous = _previous_conditions(obj.status.model_dump(by_alias=True, mode="json") if obj.status else None)
     generation = obj.metadata.generation
     ref = obj.spec.server_ref.name
@@ -231,14 +232,6 @@ def plan_access_status(obj: MCPAccessGrant | MCPAgentSession, server_exists: boo
     if not server_exists:
         message = (f"MCPServer {ref} does not exist in namespace {namespace}: the {what} has no effect until it "
                    "does (a grant or session must live in its server's namespace)")
-    elif phase == "Active":
-        message = f"in effect for MCPServer {ref}"
-    elif phase == "Disabled":
-        message = f"disabled: spec.disabled is true; MCPServer {ref} ignores it"
-    elif phase == "Expired":
-        message = f"expired at {obj.spec.expires_at}; MCPServer {ref} refuses it"
-    else:
-        message = f"revoked: calls with this session to MCPServer {ref} get 401 session_revoked"
     conditions = [
         _condition("ServerFound", server_exists, "ServerFound" if server_exists else "ServerNotFound",
                    f"MCPServer {ref} exists" if server_exists else message, generation, previous, now),

@@ -25,7 +25,16 @@ from mcp_runtime.operator.plan import (
     status_changed,
 )
 from mcp_runtime.operator.settings import OperatorSettings
-from mcp_runtime.resources import MCPAccessGrant, MCPAgentSession, MCPServer, ResourceError, load_resource
+from mcp_runtime.resources import (
+    GRANT_KIND,
+    SERVER_KIND,
+    SESSION_KIND,
+    MCPAccessGrant,
+    MCPAgentSession,
+    MCPServer,
+    ResourceError,
+    load_resource,
+)
 
 log = logging.getLogger("mcp_runtime.operator")
 AccessT = TypeVar("AccessT", MCPAccessGrant, MCPAgentSession)
@@ -67,19 +76,19 @@ class Reconciler:
         """
         now = now or datetime.now(UTC)
         with self._lock(namespace, name):
-            raw = self.client.get("MCPServer", name, namespace)
+            raw = self.client.get(SERVER_KIND, name, namespace)
             if raw is None or raw.get("metadata", {}).get("deletionTimestamp"):
                 return None
             try:
                 server = MCPServer.model_validate(_known_status(raw))
             except Exception as exc:
                 message = f"invalid MCPServer: {exc}"
-                self._write_status("MCPServer", namespace, name, raw.get("status"), {
+                self._write_status(SERVER_KIND, namespace, name, raw.get("status"), {
                     "phase": "Error", "message": message[:1000],
                     "observedGeneration": raw.get("metadata", {}).get("generation")})
                 return None
-            grants = self._load_all("MCPAccessGrant", namespace, MCPAccessGrant)
-            sessions = self._load_all("MCPAgentSession", namespace, MCPAgentSession)
+            grants = self._load_all(GRANT_KIND, namespace, MCPAccessGrant)
+            sessions = self._load_all(SESSION_KIND, namespace, MCPAgentSession)
             uid = server.metadata.uid
             owned = {kind: [o for o in self.client.list(kind, namespace, label_selector=server_selector(name))
                             if owned_by(o, uid)] for kind in OWNED_KINDS}
@@ -92,14 +101,15 @@ class Reconciler:
             for ref in plan.delete:
                 if self.client.delete(ref.kind, ref.name, ref.namespace):
                     log.info("deleted %s %s/%s (no longer rendered)", ref.kind, ref.namespace, ref.name)
-            self._write_status("MCPServer", namespace, name, raw.get("status"), plan.status)
+            self._write_status(SERVER_KIND, namespace, name, raw.get("status"), plan.status)
             return plan
 
     def reconcile_all(self, now: datetime | None = None) -> int:
         """Reconcile every server in the watched namespaces (after the JWKS source changed)."""
         count = 0
-        for namespace in list(self.settings.namespaces) or [None]:
-            for raw in self.client.list("MCPServer", namespace):
+        namespaces: list[str | None] = [*self.settings.namespaces] or [None]  # None: every namespace
+        for namespace in namespaces:
+            for raw in self.client.list(SERVER_KIND, namespace):
                 meta = raw.get("metadata", {})
                 if self.reconcile_server(meta["namespace"], meta["name"], now) is not None:
                     count += 1
@@ -112,7 +122,7 @@ class Reconciler:
         raw = self.client.get(kind, name, namespace)
         servers = {previous_server} if previous_server else set()
         if raw is not None:
-            model = MCPAccessGrant if kind == "MCPAccessGrant" else MCPAgentSession
+            model = MCPAccessGrant if kind == GRANT_KIND else MCPAgentSession
             try:
                 obj = model.model_validate(_known_status(raw))
             except Exception as exc:
@@ -122,7 +132,7 @@ class Reconciler:
             else:
                 server_name = obj.spec.server_ref.name
                 servers.add(server_name)
-                exists = self.client.get("MCPServer", server_name, namespace) is not None
+                exists = self.client.get(SERVER_KIND, server_name, namespace) is not None
                 self._write_status(kind, namespace, name, raw.get("status"), plan_access_status(obj, exists, now))
         for server_name in sorted(s for s in servers if s):
             self.reconcile_server(namespace, server_name, now)
@@ -133,12 +143,12 @@ class Reconciler:
         raw = self.client.get(kind, name, namespace)
         if raw is None:
             return False
-        model = MCPAccessGrant if kind == "MCPAccessGrant" else MCPAgentSession
+        model = MCPAccessGrant if kind == GRANT_KIND else MCPAgentSession
         try:
             obj = model.model_validate(_known_status(raw))
         except Exception:
             return False
-        exists = self.client.get("MCPServer", obj.spec.server_ref.name, namespace) is not None
+        exists = self.client.get(SERVER_KIND, obj.spec.server_ref.name, namespace) is not None
         return self._write_status(kind, namespace, name, raw.get("status"), plan_access_status(obj, exists, now))
 
     def refresh_access_phases(self, now: datetime | None = None) -> int:
@@ -146,7 +156,7 @@ class Reconciler:
         now = now or datetime.now(UTC)
         namespaces: list[str | None] = list(self.settings.namespaces) or [None]
         changed = 0
-        for kind in ("MCPAccessGrant", "MCPAgentSession"):
+        for kind in (GRANT_KIND, SESSION_KIND):
             for namespace in namespaces:
                 for raw in self.client.list(kind, namespace):
                     meta = raw.get("metadata", {})

@@ -7,8 +7,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from mcp_runtime.runtime.render import RenderOptions, SecretKey
-from mcp_runtime.runtime.render.options import DEFAULT_GATEWAY_IMAGE
+from mcp_runtime.manifests import RenderOptions, SecretKey
+from mcp_runtime.manifests.options import DEFAULT_GATEWAY_IMAGE
 
 
 def _flag(value: str | None, default: bool) -> bool:

@@ -14,7 +14,7 @@ from pydantic import Field
 from mcp_runtime.platform.errors import ApiError, not_found
 from mcp_runtime.platform.policies import PolicyCompiler
 from mcp_runtime.platform.principal import Principal
-from mcp_runtime.platform.repository import ResourceRepository, parse_resource, utcnow
+from mcp_runtime.platform.repository import ResourceRepository, parse_resource
 from mcp_runtime.platform.servers import ServerService
 from mcp_runtime.platform.settings import PlatformSettings
 from mcp_runtime.platform.visibility import (
@@ -26,6 +26,7 @@ from mcp_runtime.platform.visibility import (
 )
 from mcp_runtime.policy import Identity, evaluate
 from mcp_runtime.resources import (
+    SESSION_KIND,
     AccessStatus,
     AgentSessionSpec,
     CamelModel,
@@ -38,6 +39,8 @@ from mcp_runtime.resources import (
     Trust,
     dump_resource,
 )
+from mcp_runtime.resources.access import phase_message
+from mcp_runtime.resources.common import utcnow
 from mcp_runtime.security.keys import KeyRing
 from mcp_runtime.security.tokens import SessionClaims, issue_session_token
 from mcp_runtime.store import ControlPlaneStore
@@ -66,12 +69,10 @@ class ExplainRequest(CamelModel):
 
 def _with_status(resource: MCPAccessGrant | MCPAgentSession, now: datetime) -> bool:
     """Write the phase the resource is in now; True when it changed."""
-    phase = str(resource.phase_at(now))
+    phase, message = phase_message(resource, now)
     status = resource.status or AccessStatus()
     changed = status.phase != phase or status.observed_generation != resource.metadata.generation
-    messages = {"Active": "in force", "Disabled": "disabled by spec.disabled", "Expired": "past spec.expiresAt",
-                "Revoked": "revoked; an admin can unrevoke it"}
-    resource.status = status.model_copy(update={"phase": phase, "message": messages.get(phase),
+    resource.status = status.model_copy(update={"phase": phase, "message": message,
                                                 "observed_generation": resource.metadata.generation})
     return changed
 
@@ -127,11 +128,18 @@ class AccessService:
         return resource
 
     # grants -------------------------------------------------------------------------------------
-    def create_grant(self, caller: Principal, body: Any) -> MCPAccessGrant:
+    def checked_grant(self, caller: Principal, body: Any, what: str = "create grants") -> MCPAccessGrant:
+        """A grant body as `apply` takes it: valid, in a namespace the caller may write, for an existing
+        server, naming a real team. `create_grant` and `access simulate` both start here."""
         grant = parse_resource(body, MCPAccessGrant)
         namespace = _namespace_of(grant)
-        require_write(caller, namespace, "create grants")
+        require_write(caller, namespace, what)
         self._check_server_and_subject(grant, namespace)
+        return grant
+
+    def create_grant(self, caller: Principal, body: Any) -> MCPAccessGrant:
+        grant = self.checked_grant(caller, body)
+        namespace = grant.metadata.namespace or ""
         _with_status(grant, utcnow())
         saved = self.repo.create(grant, caller.email)
         self.policies.recompile(namespace, grant.spec.server_ref.name)
@@ -187,16 +195,10 @@ class AccessService:
                       url_namespace: str | None = None, url_name: str | None = None
                       ) -> tuple[MCPAgentSession, str]:
         """Admin: create (or, by PUT, replace) a session from its YAML; returns it with a session token."""
-        require_admin(caller, "apply sessions (adapter sessions are issued by runtime/adapter/sessions)")
-        session = parse_resource(body, MCPAgentSession)
-        if url_namespace:
-            session.metadata.namespace = session.metadata.namespace or url_namespace
-        namespace = _namespace_of(session)
+        session = self.checked_session(caller, body, url_namespace=url_namespace)
+        namespace = session.metadata.namespace or ""
         if url_name and (namespace, session.metadata.name) != (url_namespace, url_name):
             raise ApiError(422, "invalid_request", "the body's metadata.name/namespace differ from the URL")
-        self._check_server_and_subject(session, namespace)
-        if session.spec.expires_at is None:
-            session.spec.expires_at = utcnow() + self.settings.session_default_ttl
         _with_status(session, utcnow())
         if replace_existing:
             existing = self.repo.require(MCPAgentSession, namespace, session.metadata.name)
@@ -206,6 +208,20 @@ class AccessService:
         self.policies.recompile(namespace, session.spec.server_ref.name)
         saved = self._refresh_status(saved)
         return saved, self._token_for(saved)
+
+    def checked_session(self, caller: Principal, body: Any, *, url_namespace: str | None = None,
+                        what: str = "apply sessions (adapter sessions are issued by runtime/adapter/sessions)"
+                        ) -> MCPAgentSession:
+        """A session body as `apply` stores it (admins only; the default expiry filled in)."""
+        require_admin(caller, what)
+        session = parse_resource(body, MCPAgentSession)
+        if url_namespace:
+            session.metadata.namespace = session.metadata.namespace or url_namespace
+        namespace = _namespace_of(session)
+        self._check_server_and_subject(session, namespace)
+        if session.spec.expires_at is None:
+            session.spec.expires_at = utcnow() + self.settings.session_default_ttl
+        return session
 
     def list_sessions(self, caller: Principal, namespace: str | None = None) -> list[MCPAgentSession]:
         return [self._refresh_status(s) for s in self.repo.list(MCPAgentSession, namespace)
@@ -370,7 +386,7 @@ class AccessService:
 def _audit(caller: Principal, action: str, session: MCPAgentSession) -> Any:
     from mcp_runtime.store import AuditRecord
 
-    return AuditRecord(actor=caller.email, action=action, kind="MCPAgentSession",
+    return AuditRecord(actor=caller.email, action=action, kind=SESSION_KIND,
                        namespace=session.metadata.namespace, name=session.metadata.name)
 
 

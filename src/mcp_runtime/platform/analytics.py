@@ -1,9 +1,9 @@
 """Analytics for people: the caller's visibility, time parsing, and rows with names instead of UUIDs.
 
-Visibility (DESIGN section 10: scoped to the caller's teams unless admin): a non-admin sees events of
-servers in their teams' namespaces, events whose owning or calling team is one of their teams, and
-events of servers their teams own in the shared namespaces (org, public). A member of a third team sees
-none of Acme's server rows.
+Visibility (docs/architecture.md, "Who may see and change what": scoped to the caller's teams unless
+admin): a non-admin sees events of servers in their teams' namespaces, events whose owning or calling
+team is one of their teams, and events of servers their teams own in the shared namespaces (org,
+public). A member of a third team sees none of Acme's server rows.
 """
 
 from __future__ import annotations

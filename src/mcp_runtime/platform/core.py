@@ -14,7 +14,9 @@ from mcp_runtime.platform.policies import PolicyCompiler
 from mcp_runtime.platform.repository import ResourceRepository
 from mcp_runtime.platform.servers import ServerService
 from mcp_runtime.platform.settings import PlatformSettings
-from mcp_runtime.sentinel.store import EventStore, open_event_store
+from mcp_runtime.platform.simulate import SimulationService
+from mcp_runtime.sentinel.open_store import open_event_store
+from mcp_runtime.sentinel.store import EventStore
 from mcp_runtime.store import ControlPlaneStore
 from mcp_runtime.store.sql import SqlStore, sqlite_url
 
@@ -56,6 +58,7 @@ class Platform:
         self.ingest_keys = IngestKeys(store, settings)
         self.ingest = IngestService(event_store, settings)
         self.analytics = AnalyticsService(store, self.repo, event_store)
+        self.simulation = SimulationService(store, self.servers, self.access, self.policies, event_store)
         self.identity.bootstrap_admin()
         self.policies.recompile_all()
 

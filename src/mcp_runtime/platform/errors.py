@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,6 +13,10 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mcp_runtime.store import StoreUnavailable
+
+__all__ = ["STORE_RETRY_AFTER", "ApiError", "StoreUnavailable", "envelope", "install_error_handlers"]
+
 log = logging.getLogger("mcp_runtime.platform")
 
 STATUS_CODES = {
@@ -18,6 +24,30 @@ STATUS_CODES = {
     406: "not_acceptable", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
     422: "invalid_request", 429: "rate_limited", 500: "internal_error", 503: "unavailable",
 }
+
+
+STORE_RETRY_AFTER = 2  # seconds a client should wait after a 503 store_unavailable
+
+
+class _OutageLog:
+    """One warning per `interval` while the store stays unavailable (not one per failed request)."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval, self._last, self._count = interval, 0.0, 0
+        self._lock = threading.Lock()
+
+    def note(self, reason: str) -> None:
+        with self._lock:
+            self._count += 1
+            now = time.monotonic()
+            if now - self._last < self.interval:
+                return
+            count, self._count, self._last = self._count, 0, now
+        log.warning("the control-plane store is unavailable (%d requests answered 503 since the last note): %s",
+                    count, reason)
+
+
+_outage_log = _OutageLog()
 
 
 class ApiError(Exception):
@@ -90,6 +120,13 @@ def install_error_handlers(app: FastAPI) -> None:
             detail = next(e for e in errors if e.get("type") == "json_invalid")
             return envelope(400, "malformed_json", f"request body is not valid JSON: {detail.get('msg')}")
         return envelope(422, "invalid_request", validation_message(errors), details=_plain(errors))
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store_unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:
+        _outage_log.note(str(exc))
+        return envelope(503, "store_unavailable",
+                        f"the platform's database cannot be reached right now ({exc}); "
+                        f"try again in {STORE_RETRY_AFTER} seconds", headers={"Retry-After": str(STORE_RETRY_AFTER)})
 
     @app.exception_handler(ValidationError)
     async def _model_error(_: Request, exc: ValidationError) -> JSONResponse:

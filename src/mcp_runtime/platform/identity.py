@@ -8,13 +8,13 @@ import re
 import secrets as pysecrets
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from mcp_runtime.platform.errors import ApiError, not_found
 from mcp_runtime.platform.principal import Principal
 from mcp_runtime.platform.ratelimit import LoginRateLimiter
-from mcp_runtime.platform.settings import TEAM_NAMESPACE_PREFIX, PlatformSettings
+from mcp_runtime.platform.settings import ADMIN_PASSWORD_FILE, TEAM_NAMESPACE_PREFIX, PlatformSettings
+from mcp_runtime.resources.common import utcnow
 from mcp_runtime.security.keys import KeyRing
 from mcp_runtime.security.passwords import burn_password_check, hash_password, needs_rehash, verify_password
 from mcp_runtime.security.secrets import API_KEY_PREFIX, hash_secret, new_api_key, new_refresh_token
@@ -38,9 +38,6 @@ KEYRING_SETTING = "signing_keyring"
 SLUG_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -86,7 +83,7 @@ class IdentityService:
         password = self.settings.admin_password
         if not password:
             password = pysecrets.token_urlsafe(18)
-            path = Path(self.settings.data_dir) / "admin-password"
+            path = Path(self.settings.data_dir) / ADMIN_PASSWORD_FILE
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as handle:
@@ -213,22 +210,20 @@ class IdentityService:
         email = email.strip().lower()
         if not EMAIL_RE.match(email):
             raise ApiError(422, "invalid_request", f"{email!r} is not an email address")
+        joined = AuditRecord(actor=principal.email, action="add_member", kind="Team", name=team.slug,
+                             after={"user": email, "role": str(role)})
         user = self.store.get_user_by_email(email)
-        created = False
         if user is None:
             if not password or len(password) < 6:
                 raise ApiError(422, "invalid_request", "a new user needs a password of at least 6 characters")
-            try:
-                user = self.store.create_user(email, hash_password(password), PlatformRole.user, audit=AuditRecord(
-                    actor=principal.email, action="create", kind="User", name=email))
-                created = True
+            try:  # the user and the membership in one transaction: never a user left without their team
+                membership = self.store.create_member(team.id, email, hash_password(password), role, audits=[
+                    AuditRecord(actor=principal.email, action="create", kind="User", name=email), joined])
+                return membership, True
             except AlreadyExists:
                 user = self.store.get_user_by_email(email)
                 assert user is not None
-        membership = self.store.add_member(team.id, user.id, role, audit=AuditRecord(
-            actor=principal.email, action="add_member", kind="Team", name=team.slug,
-            after={"user": email, "role": str(role)}))
-        return membership, created
+        return self.store.add_member(team.id, user.id, role, audit=joined), False
 
 
 def _unauthorized(code: str, message: str) -> ApiError:

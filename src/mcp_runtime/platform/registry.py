@@ -15,17 +15,22 @@ from typing import Any
 
 import httpx
 
+from mcp_runtime.manifests.images import (
+    DEFAULT_REGISTRY_ADDRESS,
+    REGISTRY_ENV,
+    ImageRef,
+    ImageRefError,
+    is_insecure_registry,
+    scope_of_repository,
+    scoped_repository,
+)
 from mcp_runtime.platform.errors import ApiError
 from mcp_runtime.platform.principal import Principal
 from mcp_runtime.platform.settings import ORG_NAMESPACE, PUBLIC_NAMESPACE, PlatformSettings
 from mcp_runtime.platform.visibility import require_admin, require_write
 from mcp_runtime.resources import Scope
-from mcp_runtime.runtime.builders import is_insecure_registry
-from mcp_runtime.runtime.image_refs import ImageRef, ImageRefError, scope_of_repository, scoped_repository
-from mcp_runtime.runtime.registry import DEFAULT_REGISTRY_ADDRESS
 from mcp_runtime.store import AuditRecord, ControlPlaneStore
 
-REGISTRY_ENV = "MCP_RUNTIME_REGISTRY"
 CATALOG_LIMIT = 1000
 
 

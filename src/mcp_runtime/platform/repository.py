@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from mcp_runtime.platform.errors import ApiError, not_found
 from mcp_runtime.resources import (
+    BY_KIND,
     MCPAccessGrant,
     MCPAgentSession,
     MCPServer,
@@ -21,16 +21,12 @@ from mcp_runtime.resources import (
     dump_resource,
     load_resource,
 )
+from mcp_runtime.resources.common import utcnow
 from mcp_runtime.store import AlreadyExists, AuditRecord, ControlPlaneStore, NotFound, StoredResource
 
 R = TypeVar("R", MCPServer, MCPAccessGrant, MCPAgentSession)
 
-SERVER, GRANT, SESSION = "MCPServer", "MCPAccessGrant", "MCPAgentSession"
-KIND_WORDS = {SERVER: "server", GRANT: "grant", SESSION: "session"}
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def parse_resource(body: Any, model: type[R]) -> R:
@@ -79,7 +75,7 @@ class ResourceRepository:
         resource = self.get(model, namespace, name)
         if resource is None:
             kind = model.model_fields["kind"].default
-            raise not_found(f"{KIND_WORDS[kind]} {name} in namespace {namespace}")
+            raise not_found(f"{BY_KIND[kind].word} {name} in namespace {namespace}")
         return resource
 
     def list(self, model: type[R], namespace: str | None = None) -> list[R]:
@@ -98,7 +94,7 @@ class ResourceRepository:
                 actor=actor, action=action, kind=stored.kind, namespace=stored.namespace, name=stored.name,
                 after=stored.to_document()))
         except AlreadyExists as exc:
-            word = KIND_WORDS[stored.kind]
+            word = BY_KIND[stored.kind].word
             raise ApiError(409, "already_exists",
                            f"{word} {stored.name} already exists in namespace {stored.namespace}") from exc
         result = model_from(created)
@@ -117,7 +113,7 @@ class ResourceRepository:
                                   name=stored.name, before=dump_resource(before) if before else None,
                                   after=stored.to_document()) if action else None)
         except NotFound as exc:
-            raise not_found(f"{KIND_WORDS[stored.kind]} {stored.name} in namespace {stored.namespace}") from exc
+            raise not_found(f"{BY_KIND[stored.kind].word} {stored.name} in namespace {stored.namespace}") from exc
         result = model_from(updated)
         assert isinstance(result, type(resource))
         return result
@@ -129,4 +125,4 @@ class ResourceRepository:
                 actor=actor, action="delete", kind=resource.kind, namespace=meta.namespace, name=meta.name,
                 before=dump_resource(resource)))
         except NotFound as exc:
-            raise not_found(f"{KIND_WORDS[resource.kind]} {meta.name} in namespace {meta.namespace}") from exc
+            raise not_found(f"{BY_KIND[resource.kind].word} {meta.name} in namespace {meta.namespace}") from exc

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from pydantic import Field
 
@@ -112,6 +111,16 @@ class ServerService:
         self._notify("server_created", saved)
         self.policies.recompile(namespace, name)
         return saved, True
+
+    def redeployed(self, caller: Principal, server: MCPServer, metadata: ServerMetadata | None,
+                   spec: MCPServerSpec | None) -> MCPServer:
+        """`server` as `deploy --update` with this metadata or spec would store it; nothing is stored."""
+        namespace, name = server.metadata.namespace or "", server.metadata.name
+        require_write(caller, namespace, "deploy servers")
+        req = DeployRequest(name=name, namespace=namespace, update=True, metadata=metadata, spec=spec)
+        if (metadata is None) == (spec is None):
+            raise ApiError(422, "invalid_request", "send exactly one of metadata (.mcp server entry) or spec")
+        return self._build(name, namespace, self.store.get_team_by_namespace(namespace), req)
 
     def _build(self, name: str, namespace: str, team: Team | None, req: DeployRequest) -> MCPServer:
         team_id = team.id if team else None
@@ -233,10 +242,3 @@ class ServerService:
         except Exception:
             log.exception("runtime hook %s failed for %s/%s", event, server.metadata.namespace,
                           server.metadata.name)
-
-
-def server_summary(server: MCPServer) -> dict[str, Any]:
-    status = server.status
-    return {"name": server.metadata.name, "namespace": server.metadata.namespace,
-            "phase": str(status.phase) if status else None, "route": server.spec.ingress_path,
-            "image": server.image_ref, "teamID": server.spec.team_id}

@@ -11,6 +11,8 @@ DEFAULT_DATA_DIR = Path("~/.mcpruntime/data").expanduser()
 DATABASE_URL_ENV = "MCP_RUNTIME_DATABASE_URL"
 ADMIN_EMAIL_ENV = "MCP_RUNTIME_ADMIN_EMAIL"
 ADMIN_PASSWORD_ENV = "MCP_RUNTIME_ADMIN_PASSWORD"
+ADMIN_PASSWORD_FILE = "admin-password"
+"""The generated first admin password, in the data directory (0600); `up` prints it once."""
 ANALYTICS_URL_ENV = "MCP_RUNTIME_ANALYTICS_URL"
 INGEST_API_KEY_ENV = "MCP_RUNTIME_INGEST_API_KEY"
 NATS_URL_ENV = "MCP_RUNTIME_NATS_URL"
@@ -26,7 +28,7 @@ class PlatformSettings:
     data_dir: Path = field(default_factory=lambda: DEFAULT_DATA_DIR)
     database_url: str | None = None  # None: SQLite file in data_dir
     admin_email: str = "admin@example.com"
-    admin_password: str | None = None  # None: generated and written to data_dir/admin-password (0600)
+    admin_password: str | None = None  # None: generated and written to data_dir/ADMIN_PASSWORD_FILE (0600)
     access_token_ttl: timedelta = timedelta(minutes=15)
     refresh_token_ttl: timedelta = timedelta(days=30)
     max_body_bytes: int = 1024 * 1024
@@ -37,7 +39,7 @@ class PlatformSettings:
     run_migrations: bool = True
     registry_host: str | None = None  # None: $MCP_RUNTIME_REGISTRY, else the bundled registry's address
     # analytics (Sentinel): where events are stored, who may send them, and the optional NATS pipeline
-    analytics_url: str | None = None  # None: SQLite file analytics.db in data_dir (see open_event_store)
+    analytics_url: str | None = None  # None: SQLite file analytics.db in data_dir (see sentinel.open_store)
     ingest_api_key: str | None = None  # None: one is generated at start (file data_dir/ingest-api-key)
     ingest_max_body_bytes: int = 16 * 1024 * 1024
     nats_url: str | None = None  # set: ingest publishes to JetStream, a background writer stores

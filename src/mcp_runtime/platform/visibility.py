@@ -1,4 +1,4 @@
-"""Who may see and change what: the authorization rules of DESIGN section 8 in one place.
+"""Who may see and change what: the rules of docs/architecture.md ("Who may see and change what") in one place.
 
 - admins: everything;
 - team owners: their team's namespace (servers, grants, members, session revocation);

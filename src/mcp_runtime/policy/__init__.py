@@ -15,14 +15,18 @@ from mcp_runtime.policy.evaluator import (
     Decision,
     Identity,
     Reason,
+    SessionState,
     allowed_tools,
     describe,
     evaluate,
     evaluate_access,
+    session_state,
 )
+from mcp_runtime.policy.replay import Gap, ImpactRow, Outcome, RecordedCall, Replayer, ReplayReport, replay
 
 __all__ = [
-    "AUTHENTICATION_REASONS", "SCHEMA_VERSION", "Decision", "Identity", "PolicyDocument",
-    "PolicyDocumentError", "PolicyGrant", "PolicySession", "PolicyTool", "Reason", "allowed_tools",
-    "canonical_json", "compile_policy", "describe", "evaluate", "evaluate_access",
+    "AUTHENTICATION_REASONS", "SCHEMA_VERSION", "Decision", "Gap", "Identity", "ImpactRow", "Outcome",
+    "PolicyDocument", "PolicyDocumentError", "PolicyGrant", "PolicySession", "PolicyTool", "Reason",
+    "RecordedCall", "ReplayReport", "Replayer", "SessionState", "allowed_tools", "canonical_json",
+    "compile_policy", "describe", "evaluate", "evaluate_access", "replay", "session_state",
 ]

@@ -1,8 +1,8 @@
 """The pure policy evaluator: the only place an allow or deny is decided.
 
 The gateway, `access explain` and the tests all call `evaluate`; none of them decides on its own.
-The order of checks is DESIGN.md section 6. Nothing here does I/O or reads the clock: `now` is an
-argument, so a decision is a function of (document, identity, tool, now) alone.
+The order of checks is docs/architecture.md, "How a tool call is decided". Nothing here does I/O or
+reads the clock: `now` is an argument, so a decision is a function of (document, identity, tool, now) alone.
 """
 
 from __future__ import annotations
@@ -95,6 +95,37 @@ def _matches(subject: PolicySubject, identity: Identity) -> bool:
     )
 
 
+class SessionState(StrEnum):
+    """Where the caller's session stood when a request was decided (recorded with each analytics event,
+    so a replay judges the call with the session as it was, not as it is now)."""
+
+    active = "active"
+    revoked = "revoked"
+    expired = "expired"
+    not_found = "not_found"
+
+
+_SESSION_DENIALS = {SessionState.revoked: Reason.session_revoked, SessionState.expired: Reason.session_expired,
+                    SessionState.not_found: Reason.session_not_found}
+
+
+def session_state(doc: PolicyDocument, identity: Identity | None,
+                  now: datetime) -> tuple[SessionState | None, PolicySession | None]:
+    """The state of the identity's session in `doc` at `now` (None: the identity names no session).
+
+    Step 3 of the evaluation; whatever the mode, so the gateway can record it even in observe mode."""
+    if identity is None or not identity.session_id:
+        return None, None
+    session = doc.session(identity.session_id)
+    if session is None or not _matches(session.subject, identity):
+        return SessionState.not_found, None
+    if session.revoked:
+        return SessionState.revoked, session
+    if is_expired(session.expires_at, now):
+        return SessionState.expired, session
+    return SessionState.active, session
+
+
 def _check_session(
     doc: PolicyDocument, identity: Identity | None, now: datetime
 ) -> tuple[Decision | None, PolicySession | None]:
@@ -106,15 +137,10 @@ def _check_session(
         if doc.session_required:
             return Decision(False, Reason.missing_session, server, policy_revision=doc.revision), None
         return None, None
-    session = doc.session(identity.session_id)
-    if session is None or not _matches(session.subject, identity):
-        return Decision(False, Reason.session_not_found, server, matched_session=identity.session_id,
-                        policy_revision=doc.revision), None
-    if session.revoked:
-        return Decision(False, Reason.session_revoked, server, matched_session=session.name,
-                        policy_revision=doc.revision), None
-    if is_expired(session.expires_at, now):
-        return Decision(False, Reason.session_expired, server, matched_session=session.name,
+    state, session = session_state(doc, identity, now)
+    if state is not None and state != SessionState.active:
+        name = session.name if session is not None else identity.session_id
+        return Decision(False, _SESSION_DENIALS[state], server, matched_session=name,
                         policy_revision=doc.revision), None
     return None, session
 
@@ -133,7 +159,9 @@ def evaluate_access(doc: PolicyDocument, identity: Identity | None, now: datetim
 
 
 def evaluate(doc: PolicyDocument, identity: Identity | None, tool: str, now: datetime) -> Decision:
-    """Decide a `tools/call` of `tool` by `identity` at `now` (DESIGN.md section 6, steps 1-7)."""
+    """Decide a `tools/call` of `tool` by `identity` at `now`.
+
+    The steps are those of docs/architecture.md, "How a tool call is decided"."""
     server = doc.server.name
     spec = doc.tool(tool)
     side_effect = spec.side_effect if spec else None

@@ -9,8 +9,10 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from mcp_runtime.resources.common import (
+    GROUP_VERSION,
     CamelModel,
     Condition,
+    GroupVersion,
     ObjectMeta,
     SecretKeyRef,
     ServerRef,
@@ -88,7 +90,7 @@ class AccessStatus(CamelModel):
 
 
 class MCPAccessGrant(CamelModel):
-    api_version: Literal["mcpruntime.org/v1alpha1"] = "mcpruntime.org/v1alpha1"
+    api_version: GroupVersion = GROUP_VERSION
     kind: Literal["MCPAccessGrant"] = "MCPAccessGrant"
     metadata: ObjectMeta
     spec: AccessGrantSpec
@@ -127,7 +129,7 @@ class AgentSessionSpec(CamelModel):
 
 
 class MCPAgentSession(CamelModel):
-    api_version: Literal["mcpruntime.org/v1alpha1"] = "mcpruntime.org/v1alpha1"
+    api_version: GroupVersion = GROUP_VERSION
     kind: Literal["MCPAgentSession"] = "MCPAgentSession"
     metadata: ObjectMeta
     spec: AgentSessionSpec
@@ -144,6 +146,21 @@ class MCPAgentSession(CamelModel):
         if is_expired(self.spec.expires_at, now):
             return SessionPhase.expired
         return SessionPhase.active
+
+
+def phase_message(obj: MCPAccessGrant | MCPAgentSession, now: datetime) -> tuple[str, str]:
+    """The phase a grant or session is in at `now` and the sentence its status says about it.
+
+    The platform API and the operator both write grant and session status with this."""
+    phase = obj.phase_at(now).value
+    server = f"MCPServer {obj.spec.server_ref.name}"
+    if phase == "Active":
+        return phase, f"in effect for {server}"
+    if phase == "Disabled":
+        return phase, f"disabled: spec.disabled is true; {server} ignores it"
+    if phase == "Expired":
+        return phase, f"expired at {obj.spec.expires_at}; {server} refuses it"
+    return phase, f"revoked: calls with this session to {server} get 401 session_revoked; an admin can unrevoke it"
 
 
 def _check_ref_namespace(meta: ObjectMeta, ref: ServerRef, what: str) -> None:

@@ -17,6 +17,17 @@ API_GROUP = "mcpruntime.org"
 API_VERSION = "v1alpha1"
 GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"
 
+
+def _check_group_version(value: str) -> str:
+    if value != GROUP_VERSION:
+        raise ValueError(f"apiVersion {value!r} is not supported; use {GROUP_VERSION}")
+    return value
+
+
+GroupVersion = Annotated[str, AfterValidator(_check_group_version),
+                         WithJsonSchema({"type": "string", "enum": [GROUP_VERSION]})]
+"""The `apiVersion` of every resource of ours: exactly `GROUP_VERSION`."""
+
 _ACRONYMS = {"Id": "ID", "Url": "URL"}
 
 
@@ -160,12 +171,14 @@ ToolName = Annotated[str, AfterValidator(check_tool_name),
 EnvName = Annotated[str, AfterValidator(check_env_name),
                     WithJsonSchema({"type": "string", "pattern": _ENV_NAME.pattern})]
 
-_DURATION_PART = re.compile(r"(\d+)(d|h|m|s)")
+_DURATION_PART = re.compile(r"(\d{1,9})(d|h|m|s)")
 _DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+MAX_DURATION_DAYS = 3650  # ten years: longer is a typo, and beyond ~2.7 million years timedelta overflows
 
 
 def parse_duration(value: str) -> timedelta:
-    """Parse `90s`, `30m`, `4h`, `1h30m`, `7d` into a timedelta (positive, at least one part)."""
+    """Parse `90s`, `30m`, `4h`, `1h30m`, `7d` into a timedelta (positive, at least one part, at most
+    `MAX_DURATION_DAYS`)."""
     text = value.strip()
     pos = 0
     seconds = 0
@@ -175,7 +188,9 @@ def parse_duration(value: str) -> timedelta:
         seconds += int(match.group(1)) * _DURATION_UNITS[match.group(2)]
         pos = match.end()
     if pos != len(text) or not text or seconds <= 0:
-        raise ValueError(f"{value!r} is not a duration: use a number with a unit, e.g. 30m, 4h, 1h30m, 7d")
+        raise ValueError(f"{value[:40]!r} is not a duration: use a number with a unit, e.g. 30m, 4h, 1h30m, 7d")
+    if seconds > MAX_DURATION_DAYS * 86400:
+        raise ValueError(f"{value[:40]!r} is longer than {MAX_DURATION_DAYS}d, the longest duration accepted")
     return timedelta(seconds=seconds)
 
 
@@ -185,7 +200,7 @@ def check_duration(value: str) -> str:
 
 
 Duration = Annotated[str, AfterValidator(check_duration),
-                     WithJsonSchema({"type": "string", "pattern": r"^(\d+[dhms])+$"})]
+                     WithJsonSchema({"type": "string", "pattern": r"^(\d{1,9}[dhms])+$"})]
 
 
 def utcnow() -> datetime:

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from mcp_runtime.resources.access import AccessGrantSpec, AccessStatus, AgentSessionSpec
 from mcp_runtime.resources.common import API_GROUP, API_VERSION
+from mcp_runtime.resources.kinds import BY_KIND, GRANT_KIND, SERVER_KIND, SESSION_KIND
 from mcp_runtime.resources.server import MCPServerSpec, MCPServerStatus
 
 _DROP_KEYS = {"title", "$defs", "discriminator"}
@@ -82,8 +83,9 @@ def _rewrite_any_of(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any
     return merged
 
 
-def _crd(kind: str, plural: str, short_names: list[str], spec: type[BaseModel], status: type[BaseModel],
-         columns: list[dict[str, Any]]) -> dict[str, Any]:
+def _crd(kind: str, spec: type[BaseModel], status: type[BaseModel], columns: list[dict[str, Any]]) -> dict[str, Any]:
+    names = BY_KIND[kind]
+    plural, short_names = names.plural, list(names.short_names)
     spec_schema = structural_schema(spec)
     spec_schema["description"] = f"Desired state of the {kind}."
     status_schema = structural_schema(status)
@@ -133,18 +135,18 @@ def render_crds() -> dict[str, dict[str, Any]]:
     phase = {"name": "Phase", "type": "string", "jsonPath": ".status.phase"}
     server_ref = {"name": "Server", "type": "string", "jsonPath": ".spec.serverRef.name"}
     crds = [
-        _crd("MCPServer", "mcpservers", ["mcps"], MCPServerSpec, MCPServerStatus, [
+        _crd(SERVER_KIND, MCPServerSpec, MCPServerStatus, [
             phase,
             {"name": "URL", "type": "string", "jsonPath": ".status.url"},
             {"name": "Image", "type": "string", "jsonPath": ".spec.image", "priority": 1},
         ]),
-        _crd("MCPAccessGrant", "mcpaccessgrants", ["mcpgrant"], AccessGrantSpec, AccessStatus, [
+        _crd(GRANT_KIND, AccessGrantSpec, AccessStatus, [
             phase, server_ref,
             {"name": "Team", "type": "string", "jsonPath": ".spec.subject.teamID"},
             {"name": "Agent", "type": "string", "jsonPath": ".spec.subject.agentID"},
             {"name": "MaxTrust", "type": "string", "jsonPath": ".spec.maxTrust"},
         ]),
-        _crd("MCPAgentSession", "mcpagentsessions", ["mcpsession"], AgentSessionSpec, AccessStatus, [
+        _crd(SESSION_KIND, AgentSessionSpec, AccessStatus, [
             phase, server_ref,
             {"name": "Agent", "type": "string", "jsonPath": ".spec.subject.agentID"},
             {"name": "Trust", "type": "string", "jsonPath": ".spec.consentedTrust"},

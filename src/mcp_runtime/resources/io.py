@@ -6,22 +6,14 @@ Parsing is pure (text in, models out); reading files is left to callers so this 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from mcp_runtime.resources.access import MCPAccessGrant, MCPAgentSession
 from mcp_runtime.resources.common import GROUP_VERSION
+from mcp_runtime.resources.kinds import KINDS, Resource
 from mcp_runtime.resources.metadata import ServersFile
-from mcp_runtime.resources.server import MCPServer
-
-Resource: TypeAlias = MCPServer | MCPAccessGrant | MCPAgentSession
-KINDS: dict[str, type[Resource]] = {
-    "MCPServer": MCPServer,
-    "MCPAccessGrant": MCPAccessGrant,
-    "MCPAgentSession": MCPAgentSession,
-}
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -20,25 +20,7 @@ from mcp_runtime.resources.common import (
     Scope,
     team_namespace,
 )
-from mcp_runtime.resources.server import (
-    DEFAULT_APP_PORT,
-    AnalyticsSpec,
-    AuthSpec,
-    EnvVar,
-    GatewaySpec,
-    McpResourceSpec,
-    MCPServer,
-    MCPServerSpec,
-    PolicySpec,
-    PromptSpec,
-    ResourceRequirements,
-    RolloutSpec,
-    RunSpec,
-    SecretEnvVar,
-    SessionSpec,
-    ToolSpec,
-    image_has_tag,
-)
+from mcp_runtime.resources.server import MCPServer, MCPServerSpec, ServerDefinition
 
 METADATA_VERSION = "v1"
 METADATA_FILE = "servers.yaml"
@@ -72,33 +54,17 @@ def normalize_route(route: str) -> str:
     return cleaned
 
 
-class ServerMetadata(CamelModel):
-    """One server entry of `.mcp/servers.yaml`."""
+class _MetadataHead(CamelModel):
+    """The fields only `.mcp` metadata has; they come first in `servers.yaml`."""
 
     name: DnsLabel
-    description: str | None = Field(default=None, max_length=2048)
     scope: Scope = Scope.tenant
-    image: str | None = Field(default=None, max_length=512)
-    image_tag: str | None = Field(default=None, max_length=128)
     route: str | None = None
-    port: int = Field(default=DEFAULT_APP_PORT, ge=1, le=65535)
-    replicas: int = Field(default=1, ge=0, le=1000)
     namespace: DnsLabel | None = None
-    team_id: str | None = None
-    ingress_host: str | None = None
-    tools: list[ToolSpec] = Field(default_factory=list)
-    prompts: list[PromptSpec] = Field(default_factory=list)
-    mcp_resources: list[McpResourceSpec] = Field(default_factory=list)
-    env_vars: list[EnvVar] = Field(default_factory=list)
-    secret_env_vars: list[SecretEnvVar] = Field(default_factory=list)
-    resources: ResourceRequirements | None = None
-    auth: AuthSpec | None = None
-    policy: PolicySpec = Field(default_factory=PolicySpec)
-    session: SessionSpec = Field(default_factory=SessionSpec)
-    gateway: GatewaySpec = Field(default_factory=GatewaySpec)
-    analytics: AnalyticsSpec | None = None
-    rollout: RolloutSpec | None = None
-    run: RunSpec | None = None
+
+
+class ServerMetadata(ServerDefinition, _MetadataHead):
+    """One server entry of `.mcp/servers.yaml`: its name and where it publishes, plus a `ServerDefinition`."""
 
     @field_validator("route")
     @classmethod
@@ -106,16 +72,9 @@ class ServerMetadata(CamelModel):
         return normalize_route(value) if value is not None else None
 
     @model_validator(mode="after")
-    def _defaults(self) -> ServerMetadata:
+    def _default_route(self) -> ServerMetadata:
         if self.route is None:
             self.route = f"/{self.name}"
-        if self.image_tag is None and not (self.image and image_has_tag(self.image)):
-            self.image_tag = "latest"
-        seen: set[str] = set()
-        for tool in self.tools:
-            if tool.name in seen:
-                raise ValueError(f"tool {tool.name!r} is listed twice: tool names must be unique")
-            seen.add(tool.name)
         return self
 
     def resolved_image(self, *, team_slug: str | None = None, registry: str | None = None) -> str:
@@ -150,14 +109,6 @@ class ServersFile(CamelModel):
     def get(self, name: str) -> ServerMetadata | None:
         return next((s for s in self.servers if s.name == name), None)
 
-    def upsert(self, server: ServerMetadata) -> None:
-        """Replace the entry with the same name, or append it."""
-        for i, existing in enumerate(self.servers):
-            if existing.name == server.name:
-                self.servers[i] = server
-                return
-        self.servers.append(server)
-
 
 def metadata_to_server(
     meta: ServerMetadata,
@@ -176,29 +127,10 @@ def metadata_to_server(
     prefix = (meta.route or f"/{server_name}").strip("/")
     if name and name != meta.name and meta.route == f"/{meta.name}":
         prefix = server_name
-    spec = MCPServerSpec(
-        team_id=team_id or meta.team_id,
-        description=meta.description,
-        image=meta.resolved_image(team_slug=team_slug, registry=registry),
-        image_tag=meta.image_tag,
-        replicas=meta.replicas,
-        port=meta.port,
-        public_path_prefix=prefix,
-        ingress_host=meta.ingress_host,
-        resources=meta.resources,
-        env_vars=meta.env_vars,
-        secret_env_vars=meta.secret_env_vars,
-        tools=meta.tools,
-        prompts=meta.prompts,
-        mcp_resources=meta.mcp_resources,
-        auth=meta.auth,
-        policy=meta.policy,
-        session=meta.session,
-        gateway=meta.gateway,
-        analytics=meta.analytics,
-        rollout=meta.rollout,
-        run=meta.run,
-    )
+    shared = {name: getattr(meta, name) for name in ServerDefinition.model_fields}
+    spec = MCPServerSpec(**{**shared, "team_id": team_id or meta.team_id,
+                            "image": meta.resolved_image(team_slug=team_slug, registry=registry),
+                            "public_path_prefix": prefix})
     return MCPServer(
         metadata=ObjectMeta(name=server_name, namespace=namespace or meta.resolved_namespace(team_slug)),
         spec=spec,

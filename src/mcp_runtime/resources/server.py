@@ -9,11 +9,13 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from mcp_runtime.resources.common import (
+    GROUP_VERSION,
     CamelModel,
     Condition,
     DnsLabel,
     Duration,
     EnvName,
+    GroupVersion,
     ObjectMeta,
     PolicyMode,
     RiskLevel,
@@ -23,9 +25,12 @@ from mcp_runtime.resources.common import (
     ToolDecision,
     ToolName,
     Trust,
+    parse_duration,
 )
 
 DEFAULT_APP_PORT = 8088
+DEFAULT_MCP_PATH = "/mcp"
+"""Where an MCP server serves Streamable HTTP unless its `MCP_PATH` says otherwise."""
 DEFAULT_SERVICE_PORT = 80
 DEFAULT_GATEWAY_PORT = 8091
 DEFAULT_INGRESS_CLASS = "traefik"
@@ -99,10 +104,34 @@ class SessionSpec(CamelModel):
     idle_timeout: Duration = "1h"
 
 
+DEFAULT_CONNECT_TIMEOUT = "10s"
+DEFAULT_READ_TIMEOUT = "300s"
+
+
+class GatewayTimeouts(CamelModel):
+    """How long the gateway waits on the server before it answers the client with an error itself.
+
+    `connect`: to open a connection. `read`: for the server to start answering a request, and between
+    two parts of a streamed answer to a POST (a tool call that reports no progress for this long is
+    given up on). The server-to-client GET stream has no read timeout: it may be quiet for hours."""
+
+    connect: Duration = DEFAULT_CONNECT_TIMEOUT
+    read: Duration = DEFAULT_READ_TIMEOUT
+
+    @property
+    def connect_seconds(self) -> float:
+        return parse_duration(self.connect).total_seconds()
+
+    @property
+    def read_seconds(self) -> float:
+        return parse_duration(self.read).total_seconds()
+
+
 class GatewaySpec(CamelModel):
     enabled: bool = True
     port: int = Field(default=DEFAULT_GATEWAY_PORT, ge=1, le=65535)
     upstream_url: str | None = None
+    timeouts: GatewayTimeouts = Field(default_factory=GatewayTimeouts)
 
 
 class AnalyticsSpec(CamelModel):
@@ -125,19 +154,18 @@ class RunSpec(CamelModel):
     working_dir: str | None = None
 
 
-class MCPServerSpec(CamelModel):
+class ServerDefinition(CamelModel):
+    """What a server is and how it runs: the fields an `.mcp/servers.yaml` entry and `MCPServer.spec` share.
+
+    Declared once here; `MCPServerSpec` and `ServerMetadata` each add their own fields."""
+
     team_id: str | None = None
     description: str | None = Field(default=None, max_length=2048)
-    image: str = Field(min_length=1, max_length=512)
+    image: str | None = Field(default=None, max_length=512)
     image_tag: str | None = Field(default=None, max_length=128)
-    image_pull_secrets: list[str] = Field(default_factory=list)
     replicas: int = Field(default=1, ge=0, le=1000)
     port: int = Field(default=DEFAULT_APP_PORT, ge=1, le=65535)
-    service_port: int = Field(default=DEFAULT_SERVICE_PORT, ge=1, le=65535)
-    public_path_prefix: str | None = None
-    ingress_path: str | None = None
     ingress_host: str | None = None
-    ingress_class: str = DEFAULT_INGRESS_CLASS
     resources: ResourceRequirements | None = None
     env_vars: list[EnvVar] = Field(default_factory=list)
     secret_env_vars: list[SecretEnvVar] = Field(default_factory=list)
@@ -151,6 +179,36 @@ class MCPServerSpec(CamelModel):
     analytics: AnalyticsSpec | None = None
     rollout: RolloutSpec | None = None
     run: RunSpec | None = None
+
+    @field_validator("tools")
+    @classmethod
+    def _unique_tools(cls, tools: list[ToolSpec]) -> list[ToolSpec]:
+        seen: set[str] = set()
+        for tool in tools:
+            if tool.name in seen:
+                raise ValueError(f"tool {tool.name!r} is listed twice: tool names must be unique")
+            seen.add(tool.name)
+        return tools
+
+    @model_validator(mode="after")
+    def _default_tag(self) -> ServerDefinition:
+        if self.image_tag is None and not (self.image and image_has_tag(self.image)):
+            self.image_tag = "latest"
+        return self
+
+    def tool(self, name: str) -> ToolSpec | None:
+        return next((t for t in self.tools if t.name == name), None)
+
+
+class MCPServerSpec(ServerDefinition):
+    """The desired state of a deployed server (the CRD's `spec`)."""
+
+    image: str = Field(min_length=1, max_length=512)  # required here; optional in `.mcp` metadata
+    image_pull_secrets: list[str] = Field(default_factory=list)
+    service_port: int = Field(default=DEFAULT_SERVICE_PORT, ge=1, le=65535)
+    public_path_prefix: str | None = None
+    ingress_path: str | None = None
+    ingress_class: str = DEFAULT_INGRESS_CLASS
 
     @field_validator("public_path_prefix")
     @classmethod
@@ -171,11 +229,6 @@ class MCPServerSpec(CamelModel):
 
     @model_validator(mode="after")
     def _check(self) -> MCPServerSpec:
-        seen: set[str] = set()
-        for tool in self.tools:
-            if tool.name in seen:
-                raise ValueError(f"tool {tool.name!r} is listed twice: tool names must be unique")
-            seen.add(tool.name)
         if self.gateway.enabled and self.gateway.port == self.port:
             raise ValueError(
                 f"gateway.port {self.gateway.port} equals the app port: the gateway sidecar needs its own port"
@@ -188,12 +241,7 @@ class MCPServerSpec(CamelModel):
                     f"rollout.canaryReplicas {self.rollout.canary_replicas} must be between 0 and "
                     f"replicas ({self.replicas})"
                 )
-        if self.image_tag is None and not image_has_tag(self.image):
-            self.image_tag = "latest"
         return self
-
-    def tool(self, name: str) -> ToolSpec | None:
-        return next((t for t in self.tools if t.name == name), None)
 
 
 class ServerPhase(StrEnum):
@@ -213,7 +261,7 @@ class MCPServerStatus(CamelModel):
 
 
 class MCPServer(CamelModel):
-    api_version: Literal["mcpruntime.org/v1alpha1"] = "mcpruntime.org/v1alpha1"
+    api_version: GroupVersion = GROUP_VERSION
     kind: Literal["MCPServer"] = "MCPServer"
     metadata: ObjectMeta
     spec: MCPServerSpec

@@ -16,8 +16,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from mcp_runtime.manifests.options import DEFAULT_GATEWAY_IMAGE, DEFAULT_NONROOT_UID
 from mcp_runtime.runtime.builders import Builder, BuildError, build_image, find_builder, run_tool
-from mcp_runtime.runtime.render.options import DEFAULT_GATEWAY_IMAGE, DEFAULT_NONROOT_UID
 
 DEFAULT_SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"

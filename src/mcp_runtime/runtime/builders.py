@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mcp_runtime.manifests.images import has_registry_host, is_insecure_registry
+
 BUILDERS = ("docker", "podman", "buildah")
 PLATFORM_ENV = "MCP_DOCKER_PLATFORM"
 DOCKER_DEFAULT_PLATFORM = "linux/amd64"
@@ -122,12 +124,6 @@ def build_image(tag: str, context: Path, *, containerfile: Path | None = None, p
     return builder
 
 
-def is_insecure_registry(host: str) -> bool:
-    """Loopback registries are plain HTTP (the bundled one); everything else gets TLS."""
-    name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0].lstrip("[")
-    return name in ("localhost", "127.0.0.1", "::1")
-
-
 def local_image_exists(image: str, builder: Builder | None = None) -> bool:
     builder = builder or find_builder()
     if builder.name == "docker":
@@ -172,6 +168,6 @@ def push_image(local: str, target: str, builder: Builder | None = None) -> str:
 
 def _storage_name(image: str) -> str:
     """containers-storage names short images `localhost/<name>`; full references are kept."""
-    from mcp_runtime.runtime.render.names import has_registry_host
+
 
     return image if has_registry_host(image) else f"localhost/{image}"

@@ -23,6 +23,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types import PARSE_ERROR, InitializeResult, PaginatedRequestParams
 
+from mcp_runtime.resources.server import DEFAULT_MCP_PATH
+
 __all__ = [
     "DiscoveredTool",
     "DiscoveryError",
@@ -34,7 +36,6 @@ __all__ = [
     "probe_initialize_sync",
 ]
 
-DEFAULT_MCP_PATH = "/mcp"
 MAX_TOOL_PAGES = 1000  # a server that keeps handing out cursors is broken, not big
 
 T = TypeVar("T")

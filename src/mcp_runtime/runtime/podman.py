@@ -36,12 +36,7 @@ from typing import Any
 import httpx
 import yaml
 
-from mcp_runtime.policy import PolicyDocument, compile_policy
-from mcp_runtime.resources import MCPServer, ServerPhase
-from mcp_runtime.runtime.builders import is_insecure_registry
-from mcp_runtime.runtime.process import RuntimeStatus, StatusCallback, pick_free_port
-from mcp_runtime.runtime.registry import DEFAULT_REGISTRY_ADDRESS
-from mcp_runtime.runtime.render import (
+from mcp_runtime.manifests import (
     APP_CONTAINER,
     GATEWAY_CONTAINER,
     RenderError,
@@ -51,7 +46,11 @@ from mcp_runtime.runtime.render import (
     render_server,
     route_path,
 )
-from mcp_runtime.runtime.render.options import DEFAULT_GATEWAY_IMAGE, DEFAULT_NONROOT_UID
+from mcp_runtime.manifests.images import DEFAULT_REGISTRY_ADDRESS, is_insecure_registry
+from mcp_runtime.manifests.options import DEFAULT_GATEWAY_IMAGE, DEFAULT_NONROOT_UID
+from mcp_runtime.policy import PolicyDocument, compile_policy
+from mcp_runtime.resources import MCPServer, ServerPhase
+from mcp_runtime.runtime.process import RuntimeStatus, StatusCallback, pick_free_port
 from mcp_runtime.runtime.sidecar_proxy import SidecarProxy
 
 log = logging.getLogger(__name__)
@@ -64,6 +63,8 @@ INGEST_KEY_FILE = "api-key"
 
 PolicyLookup = Callable[[str, str], "PolicyDocument | None"]
 JwksSource = Callable[[], Mapping[str, Any]]
+PolicyCallback = Callable[[str, str, "PolicyDocument | None"], None]
+"""callback(namespace, server_name, document): document None means the server is gone."""
 
 
 class PodmanRuntimeError(ValueError):
@@ -159,20 +160,15 @@ class PodmanRuntime:
         self.proxy = SidecarProxy()
         """Serve this at each server's route in `up`: it passes requests to the pod's sidecar unchanged."""
 
-    @classmethod
-    def for_platform(cls, platform: Any, data_dir: Path, on_status: StatusCallback | None = None,
-                     **options: Any) -> PodmanRuntime:
-        """Wired to a `Platform`: its compiled policies, its signing keys, and its policy publisher."""
-        runtime = cls(data_dir, on_status=on_status, **options)
-        runtime.attach(platform)
-        return runtime
+    def attach(self, *, policy_for: PolicyLookup, jwks: JwksSource,
+               subscribe: Callable[[PolicyCallback], Callable[[], None]]) -> Callable[[], None]:
+        """Take policies and keys from the control plane and hear of every new policy; returns unsubscribe.
 
-    def attach(self, platform: Any) -> Callable[[], None]:
-        """Take policies and keys from a `Platform` and hear of every new policy; returns unsubscribe."""
-        self._policy_for = platform.policies.document
-        self._jwks = platform.keyring.jwks
-        unsubscribe: Callable[[], None] = platform.publisher.subscribe(self.on_policy, replay=False)
-        return unsubscribe
+        `subscribe(callback)` registers `callback(namespace, name, document)` for every later policy
+        (the composition root passes the platform's policy publisher)."""
+        self._policy_for = policy_for
+        self._jwks = jwks
+        return subscribe(self.on_policy)
 
     # --- the interface `up` uses (same shape as ProcessRuntime) --------------------------------------
 

@@ -1,9 +1,14 @@
 """The process runtime: each deployed server runs as a local subprocess of `mcp-runtime up`.
 
-A server's `spec.run.command` starts in its working directory with `PORT` (a free port picked here)
-and `MCP_PATH` set. It counts as Ready once MCP `initialize` answers. A crash restarts it with
+A server's `spec.run.command` starts in its working directory with `PORT` (picked once, kept across
+restarts of `up` in `run/`) and `MCP_PATH` set. It counts as Ready once MCP `initialize` answers on
+that port from a process of this start (ownership, see `ownership.py`). A crash restarts it with
 capped exponential backoff; a server that dies before it is ever ready shows phase Error with the
 tail of its log, so the user sees why without digging for files.
+
+Servers never outlive the runtime: each runs in its own process group with the kernel's parent-death
+signal, and a lifeline process stops every group and every descendant when the runtime dies, even by
+SIGKILL. A new runtime on the same data directory first stops whatever an earlier one left behind.
 """
 
 from __future__ import annotations
@@ -17,13 +22,27 @@ import signal
 import socket
 import sys
 import time
+import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mcp_runtime.resources import MCPServer, ServerPhase
+from mcp_runtime.runtime import lifeline
 from mcp_runtime.runtime.discovery import DiscoveryError, probe_initialize
+from mcp_runtime.runtime.ownership import (
+    LAUNCH_ENV,
+    OWNER_ENV,
+    DataDirLock,
+    Lifeline,
+    ServerRecord,
+    listener_owned_by,
+    owner_id,
+    parent_death_signal,
+    port_is_free,
+    reap_leftovers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +51,9 @@ READY_TIMEOUT = 60.0
 BACKOFF_START = 0.5
 BACKOFF_MAX = 30.0
 STABLE_AFTER = 30.0  # a process that ran this long resets the backoff
+STOP_GRACE = 5.0  # SIGTERM, then SIGKILL after this long
+OUTPUT_DRAIN = 2.0  # seconds to read what an exited server wrote last
+LOG_LINE_LIMIT = 64 * 1024  # a longer output line is cut
 
 
 @dataclass
@@ -65,10 +87,14 @@ class ManagedServer:
     log_file: Path
     port: int = 0
     process: asyncio.subprocess.Process | None = None
+    output: asyncio.StreamReader | None = None  # the process's stdout and stderr, one pipe we own
+    output_transport: asyncio.ReadTransport | None = None
     task: asyncio.Task[None] | None = None
     lines: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_TAIL_LINES))
     listeners: set[asyncio.Queue[str]] = field(default_factory=set)
     restarts: int = 0
+    launch: str = ""
+    problem: str | None = None  # why the last start was refused, when the runtime refused it
     stopping: bool = False
     status: RuntimeStatus = field(default_factory=lambda: RuntimeStatus(ServerPhase.pending, "starting"))
 
@@ -91,17 +117,30 @@ class ProcessRuntimeError(ValueError):
 class ProcessRuntime:
     """Runs, supervises and stops server subprocesses. One instance per `mcp-runtime up`.
 
-    A server keeps the port picked at deploy across restarts, so the gateway route in front of it
-    stays valid; a redeploy picks a new one.
+    A server keeps its port across crashes and restarts of `up` (while the port stays free), so the
+    gateway route in front of it stays valid. Constructing the runtime locks the data directory (one
+    runtime per directory, `DataDirInUse` otherwise), stops leftovers of an earlier runtime there, and
+    starts the lifeline; `shutdown` releases all three.
     """
 
     def __init__(self, data_dir: Path, on_status: StatusCallback | None = None,
                  ready_timeout: float = READY_TIMEOUT) -> None:
         self.log_dir = data_dir / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir = data_dir / "run"
         self._on_status = on_status
         self._servers: dict[tuple[str, str], ManagedServer] = {}
         self._ready_timeout = ready_timeout
+        self._owner = owner_id(data_dir)
+        self._lock = DataDirLock(self.run_dir)
+        self._lock.acquire()
+        leftovers = reap_leftovers(self._owner)
+        if leftovers:
+            log.warning("stopped %d server processes an earlier mcp-runtime left running from %s: pids %s",
+                        len(leftovers), data_dir, sorted(leftovers))
+        self._preexec = parent_death_signal()
+        self._lifeline = Lifeline(self._owner, self.log_dir / "lifeline.log")
+        self._lifeline.start()
 
     # --- the interface the platform uses -------------------------------------------------------
 
@@ -113,6 +152,11 @@ class ProcessRuntime:
             return str(exc)
         return None
 
+    @property
+    def lifeline_pid(self) -> int | None:
+        """The watchdog that stops every server if this runtime dies (shown by diagnostics and tests)."""
+        return self._lifeline.pid
+
     def servers(self) -> list[tuple[str, str]]:
         return list(self._servers)
 
@@ -120,11 +164,16 @@ class ProcessRuntime:
         """Start (or restart with the new spec) the server's process. Returns at once; see status."""
         namespace = server.metadata.namespace or "default"
         managed = self._build(server, namespace)
-        await self.delete(namespace, server.metadata.name)
+        await self._stop(namespace, server.metadata.name)
+        managed.port = self._port_for(managed)
         self._servers[managed.key] = managed
         managed.task = asyncio.create_task(self._supervise(managed), name=f"run {namespace}/{managed.name}")
 
     async def delete(self, namespace: str, name: str) -> None:
+        await self._stop(namespace, name)
+        self._record_path(namespace, name).unlink(missing_ok=True)
+
+    async def _stop(self, namespace: str, name: str) -> None:
         managed = self._servers.pop((namespace, name), None)
         if managed is None:
             return
@@ -134,10 +183,16 @@ class ProcessRuntime:
             managed.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await managed.task
+        if managed.output_transport is not None:
+            managed.output_transport.close()
 
     async def shutdown(self) -> None:
-        """Stop every server (Ctrl-C on `up`): SIGTERM, then SIGKILL after a grace period."""
-        await asyncio.gather(*(self.delete(ns, name) for ns, name in list(self._servers)))
+        """Stop every server (Ctrl-C on `up`): SIGTERM, then SIGKILL after a grace period.
+
+        Their ports stay recorded, so the next `up` starts them on the same ones."""
+        await asyncio.gather(*(self._stop(ns, name) for ns, name in list(self._servers)))
+        await asyncio.to_thread(self._lifeline.close)
+        self._lock.release()
 
     def upstream_url(self, namespace: str, name: str) -> str | None:
         managed = self._servers.get((namespace, name))
@@ -177,6 +232,19 @@ class ProcessRuntime:
     def _log_path(self, namespace: str, name: str) -> Path:
         return self.log_dir / f"{namespace}__{name}.log"
 
+    def _record_path(self, namespace: str, name: str) -> Path:
+        return ServerRecord.path(self.run_dir, namespace, name)
+
+    def _port_for(self, managed: ManagedServer) -> int:
+        """The port this server had before when nothing else holds it now; a new free port otherwise."""
+        record = ServerRecord.load(self._record_path(managed.namespace, managed.name))
+        if record is not None and port_is_free(record.port):
+            return record.port
+        if record is not None:
+            log.warning("port %d of %s/%s is taken by another process; moving the server to a new port",
+                        record.port, managed.namespace, managed.name)
+        return pick_free_port()
+
     def _build(self, server: MCPServer, namespace: str) -> ManagedServer:
         run = server.spec.run
         if run is None:
@@ -201,7 +269,7 @@ class ProcessRuntime:
         return ManagedServer(
             namespace=namespace, name=server.metadata.name, command=command, working_dir=working_dir.resolve(),
             mcp_path=server.spec.ingress_path or f"/{server.metadata.name}/mcp", env=env,
-            log_file=self._log_path(namespace, server.metadata.name), port=pick_free_port(),
+            log_file=self._log_path(namespace, server.metadata.name),
         )
 
     def _report(self, managed: ManagedServer, phase: ServerPhase, message: str) -> None:
@@ -228,13 +296,14 @@ class ProcessRuntime:
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
             assert managed.process is not None
-            pump = asyncio.create_task(self._pump(managed))
+            pump = asyncio.create_task(self._pump(managed), name=f"log {managed.namespace}/{managed.name}")
             ready = await self._wait_ready(managed)
             if ready:
                 ever_ready = True
                 self._report(managed, ServerPhase.ready, f"serving on {managed.upstream_url}")
             code = await managed.process.wait()
-            await pump
+            await self._reap_launch(managed)  # first: a leftover descendant would hold the log pipe open
+            await self._finish_output(managed, pump)
             if managed.stopping:
                 break
             managed.restarts += 1
@@ -242,6 +311,8 @@ class ProcessRuntime:
             if time.monotonic() - started > STABLE_AFTER:
                 backoff = BACKOFF_START
             what = "crashed" if ever_ready else "exited before it answered MCP initialize"
+            if managed.problem:
+                what, managed.problem = managed.problem, None
             self._report(managed, ServerPhase.error, self._error_message(managed, f"{what} (exit code {code})"))
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
@@ -251,21 +322,74 @@ class ProcessRuntime:
         return f"{what}; last log lines:\n" + "\n".join(tail) if tail else what
 
     async def _start(self, managed: ManagedServer) -> None:
+        managed.launch = uuid.uuid4().hex
         env = {**os.environ, **managed.env, "PORT": str(managed.port), "MCP_PATH": managed.mcp_path,
-               "HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
-        managed.process = await asyncio.create_subprocess_exec(
-            *managed.command, cwd=managed.working_dir, env=env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-        )
+               "HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1",
+               OWNER_ENV: self._owner, LAUNCH_ENV: managed.launch}
+        # Output goes through a pipe we own (not asyncio's), so we can close it even while a descendant
+        # that escaped every kill still holds its end. Its own session: a Ctrl-C in the terminal reaches
+        # `up` only, which stops servers in order.
+        read_fd, write_fd = os.pipe()
+        try:
+            managed.process = await asyncio.create_subprocess_exec(
+                *managed.command, cwd=managed.working_dir, env=env, stdin=asyncio.subprocess.DEVNULL,
+                stdout=write_fd, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+                preexec_fn=self._preexec,
+            )
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        reader = asyncio.StreamReader(limit=LOG_LINE_LIMIT)
+        transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0))
+        managed.output, managed.output_transport = reader, transport
+        self._lifeline.watch(managed.process.pid)
+        ServerRecord(port=managed.port, pid=managed.process.pid, launch=managed.launch).save(
+            self._record_path(managed.namespace, managed.name))
         self._note(managed, f"[mcp-runtime] started pid {managed.process.pid} on port {managed.port}")
 
+    async def _reap_launch(self, managed: ManagedServer, grace: float = STOP_GRACE) -> None:
+        """After the direct child exited: stop what is left of its process group and every descendant
+        that carries this launch's marker (so a wrapper's orphan never keeps the port)."""
+        if managed.process is None:
+            return
+        pgid = managed.process.pid
+        left = await asyncio.to_thread(lifeline.stop_all, [pgid], (LAUNCH_ENV, managed.launch), grace)
+        self._lifeline.forget(pgid)
+        if left:
+            self._note(managed, f"[mcp-runtime] stopped {len(left)} leftover processes of pid {pgid}: {left}")
+
     async def _pump(self, managed: ManagedServer) -> None:
-        assert managed.process is not None and managed.process.stdout is not None
+        """Copy the server's output into its log, a line at a time (an over-long line is cut, not fatal)."""
+        reader = managed.output
+        assert reader is not None
         while True:
-            raw = await managed.process.stdout.readline()
-            if not raw:
+            try:
+                raw = await reader.readuntil(b"\n")
+            except asyncio.IncompleteReadError as end:
+                if end.partial:
+                    self._note(managed, end.partial.decode(errors="replace"))
                 return
+            except asyncio.LimitOverrunError as long:
+                raw = await reader.readexactly(long.consumed) + b" [line cut]"
             self._note(managed, raw.decode(errors="replace").rstrip("\n"))
+
+    async def _finish_output(self, managed: ManagedServer, pump: asyncio.Task[None]) -> None:
+        """Let the log pump drain what the exited process wrote, then close the pipe: a descendant that
+        escaped (a clean environment and a session of its own) must not keep supervision waiting."""
+        try:
+            await asyncio.wait_for(asyncio.shield(pump), timeout=OUTPUT_DRAIN)
+        except TimeoutError:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+            self._note(managed, "[mcp-runtime] a process outside this server's control still holds its output "
+                                "pipe; closed it")
+        if managed.output_transport is not None:
+            managed.output_transport.close()
+            managed.output_transport = None
 
     def _note(self, managed: ManagedServer, line: str) -> None:
         managed.lines.append(line)
@@ -282,25 +406,38 @@ class ProcessRuntime:
         while time.monotonic() < deadline and managed.process.returncode is None and not managed.stopping:
             try:
                 await probe_initialize(managed.upstream_url, timeout=2.0)
-                return True
             except DiscoveryError:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.5)
+                continue
+            owned = await asyncio.to_thread(listener_owned_by, managed.port, managed.launch)
+            if owned is not False:
+                return True
+            # something that is not this server answers on its port: never adopt it
+            managed.problem = (f"port {managed.port} answers MCP, but from a process this runtime did not start "
+                               f"(not pid {managed.process.pid} or its children); not adopting it")
+            self._note(managed, f"[mcp-runtime] {managed.problem}; moving the server to a new port")
+            managed.port = pick_free_port()
+            await self._terminate(managed)
+            return False
         if managed.process.returncode is None and not managed.stopping:
             self._report(managed, ServerPhase.error,
                          self._error_message(managed, f"no MCP answer on {managed.upstream_url} after "
                                                       f"{self._ready_timeout:.0f}s"))
         return False
 
-    async def _terminate(self, managed: ManagedServer, grace: float = 5.0) -> None:
+    async def _terminate(self, managed: ManagedServer, grace: float = STOP_GRACE) -> None:
+        """SIGTERM the server's process group, SIGKILL it after `grace`, then stop any descendant left."""
         process = managed.process
-        if process is None or process.returncode is not None:
+        if process is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), timeout=grace)
-        except TimeoutError:
+        if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            await process.wait()
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), timeout=grace)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                await process.wait()
+        await self._reap_launch(managed, grace)

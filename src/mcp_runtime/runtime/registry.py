@@ -22,11 +22,11 @@ from pathlib import Path
 
 import httpx
 
+from mcp_runtime.manifests.images import DEFAULT_REGISTRY_ADDRESS
+
 log = logging.getLogger(__name__)
 
 REGISTRY_BINARY = "docker-registry"
-DEFAULT_REGISTRY_ADDRESS = "127.0.0.1:5000"
-"""Where the bundled registry listens unless told otherwise; also the fallback image registry host."""
 READY_TIMEOUT = 20.0
 BACKOFF_MAX = 30.0
 

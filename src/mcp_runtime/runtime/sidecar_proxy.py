@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 from starlette.types import Receive, Scope, Send
 
+from mcp_runtime.wire import BodyTooLarge, ClientDisconnected, dumps, read_body
+
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate",
                         b"proxy-authorization", b"te", b"trailer", b"transfer-encoding", b"upgrade", b"host",
                         b"content-length"})
@@ -60,15 +62,13 @@ class SidecarProxy:
         if upstream is None:
             await _plain(send, 404, b'{"error":"not_found","message":"no server at this path"}')
             return
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > MAX_BODY:
-                await _plain(send, 413, b'{"error":"payload_too_large","message":"request body over 1 MiB"}')
-                return
+        try:
+            body = await read_body(receive, MAX_BODY)
+        except BodyTooLarge as exc:
+            await _plain(send, exc.status, dumps(exc.envelope()), list(exc.headers))
+            return
+        except ClientDisconnected:
+            return
         query = scope.get("query_string", b"")
         url = upstream + (f"?{query.decode('latin-1')}" if query else "")
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in HOP_BY_HOP]
@@ -91,7 +91,8 @@ class SidecarProxy:
                 await response.aclose()
 
 
-async def _plain(send: Send, status: int, body: bytes) -> None:
-    headers: list[Any] = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+async def _plain(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    headers: list[Any] = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                          *(extra or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

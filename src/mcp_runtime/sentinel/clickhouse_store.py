@@ -198,13 +198,20 @@ _COLUMN_TYPES: dict[str, str] = {
     "bytes_in": "UInt64",
     "bytes_out": "UInt64",
     "policy_revision": "LowCardinality(Nullable(String))",
+    "event_version": "UInt16 DEFAULT 1",
+    "session_state": "LowCardinality(Nullable(String))",
+    "consented_trust": "LowCardinality(Nullable(String))",
+    "arguments_digest": "Nullable(String)",
 }
+_ADDED_COLUMNS = ("event_version", "session_state", "consented_trust", "arguments_digest")
+"""Columns added after the first schema: `ddl()` adds them to an older table; stored rows keep their data
+and take the column default (`event_version` 1: recorded before the replay inputs were)."""
 assert tuple(_COLUMN_TYPES) == EVENT_COLUMNS, "ClickHouse columns must follow AnalyticsEvent's fields"
 
 _SELECT_EVENT = ", ".join("toUnixTimestamp64Micro(timestamp)" if name == "timestamp" else name
                           for name in EVENT_COLUMNS)
 _TS_WRAP = "fromUnixTimestamp64Micro({}, 'UTC')"
-_INT_COLUMNS = {"status", "bytes_in", "bytes_out"}
+_INT_COLUMNS = {"status", "bytes_in", "bytes_out", "event_version"}
 
 
 def event_json_row(event: AnalyticsEvent) -> str:
@@ -252,6 +259,8 @@ class ClickHouseEventStore:
             f") ENGINE = ReplacingMergeTree\n"
             f"PARTITION BY toDate(timestamp)\n"
             f"ORDER BY (namespace, server, event_id){ttl}",
+            *(f"ALTER TABLE {self.table} ADD COLUMN IF NOT EXISTS {name} {_COLUMN_TYPES[name]}"
+              for name in _ADDED_COLUMNS),
         ]
 
     @classmethod

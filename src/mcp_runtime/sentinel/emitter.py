@@ -138,6 +138,7 @@ class Emitter:
         self._retry_at = 0.0  # monotonic time before which no send is attempted
         self._last_drop_log = 0.0
         self._drops_since_log = 0
+        self._spool_full = False  # logged once when it fills, once when it has room again
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -367,9 +368,20 @@ class Emitter:
         if stored:
             self.metrics.spooled.inc(stored)
         if stored < len(payloads):
+            full = not self.spool.closed and self.spool.depth >= self.spool.max_events
+            if full and not self._spool_full:
+                self._spool_full = True
+                logger.error("the analytics event spool is full (%d events in %s): new events are DROPPED "
+                             "until the ingest at %s takes events again; fix the ingest, or give the spool "
+                             "more room (max_spool_events)", self.spool.max_events,
+                             self.spool.path or "memory", self.ingest_url or "(none configured)")
             reason = (f"spool full ({self.spool.max_events} events)" if not self.spool.closed
                       else "spool closed")
             self._record_drop(len(payloads) - stored, reason)
+        elif self._spool_full and self.spool.depth < self.spool.max_events:
+            self._spool_full = False
+            logger.warning("the analytics event spool has room again (%d of %d events)", self.spool.depth,
+                           self.spool.max_events)
 
     def _record_drop(self, count: int, reason: str) -> None:
         self.metrics.dropped.inc(count)

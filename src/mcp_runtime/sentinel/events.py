@@ -1,4 +1,4 @@
-"""The analytics event (DESIGN.md section 10), its time-ordered id, and the ingest batch.
+"""The analytics event (docs/architecture.md, "Analytics events"), its time-ordered id, and the ingest batch.
 
 One `AnalyticsEvent` is emitted per MCP request the gateway handles. `event_id` is a UUIDv7: it is the
 idempotency key the ingest deduplicates on, and because its first 48 bits are the emission time in
@@ -92,6 +92,14 @@ absurd tool name still leaves an audit event (of the denied call) instead of non
 TrustLevel = Literal["low", "medium", "high"]
 SideEffectKind = Literal["read", "write", "destructive"]
 DecisionKind = Literal["allow", "deny"]
+SessionStateKind = Literal["active", "revoked", "expired", "not_found"]
+
+EVENT_VERSION = 2
+"""What an event records. 1: the decision and who asked. 2 (the gateway's events since the policy
+replay, `access simulate`): also the state and consented trust of the caller's session and the digest
+of a tool call's arguments, so the decision can be replayed faithfully under another policy. An event
+that does not say otherwise is version 1 (an older gateway, or a row stored before version 2)."""
+REPLAYABLE_VERSION = 2
 
 
 def _now() -> datetime:
@@ -105,6 +113,10 @@ class AnalyticsEvent(BaseModel):
     and policy fields are None when the request did not carry them (e.g. `initialize` has no tool, an
     unauthenticated request has no human). Strings are bounded so a hostile client cannot make events
     (and so the spool and the store) arbitrarily large.
+
+    The replay inputs (`event_version` 2): `session_state` is where the caller's session stood in the
+    policy at that moment, `consented_trust` its consented trust, `arguments_digest` the SHA-256 (hex)
+    of a tool call's arguments as canonical JSON (sorted keys, no spaces; absent arguments as `{}`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -133,6 +145,10 @@ class AnalyticsEvent(BaseModel):
     bytes_in: int = Field(default=0, ge=0)
     bytes_out: int = Field(default=0, ge=0)
     policy_revision: ShortText | None = None
+    event_version: int = Field(default=1, ge=1, le=1000)
+    session_state: SessionStateKind | None = None
+    consented_trust: TrustLevel | None = None
+    arguments_digest: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
     @field_validator("timestamp")
     @classmethod

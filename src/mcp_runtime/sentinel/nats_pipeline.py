@@ -37,6 +37,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import nats
 from nats.aio.client import Client as NatsClient
@@ -62,6 +63,9 @@ from mcp_runtime.sentinel.store import EventStore, InsertResult
 logger = logging.getLogger("mcp_runtime.sentinel.nats")
 
 _HEADER_ROOM = 512  # bytes kept free in a message for the subject and headers
+# nats-py gives up after 60 attempts (about two minutes) by default and closes the connection for good,
+# which would leave the ingest answering 503 and the writer idle after a longer NATS outage
+RECONNECT_FOREVER: dict[str, Any] = {"max_reconnect_attempts": -1, "reconnect_time_wait": 1}
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,7 @@ class EventPublisher:
     @classmethod
     async def connect(cls, servers: str | list[str], settings: StreamSettings = StreamSettings(),
                       **options: object) -> EventPublisher:
-        nc = await nats.connect(servers, **options)
+        nc = await nats.connect(servers, **{**RECONNECT_FOREVER, **options})
         publisher = cls(nc, settings, owns_connection=True)
         await ensure_stream(publisher._js, settings)
         return publisher
@@ -197,7 +201,7 @@ class StreamWriter:
     @classmethod
     async def connect(cls, servers: str | list[str], store: EventStore,
                       settings: StreamSettings = StreamSettings(), **kwargs: object) -> StreamWriter:
-        nc = await nats.connect(servers)
+        nc = await nats.connect(servers, **RECONNECT_FOREVER)
         return cls(nc, store, settings, owns_connection=True, **kwargs)  # type: ignore[arg-type]
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
@@ -219,14 +223,28 @@ class StreamWriter:
         self._task = asyncio.create_task(self._run(), name=f"sentinel-writer-{self.durable}")
 
     async def _run(self) -> None:
+        failing_since: float | None = None
+        last_note = 0.0
         while not self._stopping.is_set():
             try:
                 await self.run_once()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a broken connection is retried by nats-py; keep the loop alive
-                logger.exception("analytics writer: fetching from JetStream failed")
+            except Exception as exc:  # a broken connection is retried by nats-py; keep the loop alive
+                now = asyncio.get_running_loop().time()
+                if failing_since is None:
+                    failing_since, last_note = now, now
+                    logger.exception("analytics writer: fetching from JetStream failed; retrying")
+                elif now - last_note >= 30:
+                    last_note = now
+                    logger.error("analytics writer: JetStream still unreachable after %.0fs (%s: %s)",
+                                 now - failing_since, type(exc).__name__, exc)
                 await asyncio.sleep(min(self.retry_delay, 1.0))
+                continue
+            if failing_since is not None:
+                logger.info("analytics writer: JetStream is back after %.0fs; writing resumed",
+                            asyncio.get_running_loop().time() - failing_since)
+                failing_since = None
 
     async def run_once(self) -> int:
         """Fetch one round of messages and store them; the number of messages handled (0 when idle)."""

@@ -45,7 +45,7 @@ from mcp_runtime.sentinel.store import (
     where_clause,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 TABLE = "sentinel_events"
 
 # The stored columns, in EVENT_COLUMNS order; `timestamp` is kept as `ts_us` (microseconds).
@@ -77,14 +77,26 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     latency_ms      REAL NOT NULL,
     bytes_in        INTEGER NOT NULL,
     bytes_out       INTEGER NOT NULL,
-    policy_revision TEXT
+    policy_revision TEXT,
+    event_version   INTEGER NOT NULL DEFAULT 1,
+    session_state   TEXT,
+    consented_trust TEXT,
+    arguments_digest TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS {TABLE}_ts ON {TABLE} (ts_us);
 CREATE INDEX IF NOT EXISTS {TABLE}_server_ts ON {TABLE} (namespace, server, ts_us);
 CREATE INDEX IF NOT EXISTS {TABLE}_team_ts ON {TABLE} (team_id, ts_us);
 CREATE INDEX IF NOT EXISTS {TABLE}_caller_team_ts ON {TABLE} (subject_team_id, ts_us);
-PRAGMA user_version = {SCHEMA_VERSION};
 """
+
+# Schema upgrades, by the version they lead to. Each keeps every stored row: added columns take their
+# default (version-1 rows are marked `event_version = 1`, so a replay counts them as too old).
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (f"ALTER TABLE {TABLE} ADD COLUMN event_version INTEGER NOT NULL DEFAULT 1",
+        f"ALTER TABLE {TABLE} ADD COLUMN session_state TEXT",
+        f"ALTER TABLE {TABLE} ADD COLUMN consented_trust TEXT",
+        f"ALTER TABLE {TABLE} ADD COLUMN arguments_digest TEXT"),
+}
 
 _INSERT = (f"INSERT OR IGNORE INTO {TABLE} ({', '.join(_COLUMNS)}) "
            f"VALUES ({', '.join('?' for _ in _COLUMNS)})")
@@ -119,7 +131,31 @@ class SQLiteEventStore:
         self._idle: list[sqlite3.Connection] = []
         self._closed = False
         with self._write_lock, self._connection() as conn:
-            conn.executescript(_SCHEMA)
+            self._migrate(conn)
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        """Create the table, or bring an older one up to `SCHEMA_VERSION` in one transaction."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                  (TABLE,)).fetchone() is not None
+            if exists and version < SCHEMA_VERSION:
+                for target in range(max(version, 1) + 1, SCHEMA_VERSION + 1):
+                    for statement in _MIGRATIONS[target]:
+                        conn.execute(statement)
+            elif version > SCHEMA_VERSION:
+                raise RuntimeError(f"the analytics database is at schema {version}, newer than this "
+                                   f"version of mcp-runtime understands ({SCHEMA_VERSION}); upgrade mcp-runtime")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     # --- connections ---------------------------------------------------------------------------
 

@@ -20,8 +20,8 @@ carry the caller's visibility (OR-ed), which the API computes from the caller's 
     store.events(f, limit=500, after_event_id=last_seen_id)      # page forward / follow
 
 Stores are synchronous and thread-safe; async callers run them in a worker thread
-(`starlette.concurrency.run_in_threadpool`, `asyncio.to_thread`). `open_event_store(url)` picks the
-implementation from a configuration string.
+(`starlette.concurrency.run_in_threadpool`, `asyncio.to_thread`). `sentinel.open_store.open_event_store(url)`
+picks the implementation from a configuration string.
 """
 
 from __future__ import annotations
@@ -29,9 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
-from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict
 
@@ -70,8 +68,8 @@ class UsageFilter:
     others being None count as empty: a filter that restricts at all fails closed.
 
     Narrowing (all optional, combined with AND): exact `server`, `namespace`, calling `team`
-    (`subject_team_id`), `human`,
-    `agent`, `tool`, `decision`; `since` inclusive, `until` exclusive.
+    (`subject_team_id`), `human`, `agent`, `tool`, `decision`, JSON-RPC `method` (`rpc_method`);
+    `since` inclusive, `until` exclusive.
     """
 
     visible_namespaces: tuple[str, ...] | None = None
@@ -84,6 +82,7 @@ class UsageFilter:
     agent: str | None = None
     tool: str | None = None
     decision: Literal["allow", "deny"] | None = None
+    method: str | None = None
     since: datetime | None = None
     until: datetime | None = None
 
@@ -287,34 +286,6 @@ class EventStore(Protocol):
     def close(self) -> None: ...
 
 
-def open_event_store(url: str) -> EventStore:
-    """The store a configuration string names (the store owns whatever it opens; `close()` it).
-
-    - `sqlite:///abs/path/analytics.db`, `sqlite://rel/path.db` or a plain file path: SQLite (default).
-    - `clickhouse://user:password@host:8123/database?ttl_days=90` (`clickhouses://` for HTTPS):
-      a ClickHouse server through clickhouse-connect (extra `clickhouse`).
-    - `chdb:///abs/data/dir?ttl_days=90`: ClickHouse in process (one chdb data directory per process).
-    """
-    parts = urlsplit(url)
-    query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
-    ttl = int(query["ttl_days"]) if "ttl_days" in query else None
-    if parts.scheme in ("", "file", "sqlite"):
-        from mcp_runtime.sentinel.sqlite_store import SQLiteEventStore
-
-        path = url if parts.scheme == "" else (parts.netloc + parts.path)
-        return SQLiteEventStore(Path(path).expanduser())
-    from mcp_runtime.sentinel.clickhouse_store import ChdbExecutor, ClickHouseEventStore
-
-    database = parts.path.strip("/") or "mcp_runtime"
-    if parts.scheme == "chdb":
-        return ClickHouseEventStore(ChdbExecutor(parts.netloc + parts.path), ttl_days=ttl, owns_executor=True)
-    if parts.scheme in ("clickhouse", "clickhouses"):
-        http = "https" if parts.scheme == "clickhouses" else "http"
-        server_url = urlunsplit((http, parts.netloc, "", "", ""))
-        return ClickHouseEventStore.from_url(server_url, database=database, ttl_days=ttl)
-    raise ValueError(f"unknown analytics store URL scheme {parts.scheme!r} (sqlite, clickhouse, chdb)")
-
-
 # ---------------------------------------------------------------------------------------------------
 # Helpers the implementations share
 # ---------------------------------------------------------------------------------------------------
@@ -419,7 +390,7 @@ def where_clause(flt: UsageFilter, params: ParamCollector, *, ts_column: str, ts
         clauses.append("(" + " OR ".join(visible) + ")" if visible else "1 = 0")
     for column, value in (("server", flt.server), ("namespace", flt.namespace), (CALLER_TEAM, flt.team),
                           ("human_id", flt.human), ("agent_id", flt.agent), ("tool_name", flt.tool),
-                          ("decision", flt.decision)):
+                          ("decision", flt.decision), ("rpc_method", flt.method)):
         if value is not None:
             clauses.append(f"{column} = {params.add(value)}")
     if flt.since is not None:

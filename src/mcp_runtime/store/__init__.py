@@ -14,6 +14,7 @@ from mcp_runtime.store.records import (
     RotateResult,
     StoredResource,
     StoreError,
+    StoreUnavailable,
     Team,
     TeamRole,
     User,
@@ -21,6 +22,7 @@ from mcp_runtime.store.records import (
 
 __all__ = [
     "AlreadyExists", "ApiKey", "AuditEntry", "AuditRecord", "ControlPlaneStore", "Membership", "NotFound",
-    "PlatformRole", "RefreshToken", "RotateOutcome", "RotateResult", "StoreError", "StoredResource", "Team",
+    "PlatformRole", "RefreshToken", "RotateOutcome", "RotateResult", "StoreError", "StoreUnavailable", "StoredResource",
+    "Team",
     "TeamRole", "User",
 ]

@@ -13,13 +13,12 @@ from datetime import datetime
 from typing import Any
 
 from mcp_runtime.kube import ConflictError, KubeClient, KubeError, NotFoundError
-from mcp_runtime.resources import GROUP_VERSION
+from mcp_runtime.kube.client import is_platform_annotation
+from mcp_runtime.resources import GROUP_VERSION, KINDS
 from mcp_runtime.store.interface import ControlPlaneStore
 from mcp_runtime.store.records import AlreadyExists, AuditRecord, NotFound, StoredResource, StoreError
 
-RESOURCE_KINDS = ("MCPServer", "MCPAccessGrant", "MCPAgentSession")
-_HIDDEN_ANNOTATIONS = ("operator.mcpruntime.org/", "kopf.zalando.org/", "mcpruntime.org/applied-hash",
-                       "kubectl.kubernetes.io/last-applied-configuration")
+RESOURCE_KINDS = tuple(KINDS)
 _CONFLICT_RETRIES = 5
 
 
@@ -38,7 +37,7 @@ def from_document(doc: dict[str, Any]) -> StoredResource:
     """A StoredResource from an object read from the API server."""
     meta = doc.get("metadata") or {}
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
-                   if not k.startswith(_HIDDEN_ANNOTATIONS)}
+                   if not is_platform_annotation(k)}
     return StoredResource(
         kind=str(doc.get("kind")),
         namespace=str(meta.get("namespace")),
@@ -127,7 +126,7 @@ class KubernetesResourceStore:
                         meta["labels"] = dict(labels)
                     if annotations is not None:
                         hidden = {k: v for k, v in (meta.get("annotations") or {}).items()
-                                  if k.startswith(_HIDDEN_ANNOTATIONS)}
+                                  if is_platform_annotation(k)}
                         meta["annotations"] = {**hidden, **annotations}
                     try:
                         doc = self.client.replace(live)

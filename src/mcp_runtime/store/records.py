@@ -160,3 +160,8 @@ class AlreadyExists(StoreError):
 
 class NotFound(StoreError):
     """The row to change does not exist."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached right now (restarting, down, out of connections); nothing was
+    written by the call that raised it. The API answers 503 with Retry-After: try again shortly."""

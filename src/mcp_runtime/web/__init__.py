@@ -1,6 +1,5 @@
-"""The dashboard (templates and static files ship in the package): `create_dashboard(platform)`, and
-`create_site(platform)` for the API and the dashboard together."""
+"""The dashboard (templates and static files ship in the package): `create_dashboard(platform)`."""
 
-from mcp_runtime.web.app import create_dashboard, create_site
+from mcp_runtime.web.app import create_dashboard
 
-__all__ = ["create_dashboard", "create_site"]
+__all__ = ["create_dashboard"]

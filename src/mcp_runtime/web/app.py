@@ -3,7 +3,8 @@
     dashboard = create_dashboard(platform)      # an ASGI app; `mcp-runtime up` mounts it at /
 
 Pages: Analytics (totals, calls and denials over time, top tools, the Tools table, recent events),
-Servers, Grants, Sessions (revoke for owners and admins), Teams and Audit log (admins). Every page
+Servers, Grants (create, edit and delete after a "Preview impact" step: grant_editor.py), Sessions (revoke
+for owners and admins), Teams and Audit log (admins). Every page
 shows only what the signed-in user may see through the API: the same services, the same rules.
 """
 
@@ -27,9 +28,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_runtime import __version__
 from mcp_runtime.platform.core import Platform
-from mcp_runtime.platform.errors import ApiError
-from mcp_runtime.resources import MCPAccessGrant, MCPAgentSession, MCPServer
+from mcp_runtime.platform.errors import STORE_RETRY_AFTER, ApiError, StoreUnavailable
+from mcp_runtime.resources import KINDS, MCPAccessGrant, MCPAgentSession, MCPServer
+from mcp_runtime.sentinel.store import Bucket
 from mcp_runtime.web import charts
+from mcp_runtime.web.grant_editor import GrantEditor
 from mcp_runtime.web.session import (
     CSRF_FIELD,
     REFRESH_COOKIE,
@@ -238,7 +241,7 @@ class Dashboard:
         server = params.get("server") or None
         analytics = self.platform.analytics
         flt = analytics.filter(login.principal, since=period, server=server)
-        bucket = "hour" if period in ("1h", "24h") else "day"
+        bucket: Bucket = "hour" if period in ("1h", "24h") else "day"
         usage = analytics.usage(flt, bucket=bucket, limit=200)
         all_servers = analytics.usage(analytics.filter(login.principal, since=period), ["servers"])["servers"]
         return self.render(
@@ -257,7 +260,9 @@ class Dashboard:
     def grants(self, request: Request, login: Login, fields: dict[str, str]) -> Response:
         grants: list[MCPAccessGrant] = self.platform.access.list_grants(login.principal)
         grants.sort(key=lambda g: (g.metadata.namespace or "", g.metadata.name))
-        return self.render(request, "grants.html", login, nav="grants", grants=grants, teams=self.team_slugs())
+        principal = login.principal
+        return self.render(request, "grants.html", login, nav="grants", grants=grants, teams=self.team_slugs(),
+                           can_write=principal.can_write, can_create=principal.is_admin or bool(principal.teams))
 
     def sessions(self, request: Request, login: Login, fields: dict[str, str]) -> Response:
         sessions: list[MCPAgentSession] = self.platform.access.list_sessions(login.principal)
@@ -279,7 +284,7 @@ class Dashboard:
         kind = request.query_params.get("kind") or None
         entries = self.platform.store.list_audit(limit=200, kind=kind)
         return self.render(request, "audit.html", login, nav="audit", entries=entries, kind=kind,
-                           kinds=["Team", "User", "ApiKey", "MCPServer", "MCPAccessGrant", "MCPAgentSession"])
+                           kinds=["Team", "User", "ApiKey", *KINDS])
 
     async def home(self, request: Request) -> Response:
         return self.redirect(request, "/analytics")
@@ -290,6 +295,14 @@ class Dashboard:
     def _not_found(self, request: Request) -> Response:
         login = current_login(request, self.platform)
         return self.render(request, "error.html", login, status=404, message="There is no such page.")
+
+    async def unavailable(self, request: Request, exc: Exception) -> Response:
+        """The database is down or restarting: say so and when to retry (no login lookup: it needs the store)."""
+        response = self.render(request, "error.html", None, status=503,
+                               message=f"The platform's database cannot be reached right now. Reload in "
+                                       f"{STORE_RETRY_AFTER} seconds.")
+        response.headers["Retry-After"] = str(STORE_RETRY_AFTER)
+        return response
 
 
 def _safe_next(value: str | None) -> str:
@@ -310,6 +323,7 @@ def create_dashboard(platform: Platform) -> ASGIApp:
         Route("/analytics", board.page(board.analytics)),
         Route("/servers", board.page(board.servers)),
         Route("/grants", board.page(board.grants)),
+        *GrantEditor(board).routes(board.page),
         Route("/sessions", board.page(board.sessions)),
         Route("/sessions/{namespace}/{name}/revoke", board.page(board.revoke_session, post=True),
               methods=["POST"]),
@@ -317,23 +331,7 @@ def create_dashboard(platform: Platform) -> ASGIApp:
         Route("/audit", board.page(board.audit, admin=True)),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    app = Starlette(routes=routes, exception_handlers={404: board.not_found})
+    app = Starlette(routes=routes, exception_handlers={404: board.not_found,
+                                                          StoreUnavailable: board.unavailable})
     app.state.dashboard = board
     return _SecurityHeaders(app)
-
-
-def create_site(platform: Platform) -> ASGIApp:
-    """The platform API under /api/v1 and the dashboard at / in one ASGI app (`platform serve`; `up`
-    does the same dispatch with its gateway routes in between). Lifespan events go to the API."""
-    from mcp_runtime.platform.app import create_app
-
-    api = create_app(platform=platform)
-    dashboard = create_dashboard(platform)
-
-    async def site(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan" or str(scope.get("path", "")).startswith("/api/"):
-            await api(scope, receive, send)
-        else:
-            await dashboard(scope, receive, send)
-
-    return site

@@ -10,7 +10,8 @@ from mcp_runtime.platform.access import AdapterSessionRequest, ExplainRequest
 from mcp_runtime.platform.deps import CallerDep, PlatformDep
 from mcp_runtime.platform.errors import not_found
 from mcp_runtime.platform.servers import DeployRequest
-from mcp_runtime.resources import dump_resource
+from mcp_runtime.platform.simulate import SimulateRequest
+from mcp_runtime.resources import GRANT_KIND, SESSION_KIND, dump_resource
 
 router = APIRouter(tags=["runtime"])
 NamespaceQuery = Query(None, max_length=63, description="only this namespace")
@@ -66,7 +67,7 @@ def server_policy(namespace: str, name: str, caller: CallerDep, platform: Platfo
 
 
 # grants -----------------------------------------------------------------------------------------
-@router.post("/runtime/grants", status_code=201, openapi_extra=resource_body("MCPAccessGrant"))
+@router.post("/runtime/grants", status_code=201, openapi_extra=resource_body(GRANT_KIND))
 def create_grant(caller: CallerDep, platform: PlatformDep, body: Any = ResourceBody) -> dict[str, Any]:
     return dump_resource(platform.access.create_grant(caller, body))
 
@@ -82,7 +83,7 @@ def get_grant(namespace: str, name: str, caller: CallerDep, platform: PlatformDe
     return dump_resource(platform.access.get_grant(caller, namespace, name))
 
 
-@router.put("/runtime/grants/{namespace}/{name}", openapi_extra=resource_body("MCPAccessGrant"))
+@router.put("/runtime/grants/{namespace}/{name}", openapi_extra=resource_body(GRANT_KIND))
 def replace_grant(namespace: str, name: str, caller: CallerDep, platform: PlatformDep,
                   body: Any = ResourceBody) -> dict[str, Any]:
     return dump_resource(platform.access.replace_grant(caller, namespace, name, body))
@@ -109,7 +110,7 @@ def _session_answer(session: Any, token: str) -> dict[str, Any]:
             "expiresAt": session.spec.expires_at.isoformat() if session.spec.expires_at else None}
 
 
-@router.post("/runtime/sessions", status_code=201, openapi_extra=resource_body("MCPAgentSession"))
+@router.post("/runtime/sessions", status_code=201, openapi_extra=resource_body(SESSION_KIND))
 def apply_session(caller: CallerDep, platform: PlatformDep, body: Any = ResourceBody) -> dict[str, Any]:
     """Admin: create a session from its YAML; the answer carries its session token."""
     return _session_answer(*platform.access.apply_session(caller, body))
@@ -126,7 +127,7 @@ def get_session(namespace: str, name: str, caller: CallerDep, platform: Platform
     return dump_resource(platform.access.get_session(caller, namespace, name))
 
 
-@router.put("/runtime/sessions/{namespace}/{name}", openapi_extra=resource_body("MCPAgentSession"))
+@router.put("/runtime/sessions/{namespace}/{name}", openapi_extra=resource_body(SESSION_KIND))
 def replace_session(namespace: str, name: str, caller: CallerDep, platform: PlatformDep,
                     body: Any = ResourceBody) -> dict[str, Any]:
     return _session_answer(*platform.access.apply_session(
@@ -165,3 +166,10 @@ def adapter_session(body: AdapterSessionRequest, caller: CallerDep, platform: Pl
 def explain(body: ExplainRequest, caller: CallerDep, platform: PlatformDep) -> dict[str, Any]:
     """May this identity call this tool, and why: the gateway's evaluator on the current policy."""
     return platform.access.explain(caller, body)
+
+
+@router.post("/runtime/simulate")
+def simulate(body: SimulateRequest, caller: CallerDep, platform: PlatformDep) -> dict[str, Any]:
+    """What a change to a server's grants, sessions or spec would have done to its recorded tool calls:
+    the calls whose decision or reason changes, by caller and tool. Only for callers who may apply it."""
+    return platform.simulation.simulate(caller, body)

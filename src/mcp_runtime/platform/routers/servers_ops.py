@@ -18,13 +18,12 @@ from mcp_runtime.platform.core import Platform
 from mcp_runtime.platform.deps import CallerDep, OptionalCallerDep, PlatformDep
 from mcp_runtime.platform.errors import ApiError, forbidden
 from mcp_runtime.platform.principal import Principal
-from mcp_runtime.resources import MCPServer, ServerPhase
+from mcp_runtime.resources import SERVER_KIND, MCPServer, ServerPhase
 from mcp_runtime.store import AuditEntry
 
 router = APIRouter(tags=["runtime"])
 
 MAX_TAIL = 10_000
-SERVER_KIND = "MCPServer"
 
 
 def runtime_name(platform: Platform) -> str:

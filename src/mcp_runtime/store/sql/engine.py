@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 
 DB_FILE_NAME = "platform.db"
+CONNECT_TIMEOUT = 5  # seconds to open a PostgreSQL connection
+POOL_TIMEOUT = 10.0  # seconds to wait for a free pooled connection
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -22,7 +24,10 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    # pre-ping replaces connections a database restart broke; the timeouts make a request fail (503)
+    # instead of hanging while the database is unreachable or every connection is busy
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, pool_timeout=POOL_TIMEOUT,
+                         connect_args={"connect_timeout": CONNECT_TIMEOUT})
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

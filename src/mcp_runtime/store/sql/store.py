@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
+from mcp_runtime.resources.common import utcnow
 from mcp_runtime.store.records import (
     AlreadyExists,
     ApiKey,
@@ -24,6 +26,7 @@ from mcp_runtime.store.records import (
     RotateOutcome,
     RotateResult,
     StoredResource,
+    StoreUnavailable,
     Team,
     TeamRole,
     User,
@@ -40,10 +43,6 @@ from mcp_runtime.store.sql.models import (
     TeamRow,
     UserRow,
 )
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -83,6 +82,25 @@ def _resource(row: ResourceRow) -> StoredResource:
                           updated_at=_aware(row.updated_at))
 
 
+def _transient(exc: Exception) -> bool:
+    """Whether a database error means "unavailable now" rather than a bug (SQLite's `no such table`
+    is an OperationalError too, and must stay a 500)."""
+    if isinstance(exc, PoolTimeout | InterfaceError):
+        return True
+    orig = getattr(exc, "orig", None)
+    module = type(orig).__module__ if orig is not None else ""
+    if module.startswith("sqlite3"):
+        text = str(orig).lower()
+        return any(word in text for word in ("locked", "busy", "disk i/o", "unable to open"))
+    return True  # PostgreSQL: connection refused or lost, server shutting down or starting up
+
+
+def _reason(exc: Exception) -> str:
+    orig = getattr(exc, "orig", None)
+    text = " ".join(str(orig or exc).split())
+    return text[:300]
+
+
 def _audit_entry(row: AuditRow) -> AuditEntry:
     return AuditEntry(id=row.id, at=_aware(row.at) or utcnow(), actor=row.actor, action=row.action,
                       kind=row.kind, namespace=row.namespace, name=row.name, before=row.before,
@@ -109,11 +127,20 @@ class SqlStore:
 
     @contextmanager
     def _tx(self, audit: AuditRecord | None = None) -> Iterator[Session]:
-        """One transaction; the audit record (if any) commits or rolls back with the change."""
-        with self._sessions.begin() as session:
-            yield session
-            if audit is not None:
-                session.add(self._audit_row(audit))
+        """One transaction; the audit record (if any) commits or rolls back with the change.
+
+        A lost or refused connection, or no free connection in the pool, becomes `StoreUnavailable`:
+        the transaction did not commit (or, if the connection broke during COMMIT itself, the caller
+        cannot know; every write here is one transaction, so it is all there or not at all)."""
+        try:
+            with self._sessions.begin() as session:
+                yield session
+                if audit is not None:
+                    session.add(self._audit_row(audit))
+        except (OperationalError, InterfaceError, PoolTimeout) as exc:
+            if not _transient(exc):
+                raise
+            raise StoreUnavailable(_reason(exc)) from exc
 
     @staticmethod
     def _audit_row(record: AuditRecord) -> AuditRow:
@@ -235,6 +262,23 @@ class SqlStore:
             else:
                 s.add(MembershipRow(team_id=team_id, user_id=user_id, role=str(role)))
             return Membership(team=_team(team), user=_user(user), role=role)
+
+    def create_member(self, team_id: str, email: str, password_hash: str, role: TeamRole,
+                      audits: Sequence[AuditRecord] = ()) -> Membership:
+        row = UserRow(id=str(uuid.uuid4()), email=email.lower(), password_hash=password_hash,
+                      role=str(PlatformRole.user), created_at=utcnow())
+        try:
+            with self._tx() as s:
+                team = s.get(TeamRow, team_id)
+                if team is None:
+                    raise NotFound("team not found")
+                s.add(row)
+                s.flush()  # the user row first: the membership refers to it
+                s.add(MembershipRow(team_id=team_id, user_id=row.id, role=str(role)))
+                s.add_all([self._audit_row(audit) for audit in audits])
+                return Membership(team=_team(team), user=_user(row), role=role)
+        except IntegrityError as exc:
+            raise AlreadyExists(f"user {email} already exists") from exc
 
     def remove_member(self, team_id: str, user_id: str, audit: AuditRecord | None = None) -> None:
         with self._tx(audit) as s:

@@ -1,0 +1,35 @@
+"""`mcp-runtime platform serve`: the platform API and dashboard, without gateway or runtime (Kubernetes
+runs those elsewhere; `mcp-runtime up` mounts everything in one process)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="Run the platform API.", no_args_is_help=True)
+
+
+@app.command()
+def serve(
+    data_dir: Path = typer.Option(Path("~/.mcpruntime/data"), "--data-dir", help="Where the SQLite file and "
+                                  "the generated admin password live."),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8080, "--port"),
+    database_url: str | None = typer.Option(None, "--database-url", envvar="MCP_RUNTIME_DATABASE_URL",
+                                            help="postgresql+psycopg://... (default: SQLite in --data-dir)."),
+    log_level: str = typer.Option("info", "--log-level"),
+    dashboard: bool = typer.Option(True, "--dashboard/--no-dashboard", help="Serve the dashboard at /."),
+) -> None:
+    """Serve the platform API at http://HOST:PORT/api/v1 (and the dashboard at /) until interrupted."""
+    import uvicorn
+
+    from mcp_runtime.compose.site import create_site
+    from mcp_runtime.platform import Platform, PlatformSettings, create_app
+
+    settings = PlatformSettings.from_env(data_dir.expanduser(), database_url=database_url)
+    platform = Platform(settings)
+    app_ = create_site(platform) if dashboard else create_app(platform=platform)
+    typer.echo(f"platform API on http://{host}:{port}/api/v1 (data in {settings.data_dir})"
+               + (f", dashboard on http://{host}:{port}/" if dashboard else ""), err=True)
+    uvicorn.run(app_, host=host, port=port, log_level=log_level)

@@ -1,0 +1,269 @@
+"""The whole platform in one process (`mcp-runtime up`): API, dashboard, gateway, and a runtime.
+
+`EmbeddedPlatform` is the composition root. It owns:
+- the platform API (FastAPI, `/api/v1`) over the SQLite store in the data directory;
+- one gateway with a route per deployed server at its ingress path (`/<server>/mcp`), each route's
+  policy pushed in process by the platform's publisher, so a grant change or revoke is enforced on
+  the next call;
+- a runtime that runs the servers (the process runtime by default), told of every server change
+  through the platform's `RuntimeHooks` and reporting status back into `MCPServer.status`.
+
+The platform calls hooks and publishes policies from request worker threads; everything that
+touches the event loop is handed over with `run_coroutine_threadsafe`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Future
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mcp_runtime.gateway.app import Gateway
+from mcp_runtime.gateway.lifespan import run_lifespan
+from mcp_runtime.gateway.policy_source import InProcessPolicySource
+from mcp_runtime.gateway.routes import GatewayRoute
+from mcp_runtime.platform.app import API_PREFIX, create_app
+from mcp_runtime.platform.core import Platform
+from mcp_runtime.platform.settings import PlatformSettings
+from mcp_runtime.policy import PolicyDocument
+from mcp_runtime.resources import (
+    Condition,
+    ConditionStatus,
+    MCPServer,
+    MCPServerStatus,
+    ServerPhase,
+)
+from mcp_runtime.runtime.process import ProcessRuntime, RuntimeStatus
+from mcp_runtime.sentinel.emitter import Emitter
+from mcp_runtime.web import create_dashboard
+
+log = logging.getLogger("mcp_runtime.up")
+
+GATEWAY_ENDPOINTS = ("/healthz", "/readyz", "/metrics", "/config/status")
+
+
+class ServerRuntime(Protocol):
+    """What `EmbeddedPlatform` needs of a runtime (process now; podman has the same shape)."""
+
+    def check(self, server: MCPServer) -> str | None: ...
+    async def deploy(self, server: MCPServer) -> None: ...
+    async def delete(self, namespace: str, name: str) -> None: ...
+    async def shutdown(self) -> None: ...
+    def upstream_url(self, namespace: str, name: str) -> str | None: ...
+    def logs(self, namespace: str, name: str, tail: int = 200) -> list[str]: ...
+    def follow(self, namespace: str, name: str) -> AsyncIterator[str]: ...
+
+
+class EmbeddedPlatform:
+    """Builds and runs the one-process platform; `asgi` is the app uvicorn serves."""
+
+    runtime_name = "process"
+
+    def __init__(self, settings: PlatformSettings, *, public_url: str,
+                 runtime_factory: Callable[[Callable[[str, str, RuntimeStatus], None]], ServerRuntime]
+                 | None = None, gateway_clock: Callable[[], datetime] | None = None) -> None:
+        """`gateway_clock`: the time the gateway decides at (default the system clock; tests fast-forward it)."""
+        self.settings = settings
+        self.public_url = public_url.rstrip("/")
+        self.platform = Platform(settings)
+        self.api = create_app(platform=self.platform)
+        # the gateway's analytics go to this platform's ingest with the local ingest key; while the ingest
+        # cannot answer (starting, stopping) they wait in a spool in the data directory
+        self.emitter = Emitter(ingest_url=f"{self.public_url}{API_PREFIX}/ingest/events",
+                               api_key=self.platform.ingest_keys.local_key,
+                               spool_path=Path(settings.data_dir) / "gateway-events.spool")
+        self.gateway = Gateway(emitter=self.emitter) if gateway_clock is None else \
+            Gateway(emitter=self.emitter, clock=gateway_clock)
+        self.runtime: ServerRuntime = (runtime_factory or self._process_runtime)(self._on_runtime_status)
+        self._sources: dict[tuple[str, str], InProcessPolicySource] = {}
+        self._paths: dict[tuple[str, str], str] = {}
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self.dashboard: ASGIApp = create_dashboard(self.platform)
+        self.platform.set_runtime(self)
+
+    def _process_runtime(self, on_status: Callable[[str, str, RuntimeStatus], None]) -> ServerRuntime:
+        return ProcessRuntime(Path(self.settings.data_dir), on_status=on_status)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the gateway, subscribe to policies, and bring back every stored server."""
+        self._loop = asyncio.get_running_loop()
+        await self.platform.ingest.start()
+        await self.gateway.start()
+        self._unsubscribe = self.platform.publisher.subscribe(self._on_policy, replay=True)
+        for server in self.platform.repo.list(MCPServer):
+            await self._apply(server)
+
+    async def stop(self) -> None:
+        """Ctrl-C: stop servers cleanly, then the gateway, then the store."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        await self.runtime.shutdown()
+        await self.gateway.close()
+        await self.platform.ingest.close()
+        self.platform.close()
+
+    # --- RuntimeHooks (called by the platform after a change is stored) -------------------------
+
+    def check(self, server: MCPServer) -> str | None:
+        return self.runtime.check(server)
+
+    def server_created(self, server: MCPServer) -> None:
+        self._submit(self._apply(server))
+
+    def server_updated(self, server: MCPServer) -> None:
+        self._submit(self._apply(server))
+
+    def server_deleted(self, server: MCPServer) -> None:
+        self._submit(self._remove(server.metadata.namespace or "", server.metadata.name))
+
+    def logs(self, namespace: str, name: str, tail: int = 200) -> list[str]:
+        return self.runtime.logs(namespace, name, tail)
+
+    async def follow_logs(self, namespace: str, name: str) -> AsyncIterator[str]:
+        async for line in self.runtime.follow(namespace, name):
+            yield line
+
+    # --- wiring ---------------------------------------------------------------------------------
+
+    def _submit(self, coro: Awaitable[None]) -> None:
+        loop = self._loop
+        if loop is None:  # not started yet: `start` applies every stored server anyway
+            if asyncio.iscoroutine(coro):
+                coro.close()
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            loop.create_task(coro)  # type: ignore[arg-type]
+            return
+        future: Future[None] = asyncio.run_coroutine_threadsafe(coro, loop)  # type: ignore[arg-type]
+        future.add_done_callback(_log_failure)
+
+    def _source(self, namespace: str, name: str) -> InProcessPolicySource:
+        with self._lock:
+            source = self._sources.get((namespace, name))
+            if source is None:
+                source = self._sources[(namespace, name)] = InProcessPolicySource()
+            return source
+
+    def _on_policy(self, namespace: str, name: str, document: PolicyDocument | None) -> None:
+        if document is not None:
+            self._source(namespace, name).push(document)
+
+    async def _apply(self, server: MCPServer) -> None:
+        namespace, name = server.metadata.namespace or "", server.metadata.name
+        reason = self.runtime.check(server)
+        if reason is not None:
+            self._write_status(namespace, name, RuntimeStatus(ServerPhase.error, reason))
+            return
+        await self._unroute(namespace, name)
+        try:
+            await self.runtime.deploy(server)
+        except Exception as exc:  # the runtime's own errors are user errors: show them in status
+            self._write_status(namespace, name, RuntimeStatus(ServerPhase.error, str(exc)))
+            return
+        upstream = self.runtime.upstream_url(namespace, name)
+        path = server.spec.ingress_path or f"/{name}/mcp"
+        if upstream is None or not server.spec.gateway.enabled:
+            return
+        if getattr(self.runtime, "has_gateway_sidecar", False):  # podman: the pod's sidecar governs it
+            self._paths[(namespace, name)] = path  # served by runtime.proxy (see asgi)
+            return
+        route = GatewayRoute(upstream=upstream, policy=self._source(namespace, name),
+                             keys=self.platform.keyring.public_keys(), server=name, namespace=namespace, path=path)
+        await self.gateway.add_route(route)
+        self._paths[(namespace, name)] = path
+
+    async def _unroute(self, namespace: str, name: str) -> None:
+        path = self._paths.pop((namespace, name), None)
+        if path is not None:
+            await self.gateway.remove_route(path)
+
+    async def _remove(self, namespace: str, name: str) -> None:
+        await self._unroute(namespace, name)
+        await self.runtime.delete(namespace, name)
+        with self._lock:
+            self._sources.pop((namespace, name), None)
+
+    def _on_runtime_status(self, namespace: str, name: str, status: RuntimeStatus) -> None:
+        self._write_status(namespace, name, status)
+
+    def _write_status(self, namespace: str, name: str, status: RuntimeStatus) -> None:
+        """Record the runtime's view in MCPServer.status (off the event loop: it is a DB write)."""
+        path = self._paths.get((namespace, name))
+        source = self._sources.get((namespace, name))
+        now = datetime.now(UTC)
+        running = status.phase == ServerPhase.ready
+        policy_ready = source is not None and source.document is not None
+        conditions = [
+            _condition("DeploymentReady", running, status.phase.value, status.message, now),
+            _condition("GatewayReady", path is not None, "RouteMounted" if path else "NoRoute",
+                       f"gateway route {path}" if path else "no gateway route", now),
+            _condition("PolicyReady", policy_ready, "Loaded" if policy_ready else "NotLoaded",
+                       f"revision {source.document.revision[:12]}" if source and source.document else
+                       "policy not loaded", now),
+            _condition("Ready", running and path is not None and policy_ready, status.phase.value, status.message,
+                       now),
+        ]
+        record = MCPServerStatus(
+            phase=status.phase, message=status.message,
+            url=f"{self.public_url}{path}" if path else None,
+            ready_replicas=1 if running else 0, conditions=conditions,
+        )
+
+        def write() -> None:
+            try:
+                self.platform.servers.set_status(namespace, name, record)
+            except Exception:
+                log.exception("could not record status of %s/%s", namespace, name)
+
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            loop.run_in_executor(None, write)
+        else:
+            write()
+
+    # --- the ASGI app ---------------------------------------------------------------------------
+
+    async def asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Dispatch: `/api/...` -> platform; a server route or a gateway endpoint -> gateway; else dashboard."""
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        path: str = scope.get("path", "")
+        if path.startswith("/api/"):
+            await self.api(scope, receive, send)
+        elif (proxy := getattr(self.runtime, "proxy", None)) is not None and proxy.handles(path):
+            await proxy(scope, receive, send)  # podman runtime: straight to the pod's gateway sidecar
+        elif self.gateway.routes.get(path) is not None or path in GATEWAY_ENDPOINTS:
+            await self.gateway(scope, receive, send)
+        else:
+            await self.dashboard(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        await run_lifespan(receive, send, self.start, self.stop, what="the platform")
+
+
+def _condition(kind: str, ok: bool, reason: str, message: str, now: datetime) -> Condition:
+    return Condition(type=kind, status=ConditionStatus.true if ok else ConditionStatus.false,
+                     reason=reason.replace(" ", ""), message=message[:1000], last_transition_time=now)
+
+
+def _log_failure(future: Future[None]) -> None:
+    exc = future.exception()
+    if exc is not None:
+        log.error("runtime change failed: %s", exc, exc_info=exc)

@@ -1,0 +1,24 @@
+"""The platform API and the dashboard in one ASGI app: what `mcp-runtime platform serve` runs."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mcp_runtime.platform.app import create_app
+from mcp_runtime.platform.core import Platform
+from mcp_runtime.web import create_dashboard
+
+
+def create_site(platform: Platform) -> ASGIApp:
+    """The platform API under /api/v1 and the dashboard at / in one ASGI app (`platform serve`; `up`
+    does the same dispatch with its gateway routes in between). Lifespan events go to the API."""
+    api = create_app(platform=platform)
+    dashboard = create_dashboard(platform)
+
+    async def site(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan" or str(scope.get("path", "")).startswith("/api/"):
+            await api(scope, receive, send)
+        else:
+            await dashboard(scope, receive, send)
+
+    return site

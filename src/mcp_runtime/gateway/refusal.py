@@ -1,0 +1,82 @@
+"""The answers the gateway gives itself, when a request ends before (or instead of) reaching the upstream.
+
+Any step raises a `Refusal`; the request path sends it and nothing after that step runs. Keeping every
+one of them here keeps their wording (a stable `error` code and a sentence with the cause and the fix)
+in one place, and gives every 401 the same `WWW-Authenticate` challenge: the route's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from mcp_runtime.wire.jsonrpc import error_object
+
+if TYPE_CHECKING:
+    from mcp_runtime.gateway.jsonrpc import RpcInputError
+    from mcp_runtime.gateway.routes import BoundRoute
+    from mcp_runtime.policy import Decision
+    from mcp_runtime.wire import BodyTooLarge
+
+Headers = Sequence[tuple[bytes, bytes]]
+
+
+class Refusal(Exception):
+    """An HTTP status and a JSON body for the client; the request goes no further."""
+
+    def __init__(self, status: int, body: Any, headers: Headers = ()) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+
+class Unauthorized(Refusal):
+    """401: the credential is missing where one is needed, or is not valid. Sent with the route's challenge."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(401, {"error": reason, "message": message})
+        self.reason = reason
+        self.message = message
+
+
+def envelope(status: int, error: str, message: str, headers: Headers = ()) -> Refusal:
+    return Refusal(status, {"error": error, "message": message}, headers)
+
+
+def policy_unavailable(route: BoundRoute) -> Refusal:
+    """503 until the route has a policy: the gateway fails closed."""
+    message = f"no policy is loaded for {route.path} yet; requests are refused until one is"
+    error = route.source.last_error
+    if error:
+        message += f" (last error: {error})"
+    return envelope(503, "policy_unavailable", message, ((b"retry-after", b"1"),))
+
+
+def unsupported_media_type(content_type: bytes | None) -> Refusal:
+    got = content_type.decode("latin-1") if content_type else "none"
+    return envelope(415, "unsupported_media_type",
+                    f"send JSON-RPC with 'Content-Type: application/json' (got {got})")
+
+
+def too_large(exc: BodyTooLarge) -> Refusal:
+    return Refusal(exc.status, exc.envelope(), exc.headers)
+
+
+def not_jsonrpc(exc: RpcInputError) -> Refusal:
+    """400 with a JSON-RPC error object (id null): the body could not be read as JSON-RPC."""
+    return Refusal(400, error_object(None, exc.code, exc.message))
+
+
+def forbidden(decision: Decision) -> Refusal:
+    """403: the caller is known but has no access to the server (GET and DELETE; calls get JSON-RPC errors)."""
+    return envelope(403, str(decision.reason), decision.message)
+
+
+def method_not_allowed() -> Refusal:
+    return envelope(405, "method_not_allowed", "MCP Streamable HTTP uses POST, GET and DELETE",
+                    ((b"allow", b"GET, POST, DELETE"),))
+
+
+def bad_gateway(route: BoundRoute, exc: Exception) -> Refusal:
+    return envelope(502, "upstream_unavailable", f"the MCP server behind {route.path} did not answer: {exc}")

@@ -1,0 +1,74 @@
+"""What the forward step talks to: a route's `Upstream`, the request it is given, the response it returns.
+
+The request path knows only these three types. Today every route has an HTTP upstream (`http.py`: the
+server's Streamable HTTP endpoint, on this machine or remote, with the upstream's own credential). A
+stdio server behind a bridge, or a virtual server that fans one client session out to its member
+servers, is another `Upstream`: it gets the already-authorized messages (parsed, so it can route by tool
+without parsing again) and answers with an `UpstreamResponse`, streamed or whole. Nothing before or
+after the forward step changes for them; `open_upstream` in this package picks the implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from mcp_runtime.gateway.jsonrpc import RpcMessage
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class UpstreamError(Exception):
+    """The upstream could not be reached or broke off a response (answered with 502)."""
+
+
+class UpstreamRequest:
+    """One request to forward: the client's method, query and headers (credentials already replaced by
+    the verified identity) and the body holding only the messages the policy allowed."""
+
+    __slots__ = ("body", "headers", "messages", "method", "query")
+
+    def __init__(self, method: bytes, query: bytes, headers: Headers, body: bytes | None,
+                 messages: Sequence[RpcMessage] = ()) -> None:
+        self.method = method
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.messages = messages
+        """The forwarded messages, parsed (empty for GET and DELETE)."""
+
+
+class UpstreamResponse(Protocol):
+    """An answer: status and headers first, the body as it arrives (SSE events are never held back)."""
+
+    status: int
+    headers: Headers
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of header `name` (lower case), or None."""
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The body, chunk by chunk as it arrives; raises UpstreamError when the upstream breaks off."""
+
+    async def read(self, limit: int | None = None) -> bytes:
+        """The whole body (at most `limit` bytes, else UpstreamError)."""
+
+    def abort(self, reason: str = "the client went away") -> None:
+        """Stop now (the client left): wake the reader, drop what feeds the body."""
+
+
+class Upstream(Protocol):
+    """Where a route's allowed requests go."""
+
+    url: str
+    """What `/config/status` and error messages name as the upstream."""
+
+    async def start(self) -> None:
+        """Called when the route starts serving (spawn a process, open member sessions, ...)."""
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        """Forward one request; return once the answer's head is known. Raises UpstreamError."""
+
+    async def aclose(self) -> None:
+        """Release connections or processes (the route was removed or the gateway stops)."""

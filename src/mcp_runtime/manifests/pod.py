@@ -1,0 +1,224 @@
+"""The pod template: the app container and, when the gateway is on, the `mcp-gateway` sidecar.
+
+Both containers run as non-root with a read-only root filesystem (each gets an emptyDir at /tmp), no
+privilege escalation and no capabilities, which is what Pod Security `restricted` demands. The service
+account token is never auto-mounted; when the sidecar watches its policy ConfigMap through the API, a
+projected token is mounted into the sidecar only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from mcp_runtime.manifests.common import (
+    ANNOTATION_IMAGE,
+    ANNOTATION_POLICY_REVISION,
+    APP_CONTAINER,
+    GATEWAY_CONTAINER,
+    INGEST_KEY_FILE,
+    POLICY_KEY,
+    Manifest,
+    RenderContext,
+    gateway_service_account_name,
+    policy_configmap_name,
+    route_path,
+)
+from mcp_runtime.manifests.options import SecretKey
+from mcp_runtime.policy import PolicyDocument
+from mcp_runtime.resources import MCPServer
+
+
+def pod_template(ctx: RenderContext, policy: PolicyDocument, labels: dict[str, str], image: str) -> Manifest:
+    spec = ctx.server.spec
+    options = ctx.options
+    gateway_on = spec.gateway.enabled
+    annotations = {**ctx.annotations, "kubectl.kubernetes.io/default-container": APP_CONTAINER,
+                   ANNOTATION_IMAGE: image}
+    if options.restart_on_policy_change and gateway_on:
+        annotations[ANNOTATION_POLICY_REVISION] = policy.revision
+    containers = [_app_container(ctx, image)]
+    volumes: list[Manifest] = [{"name": "app-tmp", "emptyDir": {}}]
+    if gateway_on:
+        gateway, gateway_volumes = _gateway_container(ctx)
+        containers.append(gateway)
+        volumes.extend(gateway_volumes)
+    security: Manifest = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    if options.run_as_user is not None:
+        security["runAsUser"] = options.run_as_user
+    if options.run_as_group is not None:
+        # fsGroup makes the mounted Secret (mode 0440) readable by the sidecar's group.
+        security["runAsGroup"] = options.run_as_group
+        security["fsGroup"] = options.run_as_group
+    pod_spec: Manifest = {
+        # Never auto-mounted: with API watching, the token is projected into the sidecar alone.
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": security,
+        "containers": containers,
+        "volumes": volumes,
+    }
+    if options.watch_policy_via_api and gateway_on:
+        pod_spec["serviceAccountName"] = gateway_service_account_name(ctx.server.name)
+    if spec.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": s} for s in spec.image_pull_secrets]
+    return {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec}
+
+
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def _api_access_volume() -> Manifest:
+    """What automounting would give (short-lived token, cluster CA, namespace), for one container only.
+
+    Kubernetes client libraries find it at the standard path, so the sidecar's in-cluster config works;
+    the app container never sees the token.
+    """
+    return {"name": "kube-api-access", "projected": {"defaultMode": 0o444, "sources": [
+        {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1",
+                                                                       "fieldPath": "metadata.namespace"}}]}},
+    ]}}
+
+
+def _container_security() -> Manifest:
+    return {
+        "runAsNonRoot": True,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def resource_requirements(requirements: Mapping[str, Mapping[str, str]]) -> Manifest:
+    """`{limits, requests}` with empty parts left out and keys sorted (stable output)."""
+    out: Manifest = {}
+    for part in ("limits", "requests"):
+        values = requirements.get(part) or {}
+        if values:
+            out[part] = {k: values[k] for k in sorted(values)}
+    return out
+
+
+def _app_container(ctx: RenderContext, image: str) -> Manifest:
+    spec = ctx.server.spec
+    options = ctx.options
+    env: list[Manifest] = [
+        {"name": "PORT", "value": str(spec.port)},
+        {"name": "MCP_PATH", "value": ctx.path},
+    ]
+    if not any(e.name == "HOST" for e in spec.env_vars):
+        # The kubelet's TCP probes reach the pod IP, so the app must listen on every interface.
+        env.append({"name": "HOST", "value": "0.0.0.0"})
+    env.extend({"name": e.name, "value": e.value} for e in spec.env_vars)
+    env.extend(
+        {"name": e.name, "valueFrom": {"secretKeyRef": {"name": e.secret_key_ref.name, "key": e.secret_key_ref.key}}}
+        for e in spec.secret_env_vars
+    )
+    port_name = options.app_port_name
+    container: Manifest = {
+        "name": APP_CONTAINER,
+        "image": image,
+        "ports": [{"name": port_name, "containerPort": spec.port, "protocol": "TCP"}],
+        "env": env,
+        "readinessProbe": {"tcpSocket": {"port": port_name}, "initialDelaySeconds": 1, "periodSeconds": 5,
+                           "timeoutSeconds": 2, "failureThreshold": 3},
+        "livenessProbe": {"tcpSocket": {"port": port_name}, "initialDelaySeconds": 10, "periodSeconds": 10,
+                          "timeoutSeconds": 2, "failureThreshold": 3},
+        "securityContext": _container_security(),
+        "volumeMounts": [{"name": "app-tmp", "mountPath": "/tmp"}],
+    }
+    if options.image_pull_policy:
+        container["imagePullPolicy"] = options.image_pull_policy
+    requirements: Mapping[str, Mapping[str, str]] | None = options.app_default_resources
+    if spec.resources is not None:
+        requirements = {"limits": spec.resources.limits, "requests": spec.resources.requests}
+    resources = resource_requirements(requirements) if requirements is not None else {}
+    if resources:
+        container["resources"] = resources
+    return container
+
+
+def _ingest(ctx: RenderContext) -> tuple[str | None, SecretKey | None]:
+    """The ingest URL and key Secret when analytics is on for this server, else (None, None)."""
+    analytics = ctx.server.spec.analytics
+    if analytics is not None and analytics.disabled:
+        return None, None
+    url = (analytics.ingest_url if analytics else None) or ctx.options.ingest_url
+    if not url:
+        return None, None
+    ref = analytics.api_key_secret_ref if analytics else None
+    key = SecretKey(ref.name, ref.key) if ref is not None else ctx.options.ingest_key_secret
+    return url, key
+
+
+def gateway_upstream(server: MCPServer) -> str:
+    """Where the sidecar forwards: `spec.gateway.upstreamURL`, else the app on loopback at the route."""
+    spec = server.spec
+    if spec.gateway.upstream_url:
+        return spec.gateway.upstream_url
+    return f"http://127.0.0.1:{spec.port}{route_path(server)}"
+
+
+def _gateway_container(ctx: RenderContext) -> tuple[Manifest, list[Manifest]]:
+    spec = ctx.server.spec
+    options = ctx.options
+    policy_dir = options.policy_mount_dir.rstrip("/")
+    jwks_dir = options.jwks_mount_dir.rstrip("/")
+    args = [
+        "gateway", "run",
+        "--upstream", gateway_upstream(ctx.server),
+        "--policy-file", f"{policy_dir}/{POLICY_KEY}",
+        "--jwks-file", f"{jwks_dir}/jwks.json",
+        "--listen", f"0.0.0.0:{spec.gateway.port}",
+        "--path", route_path(ctx.server),
+    ]
+    if options.watch_policy_via_api:
+        args += ["--policy-configmap", f"{ctx.namespace}/{policy_configmap_name(ctx.server.name)}"]
+    mounts: list[Manifest] = [
+        {"name": "policy", "mountPath": policy_dir, "readOnly": True},
+        {"name": "jwks", "mountPath": jwks_dir, "readOnly": True},
+        {"name": "gateway-tmp", "mountPath": "/tmp"},
+    ]
+    volumes: list[Manifest] = [
+        {"name": "policy", "configMap": {"name": policy_configmap_name(ctx.server.name),
+                                         "items": [{"key": POLICY_KEY, "path": POLICY_KEY}]}},
+        {"name": "jwks", "configMap": {"name": options.jwks_configmap,
+                                       "items": [{"key": options.jwks_key, "path": "jwks.json"}]}},
+        {"name": "gateway-tmp", "emptyDir": {}},
+    ]
+    if options.watch_policy_via_api:
+        mounts.append({"name": "kube-api-access", "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": True})
+        volumes.append(_api_access_volume())
+    ingest_url, ingest_key = _ingest(ctx)
+    if ingest_url:
+        args += ["--ingest-url", ingest_url]
+        if ingest_key is not None:
+            ingest_dir = options.ingest_key_mount_dir.rstrip("/")
+            args += ["--ingest-key-file", f"{ingest_dir}/{INGEST_KEY_FILE}"]
+            mounts.append({"name": "ingest-key", "mountPath": ingest_dir, "readOnly": True})
+            volumes.append({"name": "ingest-key", "secret": {
+                "secretName": ingest_key.name,
+                "defaultMode": 0o440 if options.run_as_group is not None else 0o444,
+                "items": [{"key": ingest_key.key, "path": INGEST_KEY_FILE}]}})
+    port_name = options.gateway_port_name
+    container: Manifest = {
+        "name": GATEWAY_CONTAINER,
+        "image": options.gateway_image,
+        "command": list(options.gateway_command),
+        "args": args,
+        "ports": [{"name": port_name, "containerPort": spec.gateway.port, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": port_name}, "initialDelaySeconds": 1,
+                           "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 3},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": port_name}, "initialDelaySeconds": 5,
+                          "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3},
+        "securityContext": _container_security(),
+        "volumeMounts": mounts,
+    }
+    if options.image_pull_policy:
+        container["imagePullPolicy"] = options.image_pull_policy
+    resources = resource_requirements(options.gateway_resources)
+    if resources:
+        container["resources"] = resources
+    return container, volumes

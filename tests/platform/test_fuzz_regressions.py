@@ -1,0 +1,24 @@
+"""Defects the fuzzers found (tests/platform/test_api_fuzz.py), each kept as the request that exposed it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from platform_support import World, deploy_body
+
+
+def _with_lifetime(name: str, lifetime: str) -> dict[str, Any]:
+    body = deploy_body(name)
+    body["metadata"]["session"] = {"maxLifetime": lifetime}
+    return body
+
+
+def test_a_duration_too_long_for_python_is_a_422_not_a_500(world: World) -> None:
+    """`session.maxLifetime: 99999999999999999999d` overflowed `timedelta` inside validation: 500."""
+    for n, lifetime in enumerate(("99999999999999999999d", "3651d", "999999999h")):
+        answer = world.call("owner", "POST", "/runtime/servers", _with_lifetime(f"too-long-{n}", lifetime))
+        assert answer.status_code == 422, answer.text
+        assert "duration" in answer.json()["message"], answer.text
+    kept = world.call("owner", "POST", "/runtime/servers", _with_lifetime("ten-years", "3650d"))
+    assert kept.status_code in (200, 201), kept.text
+    world.call("owner", "DELETE", "/runtime/servers/mcp-team-acme/ten-years")
