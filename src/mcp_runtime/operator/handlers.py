@@ -87,6 +87,19 @@ def _namespaced(namespace: str | None) -> str:
 def server_changed(namespace: str | None, name: str, **_: Any) -> None:
     ns = _namespaced(namespace)
     _retrying(f"reconcile MCPServer {ns}/{name}", lambda: reconciler().reconcile_server(ns, name))
+    # Grants and sessions applied before their server said ServerFound=False; they say True now.
+    _retrying(f"status of the access to MCPServer {ns}/{name}",
+              lambda: reconciler().refresh_access_of_server(ns, name))
+
+
+@kopf.on.event(API_GROUP, API_VERSION, "mcpservers")
+def server_event(type: str, namespace: str | None, name: str, **_: Any) -> None:
+    """A deleted server: the grants and sessions naming it say ServerFound=False (no finalizer needed)."""
+    if type == "DELETED" and namespace is not None:
+        try:
+            reconciler().refresh_access_of_server(namespace, name)
+        except KubeError as exc:  # events are not retried; the phase sweep catches up
+            log.warning("access status for deleted MCPServer %s/%s not refreshed: %s", namespace, name, exc)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": "mcp-runtime"})
