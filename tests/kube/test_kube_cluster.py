@@ -273,10 +273,19 @@ def test_containerd_pulls_from_a_local_plain_http_registry(
         registry = subprocess.Popen([registry_bin, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
     try:
         image = f"127.0.0.1:{port}/smoke/testserver:1"
+        # An image of its own (the binary at another path: another image ID). Pulling the preloaded test
+        # image's ID under this name would make the kubelet record a pull for that ID with only this name's
+        # credentials, and from then on refuse the preloaded name with `imagePullPolicy: Never`
+        # (ErrImageNeverPull: the kubelet's image pull credential verification, KEP-2535).
+        archive = tmp_path / "pushed.tar"
+        binary = f"{cluster.tools['KUBE_BIN']}/kube-testserver"
+        subprocess.run(["bash", str(Path(__file__).parent / "oci-image.sh"), str(archive), image,
+                        "/pushed/kube-testserver", f"{binary}:/pushed/kube-testserver"],
+                       check=True, capture_output=True, timeout=60)
         def pushed() -> bool:
             return subprocess.run(
-                [skopeo, "copy", "--dest-tls-verify=false", f"oci-archive:{cluster.tools['KUBE_TESTSERVER_ARCHIVE']}",
-                 f"docker://{image}"], capture_output=True, timeout=60).returncode == 0
+                [skopeo, "copy", "--dest-tls-verify=false", f"oci-archive:{archive}", f"docker://{image}"],
+                capture_output=True, timeout=60).returncode == 0
         cluster.wait_for(f"skopeo to push {image}", pushed, timeout=30, interval=1)
         pod = _pod("pulled", image, labels={"app": "pulled"})
         pod["spec"]["containers"][0]["imagePullPolicy"] = "Always"
