@@ -108,6 +108,19 @@ def test_setup_applies_what_its_dry_run_prints_is_idempotent_and_doctor_says_wha
     assert again.returncode == 0, again.stderr
     assert " created" not in again.stdout and " updated" not in again.stdout
 
+    # sentinel: status of the platform's components, and a restart the real deployment controller rolls out.
+    status = {r["component"]: r for r in json.loads(cli(cluster, "sentinel", "status", "-o", "json").stdout)}
+    assert status["ingest"]["status"] == "NotReady" and status["api"]["status"] == "NotReady"
+    restarted = cli(cluster, "sentinel", "restart", "ingest")
+    assert restarted.returncode == 0, restarted.stderr
+    template = (cluster.get("deployment", "mcp-sentinel-ingest", "mcp-runtime") or {})["spec"]["template"]
+    assert "kubectl.kubernetes.io/restartedAt" in template["metadata"]["annotations"]
+    cluster.wait_for("a second ReplicaSet for the restarted ingest", lambda: len(cluster.kubectl(
+        "-n", "mcp-runtime", "get", "replicasets", "-l", "app.kubernetes.io/name=mcp-sentinel-ingest",
+        "-o", "name").stdout.split()) == 2, timeout=60)
+    external = cli(cluster, "sentinel", "logs", "clickhouse")
+    assert external.returncode == 1 and "external service" in external.stderr
+
     doctor = cli(cluster, "cluster", "doctor")
     assert doctor.returncode == 1, doctor.stdout  # the platform's pods cannot run here (see the docstring)
     found = doctor_results(doctor.stdout)
