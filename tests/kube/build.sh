@@ -82,6 +82,11 @@ k8s_ldflags() {
     "$out" "$HELM_VERSION"
 }
 
+go_build_control() { # go_build_control GO OUTDIR
+  (cd "$KUBE_SRC_DIR/gomod" && GOTOOLCHAIN=local GOFLAGS=-mod=readonly CGO_ENABLED=0 \
+    "$1" build -trimpath -ldflags "$(k8s_ldflags)" -o "$2/" . ./kube-testserver helm.sh/helm/v4/cmd/helm)
+}
+
 build_control() {
   local names=(etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
   if fresh control "$KUBE_BIN/kube" "$KUBE_BIN/helm" "$KUBE_BIN/kube-testserver"; then return 0; fi
@@ -93,9 +98,17 @@ build_control() {
   say "building Kubernetes $KUBE_VERSION (one multi-call binary), etcd $ETCD_VERSION, helm $HELM_VERSION: about 25 min of CPU on a cold machine"
   # One invocation for all three main packages: they share compiled packages, and the Kubernetes commands share
   # one link. CGO off as in upstream's release builds (static binaries).
-  (cd "$KUBE_SRC_DIR/gomod" && GOTOOLCHAIN=local GOFLAGS=-mod=readonly CGO_ENABLED=0 \
-    "$go" build -trimpath -ldflags "$(k8s_ldflags)" -o "$tmp/" . ./kube-testserver helm.sh/helm/v4/cmd/helm) \
-    || { rm -rf "$tmp"; die "go build in $KUBE_SRC_DIR/gomod failed (output above)"; }
+  if ! go_build_control "$go" "$tmp" 2>"$tmp/build.err"; then
+    cat "$tmp/build.err" >&2
+    # "could not import io (open : no such file or directory)": the build cache holds an entry whose output
+    # file is gone (a concurrent `go clean -cache`, a failed write on a full disk; golang/go#69179). The
+    # packages compiled so far stay cached, so one more attempt, without the module index cache, is cheap.
+    grep -q 'could not import .*(open : no such file or directory)' "$tmp/build.err" \
+      || { rm -rf "$tmp"; die "go build in $KUBE_SRC_DIR/gomod failed (output above)"; }
+    say "the Go build cache lost an entry (above): building once more with GODEBUG=goindex=0"
+    GODEBUG=goindex=0 go_build_control "$go" "$tmp" \
+      || { rm -rf "$tmp"; die "go build in $KUBE_SRC_DIR/gomod failed twice (output above); if it names a missing cache file, run 'go clean -cache' and retry"; }
+  fi
   mkdir -p "$KUBE_BIN"
   mv -f "$tmp/kube" "$tmp/helm" "$tmp/kube-testserver" "$KUBE_BIN/"
   rm -rf "$tmp"
