@@ -125,14 +125,18 @@ def test_setup_applies_what_its_dry_run_prints_is_idempotent_and_doctor_says_wha
     assert doctor.returncode == 1, doctor.stdout  # the platform's pods cannot run here (see the docstring)
     found = doctor_results(doctor.stdout)
     assert len(found) == 37
-    print(doctor.stdout.splitlines()[-1])  # e.g. "37 checks: 21 passed, 5 warnings, 11 failed"
+    print("\n".join(line for line in doctor.stdout.splitlines() if line.startswith(("WARN", "FAIL", "37 checks"))))
     for check in ("api-reachable", "api-version", "nodes-present", "nodes-ready", "crd-mcpservers",
                   "crd-mcpservers-current", "crd-mcpaccessgrants-current", "crd-mcpagentsessions-current",
                   "system-namespace", "operator-rbac", "team-cluster-roles", "grants-dangling"):
         assert found[check] == "PASS", check
-    for check in ("operator-ready", "platform-api-ready", "registry-ready", "database-secret", "ingress-class"):
-        assert found[check] == "FAIL", check
-    assert found["cert-manager"] == "WARN"
+    # Exactly these fail here, and why: the platform's pods need its image (not built for containerd here),
+    # so nothing is ready and the API never published its JWKS; no database Secret; no ingress controller.
+    assert sorted(c for c, r in found.items() if r == "FAIL") == sorted([
+        "operator-ready", "platform-api-ready", "ingest-ready", "registry-ready", "database-secret",
+        "jwks-configmap", "ingress-class"])
+    assert sorted(c for c, r in found.items() if r == "WARN") == sorted([
+        "default-storage-class", "ingest-key-secret", "ingress-controller", "cert-manager"])
     as_json = json.loads(cli(cluster, "cluster", "doctor", "-o", "json").stdout)
     assert {r["id"]: r["result"] for r in as_json}["operator-rbac"] == "pass"
 
