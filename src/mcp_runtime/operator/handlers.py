@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import Any
 
 import kopf
@@ -210,5 +211,8 @@ def run(namespaces: list[str] | None = None, *, standalone: bool = True, livenes
     """Run the operator until interrupted (what `mcp-runtime operator run` calls)."""
     settings = OperatorSettings.from_env()
     chosen = namespaces or list(settings.namespaces)
+    # An explicit identity: kopf's default asks getpass.getuser(), which fails for a uid without a passwd
+    # entry (the platform image runs as 65532).
     kopf.run(standalone=standalone, namespaces=chosen, clusterwide=not chosen,
-             liveness_endpoint=liveness)
+             liveness_endpoint=liveness,
+             identity=f"mcp-runtime-operator@{socket.gethostname()}")  # type: ignore[arg-type]  # a NewType of str
