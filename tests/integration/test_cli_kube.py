@@ -1,6 +1,6 @@
 """The cluster-facing CLI against the FAKE Kubernetes API server, kept only for what the real test cluster
-cannot show here: `cluster doctor` and `sentinel status` with the platform's Deployments ready (their pods
-need the platform image, which this machine does not build for containerd), `setup` refusing a cluster
+cannot show here: `cluster doctor` and `sentinel status` with every platform Deployment ready (the bundled
+registry's image is not available to the test cluster), `setup` refusing a cluster
 without nodes (the test cluster has one), and `bootstrap --provider k3s` (a k3s node's registries file).
 Runs that need no cluster at all (`setup --dry-run`, a missing kubeconfig) are here too.
 

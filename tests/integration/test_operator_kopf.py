@@ -1,7 +1,7 @@
 """The real kopf operator (`mcp_runtime.operator.handlers`) against the FAKE Kubernetes API server, kept only
 for the Deployment watch turning a server `Ready`: that needs the Deployment's pods ready, and on the real
-test cluster they cannot be (they need the platform image as their `mcp-gateway` sidecar, which this machine
-does not build for containerd), so the test plays the deployment controller. Servers, grants, sessions, the
+test cluster they cannot be yet (an MCP server image beside the platform image as the `mcp-gateway` sidecar,
+not held by the test cluster's containerd), so the test plays the deployment controller. Servers, grants, sessions, the
 JWKS copy and garbage collection run through `mcp-runtime operator run` against the REAL API server in
 tests/kube/test_operator.py."""
 

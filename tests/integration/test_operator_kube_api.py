@@ -1,7 +1,7 @@
 """The operator's handler code (Reconciler) through the real `kubernetes` client library against the
 FAKE API server (tests/fakes/fake_kube_apiserver.py), kept only for what the real test cluster cannot give
-here: a Deployment whose pods are ready (the pods need the platform image as their `mcp-gateway` sidecar,
-which this machine does not build for containerd), so the `Ready` phase is reached by setting the
+here: a Deployment whose pods are ready (an MCP server image beside the platform image as the `mcp-gateway`
+sidecar, not held by the test cluster's containerd yet), so the `Ready` phase is reached by setting the
 Deployment's status as its controller would; and the fake's request log, which proves a reconcile with
 nothing new writes nothing.
 

@@ -2,9 +2,9 @@
 CLI as a subprocess with KUBECONFIG): the API server stores, validates and returns the MCPServer, and the
 logs come from a running pod through the kubelet (tier 2).
 
-The pod of `server logs` is not the operator's Deployment (its `mcp-gateway` sidecar needs the platform
-image, which this machine does not build for containerd): it is a pod with the server's label and the two
-container names the CLI reads, running the cluster's own test image.
+The pod of `server logs` is not the operator's Deployment (a running server pod with its `mcp-gateway`
+sidecar is not yet set up on the test cluster, see docs/kubernetes.md): it is a pod with the server's label
+and the two container names the CLI reads, running the cluster's own test image.
 """
 
 from __future__ import annotations

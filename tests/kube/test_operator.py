@@ -3,8 +3,8 @@
 team runs it, with the real garbage collector deleting what a deleted MCPServer owned.
 
 What stays on the fake API server (tests/integration/test_operator_kube_api.py): the `Ready` phase, which
-needs the Deployment's pods to become ready, and those pods need the platform image as the `mcp-gateway`
-sidecar, which this machine does not build for containerd; on the real cluster the server stays `Pending`
+needs the Deployment's pods to become ready: an MCP server image beside the platform image as the
+`mcp-gateway` sidecar, which the test cluster's containerd does not hold yet; so the server stays `Pending`
 with `DeploymentReady=False`, asserted below. The sidecar's ConfigMap watch on the real API server is in
 tests/kube/test_policy_watch.py.
 """
