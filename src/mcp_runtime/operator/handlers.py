@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import Any
 
 import kopf
@@ -87,6 +88,19 @@ def _namespaced(namespace: str | None) -> str:
 def server_changed(namespace: str | None, name: str, **_: Any) -> None:
     ns = _namespaced(namespace)
     _retrying(f"reconcile MCPServer {ns}/{name}", lambda: reconciler().reconcile_server(ns, name))
+    # Grants and sessions applied before their server said ServerFound=False; they say True now.
+    _retrying(f"status of the access to MCPServer {ns}/{name}",
+              lambda: reconciler().refresh_access_of_server(ns, name))
+
+
+@kopf.on.event(API_GROUP, API_VERSION, "mcpservers")
+def server_event(type: str, namespace: str | None, name: str, **_: Any) -> None:
+    """A deleted server: the grants and sessions naming it say ServerFound=False (no finalizer needed)."""
+    if type == "DELETED" and namespace is not None:
+        try:
+            reconciler().refresh_access_of_server(namespace, name)
+        except KubeError as exc:  # events are not retried; the phase sweep catches up
+            log.warning("access status for deleted MCPServer %s/%s not refreshed: %s", namespace, name, exc)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": "mcp-runtime"})
@@ -197,5 +211,8 @@ def run(namespaces: list[str] | None = None, *, standalone: bool = True, livenes
     """Run the operator until interrupted (what `mcp-runtime operator run` calls)."""
     settings = OperatorSettings.from_env()
     chosen = namespaces or list(settings.namespaces)
+    # An explicit identity: kopf's default asks getpass.getuser(), which fails for a uid without a passwd
+    # entry (the platform image runs as 65532).
     kopf.run(standalone=standalone, namespaces=chosen, clusterwide=not chosen,
-             liveness_endpoint=liveness)
+             liveness_endpoint=liveness,
+             identity=f"mcp-runtime-operator@{socket.gethostname()}")  # type: ignore[arg-type]  # a NewType of str

@@ -151,6 +151,18 @@ class Reconciler:
         exists = self.client.get(SERVER_KIND, obj.spec.server_ref.name, namespace) is not None
         return self._write_status(kind, namespace, name, raw.get("status"), plan_access_status(obj, exists, now))
 
+    def refresh_access_of_server(self, namespace: str, server: str, now: datetime | None = None) -> int:
+        """A server appeared or went: the grants and sessions naming it get their status (ServerFound,
+        Ready) now rather than at the next sweep. Returns how many changed."""
+        changed = 0
+        for kind in (GRANT_KIND, SESSION_KIND):
+            for raw in self.client.list(kind, namespace):
+                if ((raw.get("spec") or {}).get("serverRef") or {}).get("name") != server:
+                    continue
+                if self.refresh_access_status(kind, namespace, raw["metadata"]["name"], now):
+                    changed += 1
+        return changed
+
     def refresh_access_phases(self, now: datetime | None = None) -> int:
         """Refresh the phase of every grant and session (in the watched namespaces); returns how many moved."""
         now = now or datetime.now(UTC)

@@ -93,7 +93,7 @@ FROM ${{BASE_IMAGE}}
 COPY wheels /tmp/wheels
 RUN python3 -m venv /opt/mcp-runtime \\
  && /opt/mcp-runtime/bin/pip install --no-index --no-cache-dir --disable-pip-version-check \\
-      --find-links /tmp/wheels mcp-runtime \\
+      --find-links /tmp/wheels 'mcp-runtime[kube]' \\
  && rm -rf /tmp/wheels \\
  && ln -s /opt/mcp-runtime/bin/mcp-runtime /usr/local/bin/mcp-runtime
 ENV PATH=/opt/mcp-runtime/bin:{path} PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
@@ -138,6 +138,7 @@ def build_platform_image(name: str = DEFAULT_GATEWAY_IMAGE, *, base: str = PYTHO
     """Build the platform image (`mcp-runtime` on `base`) unless one from the same sources exists.
 
     Returns True when it built. Wheels come from `pip wheel` on the host, with the host's index settings.
+    With the `kube` extra: the same image runs the operator (kopf) and the platform API on Kubernetes.
     """
     builder = builder or find_builder()
     root = source_root()
@@ -149,7 +150,7 @@ def build_platform_image(name: str = DEFAULT_GATEWAY_IMAGE, *, base: str = PYTHO
         context = Path(tmp)
         wheels = context / "wheels"
         run_tool([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
-                  "--wheel-dir", str(wheels), str(root)], what="pip wheel", stream=stream)
+                  "--wheel-dir", str(wheels), f"{root}[kube]"], what="pip wheel", stream=stream)
         (context / "Containerfile").write_text(PLATFORM_CONTAINERFILE.format(
             base=base, path=PATH_ENV, label=SOURCE_LABEL, digest=digest, uid=DEFAULT_NONROOT_UID))
         build_image(name, context, builder=builder, build_args={"BASE_IMAGE": base}, stream=stream)
