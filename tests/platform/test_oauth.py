@@ -1,0 +1,204 @@
+"""MCP authorization end to end on `mcp-runtime up`: the official Python SDK's OAuth client, given only the
+server URL, discovers the platform (401 -> protected resource metadata -> authorization server metadata),
+registers, sends the user to the dashboard's consent page (driven here over HTTP like a browser, and in
+headless Chromium below), gets tokens and calls tools through the gateway under the user's grants. Then
+refresh rotation, replay, the audience binding, and revocation, each as a client or an owner would see it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import anyio
+import httpx
+import pytest
+from mcp.client.auth import OAuthClientProvider
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
+from oauth_support import (
+    ACME_NS,
+    ALICE,
+    BOB,
+    CALLBACK,
+    ConsentBrowser,
+    Flow,
+    MemoryStorage,
+    Up,
+    build_world,
+    mcp_list,
+    run_up,
+)
+from pydantic import AnyUrl
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    data_dir: Path = tmp_path_factory.mktemp("oauth-up")
+    with run_up(data_dir) as live:
+        build_world(live)
+        yield live
+
+
+async def _sdk_flow(up: Up, browser: ConsentBrowser, storage: MemoryStorage) -> dict[str, Any]:
+    """The SDK's OAuth client against `payments`: list the tools, call one allowed and one denied."""
+    redirect: dict[str, str] = {}
+
+    async def open_browser(url: str) -> None:  # the SDK hands the authorization URL to "the browser"
+        redirect["location"] = await anyio.to_thread.run_sync(browser.authorize, url)
+
+    async def callback() -> AuthorizationCodeResult:
+        query = parse_qs(urlsplit(redirect["location"]).query)
+        return AuthorizationCodeResult(code=query["code"][0], state=query["state"][0], iss=query["iss"][0])
+
+    provider = OAuthClientProvider(
+        server_url=f"{up.url}/payments/mcp",
+        client_metadata=OAuthClientMetadata(client_name="Claude Test Agent", redirect_uris=[AnyUrl(CALLBACK)],
+                                            grant_types=["authorization_code", "refresh_token"]),
+        storage=storage, redirect_handler=open_browser, callback_handler=callback)
+    async with create_mcp_http_client(auth=provider) as http, \
+            streamable_http_client(f"{up.url}/payments/mcp", http_client=http) as (read, write), \
+            ClientSession(read, write) as session:
+        await session.initialize()
+        tools = sorted(t.name for t in (await session.list_tools()).tools)
+        echo = await session.call_tool("echo", {"text": "hi"})
+        add = await session.call_tool("add", {"a": 1, "b": 2})
+        try:
+            reverse = await session.call_tool("reverse", {"text": "hi"})
+            reverse_denied = reverse.is_error
+        except Exception as exc:  # the gateway's JSON-RPC error (-32001)
+            reverse_denied = "tool_not_granted" in str(exc) or "not" in str(exc)
+    return {"tools": tools, "echo": not echo.is_error, "add": not add.is_error, "reverse_denied": reverse_denied,
+            "location": redirect.get("location", "")}
+
+
+def test_sdk_oauth_client_reaches_a_governed_tool_through_consent(up: Up) -> None:
+    browser = ConsentBrowser(up, BOB)
+    storage = MemoryStorage()
+    try:
+        outcome = anyio.run(_sdk_flow, up, browser, storage)
+    finally:
+        browser.close()
+    # the consent page showed the server, the client and what bob's grant allows at which trust
+    page = browser.last_page
+    assert "Claude Test Agent" in page and "payments" in page and "claude-test-agent" in page
+    assert "from trust low" in page and "from trust medium" in page
+    assert outcome["tools"] == ["add", "echo"]  # tools/list filtered by bob's grant
+    assert outcome["echo"] and outcome["add"] and outcome["reverse_denied"]
+    assert storage.tokens is not None and storage.tokens.refresh_token
+
+    # the authorization is a session: bob, agent from the client's name, Globex, the OAuth client labelled
+    sessions = up.api(ALICE, "GET", f"/runtime/sessions?namespace={ACME_NS}")["items"]
+    ours = [s for s in sessions if s["metadata"].get("labels", {}).get("mcpruntime.org/issued-by") == "oauth"]
+    assert len(ours) == 1
+    subject = ours[0]["spec"]["subject"]
+    assert subject == {"humanID": BOB[0], "agentID": "claude-test-agent", "teamID": up.teams["globex"]["id"]}
+    assert ours[0]["spec"]["consentedTrust"] == "medium"
+    assert ours[0]["metadata"]["labels"]["mcpruntime.org/oauth-client"] == storage.client.client_id  # type: ignore[union-attr]
+
+    # the owner revokes it: the client's token is refused on its next call
+    token = storage.tokens.access_token
+    assert mcp_list(up, "payments", token).status_code != 401
+    up.api(ALICE, "POST", f"/runtime/sessions/{ACME_NS}/{ours[0]['metadata']['name']}/revoke")
+    started = time.monotonic()
+    refused = mcp_list(up, "payments", token)
+    assert refused.status_code == 401 and refused.json()["error"] == "session_revoked"
+    assert time.monotonic() - started < 1.0
+    assert 'resource_metadata="' in refused.headers["www-authenticate"]
+
+
+def test_discovery_documents(up: Up) -> None:
+    anonymous = httpx.post(f"{up.url}/payments/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                           timeout=30)
+    assert anonymous.status_code == 401
+    challenge = anonymous.headers["www-authenticate"]
+    metadata_url = f"{up.url}/.well-known/oauth-protected-resource/payments/mcp"
+    assert f'resource_metadata="{metadata_url}"' in challenge
+    for url in (metadata_url, metadata_url + "/", f"{up.url}/.well-known/oauth-protected-resource/payments"):
+        prm = httpx.get(url, timeout=30)
+        assert prm.status_code == 200, url
+        assert prm.json()["resource"] == f"{up.url}/payments/mcp"
+        assert prm.json()["authorization_servers"] == [f"{up.url}/api/v1/oauth"]
+    # two servers: the root form cannot say which one
+    assert httpx.get(f"{up.url}/.well-known/oauth-protected-resource", timeout=30).status_code == 404
+    for path in ("/.well-known/oauth-authorization-server/api/v1/oauth",
+                 "/.well-known/openid-configuration/api/v1/oauth",
+                 "/api/v1/oauth/.well-known/openid-configuration"):
+        meta = httpx.get(f"{up.url}{path}", timeout=30)
+        assert meta.status_code == 200, path
+        body = meta.json()
+        assert body["issuer"] == f"{up.url}/api/v1/oauth"
+        assert body["code_challenge_methods_supported"] == ["S256"]
+        assert body["registration_endpoint"] == f"{up.url}/api/v1/oauth/register"
+        assert body["revocation_endpoint"] == f"{up.url}/api/v1/oauth/revoke"
+
+
+def test_refresh_rotates_and_a_replayed_refresh_token_revokes_the_authorization(up: Up) -> None:
+    flow = Flow(up)
+    assert flow.register().status_code == 201
+    browser = ConsentBrowser(up, BOB)
+    try:
+        first = flow.exchange(flow.code(browser)).json()
+    finally:
+        browser.close()
+    second = flow.refresh(first["refresh_token"])
+    assert second.status_code == 200, second.text
+    rotated = second.json()
+    assert rotated["refresh_token"] != first["refresh_token"]
+    assert mcp_list(up, "payments", rotated["access_token"]).status_code != 401
+
+    replay = flow.refresh(first["refresh_token"])  # the spent one again: someone copied it
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+    refused = mcp_list(up, "payments", rotated["access_token"])
+    assert refused.status_code == 401 and refused.json()["error"] == "session_revoked"
+    after = flow.refresh(rotated["refresh_token"])  # the family is gone too
+    assert after.status_code == 400 and after.json()["error"] == "invalid_grant"
+
+
+def test_a_token_for_one_server_is_refused_at_another(up: Up) -> None:
+    flow = Flow(up)
+    flow.register()
+    browser = ConsentBrowser(up, BOB)
+    try:
+        tokens = flow.exchange(flow.code(browser, server="payments")).json()
+    finally:
+        browser.close()
+    assert mcp_list(up, "payments", tokens["access_token"]).status_code != 401
+    elsewhere = mcp_list(up, "ledger", tokens["access_token"])
+    assert elsewhere.status_code == 401 and elsewhere.json()["error"] == "wrong_audience"
+    assert f'resource_metadata="{up.url}/.well-known/oauth-protected-resource/ledger/mcp"' in \
+        elsewhere.headers["www-authenticate"]
+
+
+def test_revocation_endpoint_ends_the_authorization(up: Up) -> None:
+    flow = Flow(up)
+    flow.register()
+    browser = ConsentBrowser(up, BOB)
+    try:
+        tokens = flow.exchange(flow.code(browser)).json()
+    finally:
+        browser.close()
+    answer = httpx.post(f"{flow.oauth}/revoke", timeout=30, data={
+        "token": tokens["refresh_token"], "token_type_hint": "refresh_token",
+        "client_id": flow.client_id, "client_secret": flow.client_secret})
+    assert answer.status_code == 200
+    assert mcp_list(up, "payments", tokens["access_token"]).status_code == 401
+    assert flow.refresh(tokens["refresh_token"]).json()["error"] == "invalid_grant"
+
+
+def test_deny_sends_access_denied_back_and_creates_nothing(up: Up) -> None:
+    flow = Flow(up)
+    flow.register()
+    before = len(up.api(ALICE, "GET", f"/runtime/sessions?namespace={ACME_NS}")["items"])
+    browser = ConsentBrowser(up, BOB)
+    try:
+        location = browser.answer(browser.consent_page(flow.authorization_url()), decision="deny")
+    finally:
+        browser.close()
+    query = parse_qs(urlsplit(location).query)
+    assert location.startswith(CALLBACK) and query["error"] == ["access_denied"] and query["state"] == ["st-1"]
+    assert len(up.api(ALICE, "GET", f"/runtime/sessions?namespace={ACME_NS}")["items"]) == before
