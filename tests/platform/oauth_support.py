@@ -60,11 +60,11 @@ class Up:
 
 
 @contextmanager
-def run_up(data_dir: Path) -> Iterator[Up]:
+def run_up(data_dir: Path, **settings: Any) -> Iterator[Up]:
     """`mcp-runtime up` in a thread on a free port (the public URL the issuer and resource URIs start with)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    embedded = EmbeddedPlatform(platform_settings(data_dir, sqlite_url(data_dir)), public_url=url)
+    embedded = EmbeddedPlatform(platform_settings(data_dir, sqlite_url(data_dir), **settings), public_url=url)
     server = uvicorn.Server(uvicorn.Config(embedded.asgi, host="127.0.0.1", port=port, lifespan="on",
                                            interface="asgi3", log_level="warning"))
     thread = threading.Thread(target=server.run, name=f"up-{port}", daemon=True)

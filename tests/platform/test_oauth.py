@@ -6,6 +6,7 @@ refresh rotation, replay, the audience binding, and revocation, each as a client
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,12 @@ from oauth_support import (
     run_up,
 )
 from pydantic import AnyUrl
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")
@@ -202,3 +209,53 @@ def test_deny_sends_access_denied_back_and_creates_nothing(up: Up) -> None:
     query = parse_qs(urlsplit(location).query)
     assert location.startswith(CALLBACK) and query["error"] == ["access_denied"] and query["state"] == ["st-1"]
     assert len(up.api(ALICE, "GET", f"/runtime/sessions?namespace={ACME_NS}")["items"]) == before
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def test_sign_in_and_consent_in_chromium(up: Up, chromium: Any) -> None:
+    """A person in a real browser: the client's authorization URL -> sign in -> the consent page -> Allow ->
+    back at the client's loopback redirect with a code that the client exchanges for a working token."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    flow = Flow(up)
+    assert flow.register(client_name="Cursor Test").status_code == 201
+    page = chromium.new_page(viewport={"width": 1280, "height": 900})
+    arrived: list[str] = []
+
+    def at_client(route: Any) -> None:  # the MCP client's loopback listener
+        arrived.append(route.request.url)
+        route.fulfill(status=200, content_type="text/plain", body="You can close this window.")
+
+    page.route(f"{CALLBACK}**", at_client)
+    try:
+        page.goto(flow.authorization_url())
+        assert "/login?next=" in page.url
+        page.fill("#email", BOB[0])
+        page.fill("#password", BOB[1])
+        page.click("button[type=submit]")
+        page.wait_for_url("**/oauth/authorize?request=*")
+        heading = page.inner_text("[data-testid=consent] h1")
+        assert "Cursor Test" in heading and "payments" in heading
+        tools = page.inner_text("[data-testid=consent-tools]")
+        assert "echo" in tools and "from trust low" in tools and "reverse" in tools
+        assert page.input_value("#agent_id") == "cursor-test"
+        assert page.eval_on_selector_all("#trust option", "els => els.map(e => e.value)") == ["low", "medium"]
+        page.screenshot(path=str(ARTIFACTS / "oauth-consent.png"))
+        page.click("button[value=allow]")
+        page.wait_for_url(f"{CALLBACK}**")
+    finally:
+        page.close()
+    assert len(arrived) == 1
+    query = parse_qs(urlsplit(arrived[0]).query)
+    assert query["state"] == ["st-1"] and query["iss"] == [f"{up.url}/api/v1/oauth"]
+    tokens = flow.exchange(query["code"][0])
+    assert tokens.status_code == 200, tokens.text
+    assert mcp_list(up, "payments", tokens.json()["access_token"]).status_code != 401
