@@ -93,11 +93,15 @@ def build_world(up: Up) -> None:
         up.api(ALICE, "POST", "/runtime/grants", grant_doc(
             f"{server}-to-globex", ACME_NS, server, {"teamID": globex},
             toolRules=[{"name": "echo"}, {"name": "add"}], maxTrust="medium"))
-    deadline = time.monotonic() + 60
     for server in ("payments", "ledger"):
-        while up.api(ALICE, "GET", f"/runtime/servers/{ACME_NS}/{server}").get("status", {}).get("phase") != "Ready":
-            assert time.monotonic() < deadline, f"{server} did not become Ready"
-            time.sleep(0.1)
+        wait_ready(up, server)
+
+
+def wait_ready(up: Up, server: str) -> None:
+    deadline = time.monotonic() + 60
+    while up.api(ALICE, "GET", f"/runtime/servers/{ACME_NS}/{server}").get("status", {}).get("phase") != "Ready":
+        assert time.monotonic() < deadline, f"{server} did not become Ready"
+        time.sleep(0.1)
 
 
 # --- the browser, over HTTP ------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from oauth_support import (
     build_world,
     mcp_list,
     run_up,
+    wait_ready,
 )
 from pydantic import AnyUrl
 
@@ -259,3 +260,21 @@ def test_sign_in_and_consent_in_chromium(up: Up, chromium: Any) -> None:
     tokens = flow.exchange(query["code"][0])
     assert tokens.status_code == 200, tokens.text
     assert mcp_list(up, "payments", tokens.json()["access_token"]).status_code != 401
+
+
+def test_clients_and_refresh_tokens_survive_a_restart(tmp_path: Path) -> None:
+    with run_up(tmp_path) as first:
+        build_world(first)
+        flow = Flow(first)
+        assert flow.register().status_code == 201
+        browser = ConsentBrowser(first, BOB)
+        try:
+            tokens = flow.exchange(flow.code(browser)).json()
+        finally:
+            browser.close()
+    with run_up(tmp_path) as again:  # the same data directory: `mcp-runtime up` after Ctrl-C
+        flow.up = again
+        wait_ready(again, "payments")
+        refreshed = flow.refresh(tokens["refresh_token"])
+        assert refreshed.status_code == 200, refreshed.text
+        assert mcp_list(again, "payments", refreshed.json()["access_token"]).status_code != 401
