@@ -6,7 +6,10 @@ refresh rotation, replay, the audience binding, and revocation, each as a client
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -278,3 +281,51 @@ def test_clients_and_refresh_tokens_survive_a_restart(tmp_path: Path) -> None:
         refreshed = flow.refresh(tokens["refresh_token"])
         assert refreshed.status_code == 200, refreshed.text
         assert mcp_list(again, "payments", refreshed.json()["access_token"]).status_code != 401
+
+
+NODE22_DIR = REPO / ".ci" / "node22"
+INSPECTOR = NODE22_DIR / "node_modules" / "@modelcontextprotocol" / "inspector" / "clients" / "launcher" / "build" \
+    / "index.js"
+
+
+def _node22() -> Path:
+    """The Node 22 binary from .ci/setup-node22.sh (installed on first use; CI runs the script up front)."""
+    known = os.environ.get("MCP_RUNTIME_NODE22")
+    if known and Path(known).exists() and INSPECTOR.exists():
+        return Path(known)
+    done = subprocess.run([str(REPO / ".ci" / "setup-node22.sh")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"Node 22 + Inspector install failed:\n{done.stderr}"
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+def test_mcp_inspector_cli_with_a_token_from_the_flow(up: Up, tmp_path: Path) -> None:
+    """The Inspector CLI cannot run a browser flow; given the bearer token this flow issued, it lists and
+    calls tools through the gateway under bob's grants, and is refused once the authorization is revoked."""
+    node = _node22()
+    flow = Flow(up)
+    flow.register(client_name="MCP Inspector")
+    browser = ConsentBrowser(up, BOB)
+    try:
+        tokens = flow.exchange(flow.code(browser)).json()
+    finally:
+        browser.close()
+    env = {**os.environ, "PATH": f"{node.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "MCP_CATALOG_PATH": str(tmp_path / "catalog.json"), "HOME": str(tmp_path)}
+
+    def inspector(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(node), str(INSPECTOR), "--cli", f"{up.url}/payments/mcp", "--transport", "http",
+                               "--header", f"Authorization: Bearer {tokens['access_token']}", *args],
+                              capture_output=True, text=True, env=env, timeout=90)
+
+    listed = inspector("--method", "tools/list")
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(tool["name"] for tool in json.loads(listed.stdout)["tools"]) == ["add", "echo"]
+    called = inspector("--method", "tools/call", "--tool-name", "add", "--tool-arg", "a=40", "b=2")
+    assert called.returncode == 0, called.stderr
+    assert json.loads(called.stdout)["content"][0]["text"] == "42"
+    httpx.post(f"{flow.oauth}/revoke", timeout=30, data={"token": tokens["access_token"],
+                                                         "client_id": flow.client_id,
+                                                         "client_secret": flow.client_secret})
+    refused = inspector("--method", "tools/list")
+    # the Inspector got the 401 and would now start its own OAuth flow, which needs a person at a terminal
+    assert refused.returncode != 0 and '"auth_required"' in refused.stdout, refused.stdout + refused.stderr
