@@ -329,3 +329,44 @@ def test_mcp_inspector_cli_with_a_token_from_the_flow(up: Up, tmp_path: Path) ->
     refused = inspector("--method", "tools/list")
     # the Inspector got the 401 and would now start its own OAuth flow, which needs a person at a terminal
     assert refused.returncode != 0 and '"auth_required"' in refused.stdout, refused.stdout + refused.stderr
+
+
+def test_mcp_inspector_cli_runs_the_whole_oauth_flow(up: Up, tmp_path: Path) -> None:
+    """The Inspector CLI does the flow itself given only the URL: it discovers, registers, prints the
+    authorization URL for a browser (MCP_AUTO_OPEN_ENABLED: no TTY here), and listens on loopback for the
+    redirect. This test is the browser: it signs bob in and allows, then follows the redirect to the CLI."""
+    node = _node22()
+    env = {**os.environ, "PATH": f"{node.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "MCP_CATALOG_PATH": str(tmp_path / "catalog.json"), "HOME": str(tmp_path),
+           "MCP_AUTO_OPEN_ENABLED": "true", "BROWSER": "true", "DISPLAY": ""}
+    process = subprocess.Popen([str(node), str(INSPECTOR), "--cli", f"{up.url}/payments/mcp", "--transport", "http",
+                                "--method", "tools/list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env)
+    browser = ConsentBrowser(up, BOB)
+    seen: list[str] = []
+    try:
+        assert process.stderr is not None
+        deadline = time.monotonic() + 60
+        url = ""
+        while not url and time.monotonic() < deadline:
+            line = process.stderr.readline()
+            if not line:
+                break
+            seen.append(line)
+            if "navigate to:" in line:
+                url = line.split("navigate to:", 1)[1].strip()
+        assert url, "".join(seen)
+        location = browser.authorize(url)
+        assert urlsplit(location).hostname in ("127.0.0.1", "localhost"), location
+        httpx.get(location, timeout=30)  # the browser arrives at the CLI's callback listener
+        out, err = process.communicate(timeout=90)
+    finally:
+        browser.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, "".join(seen) + err
+    assert sorted(tool["name"] for tool in json.loads(out)["tools"]) == ["add", "echo"]
+    sessions = up.api(ALICE, "GET", f"/runtime/sessions?namespace={ACME_NS}")["items"]
+    assert any(s["metadata"]["labels"].get("mcpruntime.org/issued-by") == "oauth"
+               and s["spec"]["subject"]["agentID"].startswith("mcp-inspector") for s in sessions)
