@@ -4,6 +4,7 @@ issued (no code, no token, no session), on `mcp-runtime up`."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -199,3 +200,11 @@ def test_origin_of_another_site_is_refused_at_the_gateway(up: Up) -> None:
     own = httpx.post(f"{up.url}/payments/mcp", json=body, headers={"Origin": up.url}, timeout=30)
     assert own.status_code == 401  # past the origin check, to authentication
 
+
+
+def test_concurrent_uses_of_one_code_never_issue_twice(flow: Flow, browser: ConsentBrowser) -> None:
+    code = flow.code(browser)
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: flow.exchange(code), range(4)))
+    assert sum(a.status_code == 200 for a in answers) <= 1
+    assert all(a.json()["error"] == "invalid_grant" for a in answers if a.status_code != 200)

@@ -406,12 +406,16 @@ class SqlStore:
 
     def use_oauth_item(self, key: str, now: datetime) -> OAuthItem | None:
         with self._tx() as s:
-            row = s.scalars(select(OAuthItemRow).where(OAuthItemRow.key == key).with_for_update()).first()
+            row = s.get(OAuthItemRow, key)
             if row is None:
                 return None
             item = _oauth_item(row)
-            if row.used_at is None:
-                row.used_at = now
+            # a conditional update, so two concurrent uses cannot both be the first (on either database)
+            marked = s.execute(update(OAuthItemRow).where(OAuthItemRow.key == key, OAuthItemRow.used_at.is_(None))
+                               .values(used_at=now).execution_options(synchronize_session=False))
+            if getattr(marked, "rowcount", 0) == 0 and item.used_at is None:
+                return OAuthItem(key=item.key, data=item.data, created_at=item.created_at,
+                                 expires_at=item.expires_at, used_at=now)
             return item
 
     def delete_oauth_item(self, key: str) -> None:
