@@ -187,8 +187,10 @@ class EmbeddedPlatform:
             self._paths[(namespace, name)] = path  # served by runtime.proxy (see asgi)
             return
         oauth = self.platform.oauth
+        timeouts = server.spec.gateway.timeouts
         route = GatewayRoute(upstream=upstream, policy=self._source(namespace, name),
                              keys=self.platform.keyring.public_keys(), server=name, namespace=namespace, path=path,
+                             connect_timeout=timeouts.connect_seconds, read_timeout=timeouts.read_seconds,
                              resource_url=f"{self.public_url}{path}" if oauth else None,
                              authorization_servers=(oauth.issuer,) if oauth else ())
         await self.gateway.add_route(route)
