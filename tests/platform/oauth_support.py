@@ -141,7 +141,8 @@ class ConsentBrowser:
 
 
 def _value_of(html: str, name: str) -> str:
-    return html.split(f'name="{name}" value="', 1)[1].split('"', 1)[0]
+    marker = f'name="{name}" value="'
+    return html.split(marker, 1)[1].split('"', 1)[0] if marker in html else ""
 
 
 class MemoryStorage:

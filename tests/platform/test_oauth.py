@@ -328,7 +328,7 @@ def test_mcp_inspector_cli_with_a_token_from_the_flow(up: Up, tmp_path: Path) ->
                                                          "client_secret": flow.client_secret})
     refused = inspector("--method", "tools/list")
     # the Inspector got the 401 and would now start its own OAuth flow, which needs a person at a terminal
-    assert refused.returncode != 0 and '"auth_required"' in refused.stdout, refused.stdout + refused.stderr
+    assert refused.returncode != 0 and '"auth_required"' in refused.stdout + refused.stderr, refused.stdout
 
 
 def test_mcp_inspector_cli_runs_the_whole_oauth_flow(up: Up, tmp_path: Path) -> None:

@@ -208,3 +208,16 @@ def test_concurrent_uses_of_one_code_never_issue_twice(flow: Flow, browser: Cons
         answers = list(pool.map(lambda _: flow.exchange(code), range(4)))
     assert sum(a.status_code == 200 for a in answers) <= 1
     assert all(a.json()["error"] == "invalid_grant" for a in answers if a.status_code != 200)
+
+
+def test_a_user_without_a_grant_is_told_so_and_can_only_deny(up: Up, flow: Flow) -> None:
+    browser = ConsentBrowser(up, ALICE)  # Acme's owner: the grants on payments are Globex's
+    try:
+        page = browser.consent_page(flow.authorization_url())
+        assert page.status_code == 403
+        assert "no active grant on server payments matches you" in page.text
+        assert 'value="allow"' not in page.text
+        location = browser.answer(page, decision="deny")
+    finally:
+        browser.close()
+    assert parse_qs(urlsplit(location).query)["error"] == ["access_denied"]
