@@ -75,6 +75,23 @@ def test_refresh_rotation_and_reuse_revokes_family(store: SqlStore) -> None:
     assert store.rotate_refresh_token("old", "h6", now, now).outcome == RotateOutcome.expired
 
 
+def test_oauth_items_are_used_once_and_expired_ones_go(store: SqlStore) -> None:
+    now = datetime.now(UTC)
+    store.put_oauth_item("code:h1", {"client_id": "c1", "scopes": []}, now + timedelta(minutes=5))
+    first = store.use_oauth_item("code:h1", now)
+    assert first is not None and first.used_at is None and first.data["client_id"] == "c1"
+    second = store.use_oauth_item("code:h1", now)
+    assert second is not None and second.used_at is not None  # the earlier use is reported: a replay
+    assert store.use_oauth_item("code:nope", now) is None
+    store.put_oauth_item("code:old", {"x": 1}, now - timedelta(seconds=1))
+    store.put_oauth_item("client:c1", {"client_id": "c1"}, None)  # a write with an expiry sweeps expired items
+    store.put_oauth_item("request:r", {"x": 2}, now + timedelta(minutes=1))
+    assert store.get_oauth_item("code:old") is None
+    assert store.get_oauth_item("client:c1") is not None
+    store.delete_oauth_item("client:c1")
+    assert store.get_oauth_item("client:c1") is None
+
+
 def test_audit_is_written_with_the_change_and_not_without(store: SqlStore) -> None:
     audit = AuditRecord(actor="admin@example.com", action="create", kind="MCPAccessGrant",
                         namespace="mcp-team-acme", name="g1", after={"spec": {}})

@@ -111,6 +111,8 @@ def test_errors_answer_every_request_in_a_batch() -> None:
     (["proxy", "--runtime-url", "http://x/mcp", "--server", "s", "--agent", "a",
       "--session-token-file", "t"], "are both given"),
     (["config", "--client", "zed", "--server", "s", "--runtime-url", "http://x/mcp"], "claude-desktop, cursor"),
+    (["config", "--client", "claude-desktop", "--mode", "oauth", "--server", "s", "--runtime-url", "http://x/mcp"],
+     "Settings > Connectors"),
 ])
 def test_usage_errors_are_one_line(args: list[str], expected: str, tmp_path: Path) -> None:
     from typer.testing import CliRunner
@@ -121,6 +123,24 @@ def test_usage_errors_are_one_line(args: list[str], expected: str, tmp_path: Pat
     assert result.exit_code == 1, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.output
+
+
+@pytest.mark.parametrize(("client", "entry"), [
+    ("claude-code", {"mcpServers": {"payments": {"type": "http", "url": "http://127.0.0.1:8080/payments/mcp"}}}),
+    ("cursor", {"mcpServers": {"payments": {"url": "http://127.0.0.1:8080/payments/mcp"}}}),
+    ("vscode", {"servers": {"payments": {"type": "http", "url": "http://127.0.0.1:8080/payments/mcp"}}}),
+])
+def test_oauth_mode_prints_the_plain_url_and_no_token(client: str, entry: dict[str, object], tmp_path: Path) -> None:
+    """Clients that do MCP authorization get the URL only: no platform call, no credential in the file."""
+    from typer.testing import CliRunner
+
+    from mcp_runtime.cli.app import app
+
+    result = CliRunner().invoke(app, ["adapter", "config", "--client", client, "--mode", "oauth", "--server",
+                                      "payments", "--runtime-url", "http://127.0.0.1:8080/payments/mcp"],
+                                env={"MCP_RUNTIME_CONFIG_DIR": str(tmp_path)})
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == entry
 
 
 def test_a_token_from_a_file_is_dated_from_its_issue_time(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """What an adapter is told to do (`AdapterSettings`), where it may listen, and client config snippets.
 
 The snippets are what `mcp-runtime adapter config` prints: the JSON a desktop MCP client reads to
-start `mcp-runtime adapter stdio` (stdio mode), or to call the runtime URL directly with a session
-token in a header (http mode).
+start `mcp-runtime adapter stdio` (stdio mode), to call the runtime URL directly with a session
+token in a header (http mode), or just the URL for clients that do MCP authorization (OAuth) themselves
+(oauth mode: they sign the user in through the dashboard, docs/authorization.md).
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 DEFAULT_LISTEN = "127.0.0.1:8099"
-CLIENTS = ("claude-desktop", "cursor", "vscode")
-MODES = ("stdio", "http")
+CLIENTS = ("claude-code", "claude-desktop", "cursor", "vscode")
+MODES = ("stdio", "http", "oauth")
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 # Where each client reads the snippet from (shown on stderr next to it).
 CLIENT_CONFIG_FILES = {
+    "claude-code": ".mcp.json in the project (or: claude mcp add-json <name> '<the server entry>')",
     "claude-desktop": "claude_desktop_config.json (Claude Desktop: Settings > Developer > Edit Config)",
     "cursor": "~/.cursor/mcp.json (or .cursor/mcp.json in a project)",
     "vscode": ".vscode/mcp.json (or the user settings' mcp section)",
@@ -101,7 +103,16 @@ def stdio_args(settings: AdapterSettings) -> list[str]:
 
 def client_snippet(client: str, name: str, settings: AdapterSettings, *, mode: str,
                    token: str | None = None, command: str = "mcp-runtime") -> dict[str, Any]:
-    """The JSON that makes `client` use this server: via `adapter stdio`, or the URL plus a bearer token."""
+    """The JSON that makes `client` use this server: via `adapter stdio`, the URL plus a bearer token, or
+    the URL alone (oauth: the client authorizes itself)."""
+    if mode == "oauth":
+        if client == "claude-desktop":
+            raise ValueError("Claude Desktop adds remote servers in Settings > Connectors, not in its config file")
+        if client == "vscode":
+            return {"servers": {name: {"type": "http", "url": settings.runtime_url}}}
+        if client == "claude-code":
+            return {"mcpServers": {name: {"type": "http", "url": settings.runtime_url}}}
+        return {"mcpServers": {name: {"url": settings.runtime_url}}}
     if mode == "stdio":
         entry: dict[str, Any] = {"command": command, "args": stdio_args(settings)}
         if client == "vscode":
@@ -114,4 +125,6 @@ def client_snippet(client: str, name: str, settings: AdapterSettings, *, mode: s
         return {"servers": {name: {"type": "http", "url": settings.runtime_url, "headers": headers}}}
     if client == "cursor":
         return {"mcpServers": {name: {"url": settings.runtime_url, "headers": headers}}}
+    if client == "claude-code":
+        return {"mcpServers": {name: {"type": "http", "url": settings.runtime_url, "headers": headers}}}
     raise ValueError(f"{client} reads only stdio servers from its config file")

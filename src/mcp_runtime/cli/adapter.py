@@ -186,7 +186,7 @@ def stdio(
 
 @app.command("config")
 def config(
-    client: str = typer.Option(..., "--client", help="claude-desktop, cursor or vscode."),
+    client: str = typer.Option(..., "--client", help="claude-code, claude-desktop, cursor or vscode."),
     server: str = typer.Option(..., "--server", help="Server name."),
     runtime_url: str = RuntimeUrlOption,
     agent: str | None = typer.Option(None, "--agent", help="Agent (session) name (default: the client's name)."),
@@ -195,7 +195,8 @@ def config(
     trust: str | None = TrustOption,
     ttl: str | None = TtlOption,
     mode: str = typer.Option("stdio", "--mode", help="stdio: the client starts `adapter stdio`; "
-                             "http: the client calls the URL with a session token."),
+                             "http: the client calls the URL with a session token; oauth: the client "
+                             "calls the URL and signs you in itself (MCP authorization)."),
     profile: str | None = ProfileOption,
 ) -> None:
     """Print the JSON snippet that makes an MCP client use this server through the platform."""
@@ -203,9 +204,18 @@ def config(
     if client not in CLIENTS:
         raise CliError(f"--client {client!r} is not supported", hint=f"use one of {', '.join(CLIENTS)}")
     if mode not in MODES:
-        raise CliError(f"--mode {mode!r} is not allowed", hint="use stdio or http")
+        raise CliError(f"--mode {mode!r} is not allowed", hint="use stdio, http or oauth")
     settings = _settings(runtime_url, server, agent or client, agent_id, namespace, trust, ttl,
                          mode == "stdio", profile, None)
+    if mode == "oauth":
+        if client == "claude-desktop":
+            raise CliError("Claude Desktop adds remote (OAuth) servers in Settings > Connectors, not in its "
+                           "config file", hint=f"add a custom connector with the URL {runtime_url}, or use "
+                           "--mode stdio")
+        typer.echo(json.dumps(client_snippet(client, server, settings, mode="oauth"), indent=2))
+        typer.echo(f"paste into {CLIENT_CONFIG_FILES[client]}; the client opens your browser to sign in "
+                   "and allow it on first use", err=True)
+        return
     if mode == "stdio":
         snippet = client_snippet(client, server, settings, mode="stdio")
     else:

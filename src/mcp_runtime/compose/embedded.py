@@ -28,9 +28,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mcp_runtime.gateway.app import Gateway
 from mcp_runtime.gateway.lifespan import run_lifespan
 from mcp_runtime.gateway.policy_source import InProcessPolicySource
+from mcp_runtime.gateway.resource_metadata import RESOURCE_METADATA_PREFIX
 from mcp_runtime.gateway.routes import GatewayRoute
 from mcp_runtime.platform.app import API_PREFIX, create_app
 from mcp_runtime.platform.core import Platform
+from mcp_runtime.platform.oauth.routes import WELL_KNOWN_PREFIXES
 from mcp_runtime.platform.settings import PlatformSettings
 from mcp_runtime.policy import PolicyDocument
 from mcp_runtime.resources import (
@@ -72,6 +74,8 @@ class EmbeddedPlatform:
         """`gateway_clock`: the time the gateway decides at (default the system clock; tests fast-forward it)."""
         self.settings = settings
         self.public_url = public_url.rstrip("/")
+        if settings.public_url is None:  # the authorization server's issuer and every resource URI start here
+            settings.public_url = self.public_url
         self.platform = Platform(settings)
         self.api = create_app(platform=self.platform)
         # the gateway's analytics go to this platform's ingest with the local ingest key; while the ingest
@@ -182,10 +186,13 @@ class EmbeddedPlatform:
         if getattr(self.runtime, "has_gateway_sidecar", False):  # podman: the pod's sidecar governs it
             self._paths[(namespace, name)] = path  # served by runtime.proxy (see asgi)
             return
+        oauth = self.platform.oauth
         timeouts = server.spec.gateway.timeouts
         route = GatewayRoute(upstream=upstream, policy=self._source(namespace, name),
                              keys=self.platform.keyring.public_keys(), server=name, namespace=namespace, path=path,
-                             connect_timeout=timeouts.connect_seconds, read_timeout=timeouts.read_seconds)
+                             connect_timeout=timeouts.connect_seconds, read_timeout=timeouts.read_seconds,
+                             resource_url=f"{self.public_url}{path}" if oauth else None,
+                             authorization_servers=(oauth.issuer,) if oauth else ())
         await self.gateway.add_route(route)
         self._paths[(namespace, name)] = path
 
@@ -247,8 +254,10 @@ class EmbeddedPlatform:
             await self._lifespan(receive, send)
             return
         path: str = scope.get("path", "")
-        if path.startswith("/api/"):
+        if path.startswith("/api/") or path.startswith(WELL_KNOWN_PREFIXES):
             await self.api(scope, receive, send)
+        elif path.startswith(RESOURCE_METADATA_PREFIX):
+            await self.gateway(scope, receive, send)
         elif (proxy := getattr(self.runtime, "proxy", None)) is not None and proxy.handles(path):
             await proxy(scope, receive, send)  # podman runtime: straight to the pod's gateway sidecar
         elif self.gateway.routes.get(path) is not None or path in GATEWAY_ENDPOINTS:

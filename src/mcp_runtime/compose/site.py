@@ -6,6 +6,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_runtime.platform.app import create_app
 from mcp_runtime.platform.core import Platform
+from mcp_runtime.platform.oauth.routes import WELL_KNOWN_PREFIXES
 from mcp_runtime.web import create_dashboard
 
 
@@ -16,7 +17,8 @@ def create_site(platform: Platform) -> ASGIApp:
     dashboard = create_dashboard(platform)
 
     async def site(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan" or str(scope.get("path", "")).startswith("/api/"):
+        path = str(scope.get("path", ""))
+        if scope["type"] == "lifespan" or path.startswith("/api/") or path.startswith(WELL_KNOWN_PREFIXES):
             await api(scope, receive, send)
         else:
             await dashboard(scope, receive, send)

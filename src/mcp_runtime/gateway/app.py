@@ -20,6 +20,7 @@ from mcp_runtime.gateway.lifespan import run_lifespan
 from mcp_runtime.gateway.metrics import GatewayMetrics
 from mcp_runtime.gateway.pipeline import MAX_BODY, RequestPath
 from mcp_runtime.gateway.relay import send_json
+from mcp_runtime.gateway.resource_metadata import RESOURCE_METADATA_PREFIX, metadata_document, route_for_metadata
 from mcp_runtime.gateway.routes import BoundRoute, GatewayRoute, RouteTable
 from mcp_runtime.resources.common import utcnow
 from mcp_runtime.wire.asgi import Receive, Scope, Send
@@ -123,6 +124,8 @@ class Gateway:
                 route = self.routes.get(path.rstrip("/"))
             if route is not None:
                 await self.request_path(route, scope, receive, send)
+            elif path.startswith(RESOURCE_METADATA_PREFIX):
+                await self._resource_metadata(path, scope, send)
             else:
                 await self._platform_endpoint(path, scope, send)
         elif kind == "lifespan":
@@ -130,6 +133,24 @@ class Gateway:
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         await run_lifespan(receive, send, self.start, self.close, what="gateway")
+
+    async def _resource_metadata(self, path: str, scope: Scope, send: Send) -> None:
+        """RFC 9728 metadata of the route the path names; readable from any origin (browser-based clients)."""
+        cors = [(b"access-control-allow-origin", b"*"), (b"access-control-allow-methods", b"GET, OPTIONS"),
+                (b"access-control-allow-headers", b"mcp-protocol-version")]
+        if scope["method"] == "OPTIONS":
+            await send({"type": "http.response.start", "status": 204, "headers": cors})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        route = route_for_metadata(path, self.routes)
+        config = route.config if route is not None else None
+        document = metadata_document(config.resource_url, config.authorization_servers, route.server) \
+            if route is not None and config is not None else None
+        if document is None:
+            await send_json(send, 404, {"error": "not_found",
+                                        "message": f"no OAuth protected resource is described at {path}"}, cors)
+            return
+        await send_json(send, 200, document, [*cors, (b"cache-control", b"public, max-age=300")])
 
     async def _platform_endpoint(self, path: str, scope: Scope, send: Send) -> None:
         if path == "/healthz":

@@ -65,13 +65,15 @@ def extract_token(authorization: bytes | None, alias: bytes | None) -> str | Non
     return None
 
 
-def bearer_challenge(reason: str, message: str) -> bytes:
-    """A `WWW-Authenticate: Bearer` challenge (RFC 6750): `invalid_token` and why, unless no token was sent."""
+def bearer_challenge(reason: str, message: str, resource_metadata: str | None = None) -> bytes:
+    """A `WWW-Authenticate: Bearer` challenge (RFC 6750): `invalid_token` and why, unless no token was sent;
+    with `resource_metadata` (RFC 9728) when the route is an OAuth protected resource."""
+    metadata = f', resource_metadata="{resource_metadata}"' if resource_metadata else ""
     if reason in ("missing_identity", "missing_session"):
-        return b'Bearer realm="mcp-runtime"'
+        return f'Bearer realm="mcp-runtime"{metadata}'.encode("latin-1", "replace")
     description = message.replace('"', "'").replace("\\", "/")
-    return f'Bearer realm="mcp-runtime", error="invalid_token", error_description="{description}"'.encode(
-        "latin-1", "replace")
+    return (f'Bearer realm="mcp-runtime"{metadata}, error="invalid_token", '
+            f'error_description="{description}"').encode("latin-1", "replace")
 
 
 def identity_of(claims: SessionClaims) -> Identity:

@@ -31,7 +31,7 @@ class Exchange:
     __slots__ = (
         "alias", "authorization", "body", "bytes_in", "bytes_out", "caller", "content_length", "content_type",
         "decisions", "denials", "denied_reason", "doc", "forward", "is_batch", "list_ids", "messages", "now",
-        "receive", "response", "route", "scope", "send", "status", "trace_id", "traceparent",
+        "origin", "receive", "response", "route", "scope", "send", "status", "trace_id", "traceparent",
     )
 
     def __init__(self, route: BoundRoute, scope: Scope, receive: Receive, send: Send) -> None:
@@ -47,6 +47,7 @@ class Exchange:
         self.alias = headers.get(b"x-mcp-agent-session")
         self.content_length = headers.get(b"content-length")
         self.traceparent = headers.get(b"traceparent")
+        self.origin = headers.get(b"origin")
         # admit
         self.doc: PolicyDocument | None = None
         self.now: datetime | None = None

@@ -146,6 +146,8 @@ class RequestPath:
     def admit(self, ex: Exchange) -> None:
         """Take the route's policy document once, so one request is judged by one revision, and the time
         every decision of the request is made at. No document yet: 503, the gateway fails closed."""
+        if ex.origin is not None and not ex.route.origin_allowed(ex.origin):
+            raise refusal.origin_not_allowed(ex.origin)
         doc = ex.route.source.document
         if doc is None:
             raise refusal.policy_unavailable(ex.route)

@@ -54,6 +54,14 @@ def policy_unavailable(route: BoundRoute) -> Refusal:
     return envelope(503, "policy_unavailable", message, ((b"retry-after", b"1"),))
 
 
+def origin_not_allowed(origin: bytes) -> Refusal:
+    """403: a browser page from another origin (DNS rebinding protection, MCP Streamable HTTP transport)."""
+    shown = origin.decode("latin-1", "replace")[:200]
+    return envelope(403, "origin_not_allowed",
+                    f"requests from the web origin {shown} are not accepted here; an MCP client page must be "
+                    "served from this server's own origin or a loopback address")
+
+
 def unsupported_media_type(content_type: bytes | None) -> Refusal:
     got = content_type.decode("latin-1") if content_type else "none"
     return envelope(415, "unsupported_media_type",

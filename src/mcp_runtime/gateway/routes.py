@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from mcp_runtime.gateway.auth import TokenVerifier, bearer_challenge
 from mcp_runtime.gateway.keys_source import JwksFile
 from mcp_runtime.gateway.policy_source import PolicySource
+from mcp_runtime.gateway.resource_metadata import metadata_url, origin_allowed, origin_of
 from mcp_runtime.gateway.upstream import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_READ_TIMEOUT,
@@ -40,6 +41,13 @@ class GatewayRoute:
     """Public path; defaults to `/<server>/mcp`."""
     upstream_token: str | None = None
     """Credential sent upstream as `Authorization: Bearer ...` (the client's bearer never is)."""
+    resource_url: str | None = None
+    """The server's public URL, its OAuth resource URI (RFC 8707/9728); set, the route publishes its
+    protected resource metadata and names it in every 401."""
+    authorization_servers: tuple[str, ...] = ()
+    """Issuers of the authorization servers whose tokens the route accepts (the platform's)."""
+    allowed_origins: tuple[str, ...] = ()
+    """Browser origins allowed besides the resource URL's own and loopback ones."""
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     """Seconds to open a connection to the upstream (`spec.gateway.timeouts.connect`)."""
     read_timeout: float = DEFAULT_READ_TIMEOUT
@@ -106,8 +114,16 @@ class BoundRoute:
         return audience
 
     def challenge(self, reason: str, message: str) -> bytes:
-        """The `WWW-Authenticate` value of every 401 this route answers (OAuth resource metadata goes here)."""
-        return bearer_challenge(reason, message)
+        """The `WWW-Authenticate` value of every 401 this route answers, naming its resource metadata."""
+        resource = self.config.resource_url
+        return bearer_challenge(reason, message, metadata_url(resource) if resource else None)
+
+    def origin_allowed(self, origin: bytes) -> bool:
+        """DNS-rebinding protection: a browser's `Origin` must be this resource's, configured, or loopback."""
+        allowed = self.config.allowed_origins
+        if self.config.resource_url:
+            allowed = (*allowed, origin_of(self.config.resource_url))
+        return origin_allowed(origin, allowed)
 
     def set_keys(self, keys: PublicKeySet) -> None:
         """New verifier keys (JWKS rotation): forget tokens verified with the old ones."""

@@ -272,17 +272,18 @@ class AccessService:
             raise ApiError(409, "session_expired",
                            f"session {session.metadata.name} has expired; apply it again with a later expiresAt")
 
-    def _token_for(self, session: MCPAgentSession) -> str:
+    def _token_for(self, session: MCPAgentSession, *, client_id: str | None = None,
+                   expires_at: datetime | None = None) -> str:
         now = utcnow()
         subject = session.spec.subject
         # a token never outlives its session, nor the maximum token lifetime (re-issue with `session token`)
-        expires_at = min(session.spec.expires_at or now + self.settings.session_default_ttl,
-                         now + self.settings.session_max_ttl)
+        expires_at = expires_at or min(session.spec.expires_at or now + self.settings.session_default_ttl,
+                                       now + self.settings.session_max_ttl)
         claims = SessionClaims(
             session_id=session.metadata.name, namespace=session.metadata.namespace or "",
             server=session.spec.server_ref.name, human_id=subject.human_id, agent_id=subject.agent_id,
             team_id=subject.team_id, trust=str(session.spec.consented_trust), expires_at=expires_at,
-            issued_at=now, token_id=str(uuid.uuid4()))
+            issued_at=now, token_id=str(uuid.uuid4()), client_id=client_id)
         return issue_session_token(self.keyring, claims)
 
     # adapter sessions ---------------------------------------------------------------------------
@@ -293,33 +294,7 @@ class AccessService:
             raise ApiError(422, "invalid_request", "agentID (or agent) is required")
         human_id = caller.email
         now = utcnow()
-        team_ids = {t.id for t in caller.teams}
-        candidates = [
-            g for g in self.repo.list(MCPAccessGrant, req.namespace)
-            if g.spec.server_ref.name == req.server and str(g.phase_at(now)) == "Active"
-            and (g.spec.subject.human_id in (None, human_id))
-            and (g.spec.subject.agent_id in (None, agent_id))
-            and (g.spec.subject.team_id is None or g.spec.subject.team_id in team_ids)
-        ]
-        if req.namespace and self.repo.get(MCPServer, req.namespace, req.server) is None:
-            raise not_found(f"server {req.server} in namespace {req.namespace}")
-        namespaces = sorted({g.metadata.namespace or "" for g in candidates})
-        if not namespaces:
-            raise ApiError(403, "no_matching_grant",
-                           f"no active grant on server {req.server} matches you ({human_id}, agent {agent_id}); "
-                           "ask the server's team for one ('mcp-runtime access grant apply')")
-        if len(namespaces) > 1:
-            raise ApiError(409, "namespace_ambiguous",
-                           f"grants for server {req.server} match you in several namespaces "
-                           f"({', '.join(namespaces)}): pass --namespace",
-                           details={"candidates": namespaces})
-        namespace = namespaces[0]
-        server = self.repo.get(MCPServer, namespace, req.server)
-        if server is None:
-            raise not_found(f"server {req.server} in namespace {namespace}")
-        by_name = sorted(candidates, key=lambda g: g.metadata.name)
-        best = max(by_name, key=lambda g: (g.spec.max_trust.rank, g.spec.subject.team_id is not None))
-        team_id = best.spec.subject.team_id or (next(iter(team_ids)) if len(team_ids) == 1 else None)
+        namespace, best, team_id = self.best_grant(caller, req.server, req.namespace, agent_id)
         consented = min(req.trust, best.spec.max_trust)
         ttl = timedelta(seconds=req.ttl_seconds) if req.ttl_seconds else self.settings.session_default_ttl
         ttl = min(ttl, self.settings.session_max_ttl)
@@ -354,6 +329,77 @@ class AccessService:
                 "server": req.server, "grant": best.metadata.name, "consentedTrust": str(consented),
                 "humanID": human_id, "agentID": agent_id, "teamID": team_id}
 
+    def best_grant(self, caller: Principal, server_name: str, namespace: str | None,
+                   agent_id: str) -> tuple[str, MCPAccessGrant, str | None]:
+        """The grant that bounds a session of the caller on a server as `agent_id` (the highest trust,
+        then a team grant), its namespace, and the caller's team for that server. 403 when none matches."""
+        human_id = caller.email
+        now = utcnow()
+        team_ids = {t.id for t in caller.teams}
+        candidates = [
+            g for g in self.repo.list(MCPAccessGrant, namespace)
+            if g.spec.server_ref.name == server_name and str(g.phase_at(now)) == "Active"
+            and (g.spec.subject.human_id in (None, human_id))
+            and (g.spec.subject.agent_id in (None, agent_id))
+            and (g.spec.subject.team_id is None or g.spec.subject.team_id in team_ids)
+        ]
+        if namespace and self.repo.get(MCPServer, namespace, server_name) is None:
+            raise not_found(f"server {server_name} in namespace {namespace}")
+        namespaces = sorted({g.metadata.namespace or "" for g in candidates})
+        if not namespaces:
+            raise ApiError(403, "no_matching_grant",
+                           f"no active grant on server {server_name} matches you ({human_id}, agent {agent_id}); "
+                           "ask the server's team for one ('mcp-runtime access grant apply')")
+        if len(namespaces) > 1:
+            raise ApiError(409, "namespace_ambiguous",
+                           f"grants for server {server_name} match you in several namespaces "
+                           f"({', '.join(namespaces)}): pass --namespace",
+                           details={"candidates": namespaces})
+        found = namespaces[0]
+        if self.repo.get(MCPServer, found, server_name) is None:
+            raise not_found(f"server {server_name} in namespace {found}")
+        by_name = sorted(candidates, key=lambda g: g.metadata.name)
+        best = max(by_name, key=lambda g: (g.spec.max_trust.rank, g.spec.subject.team_id is not None))
+        team_id = best.spec.subject.team_id or (next(iter(team_ids)) if len(team_ids) == 1 else None)
+        return found, best, team_id
+
+    def oauth_session(self, caller: Principal, namespace: str, server_name: str, agent_id: str, trust: Trust,
+                      client_id: str, expires_at: datetime) -> MCPAgentSession:
+        """A new session for one OAuth authorization (the caller consented in the dashboard): bounded by
+        the caller's best grant, its trust capped by that grant, labelled with the OAuth client."""
+        found, best, team_id = self.best_grant(caller, server_name, namespace, agent_id)
+        consented = min(trust, best.spec.max_trust)
+        base = _NAME_CLEAN.sub("-", agent_id.lower()).strip("-")[:40] or "agent"
+        session = MCPAgentSession(
+            metadata=ObjectMeta(name=f"{base}-oauth-{uuid.uuid4().hex[:10]}", namespace=found,
+                                labels={"mcpruntime.org/issued-by": "oauth",
+                                        "mcpruntime.org/oauth-client": _label_value(client_id)}),
+            spec=AgentSessionSpec(server_ref=ServerRef(name=server_name, namespace=found),
+                                  subject=Subject(human_id=caller.email, agent_id=agent_id, team_id=team_id),
+                                  consented_trust=consented, expires_at=expires_at))
+        _with_status(session, utcnow())
+        saved = self._refresh_status(self.repo.create(session, caller.email, "issue"))
+        self.policies.recompile(found, server_name)
+        return saved  # type: ignore[no-any-return]
+
+    def revoke_oauth_session(self, namespace: str, name: str, actor: str) -> None:
+        """The authorization's tokens were revoked or replayed: the session goes (effective on the next call)."""
+        session = self.repo.get(MCPAgentSession, namespace, name)
+        if session is None or session.spec.revoked:
+            return
+        before = session.model_copy(deep=True)
+        session.spec.revoked = True
+        _with_status(session, utcnow())
+        self.repo.replace(session, actor, "revoke", before=before)
+        self.policies.recompile(namespace, session.spec.server_ref.name)
+
+    def oauth_token(self, session: MCPAgentSession, client_id: str, ttl: timedelta) -> tuple[str, datetime]:
+        """An access token for an OAuth client: a session token, no longer than `ttl` nor the session."""
+        self._require_usable(session)
+        now = utcnow()
+        expires_at = min(session.spec.expires_at or now + ttl, now + ttl)
+        return self._token_for(session, client_id=client_id, expires_at=expires_at), expires_at
+
     # explain ------------------------------------------------------------------------------------
     def explain(self, caller: Principal, req: ExplainRequest) -> dict[str, Any]:
         server = self.servers.find(caller, req.server, req.namespace)
@@ -376,6 +422,12 @@ class AccessService:
             "identity": {"humanID": identity.human_id, "agentID": identity.agent_id,
                          "teamID": identity.team_id, "session": identity.session_id},
         }
+
+
+def _label_value(value: str) -> str:
+    """A label value (63 characters of [A-Za-z0-9-_.], alphanumeric at both ends) naming `value`."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", value)[:63].strip("-_.")
+    return cleaned or "client"
 
 
 def _audit(caller: Principal, action: str, session: MCPAgentSession) -> Any:

@@ -17,6 +17,7 @@ from mcp_runtime.platform.core import Platform
 from mcp_runtime.platform.errors import install_error_handlers
 from mcp_runtime.platform.hooks import PolicyPublisher, RuntimeHooks
 from mcp_runtime.platform.limits import BodyLimitMiddleware
+from mcp_runtime.platform.oauth.routes import oauth_routes
 from mcp_runtime.platform.routers import analytics, audit, auth, registry, runtime, servers_ops, teams
 from mcp_runtime.platform.settings import PlatformSettings
 from mcp_runtime.store import ControlPlaneStore
@@ -51,6 +52,10 @@ def create_app(settings: PlatformSettings | None = None, *, store: ControlPlaneS
     install_error_handlers(app)
     for module in (auth, teams, runtime, servers_ops, audit, analytics, registry):
         app.include_router(module.router, prefix=API_PREFIX)
+
+    if platform.oauth is not None:
+        app.router.routes.extend(oauth_routes(
+            platform.oauth, registrations_per_minute=platform.settings.oauth_registrations_per_minute))
 
     @app.get(f"{API_PREFIX}/healthz", tags=["health"])
     def healthz() -> dict[str, Any]:

@@ -10,6 +10,7 @@ from mcp_runtime.platform.analytics import AnalyticsService
 from mcp_runtime.platform.hooks import NoRuntime, PolicyPublisher, RuntimeHooks
 from mcp_runtime.platform.identity import IdentityService, load_keyring
 from mcp_runtime.platform.ingest import IngestKeys, IngestService
+from mcp_runtime.platform.oauth.service import OAuthService
 from mcp_runtime.platform.policies import PolicyCompiler
 from mcp_runtime.platform.repository import ResourceRepository
 from mcp_runtime.platform.servers import ServerService
@@ -58,6 +59,10 @@ class Platform:
         self.ingest_keys = IngestKeys(store, settings)
         self.ingest = IngestService(event_store, settings)
         self.analytics = AnalyticsService(store, self.repo, event_store)
+        self.oauth: OAuthService | None = None
+        if settings.public_url:
+            self.oauth = OAuthService(store, self.access, settings.public_url, settings.access_token_ttl,
+                                      settings.oauth_authorization_ttl)
         self.simulation = SimulationService(store, self.servers, self.access, self.policies, event_store)
         self.identity.bootstrap_admin()
         self.policies.recompile_all()

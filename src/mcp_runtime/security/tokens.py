@@ -74,6 +74,7 @@ class SessionClaims:
     expires_at: datetime  # exp (UTC)
     issued_at: datetime = field(default_factory=lambda: datetime.now(UTC))  # iat
     token_id: str = field(default_factory=lambda: str(uuid.uuid4()))  # jti
+    client_id: str | None = None  # client_id: the OAuth client the token was issued to (MCP authorization)
 
     @property
     def audience(self) -> str:
@@ -123,7 +124,7 @@ def issue_session_token(keyring: KeyRing, claims: SessionClaims) -> str:
     """Sign a session token for `claims` with the key ring's current key."""
     for name in ("session_id", "namespace", "server", "token_id"):
         _require_text(getattr(claims, name), name)
-    for name in ("human_id", "agent_id", "team_id"):
+    for name in ("human_id", "agent_id", "team_id", "client_id"):
         _require_text(getattr(claims, name), name, optional=True)
     if claims.trust not in _TRUST_LEVELS:
         raise ValueError(f"trust must be one of {sorted(_TRUST_LEVELS)}, not {claims.trust!r}")
@@ -138,7 +139,8 @@ def issue_session_token(keyring: KeyRing, claims: SessionClaims) -> str:
         "iat": _timestamp(claims.issued_at, "issued_at"),
         "jti": claims.token_id,
     }
-    for claim, value in (("sub", claims.human_id), ("agent", claims.agent_id), ("team", claims.team_id)):
+    for claim, value in (("sub", claims.human_id), ("agent", claims.agent_id), ("team", claims.team_id),
+                         ("client_id", claims.client_id)):
         if value is not None:
             payload[claim] = value
     return _sign(keyring, payload)
@@ -326,6 +328,7 @@ def verify_session_token(
         expires_at=_datetime(payload["exp"]),
         issued_at=_datetime(payload["iat"]),
         token_id=_required_text(payload, "jti"),
+        client_id=_text_claim(payload, "client_id", optional=True),
     )
 
 

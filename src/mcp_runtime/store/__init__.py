@@ -8,6 +8,7 @@ from mcp_runtime.store.records import (
     AuditRecord,
     Membership,
     NotFound,
+    OAuthItem,
     PlatformRole,
     RefreshToken,
     RotateOutcome,
@@ -21,7 +22,7 @@ from mcp_runtime.store.records import (
 )
 
 __all__ = [
-    "AlreadyExists", "ApiKey", "AuditEntry", "AuditRecord", "ControlPlaneStore", "Membership", "NotFound",
+    "AlreadyExists", "ApiKey", "AuditEntry", "AuditRecord", "ControlPlaneStore", "Membership", "NotFound", "OAuthItem",
     "PlatformRole", "RefreshToken", "RotateOutcome", "RotateResult", "StoreError", "StoreUnavailable", "StoredResource",
     "Team",
     "TeamRole", "User",

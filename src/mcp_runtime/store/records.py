@@ -150,6 +150,17 @@ class AuditEntry:
     after: Any
 
 
+@dataclass(frozen=True)
+class OAuthItem:
+    """One OAuth record (a client, a pending authorization, a code, a grant), as JSON under a key."""
+
+    key: str
+    data: dict[str, Any]
+    created_at: datetime
+    expires_at: datetime | None = None
+    used_at: datetime | None = None
+
+
 class StoreError(Exception):
     """Base of the store's own failures."""
 

@@ -32,6 +32,7 @@ from mcp_runtime.platform.errors import STORE_RETRY_AFTER, ApiError, StoreUnavai
 from mcp_runtime.resources import KINDS, MCPAccessGrant, MCPAgentSession, MCPServer
 from mcp_runtime.sentinel.store import Bucket
 from mcp_runtime.web import charts
+from mcp_runtime.web.consent import ConsentPage
 from mcp_runtime.web.grant_editor import GrantEditor
 from mcp_runtime.web.session import (
     CSRF_FIELD,
@@ -168,7 +169,8 @@ class Dashboard:
     def _page(self, request: Request, handler: Handler, admin: bool, fields: dict[str, str] | None) -> Response:
         login = current_login(request, self.platform)
         if login is None:
-            response = self.redirect(request, "/login", next=request.url.path)
+            query = request.url.query
+            response = self.redirect(request, "/login", next=request.url.path + (f"?{query}" if query else ""))
             clear_tokens(request, response)
             return response
         if admin and not login.principal.is_admin:
@@ -324,6 +326,7 @@ def create_dashboard(platform: Platform) -> ASGIApp:
         Route("/servers", board.page(board.servers)),
         Route("/grants", board.page(board.grants)),
         *GrantEditor(board).routes(board.page),
+        *ConsentPage(board).routes(board.page),
         Route("/sessions", board.page(board.sessions)),
         Route("/sessions/{namespace}/{name}/revoke", board.page(board.revoke_session, post=True),
               methods=["POST"]),

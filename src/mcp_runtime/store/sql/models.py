@@ -55,6 +55,18 @@ class ApiKeyRow(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class OAuthItemRow(Base):
+    """OAuth clients, pending authorizations, codes and grants (`platform/oauth`): JSON under a key whose
+    secret part is a hash, never the secret."""
+
+    __tablename__ = "oauth_items"
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
 class RefreshTokenRow(Base):
     __tablename__ = "refresh_tokens"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

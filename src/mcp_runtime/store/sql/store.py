@@ -21,6 +21,7 @@ from mcp_runtime.store.records import (
     AuditRecord,
     Membership,
     NotFound,
+    OAuthItem,
     PlatformRole,
     RefreshToken,
     RotateOutcome,
@@ -37,6 +38,7 @@ from mcp_runtime.store.sql.models import (
     ApiKeyRow,
     AuditRow,
     MembershipRow,
+    OAuthItemRow,
     RefreshTokenRow,
     ResourceRow,
     SettingRow,
@@ -72,6 +74,11 @@ def _refresh(row: RefreshTokenRow) -> RefreshToken:
                         created_at=_aware(row.created_at) or utcnow(),
                         expires_at=_aware(row.expires_at) or utcnow(),
                         used_at=_aware(row.used_at), revoked_at=_aware(row.revoked_at))
+
+
+def _oauth_item(row: OAuthItemRow) -> OAuthItem:
+    return OAuthItem(key=row.key, data=dict(row.data or {}), created_at=_aware(row.created_at) or utcnow(),
+                     expires_at=_aware(row.expires_at), used_at=_aware(row.used_at))
 
 
 def _resource(row: ResourceRow) -> StoredResource:
@@ -384,6 +391,36 @@ class SqlStore:
             s.execute(update(RefreshTokenRow)
                       .where(RefreshTokenRow.user_id == user_id, RefreshTokenRow.revoked_at.is_(None))
                       .values(revoked_at=now))
+
+    # OAuth records ------------------------------------------------------------------------------
+    def put_oauth_item(self, key: str, data: dict[str, Any], expires_at: datetime | None) -> None:
+        with self._tx() as s:
+            s.merge(OAuthItemRow(key=key, data=data, created_at=utcnow(), expires_at=expires_at, used_at=None))
+            if expires_at is not None:  # expired records go as new ones arrive: the table stays bounded
+                s.execute(delete(OAuthItemRow).where(OAuthItemRow.expires_at < utcnow()))
+
+    def get_oauth_item(self, key: str) -> OAuthItem | None:
+        with self._tx() as s:
+            row = s.get(OAuthItemRow, key)
+            return _oauth_item(row) if row is not None else None
+
+    def use_oauth_item(self, key: str, now: datetime) -> OAuthItem | None:
+        with self._tx() as s:
+            row = s.get(OAuthItemRow, key)
+            if row is None:
+                return None
+            item = _oauth_item(row)
+            # a conditional update, so two concurrent uses cannot both be the first (on either database)
+            marked = s.execute(update(OAuthItemRow).where(OAuthItemRow.key == key, OAuthItemRow.used_at.is_(None))
+                               .values(used_at=now).execution_options(synchronize_session=False))
+            if getattr(marked, "rowcount", 0) == 0 and item.used_at is None:
+                return OAuthItem(key=item.key, data=item.data, created_at=item.created_at,
+                                 expires_at=item.expires_at, used_at=now)
+            return item
+
+    def delete_oauth_item(self, key: str) -> None:
+        with self._tx() as s:
+            s.execute(delete(OAuthItemRow).where(OAuthItemRow.key == key))
 
     # resources ----------------------------------------------------------------------------------
     def create_resource(self, resource: StoredResource, audit: AuditRecord | None = None) -> StoredResource:
