@@ -36,10 +36,13 @@ class ChildProtocolError(Exception):
 
 
 def resolve_command(argv: Sequence[str]) -> list[str]:
-    """`argv` with its program found on PATH, or next to this interpreter (a venv's `uvx`, `mcp-runtime`).
+    """`argv` with its program found on PATH, or next to this interpreter (a venv's `uvx`, `mcp-runtime`);
+    `python` is this interpreter.
 
     Raises FileNotFoundError naming the program and how to get it."""
     program = argv[0]
+    if program in ("python", "python3"):
+        return [sys.executable, *argv[1:]]  # this interpreter: where mcp-runtime (and the MCP SDK) is installed
     if os.sep in program:
         return list(argv)
     found = shutil.which(program) or shutil.which(program, path=str(Path(sys.executable).parent))
@@ -60,6 +63,7 @@ class StdioChild:
         self._stdin = process.stdin
         self._max_line = max_line
         self._send_lock = anyio.Lock()
+        self._stopped = False
 
     @classmethod
     async def start(cls, argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None,
@@ -123,6 +127,11 @@ class StdioChild:
     async def stop(self, grace: float = STOP_GRACE) -> int | None:
         """Close stdin (the stdio way to ask a server to exit), then SIGTERM the process group, then
         SIGKILL it; every descendant in the group goes with it."""
+        if self._stopped:
+            with anyio.CancelScope(shield=True):
+                await self.process.wait()
+            return self.process.returncode
+        self._stopped = True
         with anyio.CancelScope(shield=True):
             await self._close_stdin()
             with anyio.move_on_after(grace / 2):

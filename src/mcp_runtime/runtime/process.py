@@ -284,9 +284,7 @@ class ProcessRuntime:
                     f"server {server.metadata.name!r} takes {names} from Secrets, which the process runtime does "
                     "not hold; set them as stdio.envVars for a local run, or use podman or Kubernetes"
                 )
-            argv = stdio.argv()
-            if argv[0] in ("python", "python3"):
-                argv[0] = sys.executable
+            argv = stdio.argv()  # the bridge finds `python`, `npx`, `uvx` itself
             return bridge_command(argv, stdio.max_sessions, stdio.idle_timeout), Path(stdio.working_dir or ".")
         run = server.spec.run
         if run is None:
