@@ -46,6 +46,8 @@ def stdio(
                                      help="End a session (and stop its process) after this long without a request."),
     initialize_timeout: str = typer.Option("60s", "--initialize-timeout",
                                            help="End a session whose process does not answer initialize in time."),
+    max_line_bytes: int = typer.Option(4 * 1024 * 1024, "--max-line-bytes", min=1024,
+                                       help="Longest stdout line (one JSON-RPC message) the server may write."),
     cwd: str | None = typer.Option(None, "--cwd", help="Working directory of the server processes."),
     env: list[str] = typer.Option([], "--env", metavar="NAME=VALUE", help="Extra environment (repeatable)."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
@@ -76,6 +78,6 @@ def stdio(
     check_port_free(host, port, in_use_hint="pass another --port", other_hint="check --host")
     bridge = StdioBridge(BridgeConfig(
         argv=command, path="/" + path.strip("/"), env=_env_pairs(env), cwd=cwd, max_sessions=max_sessions,
-        idle_timeout=idle, initialize_timeout=init))
+        idle_timeout=idle, initialize_timeout=init, max_line=max_line_bytes))
     uvicorn.Server(uvicorn.Config(bridge, host=host, port=port, log_level=log_level.lower(),
                                   access_log=False, lifespan="on", timeout_graceful_shutdown=5)).run()
