@@ -105,6 +105,7 @@ class ManagedServer:
     launch: str = ""
     problem: str | None = None  # why the last start was refused, when the runtime refused it
     stopping: bool = False
+    probe_timeout: float = 2.0  # a stdio server gets one long probe: each probe starts a process behind the bridge
     status: RuntimeStatus = field(default_factory=lambda: RuntimeStatus(ServerPhase.pending, "starting"))
 
     @property
@@ -271,6 +272,7 @@ class ProcessRuntime:
             namespace=namespace, name=server.metadata.name, command=command, working_dir=working_dir.resolve(),
             mcp_path=server.spec.ingress_path or f"/{server.metadata.name}/mcp", env=env,
             log_file=self._log_path(namespace, server.metadata.name),
+            probe_timeout=self._ready_timeout if server.spec.stdio is not None else 2.0,
         )
 
     def _command(self, server: MCPServer) -> tuple[list[str], Path]:
@@ -432,7 +434,8 @@ class ProcessRuntime:
         delay = 0.05
         while time.monotonic() < deadline and managed.process.returncode is None and not managed.stopping:
             try:
-                await probe_initialize(managed.upstream_url, timeout=2.0)
+                remaining = max(deadline - time.monotonic(), 0.5)
+                await probe_initialize(managed.upstream_url, timeout=min(managed.probe_timeout, remaining))
             except DiscoveryError:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.5)
