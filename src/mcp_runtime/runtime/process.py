@@ -57,6 +57,7 @@ STABLE_AFTER = 30.0  # a process that ran this long resets the backoff
 STOP_GRACE = 5.0  # SIGTERM, then SIGKILL after this long
 OUTPUT_DRAIN = 2.0  # seconds to read what an exited server wrote last
 LOG_LINE_LIMIT = 64 * 1024  # a longer output line is cut
+STDIO_RETRY = 5.0  # between readiness probes of a stdio server whose process failed (each starts one)
 
 
 @dataclass
@@ -106,6 +107,7 @@ class ManagedServer:
     problem: str | None = None  # why the last start was refused, when the runtime refused it
     stopping: bool = False
     probe_timeout: float = 2.0  # a stdio server gets one long probe: each probe starts a process behind the bridge
+    bridged: bool = False  # a stdio server behind `mcp-runtime bridge stdio`
     status: RuntimeStatus = field(default_factory=lambda: RuntimeStatus(ServerPhase.pending, "starting"))
 
     @property
@@ -273,6 +275,7 @@ class ProcessRuntime:
             mcp_path=server.spec.ingress_path or f"/{server.metadata.name}/mcp", env=env,
             log_file=self._log_path(namespace, server.metadata.name),
             probe_timeout=self._ready_timeout if server.spec.stdio is not None else 2.0,
+            bridged=server.spec.stdio is not None,
         )
 
     def _command(self, server: MCPServer) -> tuple[list[str], Path]:
@@ -436,7 +439,12 @@ class ProcessRuntime:
             try:
                 remaining = max(deadline - time.monotonic(), 0.5)
                 await probe_initialize(managed.upstream_url, timeout=min(managed.probe_timeout, remaining))
-            except DiscoveryError:
+            except DiscoveryError as exc:
+                if managed.bridged and exc.reason == "protocol_error":
+                    # the bridge answers, the stdio process behind it does not: say why now, keep probing
+                    self._report(managed, ServerPhase.error, self._error_message(
+                        managed, f"the stdio server did not start: {exc.message}"))
+                    delay = STDIO_RETRY
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.5)
                 continue
