@@ -261,3 +261,11 @@ def test_help_names_the_entrypoint(tmp_path: Path) -> None:
     shown = subprocess.run([sys.executable, "-m", "mcp_runtime", "bridge", "stdio", "--help"], capture_output=True,
                            text=True, env={**os.environ, "COLUMNS": "200"}, check=True).stdout
     assert "--max-sessions" in shown and "--idle-timeout" in shown and "CMD" in shown
+
+
+def test_a_refused_opening_request_leaves_no_process_behind() -> None:
+    with counter_bridge("--max-sessions", "1") as server:
+        not_initialize = httpx.post(server.url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                                    headers={"Accept": "text/plain", "Content-Type": "application/json"}, timeout=20)
+        assert not_initialize.status_code >= 400
+        _open_session(server.url)  # the one slot of the pool is free again

@@ -174,7 +174,20 @@ class StdioBridge:
             return
         self.children[session_id] = child
         await self._task_group.start(self._serve, transport, child)
-        await transport.handle_request(scope, receive, send)
+        status: list[int] = []
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status.append(int(message["status"]))
+            await send(message)
+
+        try:
+            await transport.handle_request(scope, receive, watch)
+        finally:
+            if not status or status[0] >= 400:  # the opening request was refused: nothing was established
+                self.sessions.pop(session_id, None)
+                with anyio.CancelScope(shield=True):
+                    await transport.terminate()
 
     async def _serve(self, transport: StreamableHTTPServerTransport, child: StdioChild, *,
                      task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
