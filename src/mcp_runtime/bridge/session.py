@@ -174,7 +174,7 @@ class BridgeSession:
     async def _drained(self, request_ids: list[RequestId], timeout: float = DRAIN_TIMEOUT) -> None:
         """Wait (briefly) until the errors just written reached their POST streams: terminating the
         transport closes those streams, and an error still queued there would be lost."""
-        streams = self.transport._request_streams
+        streams = self.transport._request_streams  # private: the SDK has no public view of open POST streams
         with anyio.move_on_after(timeout):
             while any(str(request_id) in streams for request_id in request_ids):
                 await anyio.sleep(0.01)
