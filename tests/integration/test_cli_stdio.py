@@ -45,3 +45,9 @@ def test_bad_stdio_commands_are_clear_errors(cli, tmp_path: Path) -> None:
     exits = cli(["server", "init", "x", "--stdio-command", f"{sys.executable} -c \"{code}\""], cwd=tmp_path)
     assert exits.returncode != 0 and "exited with code 2" in exits.stderr and "needs ROOT" in exits.stderr
     assert not (tmp_path / ".mcp" / "servers.yaml").exists()  # nothing written on failure
+
+
+def test_init_from_a_pypi_package_runs_it_with_uvx(cli, tmp_path: Path) -> None:
+    done = cli(["server", "init", "time", "--stdio-command", "pypi:mcp-server-time==2026.10.19"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Discovered: convert_time, get_current_time" in done.stdout
