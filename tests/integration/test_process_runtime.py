@@ -125,3 +125,50 @@ def test_an_over_long_output_line_is_cut_and_supervision_goes_on(tmp_path: Path)
                      and st.phase == ServerPhase.ready and st.pid != first.pid)
 
     _run(scenario, tmp_path)
+
+
+COUNTER = Path(__file__).resolve().parents[1] / "fixtures" / "stdio" / "counter_server.py"
+
+
+def _stdio_server(name: str, stdio: dict[str, object]) -> MCPServer:
+    spec = {"image": name, "tools": [{"name": "bump", "sideEffect": "read"}], "stdio": stdio}
+    return MCPServer.model_validate({"metadata": {"name": name, "namespace": "mcp-team-acme"}, "spec": spec})
+
+
+def test_a_stdio_server_runs_behind_the_bridge_and_its_stderr_reaches_the_log(tmp_path: Path) -> None:
+    async def scenario(runtime: ProcessRuntime, seen: list[tuple[str, RuntimeStatus]]) -> None:
+        await runtime.deploy(_stdio_server("counter", {"command": "python", "args": [str(COUNTER)],
+                                                        "envVars": [{"name": "GREETING", "value": "hi"}]}))
+        await _until(lambda: (st := runtime.status("mcp-team-acme", "counter")) is not None
+                     and st.phase == ServerPhase.ready, timeout=60)
+        url = runtime.upstream_url("mcp-team-acme", "counter")
+        assert url is not None and url.endswith("/counter/mcp")
+        assert "bump" in {t.name for t in await discover_tools(url, timeout=30)}
+        await _until(lambda: any("counter-stdio starting" in line
+                                 for line in runtime.logs("mcp-team-acme", "counter")), timeout=10)
+
+    _run(scenario, tmp_path)
+
+
+def test_a_stdio_command_that_exits_at_once_shows_error_with_why(tmp_path: Path) -> None:
+    async def scenario(runtime: ProcessRuntime, seen: list[tuple[str, RuntimeStatus]]) -> None:
+        code = "import sys; print('missing API_KEY', file=sys.stderr); sys.exit(5)"
+        await runtime.deploy(_stdio_server("broken", {"command": "python", "args": ["-c", code]}))
+        await _until(lambda: (st := runtime.status("mcp-team-acme", "broken")) is not None
+                     and st.phase == ServerPhase.error, timeout=30)
+        status = runtime.status("mcp-team-acme", "broken")
+        assert status is not None
+        assert "the stdio server did not start" in status.message and "exited with code 5" in status.message
+        assert "missing API_KEY" in status.message
+
+    _run(scenario, tmp_path)
+
+
+def test_secret_env_for_a_stdio_server_is_refused_by_the_process_runtime(tmp_path: Path) -> None:
+    async def scenario(runtime: ProcessRuntime, seen: list[tuple[str, RuntimeStatus]]) -> None:
+        server = _stdio_server("secret", {"command": "python", "args": [str(COUNTER)], "secretEnvVars": [
+            {"name": "TOKEN", "secretKeyRef": {"name": "api", "key": "token"}}]})
+        problem = runtime.check(server)
+        assert problem is not None and "TOKEN" in problem and "stdio.envVars" in problem
+
+    _run(scenario, tmp_path)

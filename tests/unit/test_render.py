@@ -601,3 +601,24 @@ def test_a_policy_for_another_server_is_refused() -> None:
         render_server(make_server(), policy_for(other), RenderOptions())
 
 
+
+
+def test_a_stdio_server_runs_the_bridge_as_its_app_entrypoint() -> None:
+    server = make_server(stdio={
+        "package": "npm:@modelcontextprotocol/server-everything@2026.8.31", "maxSessions": 4,
+        "envVars": [{"name": "LOG_LEVEL", "value": "debug"}],
+        "secretEnvVars": [{"name": "API_KEY", "secretKeyRef": {"name": "everything", "key": "api-key"}}]})
+    rendered = render(server)
+    validate_all([rendered.deployment])
+    app = containers(rendered.deployment)[APP_CONTAINER]
+    assert app["command"] == ["mcp-runtime", "bridge", "stdio", "--max-sessions", "4", "--idle-timeout", "15m",
+                              "--", "npx", "-y", "@modelcontextprotocol/server-everything@2026.8.31"]
+    env = {e["name"]: e for e in app["env"]}
+    assert env["LOG_LEVEL"]["value"] == "debug"
+    assert env["API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "everything", "key": "api-key"}
+    assert env["PORT"]["value"] == "8088"  # the bridge serves where the gateway sidecar forwards
+
+
+def test_stdio_env_may_not_set_the_platform_variables() -> None:
+    with pytest.raises(RenderError, match="PORT"):
+        render(make_server(stdio={"command": "server", "envVars": [{"name": "PORT", "value": "1"}]}))

@@ -14,6 +14,7 @@ def register(app: typer.Typer) -> None:
         analytics,
         auth,
         bootstrap,
+        bridge,
         cluster,
         crds,
         gateway,
@@ -47,3 +48,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(sentinel.app, name="sentinel")
     app.add_typer(operator.app, name="operator")
     app.add_typer(adapter.app, name="adapter")
+    app.add_typer(bridge.app, name="bridge")

@@ -117,6 +117,14 @@ def _app_container(ctx: RenderContext, image: str) -> Manifest:
         {"name": e.name, "valueFrom": {"secretKeyRef": {"name": e.secret_key_ref.name, "key": e.secret_key_ref.key}}}
         for e in spec.secret_env_vars
     )
+    stdio = spec.stdio
+    if stdio is not None:
+        env.extend({"name": e.name, "value": e.value} for e in stdio.env_vars)
+        env.extend(
+            {"name": e.name,
+             "valueFrom": {"secretKeyRef": {"name": e.secret_key_ref.name, "key": e.secret_key_ref.key}}}
+            for e in stdio.secret_env_vars
+        )
     port_name = options.app_port_name
     container: Manifest = {
         "name": APP_CONTAINER,
@@ -130,6 +138,12 @@ def _app_container(ctx: RenderContext, image: str) -> Manifest:
         "securityContext": _container_security(),
         "volumeMounts": [{"name": "app-tmp", "mountPath": "/tmp"}],
     }
+    if stdio is not None:
+        # the stdio bridge is the entrypoint: the image holds `mcp-runtime` and the server's command
+        container["command"] = [*options.gateway_command, "bridge", "stdio", "--max-sessions",
+                                str(stdio.max_sessions), "--idle-timeout", stdio.idle_timeout, "--", *stdio.argv()]
+        if stdio.working_dir:
+            container["workingDir"] = stdio.working_dir
     if options.image_pull_policy:
         container["imagePullPolicy"] = options.image_pull_policy
     requirements: Mapping[str, Mapping[str, str]] | None = options.app_default_resources

@@ -90,6 +90,8 @@ def render_server(server: MCPServer, policy: PolicyDocument, options: RenderOpti
     spec = server.spec
     path = route_path(server)
     env_names = {e.name for e in spec.env_vars} | {e.name for e in spec.secret_env_vars}
+    if spec.stdio is not None:
+        env_names |= {e.name for e in spec.stdio.env_vars} | {e.name for e in spec.stdio.secret_env_vars}
     clash = sorted(env_names.intersection(RESERVED_ENV))
     if clash:
         raise RenderError(

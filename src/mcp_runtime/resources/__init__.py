@@ -79,8 +79,10 @@ from mcp_runtime.resources.server import (
     RunSpec,
     ServerPhase,
     SessionSpec,
+    StdioSpec,
     ToolSpec,
     image_has_tag,
+    package_command,
 )
 
 __all__ = [
@@ -130,6 +132,7 @@ __all__ = [
     "SessionPhase",
     "SessionSpec",
     "SideEffect",
+    "StdioSpec",
     "Subject",
     "ToolDecision",
     "ToolRule",
@@ -143,6 +146,7 @@ __all__ = [
     "load_servers_file",
     "metadata_to_server",
     "normalize_route",
+    "package_command",
     "parse_duration",
     "parse_yaml",
     "scope_image_prefix",

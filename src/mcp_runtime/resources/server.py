@@ -154,6 +154,88 @@ class RunSpec(CamelModel):
     working_dir: str | None = None
 
 
+DEFAULT_STDIO_MAX_SESSIONS = 16
+DEFAULT_STDIO_IDLE_TIMEOUT = "15m"
+_NPM_PACKAGE = re.compile(r"^(@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*@[A-Za-z0-9][A-Za-z0-9.+_-]{0,127}$")
+_PYPI_PACKAGE = re.compile(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(\[[A-Za-z0-9_,.-]+\])?==[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}$")
+
+
+def package_command(package: str) -> list[str]:
+    """The command a package shorthand runs: `npm:<pkg>@<version>` -> `npx -y <pkg>@<version>`,
+    `pypi:<pkg>==<version>` -> `uvx <pkg>==<version>`.
+
+    The version is required: a stdio server that changes under a deployed name would change the tools
+    the grants were written for."""
+    kind, _, spec = package.partition(":")
+    if kind == "npm":
+        if not _NPM_PACKAGE.match(spec):
+            raise ValueError(
+                f"{package!r} is not an npm package spec: write npm:<package>@<version>, "
+                "e.g. npm:@modelcontextprotocol/server-everything@2025.11.25 (the version is required)"
+            )
+        return ["npx", "-y", spec]
+    if kind == "pypi":
+        if not _PYPI_PACKAGE.match(spec):
+            raise ValueError(
+                f"{package!r} is not a PyPI package spec: write pypi:<package>==<version>, "
+                "e.g. pypi:mcp-server-time==2025.9.25 (the exact version is required)"
+            )
+        return ["uvx", spec]
+    raise ValueError(
+        f"{package!r} is not a package spec: write npm:<package>@<version> or pypi:<package>==<version>"
+    )
+
+
+class StdioSpec(CamelModel):
+    """A server that speaks MCP over stdin/stdout: the platform hosts it behind Streamable HTTP with the
+    stdio bridge (`mcp-runtime bridge stdio`), one process per MCP session.
+
+    Give either `command` (plus `args`) or `package` (`npm:<pkg>@<version>` / `pypi:<pkg>==<version>`);
+    with `package`, `args` are appended to the package's command."""
+
+    command: str | None = Field(default=None, min_length=1, max_length=4096)
+    package: str | None = Field(default=None, min_length=5, max_length=300)
+    args: list[str] = Field(default_factory=list, max_length=256)
+    env_vars: list[EnvVar] = Field(default_factory=list)
+    secret_env_vars: list[SecretEnvVar] = Field(default_factory=list)
+    working_dir: str | None = Field(default=None, max_length=4096)
+    max_sessions: int = Field(default=DEFAULT_STDIO_MAX_SESSIONS, ge=1, le=1000)
+    idle_timeout: Duration = DEFAULT_STDIO_IDLE_TIMEOUT
+
+    @field_validator("args")
+    @classmethod
+    def _bounded_args(cls, args: list[str]) -> list[str]:
+        for arg in args:
+            if len(arg) > 4096 or "\x00" in arg:
+                raise ValueError(f"stdio argument {arg[:40]!r}... is longer than 4096 characters or holds a NUL")
+        return args
+
+    @model_validator(mode="after")
+    def _one_source(self) -> StdioSpec:
+        if (self.command is None) == (self.package is None):
+            raise ValueError(
+                "stdio needs exactly one of `command` (an executable, with `args`) or `package` "
+                "(npm:<pkg>@<version> or pypi:<pkg>==<version>)"
+            )
+        if self.package is not None:
+            package_command(self.package)
+        elif self.command is not None and "\x00" in self.command:
+            raise ValueError("stdio.command holds a NUL character")
+        return self
+
+    def argv(self) -> list[str]:
+        """The full command line the bridge starts for each MCP session."""
+        if self.package is not None:
+            return [*package_command(self.package), *self.args]
+        assert self.command is not None
+        return [self.command, *self.args]
+
+    @property
+    def idle_timeout_seconds(self) -> float:
+        return parse_duration(self.idle_timeout).total_seconds()
+
+
 class ServerDefinition(CamelModel):
     """What a server is and how it runs: the fields an `.mcp/servers.yaml` entry and `MCPServer.spec` share.
 
@@ -179,6 +261,7 @@ class ServerDefinition(CamelModel):
     analytics: AnalyticsSpec | None = None
     rollout: RolloutSpec | None = None
     run: RunSpec | None = None
+    stdio: StdioSpec | None = None
 
     @field_validator("tools")
     @classmethod
@@ -192,6 +275,11 @@ class ServerDefinition(CamelModel):
 
     @model_validator(mode="after")
     def _default_tag(self) -> ServerDefinition:
+        if self.run is not None and self.stdio is not None:
+            raise ValueError(
+                "give either `run` (a command serving Streamable HTTP on $PORT) or `stdio` (a command speaking "
+                "MCP on stdin/stdout), not both"
+            )
         if self.image_tag is None and not (self.image and image_has_tag(self.image)):
             self.image_tag = "latest"
         return self

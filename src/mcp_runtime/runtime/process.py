@@ -1,5 +1,8 @@
 """The process runtime: each deployed server runs as a local subprocess of `mcp-runtime up`.
 
+A stdio server (`spec.stdio`) runs behind `mcp-runtime bridge stdio`, which starts one process of it
+per MCP session; to this runtime the bridge is an ordinary server.
+
 A server's `spec.run.command` starts in its working directory with `PORT` (picked once, kept across
 restarts of `up` in `run/`) and `MCP_PATH` set. It counts as Ready once MCP `initialize` answers on
 that port from a process of this start (ownership, see `ownership.py`). A crash restarts it with
@@ -54,6 +57,7 @@ STABLE_AFTER = 30.0  # a process that ran this long resets the backoff
 STOP_GRACE = 5.0  # SIGTERM, then SIGKILL after this long
 OUTPUT_DRAIN = 2.0  # seconds to read what an exited server wrote last
 LOG_LINE_LIMIT = 64 * 1024  # a longer output line is cut
+STDIO_RETRY = 5.0  # between readiness probes of a stdio server whose process failed (each starts one)
 
 
 @dataclass
@@ -68,6 +72,12 @@ class RuntimeStatus:
 
 
 StatusCallback = Callable[[str, str, RuntimeStatus], None]
+
+
+def bridge_command(argv: list[str], max_sessions: int, idle_timeout: str) -> list[str]:
+    """`mcp-runtime bridge stdio` (port and path from the environment) in front of a stdio command."""
+    return [sys.executable, "-m", "mcp_runtime", "bridge", "stdio", "--max-sessions", str(max_sessions),
+            "--idle-timeout", idle_timeout, "--", *argv]
 
 
 def pick_free_port(host: str = "127.0.0.1") -> int:
@@ -96,6 +106,8 @@ class ManagedServer:
     launch: str = ""
     problem: str | None = None  # why the last start was refused, when the runtime refused it
     stopping: bool = False
+    probe_timeout: float = 2.0  # a stdio server gets one long probe: each probe starts a process behind the bridge
+    bridged: bool = False  # a stdio server behind `mcp-runtime bridge stdio`
     status: RuntimeStatus = field(default_factory=lambda: RuntimeStatus(ServerPhase.pending, "starting"))
 
     @property
@@ -246,31 +258,51 @@ class ProcessRuntime:
         return pick_free_port()
 
     def _build(self, server: MCPServer, namespace: str) -> ManagedServer:
-        run = server.spec.run
-        if run is None:
-            raise ProcessRuntimeError(
-                f"server {server.metadata.name!r} has no run command: the process runtime starts servers "
-                "from `run.command`; deploy with --run \"python app.py\" (or `server init --run`), "
-                "or use a container runtime"
-            )
-        try:
-            command = shlex.split(run.command)
-        except ValueError as exc:
-            raise ProcessRuntimeError(f"run command {run.command!r} cannot be parsed: {exc}") from None
-        working_dir = Path(run.working_dir or ".").expanduser()
+        command, working_dir = self._command(server)
         if not working_dir.is_dir():
+            field = "stdio.workingDir" if server.spec.stdio is not None else "run.workingDir"
             raise ProcessRuntimeError(
-                f"run.workingDir {str(working_dir)!r} of server {server.metadata.name!r} is not a directory "
+                f"{field} {str(working_dir)!r} of server {server.metadata.name!r} is not a directory "
                 "on this machine; run `server deploy` from the server's directory or fix workingDir"
             )
         if command and command[0] in ("python", "python3"):
             command[0] = sys.executable  # the interpreter of `up`, which has the SDK installed
         env = {var.name: var.value for var in server.spec.env_vars}
+        if server.spec.stdio is not None:
+            env.update({var.name: var.value for var in server.spec.stdio.env_vars})
         return ManagedServer(
             namespace=namespace, name=server.metadata.name, command=command, working_dir=working_dir.resolve(),
             mcp_path=server.spec.ingress_path or f"/{server.metadata.name}/mcp", env=env,
             log_file=self._log_path(namespace, server.metadata.name),
+            probe_timeout=self._ready_timeout if server.spec.stdio is not None else 2.0,
+            bridged=server.spec.stdio is not None,
         )
+
+    def _command(self, server: MCPServer) -> tuple[list[str], Path]:
+        """The command to start and its directory: `run.command`, or the stdio bridge in front of
+        `stdio` (the same `mcp-runtime bridge stdio` podman and Kubernetes run)."""
+        stdio = server.spec.stdio
+        if stdio is not None:
+            if stdio.secret_env_vars:
+                names = ", ".join(var.name for var in stdio.secret_env_vars)
+                raise ProcessRuntimeError(
+                    f"server {server.metadata.name!r} takes {names} from Secrets, which the process runtime does "
+                    "not hold; set them as stdio.envVars for a local run, or use podman or Kubernetes"
+                )
+            argv = stdio.argv()  # the bridge finds `python`, `npx`, `uvx` itself
+            return bridge_command(argv, stdio.max_sessions, stdio.idle_timeout), Path(stdio.working_dir or ".")
+        run = server.spec.run
+        if run is None:
+            raise ProcessRuntimeError(
+                f"server {server.metadata.name!r} has no run command: the process runtime starts servers "
+                "from `run.command` or `stdio`; deploy with --run \"python app.py\" (or `server init --run` or "
+                "`--stdio-command`), or use a container runtime"
+            )
+        try:
+            command = shlex.split(run.command)
+        except ValueError as exc:
+            raise ProcessRuntimeError(f"run command {run.command!r} cannot be parsed: {exc}") from None
+        return command, Path(run.working_dir or ".").expanduser()
 
     def _report(self, managed: ManagedServer, phase: ServerPhase, message: str) -> None:
         managed.status = RuntimeStatus(phase, message, managed.upstream_url if managed.port else None,
@@ -405,8 +437,14 @@ class ProcessRuntime:
         delay = 0.05
         while time.monotonic() < deadline and managed.process.returncode is None and not managed.stopping:
             try:
-                await probe_initialize(managed.upstream_url, timeout=2.0)
-            except DiscoveryError:
+                remaining = max(deadline - time.monotonic(), 0.5)
+                await probe_initialize(managed.upstream_url, timeout=min(managed.probe_timeout, remaining))
+            except DiscoveryError as exc:
+                if managed.bridged and exc.reason == "protocol_error":
+                    # the bridge answers, the stdio process behind it does not: say why now, keep probing
+                    self._report(managed, ServerPhase.error, self._error_message(
+                        managed, f"the stdio server did not start: {exc.message}"))
+                    delay = STDIO_RETRY
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.5)
                 continue

@@ -18,6 +18,7 @@ from mcp_runtime.cli.common.files import dump_yaml, resource_error, write_atomic
 from mcp_runtime.cli.common.flags import check_unique, dns_label, parse_choice, split_spec, tool_name
 from mcp_runtime.cli.common.metadata import MetadataDirOption, load_metadata, raw_entry, servers_path
 from mcp_runtime.cli.server.common import TimeoutOption, count, discover
+from mcp_runtime.cli.server.stdio import discover_stdio, stdio_spec
 from mcp_runtime.resources import (
     PolicyMode,
     ResourceError,
@@ -32,6 +33,9 @@ from mcp_runtime.resources import (
     validate_model,
 )
 from mcp_runtime.resources.server import DEFAULT_APP_PORT
+
+STDIO_TIMEOUT = 120.0
+"""At least this long for a stdio server's first answer: `npx`/`uvx` may download the package first."""
 
 
 def init(
@@ -61,6 +65,10 @@ def init(
         None, "--from-server", help="Discover tools from a running server (http://localhost:8088 gets /mcp)."
     ),
     run: str | None = typer.Option(None, "--run", help="Command that starts the server locally (process runtime)."),
+    stdio_command: str | None = typer.Option(
+        None, "--stdio-command", metavar="COMMAND",
+        help='A stdio MCP server: a command line ("npx -y @modelcontextprotocol/server-everything@2026.8.31") or '
+             "a package (npm:<pkg>@<version>, pypi:<pkg>==<version>); its tools are discovered by starting it."),
     metadata_dir: Path = MetadataDirOption,
     description: str | None = typer.Option(None, "--description", help="Short summary for the catalog."),
     timeout: float = TimeoutOption,
@@ -83,11 +91,23 @@ def init(
     if replacing and not force:
         raise CliError(f"server {name!r} already exists in {path}",
                        hint="pass --force to replace it, or pick another name")
-    discovered = discover(from_server, timeout) if from_server else None
-    tools = _tools(discovered, plain, specs, from_server)
+    if sum(x is not None for x in (from_server, stdio_command)) > 1 or (run and stdio_command):
+        raise CliError("--stdio-command cannot be combined with --from-server or --run",
+                       hint="a stdio server is started (and asked for its tools) from --stdio-command alone")
+    stdio = stdio_spec(stdio_command) if stdio_command is not None else None
+    if from_server:
+        discovered: list[Any] | None = discover(from_server, timeout)
+    elif stdio is not None:
+        discovered = discover_stdio(stdio, max(timeout, STDIO_TIMEOUT))
+    else:
+        discovered = None
+    tools = _tools(discovered, plain, specs, from_server or stdio_command)
     old = dict(raw_entry(raw, name) or {}) if replacing else {}
     entry = _scaffold_entry(old, name=name, description=description, scope=scope_value, tools=tools, mode=mode,
                             decision=decision, session_required=session_required, run=run)
+    if stdio is not None:
+        entry.pop("run", None)
+        entry["stdio"] = {**dump_resource(stdio), "workingDir": str(Path.cwd().resolve())}
     meta = _write_entry(path, raw, entry)
 
     verb = "Replaced" if replacing else "Added"

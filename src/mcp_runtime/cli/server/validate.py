@@ -7,6 +7,7 @@ calls denied as `tool_side_effect_unknown` at the gateway: this finds them befor
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -14,6 +15,8 @@ from mcp_runtime.cli.common.errors import CliError
 from mcp_runtime.cli.common.files import load_resource_files
 from mcp_runtime.cli.common.metadata import MetadataDirOption, known_namespace, load_servers
 from mcp_runtime.cli.server.common import TimeoutOption, count, discover, server_problem
+from mcp_runtime.cli.server.init import STDIO_TIMEOUT
+from mcp_runtime.cli.server.stdio import PACKAGE_PREFIXES, discover_stdio, stdio_spec
 from mcp_runtime.resources import (
     GrantPhase,
     MCPAccessGrant,
@@ -38,7 +41,9 @@ def validate(
         help="An MCPAgentSession YAML to check.",
     ),
     from_server: str | None = typer.Option(
-        None, "--from-server", help="Compare the metadata's tools with a running server's."
+        None, "--from-server",
+        help="Compare the metadata's tools with a running server's (a URL), or with the stdio server the entry "
+             "runs (`stdio`, started for the check) or a package (npm:<pkg>@<version>, pypi:<pkg>==<version>)."
     ),
     server: str | None = typer.Option(
         None, "--server", help="With --from-server: which metadata entry runs there (when there are several)."
@@ -67,7 +72,7 @@ def validate(
 
     if from_server:
         meta = _pick_server(model, server, path)
-        discovered = discover(from_server, timeout)
+        discovered = _discover(meta, from_server, timeout)
         _compare_with_server(meta, [t.name for t in discovered], from_server, path)
 
     for warning in warnings:
@@ -143,6 +148,18 @@ def _pick_server(model: ServersFile, server: str | None, path: Path) -> ServerMe
         raise CliError(f"{path} lists several servers ({', '.join(s.name for s in model.servers)})",
                        hint="pass --server NAME to say which one runs at --from-server")
     return model.servers[0]
+
+
+def _discover(meta: ServerMetadata, target: str, timeout: float) -> list[Any]:
+    """Tools from a URL, from the entry's own stdio command (`stdio`), or from a package shorthand."""
+    if target == "stdio":
+        if meta.stdio is None:
+            raise CliError(f"--from-server stdio: server {meta.name!r} has no stdio command in its metadata",
+                           hint="add one with 'server init --stdio-command ... --force', or pass the server's URL")
+        return discover_stdio(meta.stdio, max(timeout, STDIO_TIMEOUT), "--from-server stdio")
+    if target.startswith(PACKAGE_PREFIXES):
+        return discover_stdio(stdio_spec(target), max(timeout, STDIO_TIMEOUT), "--from-server")
+    return discover(target, timeout)
 
 
 def _compare_with_server(meta: ServerMetadata, live: list[str], url: str, path: Path) -> None:
