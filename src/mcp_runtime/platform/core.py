@@ -10,6 +10,7 @@ from mcp_runtime.platform.analytics import AnalyticsService
 from mcp_runtime.platform.hooks import NoRuntime, PolicyPublisher, RuntimeHooks
 from mcp_runtime.platform.identity import IdentityService, load_keyring
 from mcp_runtime.platform.ingest import IngestKeys, IngestService
+from mcp_runtime.platform.pinning import ToolReview
 from mcp_runtime.platform.policies import PolicyCompiler
 from mcp_runtime.platform.repository import ResourceRepository
 from mcp_runtime.platform.servers import ServerService
@@ -50,6 +51,7 @@ class Platform:
         self.repo = ResourceRepository(store)
         self.policies = PolicyCompiler(self.repo, self.publisher)
         self.servers = ServerService(store, self.repo, self.policies, self.hooks)
+        self.tools = ToolReview(self.repo, self.servers, self.policies)
         self.access = AccessService(store, self.repo, self.servers, self.policies, self.keyring, settings)
         self._owns_events = event_store is None
         if event_store is None:
