@@ -33,6 +33,10 @@ __all__ = ["MAX_BODY", "Gateway"]
 
 log = logging.getLogger("mcp_runtime.gateway")
 
+PROBE_RETRY_FIRST = 0.5
+PROBE_RETRY_MAX = 30.0
+"""Backoff of the gateway's own tool listing while a server is not answering yet (seconds)."""
+
 
 class Gateway:
     """An ASGI app governing one server (sidecar) or many (`/<server>/mcp`, process runtime)."""
@@ -97,14 +101,21 @@ class Gateway:
         task.add_done_callback(self._probes.discard)
 
     async def _probe(self, bound: BoundRoute) -> None:
-        try:
-            tools = await list_server_tools(bound.config.upstream, credential=bound.config.upstream_token)
-        except Exception as exc:  # the server is not up yet: clients' lists and the next load try again
-            bound.tools.probed_pins = None
-            log.info("could not list the tools of %s for pinning: %s", bound.path, exc)
+        """List the server's tools, retrying with backoff while it starts (or until its pins change)."""
+        pins = bound.tools.probed_pins
+        delay = PROBE_RETRY_FIRST
+        while self.routes.get(bound.path) is bound and bound.tools.probed_pins == pins:
+            try:
+                tools = await list_server_tools(bound.config.upstream, credential=bound.config.upstream_token)
+            except Exception as exc:
+                log.info("could not list the tools of %s for pinning (retrying in %.0fs): %s", bound.path,
+                         delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, PROBE_RETRY_MAX)
+                continue
+            bound.tools.replace(tools)
+            self.report_tools(bound)
             return
-        bound.tools.replace(tools)
-        self.report_tools(bound)
 
     def report_tools(self, bound: BoundRoute) -> None:
         """After a `tools/list` answer or a probe: report the drift when it changed (events + listener)."""
