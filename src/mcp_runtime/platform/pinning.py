@@ -9,8 +9,12 @@ and recompiles the policy, which is pushed to the gateway at once.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+import yaml
 
 from mcp_runtime.platform.errors import ApiError
 from mcp_runtime.platform.policies import PolicyCompiler
@@ -64,6 +68,21 @@ def with_condition(status: MCPServerStatus, condition: Condition | None) -> bool
     return True
 
 
+def definition_lines(definition: Mapping[str, Any] | None) -> list[str]:
+    """A definition as YAML lines (sorted keys, long text wrapped), so a diff points at what changed."""
+    if not definition:
+        return []
+    return yaml.safe_dump(dict(definition), sort_keys=True, width=72, allow_unicode=True).splitlines()
+
+
+def definition_diff(name: str, pinned: Mapping[str, Any] | None, seen: Mapping[str, Any] | None) -> list[str]:
+    """The reviewed definition against the one the server lists now, as a unified diff (what `server tools
+    diff` prints and the dashboard shows); a tool never pinned shows all of its definition as added."""
+    return list(difflib.unified_diff(definition_lines(pinned), definition_lines(seen),
+                                     fromfile=f"{name} (pinned)" if pinned else f"{name} (never pinned)",
+                                     tofile=f"{name} (server now)", lineterm=""))
+
+
 class ToolReview:
     def __init__(self, repo: ResourceRepository, servers: ServerService, policies: PolicyCompiler) -> None:
         self.repo, self.servers, self.policies = repo, servers, policies
@@ -100,7 +119,10 @@ class ToolReview:
                          "pinnedDigest": spec.pin.digest if spec and spec.pin else None,
                          "seenDigest": seen.digest if seen else None,
                          "pinned": spec.pin.definition if spec and spec.pin else None,
-                         "seen": seen.definition if seen else None})
+                         "seen": seen.definition if seen else None,
+                         "diff": definition_diff(tool_name, spec.pin.definition if spec and spec.pin else None,
+                                                 seen.definition if seen else None)
+                         if state in (PinState.changed, PinState.not_pinned) else []})
         condition = next((c for c in (server.status.conditions if server.status else []) if c.type == CONDITION),
                          None)
         return {"name": name, "namespace": namespace, "mode": str(server.spec.pinning.mode),

@@ -79,3 +79,4 @@ class PinningSpec(CamelModel):
     `server tools approve` writes them); a server nobody reviewed yet is reported as such."""
 
     mode: PinMode = PinMode.enforce
+

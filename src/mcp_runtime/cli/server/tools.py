@@ -7,12 +7,10 @@ pinning"); `diff` shows, per tool, the reviewed definition against the one the s
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 
 from mcp_runtime.cli.common.api import NamespaceOption
 from mcp_runtime.cli.common.errors import CliError
@@ -32,19 +30,6 @@ _STATES = {"pinned": "pinned", "changed": "CHANGED", "not_pinned": "NOT PINNED",
 
 def _short(digest: str | None) -> str:
     return digest.removeprefix("sha256:")[:12] if digest else "-"
-
-
-def _text(definition: dict[str, Any] | None) -> list[str]:
-    if not definition:
-        return []
-    return yaml.safe_dump(definition, sort_keys=True, width=72, allow_unicode=True).splitlines()
-
-
-def unified(row: dict[str, Any]) -> list[str]:
-    """The reviewed definition against the one seen now, as a unified diff of their YAML."""
-    return list(difflib.unified_diff(_text(row.get("pinned")), _text(row.get("seen")),
-                                     fromfile=f"{row['name']} (pinned)", tofile=f"{row['name']} (server now)",
-                                     lineterm=""))
 
 
 @app.command("diff")
@@ -68,9 +53,7 @@ def diff(name: str = typer.Argument(..., help="Server name."), namespace: str | 
         if row["state"] == "pinned" or not row.get("seen"):
             continue
         typer.echo("")
-        lines = unified(row) if row.get("pinned") else [f"+++ {row['name']} (server now, never pinned)",
-                                                         *("+" + line for line in _text(row["seen"]))]
-        for line in lines:
+        for line in row.get("diff") or []:
             color = "green" if line.startswith("+") else "red" if line.startswith("-") else None
             typer.secho(line, fg=color)
     if any(r["state"] != "pinned" for r in answer.get("tools", [])):
