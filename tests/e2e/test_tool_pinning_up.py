@@ -152,18 +152,20 @@ def test_a_changed_tool_is_found_hidden_denied_reported_and_approved(world: Plat
 
     owner = w.user_token()
 
-    async def approve_then_call(session: ClientSession) -> tuple[float, Any]:
+    async def approve_then_call(session: ClientSession) -> tuple[float, float, Any]:
         started = time.perf_counter()
         answer = await anyio.to_thread.run_sync(lambda: w.http.post(
             f"{w.url}/api/v1/runtime/servers/{NAMESPACE}/{SERVER}/tools/approve", json={"tools": ["lookup"]},
             headers={"Authorization": f"Bearer {owner}"}))
         assert answer.status_code == 200, answer.text
+        approved = time.perf_counter()
         result = await session.call_tool("lookup", {"customer_id": "c9"})
-        return time.perf_counter() - started, result.content[0].text
+        return approved - started, time.perf_counter() - started, result.content[0].text
 
-    took, text = anyio.run(_in_session, w.runtime_url, bearer, approve_then_call)
-    assert text == "customer c9"
-    print(f"approve to first allowed call (approve API + call through the gateway): {took * 1000:.0f} ms")
+    api_took, took, text = anyio.run(_in_session, w.runtime_url, bearer, approve_then_call)
+    assert text == "customer c9"  # the very next call after the approval's answer is allowed
+    print(f"approve to first allowed call: {took * 1000:.0f} ms (approve API {api_took * 1000:.0f} ms, "
+          f"then the call through the gateway)")
     assert anyio.run(_in_session, w.runtime_url, bearer, _list_and_call) == (["greet", "lookup"], "customer c1")
     _wait_for(lambda: condition(w).get("status") == "True", w.process, w.log_path)
     # the pin is in the resource (desired state) and in the policy the gateway enforces
@@ -172,3 +174,28 @@ def test_a_changed_tool_is_found_hidden_denied_reported_and_approved(world: Plat
     assert "id_rsa" in lookup["pin"]["definition"]["description"]
     again = w.cli(["server", "tools", "approve", SERVER]).stdout
     assert "Nothing to approve" in again
+
+
+def test_a_server_nobody_reviewed_is_said_so_and_an_owner_pins_it(world: PlatformWorld) -> None:
+    w = world
+    app_dir = w.data_dir.parent / "app"
+    metadata = {"name": "notes", "run": {"command": f"{sys.executable} server.py", "workingDir": str(app_dir)},
+                "tools": [{"name": "lookup", "sideEffect": "read"}, {"name": "greet", "sideEffect": "read"}]}
+    deployed = w.http.post(f"{w.url}/api/v1/runtime/servers", json={"metadata": metadata},
+                           headers={"Authorization": f"Bearer {w.user_token()}"})
+    assert deployed.status_code == 201, deployed.text
+    w.wait_ready("notes")
+
+    def notes_condition() -> dict[str, Any]:
+        status = w.api("GET", f"runtime/servers/{NAMESPACE}/notes").json().get("status") or {}
+        return next((c for c in status.get("conditions", []) if c["type"] == "ToolsPinned"), {})
+
+    # not checked yet (nothing reviewed), and it says so
+    _wait_for(lambda: notes_condition().get("reason") == "NotReviewed", w.process, w.log_path)
+    assert notes_condition()["status"] == "Unknown"
+    assert "server tools approve notes" in notes_condition()["message"]
+    approved = w.cli(["server", "tools", "approve", "notes"]).stdout
+    assert "Approved greet, lookup on notes" in approved
+    _wait_for(lambda: notes_condition().get("status") == "True", w.process, w.log_path)
+    spec = w.api("GET", f"runtime/servers/{NAMESPACE}/notes").json()["spec"]
+    assert all(t["pin"]["definition"]["name"] == t["name"] for t in spec["tools"])

@@ -83,6 +83,7 @@ class EmbeddedPlatform:
         self.gateway = Gateway(emitter=self.emitter) if gateway_clock is None else \
             Gateway(emitter=self.emitter, clock=gateway_clock)
         self.gateway.drift_listener = self._on_tools_seen
+        self.gateway.probe_unpinned = True
         self.runtime: ServerRuntime = (runtime_factory or self._process_runtime)(self._on_runtime_status)
         self._sources: dict[tuple[str, str], InProcessPolicySource] = {}
         self._paths: dict[tuple[str, str], str] = {}

@@ -27,6 +27,7 @@ from mcp_runtime.gateway.relay import send_json
 from mcp_runtime.gateway.routes import BoundRoute, GatewayRoute, RouteTable
 from mcp_runtime.policy.pinning import pinning_active
 from mcp_runtime.resources.common import utcnow
+from mcp_runtime.resources.pinning import PinMode
 from mcp_runtime.wire.asgi import Receive, Scope, Send
 
 __all__ = ["MAX_BODY", "Gateway"]
@@ -54,6 +55,9 @@ class Gateway:
         self.request_path.tools_seen = self.report_tools
         self.drift_listener: DriftListener | None = None
         """Told when a server's tool definitions stand differently against their pins (pinning.py)."""
+        self.probe_unpinned = False
+        """Also list the tools of servers nobody pinned yet, so the listener learns them (and an owner can
+        pin them with `server tools approve`); `mcp-runtime up` turns it on."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._probes: set[asyncio.Task[None]] = set()
         self._started = False
@@ -90,7 +94,7 @@ class Gateway:
         if doc is None or self.routes.get(bound.path) is not bound:
             return
         self.report_tools(bound)
-        if not pinning_active(doc):
+        if doc.pin_mode == PinMode.off or not (pinning_active(doc) or self.probe_unpinned):
             return
         pins = tuple((t.name, t.pin) for t in doc.tools)
         if bound.tools.probed_pins == pins:

@@ -52,7 +52,7 @@ class ToolWatch:
         self.observed: dict[str, str] = {}
         self.definitions: dict[str, dict[str, Any]] = {}
         self.probed_pins: tuple[tuple[str, str | None], ...] | None = None
-        self._last: tuple[str, tuple[tuple[str, str, str | None], ...]] | None = None
+        self._last: tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str, str | None], ...]] | None = None
 
     # -- what the request path calls -----------------------------------------------------------------
     def observation(self, doc: PolicyDocument) -> Mapping[str, str] | None:
@@ -95,11 +95,12 @@ class ToolWatch:
 
     # -- reporting -----------------------------------------------------------------------------------
     def report(self, doc: PolicyDocument, namespace: str) -> DriftReport | None:
-        """A report when what stands against the pins changed since the last one (else None)."""
+        """A report when what the server lists, or how it stands against the pins, changed since the last
+        one (else None): a grant or session change alone reports nothing."""
         if not self.observed and self._last is None:
             return None
         found = drift(doc, self.observed) if doc.pin_mode != PinMode.off else []
-        key = (doc.revision, tuple((d.name, str(d.state), d.seen) for d in found))
+        key = (tuple(sorted(self.observed.items())), tuple((d.name, str(d.state), d.pinned) for d in found))
         if key == self._last:
             return None
         self._last = key

@@ -146,9 +146,9 @@ class ToolReview:
                                f"{', '.join(unknown)} not in what {name} lists (it lists: "
                                f"{', '.join(sorted(observed))}); check the tool name")
             targets = list(dict.fromkeys(tools))
-        else:
-            targets = [n for n, t in observed.items()
-                       if (spec := server.spec.tool(n)) is None or spec.pin is None or spec.pin.digest != t.digest]
+        else:  # every change; tools the metadata does not declare stay hidden (tool_side_effect_unknown)
+            targets = [n for n, t in observed.items() if (spec := server.spec.tool(n)) is not None
+                       and (spec.pin is None or spec.pin.digest != t.digest)]
         undeclared = [t for t in targets if server.spec.tool(t) is None]
         if undeclared:
             raise ApiError(422, "tool_not_declared",
