@@ -180,6 +180,8 @@ MATRIX: list[tuple[str, str, Prepare, str]] = [
     ("analytics events", "GET", fixed("/analytics/events"),              "401 200 200 200 200 200"),
     # only ingest keys may send events: no user credential, not even an admin's, is one
     ("ingest events", "POST", fixed("/ingest/events", {"events": []}),   "401 401 401 401 401 401"),
+    ("ingest tools", "POST", fixed("/ingest/tools", {"namespace": ACME, "server": "payments", "tools": {}}),
+     "401 401 401 401 401 401"),
 ]
 
 
