@@ -179,3 +179,21 @@ def test_off_mode_and_unreviewed_servers_are_not_checked(pins: dict[str, dict[st
                 serve_gateway(upstream.url, kit) as (url, _gateway):
             assert listed(url, kit) == ["export_all", "greet", "lookup"]
             assert call(url, kit, "lookup", {"customer_id": "c1"}) == "customer c1"
+
+
+def test_the_gateway_lists_again_on_its_own_and_sees_a_restarted_server_change(
+        pins: dict[str, dict[str, Any]]) -> None:
+    kit = PinnedKit(pins)
+    reports: list[DriftReport] = []
+    source = InProcessPolicySource()
+    with drifting_server("reviewed") as before, drifting_server("poisoned") as after, \
+            serve_gateway(before.url, kit, source=source) as (_url, gateway):
+        gateway.drift_listener = reports.append
+        gateway.probe_interval = 0.2
+        source.push(kit.document())
+        wait_for(lambda: bool(reports) and "lookup" in reports[-1].tools)
+        assert reports[-1].drift == []
+        bound = next(iter(gateway.routes))
+        bound.config.upstream = after.url  # the server came back changed; no client lists its tools
+        wait_for(lambda: bool(reports[-1].drift))
+        assert [(d.name, d.state) for d in reports[-1].drift] == [("lookup", PinState.changed)]

@@ -37,6 +37,8 @@ log = logging.getLogger("mcp_runtime.gateway")
 PROBE_RETRY_FIRST = 0.5
 PROBE_RETRY_MAX = 30.0
 """Backoff of the gateway's own tool listing while a server is not answering yet (seconds)."""
+PROBE_INTERVAL = 300.0
+"""How often the gateway lists a pinned server's tools again on its own (seconds)."""
 
 
 class Gateway:
@@ -55,6 +57,7 @@ class Gateway:
         self.request_path.tools_seen = self.report_tools
         self.drift_listener: DriftListener | None = None
         """Told when a server's tool definitions stand differently against their pins (pinning.py)."""
+        self.probe_interval = PROBE_INTERVAL
         self.probe_unpinned = False
         """Also list the tools of servers nobody pinned yet, so the listener learns them (and an owner can
         pin them with `server tools approve`); `mcp-runtime up` turns it on."""
@@ -105,7 +108,9 @@ class Gateway:
         task.add_done_callback(self._probes.discard)
 
     async def _probe(self, bound: BoundRoute) -> None:
-        """List the server's tools, retrying with backoff while it starts (or until its pins change)."""
+        """List the server's tools now, retrying with backoff while it starts, and again every
+        `PROBE_INTERVAL` (a restarted server is checked even if no client lists); ends when the route goes
+        or its pins change (a new probe takes over)."""
         pins = bound.tools.probed_pins
         delay = PROBE_RETRY_FIRST
         while self.routes.get(bound.path) is bound and bound.tools.probed_pins == pins:
@@ -119,7 +124,8 @@ class Gateway:
                 continue
             bound.tools.replace(tools)
             self.report_tools(bound)
-            return
+            delay = PROBE_RETRY_FIRST
+            await asyncio.sleep(self.probe_interval)
 
     def report_tools(self, bound: BoundRoute) -> None:
         """After a `tools/list` answer or a probe: report the drift when it changed (events + listener)."""
