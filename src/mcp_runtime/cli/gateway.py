@@ -9,7 +9,12 @@ import typer
 
 from mcp_runtime.cli.common.errors import CliError
 from mcp_runtime.cli.common.serving import configure_logging
-from mcp_runtime.resources.server import DEFAULT_GATEWAY_PORT, DEFAULT_MCP_PATH
+from mcp_runtime.resources.server import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_GATEWAY_PORT,
+    DEFAULT_MCP_PATH,
+    DEFAULT_READ_TIMEOUT,
+)
 
 if TYPE_CHECKING:
     from mcp_runtime.gateway import Gateway, PolicySource
@@ -64,6 +69,13 @@ def run(
     upstream_token_file: Path | None = typer.Option(
         None, "--upstream-token-file", metavar="FILE",
         help="Credential sent upstream as a bearer token (the client's never is)."),
+    connect_timeout: str = typer.Option(
+        DEFAULT_CONNECT_TIMEOUT, "--connect-timeout", metavar="DURATION",
+        help="How long to wait for a connection to the upstream (spec.gateway.timeouts.connect)."),
+    read_timeout: str = typer.Option(
+        DEFAULT_READ_TIMEOUT, "--read-timeout", metavar="DURATION",
+        help="How long the upstream may take to start answering, and pause within an answer to a POST "
+             "(spec.gateway.timeouts.read)."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
     """Serve the gateway in front of one MCP server until interrupted.
@@ -92,10 +104,13 @@ def run(
         raw = _readable(upstream_token_file, "upstream token file", "--upstream-token-file")
         upstream_token = raw.decode().strip() or None
     emitter = _emitter(ingest_url, ingest_key_file, spool_dir)
+    connect_seconds = _seconds(connect_timeout, "--connect-timeout")
+    read_seconds = _seconds(read_timeout, "--read-timeout")
 
     configure_logging(log_level)
     route = GatewayRoute(upstream=upstream, policy=source, keys=keys, server=server, namespace=namespace,
-                         path=path, upstream_token=upstream_token)
+                         path=path, upstream_token=upstream_token, connect_timeout=connect_seconds,
+                         read_timeout=read_seconds)
     gateway = Gateway([route], emitter=emitter)
     if emitter is not None and ingest_url is not None and ingest_key_file is not None:
         _report_tools(gateway, ingest_url, ingest_key_file)
@@ -118,6 +133,16 @@ def _report_tools(gateway: Gateway, ingest_url: str, ingest_key_file: Path) -> N
         return
     gateway.drift_listener = ToolReporter(url, _readable(ingest_key_file, "ingest key file",
                                                          "--ingest-key-file").decode().strip())
+
+
+def _seconds(value: str, flag: str) -> float:
+    """A duration flag (`10s`, `5m`) in seconds."""
+    from mcp_runtime.resources import parse_duration
+
+    try:
+        return parse_duration(value).total_seconds()
+    except ValueError as exc:
+        raise CliError(f"{flag}: {exc}", hint=f"for example {flag} 30s") from None
 
 
 def _keys(jwks_file: Path) -> JwksFile:
