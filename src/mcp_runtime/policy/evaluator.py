@@ -51,11 +51,11 @@ AUTHENTICATION_REASONS = frozenset({
     Reason.session_expired, Reason.session_not_found,
 })
 
-# When no grant passes, the failure that got furthest is reported: a grant that covers the tool and
-# allows its side effect but lacks trust is "closer" than one that does not cover the tool at all.
 _PIN_DENIALS = {PinState.changed: Reason.tool_definition_changed, PinState.not_pinned: Reason.tool_not_pinned,
                 PinState.unverified: Reason.tool_definition_unverified}
 
+# When no grant passes, the failure that got furthest is reported: a grant that covers the tool and
+# allows its side effect but lacks trust is "closer" than one that does not cover the tool at all.
 _CLOSENESS = {Reason.tool_not_granted: 0, Reason.side_effect_not_allowed: 1, Reason.trust_too_low: 2}
 
 
