@@ -168,11 +168,20 @@ MATRIX: list[tuple[str, str, Prepare, str]] = [
     # no runtime runs servers here: the team gets 501 logs_unavailable, a grantee may not read logs at all
     ("server logs", "GET", fixed(f"/runtime/servers/{ACME}/payments/logs"),     "401 501 501 501 403 501"),
     ("private logs", "GET", fixed(f"/runtime/servers/{ACME}/ledger/logs"),      "401 501 501 501 404 501"),
+    ("server tools", "GET", fixed(f"/runtime/servers/{ACME}/payments/tools"),   "401 200 200 200 200 200"),
+    ("private tools", "GET", fixed(f"/runtime/servers/{ACME}/ledger/tools"),    "401 200 200 200 404 200"),
+    # owners only; with nothing listed yet, those allowed get 409 tools_not_seen
+    ("approve tools", "POST", fixed(f"/runtime/servers/{ACME}/payments/tools/approve", {}),
+     "401 409 409 403 403 403"),
+    ("approve private tools", "POST", fixed(f"/runtime/servers/{ACME}/ledger/tools/approve", {}),
+     "401 409 409 403 404 403"),
     ("platform status", "GET", fixed("/status"),                         "200 200 200 200 200 200"),
     ("analytics usage", "GET", fixed("/analytics/usage"),                "401 200 200 200 200 200"),
     ("analytics events", "GET", fixed("/analytics/events"),              "401 200 200 200 200 200"),
     # only ingest keys may send events: no user credential, not even an admin's, is one
     ("ingest events", "POST", fixed("/ingest/events", {"events": []}),   "401 401 401 401 401 401"),
+    ("ingest tools", "POST", fixed("/ingest/tools", {"namespace": ACME, "server": "payments", "tools": {}}),
+     "401 401 401 401 401 401"),
 ]
 
 

@@ -17,7 +17,7 @@ from mcp_runtime.resources.server import (
 )
 
 if TYPE_CHECKING:
-    from mcp_runtime.gateway import PolicySource
+    from mcp_runtime.gateway import Gateway, PolicySource
     from mcp_runtime.gateway.keys_source import JwksFile
     from mcp_runtime.sentinel.emitter import Emitter
 
@@ -112,12 +112,27 @@ def run(
                          path=path, upstream_token=upstream_token, connect_timeout=connect_seconds,
                          read_timeout=read_seconds)
     gateway = Gateway([route], emitter=emitter)
+    if emitter is not None and ingest_url is not None and ingest_key_file is not None:
+        _report_tools(gateway, ingest_url, ingest_key_file)
     doc = source.document
     who = f"{namespace or doc.server.namespace}/{server or doc.server.name}" if doc else server or "(from policy)"
     revision = doc.revision[:12] if doc else "none yet"
     typer.echo(f"mcp-gateway for {who}: http://{host}:{port}{route.public_path()} -> {upstream} "
                f"(policy {revision} from {source.describe()}, analytics {'on' if emitter else 'off'})", err=True)
     serve(gateway, host, port, log_level=log_level.lower())
+
+
+def _report_tools(gateway: Gateway, ingest_url: str, ingest_key_file: Path) -> None:
+    """Tool definitions the gateway sees go to the platform next to the analytics (tool-definition pinning)."""
+    from mcp_runtime.gateway.tool_report import ToolReporter, tools_url
+
+    url = tools_url(ingest_url)
+    if url is None:
+        typer.echo(f"note: --ingest-url {ingest_url} does not end in /ingest/events: tool definitions are not "
+                   "reported to the platform (pins are still enforced)", err=True)
+        return
+    gateway.drift_listener = ToolReporter(url, _readable(ingest_key_file, "ingest key file",
+                                                         "--ingest-key-file").decode().strip())
 
 
 def _seconds(value: str, flag: str) -> float:

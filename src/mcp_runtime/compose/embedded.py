@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_runtime.gateway.app import Gateway
 from mcp_runtime.gateway.lifespan import run_lifespan
+from mcp_runtime.gateway.pinning import DriftReport
 from mcp_runtime.gateway.policy_source import InProcessPolicySource
 from mcp_runtime.gateway.resource_metadata import RESOURCE_METADATA_PREFIX
 from mcp_runtime.gateway.routes import GatewayRoute
@@ -85,6 +86,8 @@ class EmbeddedPlatform:
                                spool_path=Path(settings.data_dir) / "gateway-events.spool")
         self.gateway = Gateway(emitter=self.emitter) if gateway_clock is None else \
             Gateway(emitter=self.emitter, clock=gateway_clock)
+        self.gateway.drift_listener = self._on_tools_seen
+        self.gateway.probe_unpinned = True
         self.runtime: ServerRuntime = (runtime_factory or self._process_runtime)(self._on_runtime_status)
         self._sources: dict[tuple[str, str], InProcessPolicySource] = {}
         self._paths: dict[tuple[str, str], str] = {}
@@ -206,6 +209,21 @@ class EmbeddedPlatform:
         await self.runtime.delete(namespace, name)
         with self._lock:
             self._sources.pop((namespace, name), None)
+
+    def _on_tools_seen(self, report: DriftReport) -> None:
+        """The gateway saw the server's tools stand differently against their pins: record it (a DB write,
+        off the event loop) as `status.observedTools` and the `ToolsPinned` condition."""
+        def write() -> None:
+            try:
+                self.platform.tools.record(report.namespace, report.server, report.tools)
+            except Exception:
+                log.exception("could not record the tools of %s/%s", report.namespace, report.server)
+
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            loop.run_in_executor(None, write)
+        else:
+            write()
 
     def _on_runtime_status(self, namespace: str, name: str, status: RuntimeStatus) -> None:
         self._write_status(namespace, name, status)

@@ -8,6 +8,8 @@ files, upstreams) and the endpoints of the gateway itself (`/healthz`, `/readyz`
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -18,14 +20,26 @@ from mcp_runtime.gateway.audit import Auditor
 from mcp_runtime.gateway.keys_source import JwksFile
 from mcp_runtime.gateway.lifespan import run_lifespan
 from mcp_runtime.gateway.metrics import GatewayMetrics
+from mcp_runtime.gateway.pinning import DriftListener, drift_events
 from mcp_runtime.gateway.pipeline import MAX_BODY, RequestPath
+from mcp_runtime.gateway.probe import list_server_tools
 from mcp_runtime.gateway.relay import send_json
 from mcp_runtime.gateway.resource_metadata import RESOURCE_METADATA_PREFIX, metadata_document, route_for_metadata
 from mcp_runtime.gateway.routes import BoundRoute, GatewayRoute, RouteTable
+from mcp_runtime.policy.pinning import pinning_active
 from mcp_runtime.resources.common import utcnow
+from mcp_runtime.resources.pinning import PinMode
 from mcp_runtime.wire.asgi import Receive, Scope, Send
 
 __all__ = ["MAX_BODY", "Gateway"]
+
+log = logging.getLogger("mcp_runtime.gateway")
+
+PROBE_RETRY_FIRST = 0.5
+PROBE_RETRY_MAX = 30.0
+"""Backoff of the gateway's own tool listing while a server is not answering yet (seconds)."""
+PROBE_INTERVAL = 300.0
+"""How often the gateway lists a pinned server's tools again on its own (seconds)."""
 
 
 class Gateway:
@@ -41,6 +55,15 @@ class Gateway:
         self.emitter = emitter
         self.auditor = Auditor(emitter)
         self.request_path = RequestPath(self.metrics, self.auditor, max_body=max_body, clock=clock)
+        self.request_path.tools_seen = self.report_tools
+        self.drift_listener: DriftListener | None = None
+        """Told when a server's tool definitions stand differently against their pins (pinning.py)."""
+        self.probe_interval = PROBE_INTERVAL
+        self.probe_unpinned = False
+        """Also list the tools of servers nobody pinned yet, so the listener learns them (and an owner can
+        pin them with `server tools approve`); `mcp-runtime up` turns it on."""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._probes: set[asyncio.Task[None]] = set()
         self._started = False
         for route in routes:
             self._add(route)
@@ -57,25 +80,95 @@ class Gateway:
     # -- routes and lifecycle ------------------------------------------------------------------------
     def _add(self, route: GatewayRoute) -> BoundRoute:
         bound = self.routes.add(route)
-        bound.reload_listener = lambda ok: self.metrics.count_reload(bound.server, ok)
+        def reloaded(ok: bool) -> None:
+            self.metrics.count_reload(bound.server, ok)
+            loop = self._loop
+            if ok and loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(self.check_tools, bound)  # pushes may come from other threads
+
+        bound.reload_listener = reloaded
         route.policy.add_listener(bound.reload_listener)
         return bound
+
+    # -- tool-definition pinning ---------------------------------------------------------------------
+    def check_tools(self, bound: BoundRoute) -> None:
+        """A policy loaded: report how the tools seen stand against its pins, and list the server's
+        tools ourselves when its pins are new to us (drift is found before a client asks)."""
+        doc = bound.source.document
+        if doc is None or self.routes.get(bound.path) is not bound:
+            return
+        self.report_tools(bound)
+        if doc.pin_mode == PinMode.off or not (pinning_active(doc) or self.probe_unpinned):
+            return
+        pins = tuple((t.name, t.pin) for t in doc.tools)
+        if bound.tools.probed_pins == pins:
+            return
+        bound.tools.probed_pins = pins
+        task = asyncio.ensure_future(self._probe(bound))
+        self._probes.add(task)
+        task.add_done_callback(self._probes.discard)
+
+    async def _probe(self, bound: BoundRoute) -> None:
+        """List the server's tools now, retrying with backoff while it starts, and again every
+        `PROBE_INTERVAL` (a restarted server is checked even if no client lists); ends when the route goes
+        or its pins change (a new probe takes over)."""
+        pins = bound.tools.probed_pins
+        delay = PROBE_RETRY_FIRST
+        while self.routes.get(bound.path) is bound and bound.tools.probed_pins == pins:
+            try:
+                tools = await list_server_tools(bound.config.upstream, credential=bound.config.upstream_token)
+            except Exception as exc:
+                log.info("could not list the tools of %s for pinning (retrying in %.0fs): %s", bound.path,
+                         delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, PROBE_RETRY_MAX)
+                continue
+            bound.tools.replace(tools)
+            self.report_tools(bound)
+            delay = PROBE_RETRY_FIRST
+            await asyncio.sleep(self.probe_interval)
+
+    def report_tools(self, bound: BoundRoute) -> None:
+        """After a `tools/list` answer or a probe: report the drift when it changed (events + listener)."""
+        doc = bound.source.document
+        if doc is None:
+            return
+        report = bound.tools.report(doc, bound.namespace)
+        if report is None:
+            return
+        if report.drift:
+            log.warning("tool drift on %s: %s", bound.path,
+                        ", ".join(f"{d.name} ({d.state})" for d in report.drift))
+        if self.emitter is not None:
+            try:
+                for event in drift_events(report, utcnow()):
+                    self.emitter.emit(event)
+            except Exception:
+                log.exception("could not record the tool drift of %s", bound.path)
+        if self.drift_listener is not None:
+            try:
+                self.drift_listener(report)
+            except Exception:
+                log.exception("the drift listener failed for %s", bound.path)
 
     async def add_route(self, route: GatewayRoute) -> BoundRoute:
         """Mount a server while running (process runtime); its policy source starts watching."""
         bound = self._add(route)
         if self._started:
             await self._start_route(bound)
+            self.check_tools(bound)
         return bound
 
     async def start(self) -> None:
         if self._started:
             return
         self._started = True
+        self._loop = asyncio.get_running_loop()
         if self.emitter is not None:
             await self.emitter.start()
         for bound in self.routes:
             await self._start_route(bound)
+            self.check_tools(bound)
 
     @staticmethod
     async def _start_route(bound: BoundRoute) -> None:
@@ -105,6 +198,8 @@ class Gateway:
         if not self._started:
             return
         self._started = False
+        for task in list(self._probes):
+            task.cancel()
         for bound in self.routes:
             await self._stop_route(bound)
         if self.emitter is not None:

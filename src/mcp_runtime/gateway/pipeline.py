@@ -89,6 +89,8 @@ class RequestPath:
         """`clock` is the time decisions are made at (and events are stamped with); tests pass a
         fast-forwarded one to record a week of traffic without waiting a week."""
         self.clock = clock
+        self.tools_seen: Callable[[BoundRoute], None] | None = None
+        """Called after a `tools/list` answer was relayed (the gateway reports tool drift from it)."""
         self.metrics = metrics
         self.auditor = auditor
         self.max_body = max_body
@@ -200,9 +202,10 @@ class RequestPath:
         decisions: list[Decision | None] = []
         ex.decisions = decisions
         access: Decision | None = None
+        observed = ex.route.tools.observation(doc)
         for msg in messages:
             if msg.tool is not None:
-                decision = evaluate(doc, identity, msg.tool, now)
+                decision = evaluate(doc, identity, msg.tool, now, observed=observed)
             else:
                 if access is None:
                     access = evaluate_access(doc, identity, now)
@@ -353,6 +356,8 @@ class RequestPath:
         metrics.observe_duration(server, elapsed)
         if ex.messages:
             self.audit(ex, server, elapsed * 1000.0)
+            if ex.list_ids and self.tools_seen is not None:
+                self.tools_seen(ex.route)
         elif ex.denied_reason:  # a GET or DELETE refused
             metrics.count_decision(server, False, ex.denied_reason)
 
@@ -399,10 +404,11 @@ def _sort_messages(ex: Exchange, decisions: list[Decision | None]) -> None:
 
 def visible_tools(ex: Exchange) -> ToolFilter:
     """Which tools of a `tools/list` answer the caller sees: those the evaluator lets it call, so list and
-    call always agree. Pinning adds its test here (hide a tool whose definition differs from its pin)."""
+    call always agree; on a pinned server, each entry's definition is judged against its pin as well
+    (and remembered for the calls that follow: gateway/pinning.py)."""
     assert ex.doc is not None and ex.now is not None
     allowed = set(allowed_tools(ex.doc, ex.identity, ex.now))
-    return lambda tool: tool.get("name") in allowed
+    return ex.route.tools.filter(ex.doc, ex.identity, ex.now, allowed)
 
 
 def upstream_headers(scope: Scope, caller: Authenticated | None) -> list[tuple[bytes, bytes]]:

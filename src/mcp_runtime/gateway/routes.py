@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from mcp_runtime.gateway.auth import TokenVerifier, bearer_challenge
 from mcp_runtime.gateway.keys_source import JwksFile
+from mcp_runtime.gateway.pinning import ToolWatch
 from mcp_runtime.gateway.policy_source import PolicySource
 from mcp_runtime.gateway.resource_metadata import metadata_url, origin_allowed, origin_of
 from mcp_runtime.gateway.upstream import (
@@ -72,6 +73,8 @@ class BoundRoute:
     path: str
     _audience: tuple[str, str] = field(default=("", ""))
     reload_listener: Callable[[bool], None] | None = None
+    tools: ToolWatch = field(default_factory=ToolWatch)
+    """The server's tool definitions as last seen (tool-definition pinning, pinning.py)."""
 
     @classmethod
     def bind(cls, route: GatewayRoute) -> BoundRoute:

@@ -11,6 +11,7 @@ from mcp_runtime.platform.hooks import NoRuntime, PolicyPublisher, RuntimeHooks
 from mcp_runtime.platform.identity import IdentityService, load_keyring
 from mcp_runtime.platform.ingest import IngestKeys, IngestService
 from mcp_runtime.platform.oauth.service import OAuthService
+from mcp_runtime.platform.pinning import ToolReview
 from mcp_runtime.platform.policies import PolicyCompiler
 from mcp_runtime.platform.repository import ResourceRepository
 from mcp_runtime.platform.servers import ServerService
@@ -51,6 +52,7 @@ class Platform:
         self.repo = ResourceRepository(store)
         self.policies = PolicyCompiler(self.repo, self.publisher)
         self.servers = ServerService(store, self.repo, self.policies, self.hooks)
+        self.tools = ToolReview(self.repo, self.servers, self.policies)
         self.access = AccessService(store, self.repo, self.servers, self.policies, self.keyring, settings)
         self._owns_events = event_store is None
         if event_store is None:

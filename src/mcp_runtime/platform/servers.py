@@ -45,6 +45,26 @@ class DeployRequest(CamelModel):
     labels: dict[str, str] = Field(default_factory=dict)
 
 
+def keep_pins(server: MCPServer, existing: MCPServer) -> None:
+    """A redeploy whose metadata has no pin for a tool keeps the stored one: pins change only by review
+    (metadata with a pin, or `server tools approve`), never by a deploy that left them out."""
+    for tool in server.spec.tools:
+        old = existing.spec.tool(tool.name)
+        if tool.pin is None and old is not None and old.pin is not None:
+            tool.pin = old.pin
+
+
+def keep_observed_tools(status: MCPServerStatus, previous: MCPServerStatus | None) -> None:
+    """A runtime's status write keeps what the gateway reported about the tools (pinning.py)."""
+    if previous is None:
+        return
+    if status.observed_tools is None:
+        status.observed_tools = previous.observed_tools
+    kept = [c for c in previous.conditions if c.type == "ToolsPinned"]
+    if kept and not any(c.type == "ToolsPinned" for c in status.conditions):
+        status.conditions = [*status.conditions, *kept]
+
+
 class ServerService:
     def __init__(self, store: ControlPlaneStore, repo: ResourceRepository, policies: PolicyCompiler,
                  hooks: RuntimeHooks) -> None:
@@ -96,6 +116,7 @@ class ServerService:
                            "redeploy with --update (request field update: true)")
         self._check_runnable(server)
         if existing is not None:
+            keep_pins(server, existing)
             server.metadata.uid = existing.metadata.uid
             server.status = existing.status or MCPServerStatus()
             if server.spec != existing.spec:
@@ -220,6 +241,7 @@ class ServerService:
         server = self.repo.get(MCPServer, namespace, name)
         if server is None:
             return None
+        keep_observed_tools(status, server.status)
         server.status = status
         action = "status" if self._is_new_phase(namespace, name, status.phase) else ""
         return self.repo.replace(server, "runtime", action=action, spec=False)

@@ -28,6 +28,7 @@ from mcp_runtime.resources import (
 )
 from mcp_runtime.resources.common import CamelModel, RiskLevel
 from mcp_runtime.resources.io import describe_validation_error
+from mcp_runtime.resources.pinning import PinMode
 
 SCHEMA_VERSION = 1
 
@@ -51,6 +52,8 @@ class PolicyTool(_Frozen):
     required_trust: Trust = Trust.low
     side_effect: SideEffect | None = None
     risk_level: RiskLevel | None = None
+    pin: str | None = None
+    """The digest of the reviewed definition (resources/pinning.py); None: not pinned."""
 
 
 class PolicyToolRule(_Frozen):
@@ -97,6 +100,7 @@ class PolicyDocument(_Frozen):
     tools: tuple[PolicyTool, ...] = ()
     grants: tuple[PolicyGrant, ...] = ()
     sessions: tuple[PolicySession, ...] = ()
+    pin_mode: PinMode = PinMode.enforce
     revision: str = ""
 
     # Indexes built once per document (cached in the instance dict: plain lookups on the hot path).
@@ -112,6 +116,11 @@ class PolicyDocument(_Frozen):
     def grants_by_name(self) -> tuple[PolicyGrant, ...]:
         """Grants in name order: step 7 of the evaluation takes the first passing grant by name."""
         return tuple(sorted(self.grants, key=lambda g: g.name))
+
+    @cached_property
+    def has_pins(self) -> bool:
+        """Whether any tool is pinned: definitions are checked from the first review on."""
+        return any(t.pin is not None for t in self.tools)
 
     def tool(self, name: str) -> PolicyTool | None:
         return self.tools_by_name.get(name)
@@ -214,11 +223,12 @@ def compile_policy(
         session_required=server.spec.session.required,
         tools=tuple(
             PolicyTool(name=t.name, required_trust=t.required_trust, side_effect=t.side_effect,
-                       risk_level=t.risk_level)
+                       risk_level=t.risk_level, pin=t.pin.digest if t.pin else None)
             for t in sorted(server.spec.tools, key=lambda t: t.name)
         ),
         grants=tuple(policy_grants),
         sessions=tuple(policy_sessions),
+        pin_mode=server.spec.pinning.mode,
     )
     return doc.model_copy(update={"revision": revision_of(doc.body())})
 

@@ -7,7 +7,7 @@ reads the clock: `now` is an argument, so a decision is a function of (document,
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -20,8 +20,10 @@ from mcp_runtime.policy.document import (
     PolicySubject,
     PolicyTool,
 )
+from mcp_runtime.policy.pinning import PinState, pin_state, pinning_active
 from mcp_runtime.resources import PolicyMode, SideEffect, ToolDecision, Trust
 from mcp_runtime.resources.common import is_expired
+from mcp_runtime.resources.pinning import PinMode
 
 
 class Reason(StrEnum):
@@ -39,12 +41,18 @@ class Reason(StrEnum):
     tool_not_granted = "tool_not_granted"
     side_effect_not_allowed = "side_effect_not_allowed"
     trust_too_low = "trust_too_low"
+    tool_definition_changed = "tool_definition_changed"
+    tool_not_pinned = "tool_not_pinned"
+    tool_definition_unverified = "tool_definition_unverified"
 
 
 AUTHENTICATION_REASONS = frozenset({
     Reason.missing_identity, Reason.missing_session, Reason.session_revoked,
     Reason.session_expired, Reason.session_not_found,
 })
+
+_PIN_DENIALS = {PinState.changed: Reason.tool_definition_changed, PinState.not_pinned: Reason.tool_not_pinned,
+                PinState.unverified: Reason.tool_definition_unverified}
 
 # When no grant passes, the failure that got furthest is reported: a grant that covers the tool and
 # allows its side effect but lacks trust is "closer" than one that does not cover the tool at all.
@@ -176,9 +184,13 @@ def evaluate_access(doc: PolicyDocument, identity: Identity | None, now: datetim
                     policy_revision=doc.revision)
 
 
-def evaluate(doc: PolicyDocument, identity: Identity | None, tool: str, now: datetime) -> Decision:
+def evaluate(doc: PolicyDocument, identity: Identity | None, tool: str, now: datetime, *,
+             observed: Mapping[str, str] | None = None) -> Decision:
     """Decide a `tools/call` of `tool` by `identity` at `now`.
 
+    `observed`: the digests of the tool definitions the gateway saw from the server (tool name ->
+    `sha256:...`); given, the definition is judged against its pin (step 4b). Callers that do not see
+    definitions (`access explain`, replays) leave it None.
     The steps are those of docs/architecture.md, "How a tool call is decided"."""
     server = doc.server.name
     spec = doc.tool(tool)
@@ -204,6 +216,11 @@ def evaluate(doc: PolicyDocument, identity: Identity | None, tool: str, now: dat
     # 4. the tool must be declared with a side effect.
     if spec is None or spec.side_effect is None:
         return decision(False, Reason.tool_side_effect_unknown, matched_session=session_name)
+    # 4b. a pinned server's tool must be exactly the reviewed definition (enforce mode).
+    if observed is not None and doc.pin_mode == PinMode.enforce and pinning_active(doc):
+        state = pin_state(spec, observed.get(tool))
+        if state != PinState.pinned:
+            return decision(False, _PIN_DENIALS[state], matched_session=session_name)
     # 5. grants that apply to this identity now.
     grants = [
         g for g in doc.grants_by_name
@@ -287,6 +304,16 @@ def describe(decision: Decision) -> str:
     if reason == Reason.no_matching_grant:
         return (f"no grant on {server} matches this caller; ask the server's team to create one "
                 "with 'mcp-runtime access grant init ... && mcp-runtime access grant apply'")
+    if reason == Reason.tool_definition_changed:
+        return (f"{tool}'s definition on {server} changed since it was reviewed; an owner must review it "
+                f"('mcp-runtime server tools diff {server}') and approve it "
+                f"('mcp-runtime server tools approve {server} --tool {decision.tool}')")
+    if reason == Reason.tool_not_pinned:
+        return (f"{tool} on {server} was never reviewed; an owner must review and approve it "
+                f"('mcp-runtime server tools approve {server} --tool {decision.tool}')")
+    if reason == Reason.tool_definition_unverified:
+        return (f"the gateway has not seen {tool}'s definition from {server} (it is not in the server's "
+                "tools/list answer): list the tools first; if it stays, the server no longer offers it")
     if reason == Reason.tool_denied:
         return f"{tool} is explicitly denied by grant {decision.matched_grant!r}"
     if reason == Reason.tool_not_granted:

@@ -27,6 +27,7 @@ from mcp_runtime.resources.common import (
     Trust,
     parse_duration,
 )
+from mcp_runtime.resources.pinning import Definition, PinningSpec, ToolPin
 
 DEFAULT_APP_PORT = 8088
 DEFAULT_MCP_PATH = "/mcp"
@@ -56,6 +57,8 @@ class ToolSpec(CamelModel):
     side_effect: SideEffect
     risk_level: RiskLevel | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    pin: ToolPin | None = None
+    """The reviewed definition (resources/pinning.py); None: not reviewed, hidden once the server has pins."""
 
 
 class PromptSpec(CamelModel):
@@ -262,6 +265,7 @@ class ServerDefinition(CamelModel):
     rollout: RolloutSpec | None = None
     run: RunSpec | None = None
     stdio: StdioSpec | None = None
+    pinning: PinningSpec = Field(default_factory=PinningSpec)
 
     @field_validator("tools")
     @classmethod
@@ -339,6 +343,14 @@ class ServerPhase(StrEnum):
     error = "Error"
 
 
+class ObservedTool(CamelModel):
+    """A tool as the gateway last saw it in the server's `tools/list` answer (what `approve` pins)."""
+
+    name: ToolName
+    digest: str
+    definition: Definition = Field(default_factory=dict)
+
+
 class MCPServerStatus(CamelModel):
     phase: ServerPhase = ServerPhase.pending
     message: str | None = None
@@ -346,6 +358,8 @@ class MCPServerStatus(CamelModel):
     ready_replicas: int | None = None
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
+    observed_tools: list[ObservedTool] | None = None
+    """The server's tools as the gateway last listed them (None: never listed)."""
 
 
 class MCPServer(CamelModel):

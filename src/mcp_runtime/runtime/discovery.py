@@ -54,6 +54,8 @@ class DiscoveredTool:
     description: str
     input_schema: dict[str, Any]
     annotations: dict[str, Any] = field(default_factory=dict)
+    definition: dict[str, Any] = field(default_factory=dict)
+    """The whole definition in its wire form (only the fields the server sent): what a pin covers."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,7 @@ async def discover_tools(
                         if tool.annotations is not None
                         else {}
                     ),
+                    definition=tool.model_dump(by_alias=True, mode="json", exclude_unset=True),
                 )
                 for tool in result.tools
             )

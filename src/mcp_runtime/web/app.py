@@ -29,7 +29,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mcp_runtime import __version__
 from mcp_runtime.platform.core import Platform
 from mcp_runtime.platform.errors import STORE_RETRY_AFTER, ApiError, StoreUnavailable
-from mcp_runtime.resources import KINDS, MCPAccessGrant, MCPAgentSession, MCPServer
+from mcp_runtime.platform.pinning import CONDITION as TOOLS_PINNED
+from mcp_runtime.resources import KINDS, ConditionStatus, MCPAccessGrant, MCPAgentSession, MCPServer
 from mcp_runtime.sentinel.store import Bucket
 from mcp_runtime.web import charts
 from mcp_runtime.web.consent import ConsentPage
@@ -257,7 +258,17 @@ class Dashboard:
     def servers(self, request: Request, login: Login, fields: dict[str, str]) -> Response:
         servers: list[MCPServer] = self.platform.servers.list(login.principal)
         servers.sort(key=lambda s: (s.metadata.namespace or "", s.metadata.name))
-        return self.render(request, "servers.html", login, nav="servers", servers=servers, teams=self.team_slugs())
+        return self.render(request, "servers.html", login, nav="servers", servers=servers, teams=self.team_slugs(),
+                           reviews=tool_reviews(self.platform, login.principal, servers),
+                           can_manage=login.principal.can_manage)
+
+    def approve_tools(self, request: Request, login: Login, fields: dict[str, str]) -> Response:
+        """The drift's Approve button: the same service (and owner check) as `server tools approve`."""
+        namespace, name = request.path_params["namespace"], request.path_params["name"]
+        tool = fields.get("tool") or None
+        done = self.platform.tools.approve(login.principal, namespace, name, [tool] if tool else None)
+        approved = ", ".join(done["approved"]) or "nothing new"
+        return self.redirect(request, "/servers", notice=f"Approved {approved} on {name}; the gateway enforces it now.")
 
     def grants(self, request: Request, login: Login, fields: dict[str, str]) -> Response:
         grants: list[MCPAccessGrant] = self.platform.access.list_grants(login.principal)
@@ -307,6 +318,18 @@ class Dashboard:
         return response
 
 
+def tool_reviews(platform: Platform, principal: Any, servers: list[MCPServer]) -> dict[tuple[str, str], Any]:
+    """The tool review of each server whose tools drifted from their pins (`ToolsPinned` False)."""
+    reviews = {}
+    for server in servers:
+        conditions = server.status.conditions if server.status else []
+        if any(c.type == TOOLS_PINNED and c.status == ConditionStatus.false for c in conditions):
+            namespace = server.metadata.namespace or ""
+            reviews[(namespace, server.metadata.name)] = platform.tools.rows(principal, namespace,
+                                                                            server.metadata.name)
+    return reviews
+
+
 def _safe_next(value: str | None) -> str:
     """Only local paths: `//evil.example` and absolute URLs become the default page."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
@@ -324,6 +347,8 @@ def create_dashboard(platform: Platform) -> ASGIApp:
         Route("/logout", board.logout, methods=["POST"]),
         Route("/analytics", board.page(board.analytics)),
         Route("/servers", board.page(board.servers)),
+        Route("/servers/{namespace}/{name}/tools/approve", board.page(board.approve_tools, post=True),
+              methods=["POST"]),
         Route("/grants", board.page(board.grants)),
         *GrantEditor(board).routes(board.page),
         *ConsentPage(board).routes(board.page),

@@ -3,7 +3,7 @@ manage them straight on Kubernetes. The group is assembled here, once, in `--hel
 
 - local files (and `--from-server`): `init` (init.py), `validate` (validate.py), `generate` (generate.py);
 - the platform API: `deploy` (deploy.py), `list`, `get`, `status` (show.py), `delete` (delete.py),
-  `logs` (logs.py), `policy inspect` (policy.py);
+  `logs` (logs.py), `policy inspect` (policy.py), `tools diff|approve` (tools.py);
 - the Kubernetes API, with `--use-kube`: `create`, `apply`, `export`, `patch` (kube.py), `logs` (logs.py);
 - the local image builder: `build image` (build.py).
 Helpers two or more of them use are in common.py.
@@ -13,7 +13,19 @@ from __future__ import annotations
 
 import typer
 
-from mcp_runtime.cli.server import build, delete, deploy, generate, init, kube, logs, policy, show, validate
+from mcp_runtime.cli.server import (
+    build,
+    delete,
+    deploy,
+    generate,
+    init,
+    kube,
+    logs,
+    policy,
+    show,
+    tools,
+    validate,
+)
 
 app = typer.Typer(help="Scaffold and validate .mcp metadata; deploy, inspect and manage servers on the platform.",
                   no_args_is_help=True)
@@ -33,3 +45,4 @@ app.command("export")(kube.server_export)
 app.command("patch")(kube.server_patch)
 app.add_typer(build.app, name="build")
 app.add_typer(policy.app, name="policy")
+app.add_typer(tools.app, name="tools")

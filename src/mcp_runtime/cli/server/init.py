@@ -32,6 +32,7 @@ from mcp_runtime.resources import (
     dump_resource,
     validate_model,
 )
+from mcp_runtime.resources.pinning import ToolPin
 from mcp_runtime.resources.server import DEFAULT_APP_PORT
 
 STDIO_TIMEOUT = 120.0
@@ -188,6 +189,12 @@ def _merge_discovered(discovered: Sequence[Any], plain: list[str], specs: list[T
         text = (getattr(found, "description", "") or "").strip()
         if text and spec.description is None:
             spec = spec.model_copy(update={"description": text[:4096]})
+        definition = getattr(found, "definition", None)
+        if definition:  # the reviewed definition: the gateway hides the tool if the server changes it
+            try:
+                spec = spec.model_copy(update={"pin": ToolPin.of(definition)})
+            except ValueError as exc:
+                raise CliError(f"--from-server: {exc}", hint="a tool this large cannot be reviewed") from None
         tools.append(spec)
     return tools
 
@@ -202,6 +209,8 @@ def _review_note(discovered: Sequence[Any], specs: list[ToolSpec]) -> None:
             or (getattr(t, "annotations", None) or {}).get("destructiveHint") is True
         )
     )
+    typer.echo("note: each tool's definition is pinned as the server lists it now; the gateway hides a tool "
+               "whose definition changes until an owner approves it (mcp-runtime server tools approve)")
     typer.echo("note: discovered tools are recorded with sideEffect read and requiredTrust low; review the "
                "tools that write or delete and set them with --tool-spec name:trust:write|destructive --force "
                "(or edit servers.yaml)")
