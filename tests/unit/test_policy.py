@@ -110,6 +110,8 @@ CASES: list[tuple[str, PolicyDocument, Identity | None, str, bool, Reason, str |
      Reason.trust_too_low, "g-cursor"),
     ("trust_too_low_rule", doc(grants=[grant(rules=[{"name": "echo", "requiredTrust": "high"}], max_trust="medium")]),
      BOB, "echo", False, Reason.trust_too_low, "g-cursor"),
+    ("condition_not_met", doc(grants=[grant(rules=[{"name": "add", "condition": "args.a <= 100"}])]), BOB, "add",
+     False, Reason.condition_not_met, "g-cursor"),
     ("team_grant_covers_any_agent", doc(grants=[grant(subject={"teamID": GLOBEX})]), BOB, "add", True,
      Reason.allowed, "g-cursor"),
     ("first_passing_grant_by_name",

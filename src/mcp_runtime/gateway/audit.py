@@ -134,6 +134,12 @@ def tool_arguments(raw: Any) -> Any:
     return params.get("arguments") if isinstance(params, dict) else None
 
 
+def call_arguments(raw: Any) -> dict[str, Any]:
+    """The arguments an argument condition sees: `params.arguments` when it is an object, else none."""
+    arguments = tool_arguments(raw)
+    return arguments if isinstance(arguments, dict) else {}
+
+
 def trace_id_from(traceparent: bytes | None) -> str | None:
     """The trace id of a W3C `traceparent` header (`00-<32 hex>-<16 hex>-<flags>`), if well formed."""
     if traceparent is None:

@@ -37,7 +37,7 @@ from itertools import zip_longest
 from typing import Any
 
 from mcp_runtime.gateway import jsonrpc, refusal
-from mcp_runtime.gateway.audit import Auditor, tool_arguments, trace_id_from
+from mcp_runtime.gateway.audit import Auditor, call_arguments, tool_arguments, trace_id_from
 from mcp_runtime.gateway.auth import Authenticated, extract_token
 from mcp_runtime.gateway.exchange import Exchange
 from mcp_runtime.gateway.metrics import GatewayMetrics
@@ -199,7 +199,7 @@ class RequestPath:
         access: Decision | None = None
         for msg in messages:
             if msg.tool is not None:
-                decision = evaluate(doc, identity, msg.tool, now)
+                decision = evaluate(doc, identity, msg.tool, now, call_arguments(msg.raw))
             else:
                 if access is None:
                     access = evaluate_access(doc, identity, now)

@@ -11,6 +11,7 @@ from mcp_runtime.policy.document import (
     compile_policy,
 )
 from mcp_runtime.policy.evaluator import (
+    ARGUMENTS_UNKNOWN,
     AUTHENTICATION_REASONS,
     Decision,
     Identity,
@@ -25,7 +26,8 @@ from mcp_runtime.policy.evaluator import (
 from mcp_runtime.policy.replay import Gap, ImpactRow, Outcome, RecordedCall, Replayer, ReplayReport, replay
 
 __all__ = [
-    "AUTHENTICATION_REASONS", "SCHEMA_VERSION", "Decision", "Gap", "Identity", "ImpactRow", "Outcome",
+    "ARGUMENTS_UNKNOWN", "AUTHENTICATION_REASONS", "SCHEMA_VERSION", "Decision", "Gap", "Identity", "ImpactRow",
+    "Outcome",
     "PolicyDocument", "PolicyDocumentError", "PolicyGrant", "PolicySession", "PolicyTool", "Reason",
     "RecordedCall", "ReplayReport", "Replayer", "SessionState", "allowed_tools", "canonical_json",
     "compile_policy", "describe", "evaluate", "evaluate_access", "replay", "session_state",

@@ -12,9 +12,9 @@ import hashlib
 import json
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ConfigDict, ValidationError
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from mcp_runtime.resources import (
     MCPAccessGrant,
@@ -27,7 +27,11 @@ from mcp_runtime.resources import (
     Trust,
 )
 from mcp_runtime.resources.common import CamelModel, RiskLevel
+from mcp_runtime.resources.conditions import ConditionError, compile_condition
 from mcp_runtime.resources.io import describe_validation_error
+
+if TYPE_CHECKING:
+    from cel import Program
 
 SCHEMA_VERSION = 1
 
@@ -57,6 +61,13 @@ class PolicyToolRule(_Frozen):
     name: str
     decision: ToolDecision = ToolDecision.allow
     required_trust: Trust | None = None
+    # Left out of the JSON when unset, so documents without conditions keep their revision.
+    condition: str | None = Field(default=None, exclude_if=lambda value: value is None)
+
+    @cached_property
+    def program(self) -> Program | None:
+        """The compiled condition (compiled when the document is built, see `PolicyDocument`)."""
+        return compile_condition(self.condition) if self.condition is not None else None
 
 
 class PolicySubject(_Frozen):
@@ -98,6 +109,18 @@ class PolicyDocument(_Frozen):
     grants: tuple[PolicyGrant, ...] = ()
     sessions: tuple[PolicySession, ...] = ()
     revision: str = ""
+
+    @model_validator(mode="after")
+    def _compile_conditions(self) -> PolicyDocument:
+        """Compile every argument condition once, when the document is built or loaded: a bad one makes
+        the whole document invalid (the gateway keeps its last good one) instead of failing per call."""
+        for grant in self.grants:
+            for rule in grant.tool_rules:
+                try:
+                    rule.program  # noqa: B018 - fills the cached property
+                except ConditionError as exc:
+                    raise ValueError(f"grant {grant.name!r} toolRule {rule.name!r}: {exc}") from None
+        return self
 
     # Indexes built once per document (cached in the instance dict: plain lookups on the hot path).
     @cached_property
@@ -187,7 +210,8 @@ def compile_policy(
             max_trust=g.spec.max_trust,
             allowed_side_effects=tuple(g.spec.allowed_side_effects),
             tool_rules=tuple(
-                PolicyToolRule(name=r.name, decision=r.decision, required_trust=r.required_trust)
+                PolicyToolRule(name=r.name, decision=r.decision, required_trust=r.required_trust,
+                               condition=r.condition)
                 for r in g.spec.tool_rules
             ),
             disabled=g.spec.disabled,

@@ -7,10 +7,12 @@ reads the clock: `now` is an argument, so a decision is a function of (document,
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
-from enum import StrEnum
+from enum import Enum, StrEnum
+from types import MappingProxyType
+from typing import Any
 
 from mcp_runtime.policy.document import (
     PolicyDocument,
@@ -18,9 +20,11 @@ from mcp_runtime.policy.document import (
     PolicySession,
     PolicySubject,
     PolicyTool,
+    PolicyToolRule,
 )
 from mcp_runtime.resources import PolicyMode, SideEffect, ToolDecision, Trust
 from mcp_runtime.resources.common import is_expired
+from mcp_runtime.resources.conditions import check_condition
 
 
 class Reason(StrEnum):
@@ -38,6 +42,7 @@ class Reason(StrEnum):
     tool_not_granted = "tool_not_granted"
     side_effect_not_allowed = "side_effect_not_allowed"
     trust_too_low = "trust_too_low"
+    condition_not_met = "condition_not_met"
 
 
 AUTHENTICATION_REASONS = frozenset({
@@ -47,7 +52,22 @@ AUTHENTICATION_REASONS = frozenset({
 
 # When no grant passes, the failure that got furthest is reported: a grant that covers the tool and
 # allows its side effect but lacks trust is "closer" than one that does not cover the tool at all.
-_CLOSENESS = {Reason.tool_not_granted: 0, Reason.side_effect_not_allowed: 1, Reason.trust_too_low: 2}
+_CLOSENESS = {Reason.tool_not_granted: 0, Reason.side_effect_not_allowed: 1, Reason.trust_too_low: 2,
+              Reason.condition_not_met: 3}
+
+
+class Unknown(Enum):
+    """The call's arguments are not known (a `tools/list` filter, `access explain` without `--arguments`,
+    a replay of a recorded call, which keeps only their digest)."""
+
+    arguments = "unknown"
+
+
+ARGUMENTS_UNKNOWN = Unknown.arguments
+"""Pass as `arguments` when they are not known: a rule with a condition then allows *conditionally*
+(`Decision.conditional`), which the caller must not take as a plain allow for a call."""
+
+_NO_ARGUMENTS: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +95,9 @@ class Decision:
     required_trust: Trust | None = None
     side_effect: SideEffect | None = None
     policy_revision: str = ""
+    condition: str | None = None  # the rule's condition that was checked (or could not be: `conditional`)
+    condition_detail: str | None = None  # why it did not hold
+    conditional: bool = False  # allowed only if `condition` holds: the arguments were not known
 
     @property
     def is_authentication_failure(self) -> bool:
@@ -158,10 +181,13 @@ def evaluate_access(doc: PolicyDocument, identity: Identity | None, now: datetim
                     policy_revision=doc.revision)
 
 
-def evaluate(doc: PolicyDocument, identity: Identity | None, tool: str, now: datetime) -> Decision:
-    """Decide a `tools/call` of `tool` by `identity` at `now`.
+def evaluate(doc: PolicyDocument, identity: Identity | None, tool: str, now: datetime,
+             arguments: Mapping[str, Any] | Unknown = _NO_ARGUMENTS) -> Decision:
+    """Decide a `tools/call` of `tool` by `identity` at `now` with `arguments`.
 
-    The steps are those of docs/architecture.md, "How a tool call is decided"."""
+    The steps are those of docs/architecture.md, "How a tool call is decided". `arguments` defaults to
+    none at all (so a rule's condition over an argument fails: closed); `ARGUMENTS_UNKNOWN` asks what
+    would be decided for some arguments (see `Unknown`)."""
     server = doc.server.name
     spec = doc.tool(tool)
     side_effect = spec.side_effect if spec else None
@@ -209,6 +235,10 @@ def evaluate(doc: PolicyDocument, identity: Identity | None, tool: str, now: dat
     for grant in grants:  # already in name order
         verdict = _judge_grant(grant, spec, session, decision, session_name)
         if verdict.allowed:
+            rule = grant.rule_for(tool)
+            if rule is not None and rule.program is not None:  # 8. the rule's argument condition
+                verdict = _judge_condition(rule, verdict, identity, arguments)
+        if verdict.allowed:
             return verdict
         if closest is None or _CLOSENESS[verdict.reason] > _CLOSENESS[closest.reason]:
             closest = verdict
@@ -235,9 +265,24 @@ def _judge_grant(grant: PolicyGrant, tool: PolicyTool, session: PolicySession | 
                     matched_session=session_name, required_trust=required, effective_trust=effective)
 
 
+def _judge_condition(rule: PolicyToolRule, verdict: Decision, identity: Identity,
+                     arguments: Mapping[str, Any] | Unknown) -> Decision:
+    """Step 8 for a grant that passed step 7 through a rule with a condition: the condition must hold."""
+    if arguments is ARGUMENTS_UNKNOWN:
+        return replace(verdict, condition=rule.condition, conditional=True)
+    assert rule.program is not None and not isinstance(arguments, Unknown)
+    caller = {"humanID": identity.human_id, "agentID": identity.agent_id, "teamID": identity.team_id,
+              "sessionID": identity.session_id}
+    why = check_condition(rule.program, arguments, caller)
+    if why is None:
+        return replace(verdict, condition=rule.condition)
+    return replace(verdict, allowed=False, reason=Reason.condition_not_met, condition=rule.condition,
+                   condition_detail=why)
+
+
 def allowed_tools(doc: PolicyDocument, identity: Identity | None, now: datetime) -> list[str]:
     """The tools `identity` may call now, by asking `evaluate` for each: list and call always agree."""
-    return [t.name for t in doc.tools if evaluate(doc, identity, t.name, now).allowed]
+    return [t.name for t in doc.tools if evaluate(doc, identity, t.name, now, ARGUMENTS_UNKNOWN).allowed]
 
 
 def describe(decision: Decision) -> str:
@@ -246,7 +291,11 @@ def describe(decision: Decision) -> str:
     server = decision.server
     reason = decision.reason
     if reason == Reason.allowed:
-        return f"{tool} on {server} is allowed by grant {decision.matched_grant or '(none)'}"
+        text = f"{tool} on {server} is allowed by grant {decision.matched_grant or '(none)'}"
+        if decision.condition is not None:
+            when = "if" if decision.conditional else "as"
+            text += f" {when} its condition holds: {decision.condition}"
+        return text
     if reason == Reason.observed:
         return f"{server} is in observe mode: {tool} is recorded, not enforced"
     if reason == Reason.default_allow:
@@ -269,6 +318,9 @@ def describe(decision: Decision) -> str:
     if reason == Reason.no_matching_grant:
         return (f"no grant on {server} matches this caller; ask the server's team to create one "
                 "with 'mcp-runtime access grant init ... && mcp-runtime access grant apply'")
+    if reason == Reason.condition_not_met:
+        return (f"{tool} is allowed by grant {decision.matched_grant!r} only when {decision.condition}, and "
+                f"for this call it does not hold ({decision.condition_detail})")
     if reason == Reason.tool_denied:
         return f"{tool} is explicitly denied by grant {decision.matched_grant!r}"
     if reason == Reason.tool_not_granted:
