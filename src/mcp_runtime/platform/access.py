@@ -24,7 +24,7 @@ from mcp_runtime.platform.visibility import (
     require_manage,
     require_write,
 )
-from mcp_runtime.policy import Identity, evaluate
+from mcp_runtime.policy import ARGUMENTS_UNKNOWN, Identity, evaluate
 from mcp_runtime.resources import (
     SESSION_KIND,
     AccessStatus,
@@ -65,6 +65,8 @@ class ExplainRequest(CamelModel):
     agent_id: str | None = Field(default=None, max_length=256)
     team_id: str | None = Field(default=None, max_length=256)
     session: str | None = Field(default=None, max_length=63)
+    # The call's arguments, to judge argument conditions; None: unknown (a condition then allows "if").
+    arguments: dict[str, Any] | None = Field(default=None, max_length=256)
 
 
 def _with_status(resource: MCPAccessGrant | MCPAgentSession, now: datetime) -> bool:
@@ -369,7 +371,8 @@ class AccessService:
             # "may this identity call this tool": judge the grants as if it held a session
             document = document.model_copy(update={"session_required": False})
             assumed = True
-        decision = evaluate(document, identity, req.tool, utcnow())
+        arguments = ARGUMENTS_UNKNOWN if req.arguments is None else req.arguments
+        decision = evaluate(document, identity, req.tool, utcnow(), arguments)
         return {
             "allowed": decision.allowed, "reason": str(decision.reason), "message": decision.message,
             "server": server.metadata.name, "namespace": namespace, "tool": req.tool,
@@ -378,6 +381,8 @@ class AccessService:
             "requiredTrust": str(decision.required_trust) if decision.required_trust else None,
             "sideEffect": str(decision.side_effect) if decision.side_effect else None,
             "policyRevision": decision.policy_revision, "sessionAssumed": assumed,
+            "condition": decision.condition, "conditionDetail": decision.condition_detail,
+            "conditional": decision.conditional,
             "identity": {"humanID": identity.human_id, "agentID": identity.agent_id,
                          "teamID": identity.team_id, "session": identity.session_id},
         }
