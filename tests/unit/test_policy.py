@@ -138,7 +138,8 @@ def test_every_reason(case: str, document: PolicyDocument, identity: Identity | 
 
 
 def test_every_reason_has_a_case() -> None:
-    assert {c[5] for c in CASES} == set(Reason)
+    # rate_limited is the gateway's counters' answer for a limit the evaluator named (gateway/limits.py)
+    assert {c[5] for c in CASES} == set(Reason) - {Reason.rate_limited}
 
 
 def test_closest_failure_is_reported() -> None:

@@ -32,6 +32,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from itertools import zip_longest
 from typing import Any
@@ -59,7 +60,7 @@ from mcp_runtime.gateway.relay import (
 from mcp_runtime.gateway.routes import BoundRoute
 from mcp_runtime.gateway.sse import SseRewriter, sse_event
 from mcp_runtime.gateway.upstream import UpstreamError, UpstreamRequest
-from mcp_runtime.policy import Decision, allowed_tools, evaluate, evaluate_access
+from mcp_runtime.policy import Decision, Reason, allowed_tools, evaluate, evaluate_access
 from mcp_runtime.resources.common import utcnow
 from mcp_runtime.security import TokenError
 from mcp_runtime.wire import BodyTooLarge, ClientDisconnected, read_body
@@ -121,6 +122,7 @@ class RequestPath:
             await self.parse(ex)
             self.authenticate(ex)
             await self.authorize(ex)
+            self.limit(ex)
             if ex.forward:
                 await self.forward(ex)
                 await self.relay(ex)
@@ -209,6 +211,28 @@ class RequestPath:
                 decisions.extend([decision] * (len(messages) - len(decisions)))
                 raise Unauthorized(str(decision.reason), decision.message)
         _sort_messages(ex, decisions)
+
+    def limit(self, ex: Exchange) -> None:
+        """Count each allowed call against the rate limits the evaluator named for it (gateway/limits.py);
+        over a limit, the call is denied `rate_limited` with when to retry. When that leaves nothing to
+        forward and nothing else to answer, the whole request is refused: 429 with `Retry-After`."""
+        decisions: list[Decision | None] = ex.decisions  # type: ignore[assignment]  # authorize's list
+        refused_any = False
+        for index, decision in enumerate(decisions):
+            if decision is None or not decision.limits or not decision.allowed:
+                continue
+            assert ex.now is not None
+            refused = ex.route.limiter.take(decision.limits, ex.now)
+            if refused is None:
+                continue
+            refused_any = True
+            decisions[index] = replace(decision, allowed=False, reason=Reason.rate_limited,
+                                       limits=(refused.limit,), retry_after=refused.retry_after)
+            self.metrics.count_rate_limited(ex.route.server, refused.limit.scope)
+        if refused_any:
+            _sort_messages(ex, decisions)
+            if not ex.forward:
+                raise refusal.rate_limited(ex.denials, ex.is_batch, decisions)
 
     @staticmethod
     def authorize_access(ex: Exchange) -> None:

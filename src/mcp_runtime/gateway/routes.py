@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from mcp_runtime.gateway.auth import TokenVerifier, bearer_challenge
 from mcp_runtime.gateway.keys_source import JwksFile
+from mcp_runtime.gateway.limits import Limiter
 from mcp_runtime.gateway.policy_source import PolicySource
 from mcp_runtime.gateway.upstream import Upstream, UpstreamPool, open_upstream
 from mcp_runtime.security import PublicKeySet, session_audience
@@ -53,6 +54,8 @@ class BoundRoute:
     path: str
     _audience: tuple[str, str] = field(default=("", ""))
     reload_listener: Callable[[bool], None] | None = None
+    limiter: Limiter = field(default_factory=Limiter)
+    """Rate-limit buckets and quota counts of this server, in this process (gateway/limits.py)."""
 
     @classmethod
     def bind(cls, route: GatewayRoute) -> BoundRoute:

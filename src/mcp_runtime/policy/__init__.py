@@ -5,6 +5,7 @@ from mcp_runtime.policy.document import (
     PolicyDocument,
     PolicyDocumentError,
     PolicyGrant,
+    PolicyRateLimit,
     PolicySession,
     PolicyTool,
     canonical_json,
@@ -13,6 +14,7 @@ from mcp_runtime.policy.document import (
 from mcp_runtime.policy.evaluator import (
     ARGUMENTS_UNKNOWN,
     AUTHENTICATION_REASONS,
+    AppliedLimit,
     Decision,
     Identity,
     Reason,
@@ -26,9 +28,9 @@ from mcp_runtime.policy.evaluator import (
 from mcp_runtime.policy.replay import Gap, ImpactRow, Outcome, RecordedCall, Replayer, ReplayReport, replay
 
 __all__ = [
-    "ARGUMENTS_UNKNOWN", "AUTHENTICATION_REASONS", "SCHEMA_VERSION", "Decision", "Gap", "Identity", "ImpactRow",
-    "Outcome",
-    "PolicyDocument", "PolicyDocumentError", "PolicyGrant", "PolicySession", "PolicyTool", "Reason",
-    "RecordedCall", "ReplayReport", "Replayer", "SessionState", "allowed_tools", "canonical_json",
-    "compile_policy", "describe", "evaluate", "evaluate_access", "replay", "session_state",
+    "ARGUMENTS_UNKNOWN", "AUTHENTICATION_REASONS", "SCHEMA_VERSION", "AppliedLimit", "Decision", "Gap", "Identity",
+    "ImpactRow", "Outcome", "PolicyDocument", "PolicyDocumentError", "PolicyGrant", "PolicyRateLimit",
+    "PolicySession", "PolicyTool", "Reason", "RecordedCall", "ReplayReport", "Replayer", "SessionState",
+    "allowed_tools", "canonical_json", "compile_policy", "describe", "evaluate", "evaluate_access", "replay",
+    "session_state",
 ]

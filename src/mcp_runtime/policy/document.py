@@ -29,6 +29,7 @@ from mcp_runtime.resources import (
 from mcp_runtime.resources.common import CamelModel, RiskLevel
 from mcp_runtime.resources.conditions import ConditionError, compile_condition
 from mcp_runtime.resources.io import describe_validation_error
+from mcp_runtime.resources.limits import LimitKey, RateLimit
 
 if TYPE_CHECKING:
     from cel import Program
@@ -57,12 +58,34 @@ class PolicyTool(_Frozen):
     risk_level: RiskLevel | None = None
 
 
+class PolicyRateLimit(_Frozen):
+    """A rate limit and/or daily quota (resources/limits.py); the gateway keeps its counters."""
+
+    requests_per_second: float | None = None
+    burst: int = 1
+    calls_per_day: int | None = None
+    per: tuple[LimitKey, ...] = ()
+
+    @classmethod
+    def of(cls, limit: RateLimit | None) -> PolicyRateLimit | None:
+        if limit is None:
+            return None
+        return cls(requests_per_second=limit.requests_per_second,
+                   burst=limit.capacity if limit.requests_per_second is not None else 1,
+                   calls_per_day=limit.calls_per_day, per=tuple(limit.per))
+
+
+def _unset(value: object) -> bool:
+    return value is None
+
+
 class PolicyToolRule(_Frozen):
     name: str
     decision: ToolDecision = ToolDecision.allow
     required_trust: Trust | None = None
     # Left out of the JSON when unset, so documents without conditions keep their revision.
-    condition: str | None = Field(default=None, exclude_if=lambda value: value is None)
+    condition: str | None = Field(default=None, exclude_if=_unset)
+    rate_limit: PolicyRateLimit | None = Field(default=None, exclude_if=_unset)
 
     @cached_property
     def program(self) -> Program | None:
@@ -84,6 +107,7 @@ class PolicyGrant(_Frozen):
     tool_rules: tuple[PolicyToolRule, ...] = ()
     disabled: bool = False
     expires_at: datetime | None = None
+    rate_limit: PolicyRateLimit | None = Field(default=None, exclude_if=_unset)
 
     def rule_for(self, tool: str) -> PolicyToolRule | None:
         return next((r for r in self.tool_rules if r.name == tool), None)
@@ -108,6 +132,7 @@ class PolicyDocument(_Frozen):
     tools: tuple[PolicyTool, ...] = ()
     grants: tuple[PolicyGrant, ...] = ()
     sessions: tuple[PolicySession, ...] = ()
+    rate_limit: PolicyRateLimit | None = Field(default=None, exclude_if=_unset)
     revision: str = ""
 
     @model_validator(mode="after")
@@ -211,11 +236,12 @@ def compile_policy(
             allowed_side_effects=tuple(g.spec.allowed_side_effects),
             tool_rules=tuple(
                 PolicyToolRule(name=r.name, decision=r.decision, required_trust=r.required_trust,
-                               condition=r.condition)
+                               condition=r.condition, rate_limit=PolicyRateLimit.of(r.rate_limit))
                 for r in g.spec.tool_rules
             ),
             disabled=g.spec.disabled,
             expires_at=g.spec.expires_at,
+            rate_limit=PolicyRateLimit.of(g.spec.rate_limit),
         )
         for g in sorted(grants, key=lambda g: g.metadata.name)
         if ours(g.spec.server_ref.name, g.spec.server_ref.namespace, g.metadata.namespace)
@@ -243,6 +269,7 @@ def compile_policy(
         ),
         grants=tuple(policy_grants),
         sessions=tuple(policy_sessions),
+        rate_limit=PolicyRateLimit.of(server.spec.policy.rate_limit),
     )
     return doc.model_copy(update={"revision": revision_of(doc.body())})
 

@@ -7,6 +7,7 @@ reads the clock: `now` is an argument, so a decision is a function of (document,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -17,6 +18,7 @@ from typing import Any
 from mcp_runtime.policy.document import (
     PolicyDocument,
     PolicyGrant,
+    PolicyRateLimit,
     PolicySession,
     PolicySubject,
     PolicyTool,
@@ -25,6 +27,7 @@ from mcp_runtime.policy.document import (
 from mcp_runtime.resources import PolicyMode, SideEffect, ToolDecision, Trust
 from mcp_runtime.resources.common import is_expired
 from mcp_runtime.resources.conditions import check_condition
+from mcp_runtime.resources.limits import LimitKey
 
 
 class Reason(StrEnum):
@@ -43,6 +46,7 @@ class Reason(StrEnum):
     side_effect_not_allowed = "side_effect_not_allowed"
     trust_too_low = "trust_too_low"
     condition_not_met = "condition_not_met"
+    rate_limited = "rate_limited"  # not the evaluator's: the gateway's counters, for a limit it named
 
 
 AUTHENTICATION_REASONS = frozenset({
@@ -84,6 +88,16 @@ class Identity:
 
 
 @dataclass(frozen=True, slots=True)
+class AppliedLimit:
+    """A rate limit that applies to an allowed call, and the bucket it counts in: the gateway takes a
+    token from every applied limit of a call (or refuses it with `rate_limited`)."""
+
+    scope: str  # whose limit: "server", "grant/<name>" or "grant/<name>/tool/<tool>"
+    key: tuple[str, ...]  # the call's values of `limit.per`: calls with the same key share a bucket
+    limit: PolicyRateLimit
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     allowed: bool
     reason: Reason
@@ -98,6 +112,8 @@ class Decision:
     condition: str | None = None  # the rule's condition that was checked (or could not be: `conditional`)
     condition_detail: str | None = None  # why it did not hold
     conditional: bool = False  # allowed only if `condition` holds: the arguments were not known
+    limits: tuple[AppliedLimit, ...] = ()  # rate limits the gateway must count this allowed call against
+    retry_after: float | None = None  # rate_limited: seconds until the limit lets a call through
 
     @property
     def is_authentication_failure(self) -> bool:
@@ -219,9 +235,10 @@ def evaluate(doc: PolicyDocument, identity: Identity | None, tool: str, now: dat
     ]
     if not grants:
         if doc.default_decision == ToolDecision.allow:
-            return decision(True, Reason.default_allow, matched_session=session_name,
-                            required_trust=spec.required_trust,
-                            effective_trust=session.consented_trust if session else None)
+            allowed = decision(True, Reason.default_allow, matched_session=session_name,
+                               required_trust=spec.required_trust,
+                               effective_trust=session.consented_trust if session else None)
+            return _with_limits(doc, None, None, allowed, identity) if doc.rate_limit else allowed
         return decision(False, Reason.no_matching_grant, matched_session=session_name,
                         required_trust=spec.required_trust)
     # 6. an explicit deny in any matching grant wins.
@@ -238,8 +255,10 @@ def evaluate(doc: PolicyDocument, identity: Identity | None, tool: str, now: dat
             rule = grant.rule_for(tool)
             if rule is not None and rule.program is not None:  # 8. the rule's argument condition
                 verdict = _judge_condition(rule, verdict, identity, arguments)
-        if verdict.allowed:
-            return verdict
+            if verdict.allowed:
+                if doc.rate_limit or grant.rate_limit or (rule is not None and rule.rate_limit):
+                    return _with_limits(doc, grant, rule, verdict, identity)
+                return verdict
         if closest is None or _CLOSENESS[verdict.reason] > _CLOSENESS[closest.reason]:
             closest = verdict
     assert closest is not None
@@ -265,6 +284,21 @@ def _judge_grant(grant: PolicyGrant, tool: PolicyTool, session: PolicySession | 
                     matched_session=session_name, required_trust=required, effective_trust=effective)
 
 
+def _with_limits(doc: PolicyDocument, grant: PolicyGrant | None, rule: PolicyToolRule | None,
+                 verdict: Decision, identity: Identity) -> Decision:
+    """The rate limits an allowed call counts against: the server's, its grant's and its tool rule's."""
+    tool = verdict.tool or ""
+    values = {LimitKey.server: doc.server.name, LimitKey.tool: tool, LimitKey.team: identity.team_id or "",
+              LimitKey.human: identity.human_id or "", LimitKey.agent: identity.agent_id or ""}
+    applied = []
+    for scope, limit in (("server", doc.rate_limit),
+                         (f"grant/{grant.name}" if grant else "", grant.rate_limit if grant else None),
+                         (f"grant/{grant.name}/tool/{tool}" if grant else "", rule.rate_limit if rule else None)):
+        if limit is not None:
+            applied.append(AppliedLimit(scope, tuple(values[k] for k in limit.per), limit))
+    return replace(verdict, limits=tuple(applied))
+
+
 def _judge_condition(rule: PolicyToolRule, verdict: Decision, identity: Identity,
                      arguments: Mapping[str, Any] | Unknown) -> Decision:
     """Step 8 for a grant that passed step 7 through a rule with a condition: the condition must hold."""
@@ -283,6 +317,17 @@ def _judge_condition(rule: PolicyToolRule, verdict: Decision, identity: Identity
 def allowed_tools(doc: PolicyDocument, identity: Identity | None, now: datetime) -> list[str]:
     """The tools `identity` may call now, by asking `evaluate` for each: list and call always agree."""
     return [t.name for t in doc.tools if evaluate(doc, identity, t.name, now, ARGUMENTS_UNKNOWN).allowed]
+
+
+def _limit_text(applied: AppliedLimit) -> str:
+    limit = applied.limit
+    parts = []
+    if limit.requests_per_second is not None:
+        parts.append(f"{limit.requests_per_second:g}/s (burst {limit.burst})")
+    if limit.calls_per_day is not None:
+        parts.append(f"{limit.calls_per_day} calls/day")
+    per = ", ".join(limit.per) or "everyone"
+    return f"the {applied.scope} limit of {' and '.join(parts)} per {per}"
 
 
 def describe(decision: Decision) -> str:
@@ -321,6 +366,11 @@ def describe(decision: Decision) -> str:
     if reason == Reason.condition_not_met:
         return (f"{tool} is allowed by grant {decision.matched_grant!r} only when {decision.condition}, and "
                 f"for this call it does not hold ({decision.condition_detail})")
+    if reason == Reason.rate_limited:
+        limit = decision.limits[0] if decision.limits else None
+        what = _limit_text(limit) if limit is not None else "a rate limit"
+        return (f"{tool} on {server} is over {what}; retry in {math.ceil(decision.retry_after or 1)} s "
+                "or ask the server's team for a higher limit")
     if reason == Reason.tool_denied:
         return f"{tool} is explicitly denied by grant {decision.matched_grant!r}"
     if reason == Reason.tool_not_granted:

@@ -29,6 +29,9 @@ judged with the arguments unknown (`ARGUMENTS_UNKNOWN`), and a rule's condition 
 then as it did at the call); under the proposed one it is the same when the proposed document keeps that
 grant's condition unchanged, and otherwise the call is a gap (`argument_condition`): counted, never guessed.
 
+A call refused by a rate limit was allowed by the policy (the gateway's counters refused it): it is
+replayed as allowed, since a replay judges grants, not traffic.
+
 Calls that cannot be replayed faithfully carry a `gap` (e.g. recorded before the event log carried
 the session state and consented trust): they are counted and named in the report, never guessed.
 Calls refused before the policy was consulted (a forged or expired token) are counted apart: no
@@ -173,6 +176,8 @@ class Replayer:
         if call.reason not in _POLICY_REASONS:
             self.before_policy += 1
             return
+        if call.reason == Reason.rate_limited:  # the policy allowed it; a limit's counter refused it
+            call = replace(call, allowed=True, reason=str(Reason.allowed))
         before = self._decide(self._document(self.current, call, as_proposed=False), call)
         after = self._decide(self._document(self.proposed, call, as_proposed=True), call)
         if before.conditional or after.conditional:

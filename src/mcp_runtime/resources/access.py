@@ -25,6 +25,7 @@ from mcp_runtime.resources.common import (
     is_expired,
 )
 from mcp_runtime.resources.conditions import MAX_CONDITION, ConditionError, compile_condition
+from mcp_runtime.resources.limits import RateLimit
 
 
 class ToolRule(CamelModel):
@@ -35,6 +36,7 @@ class ToolRule(CamelModel):
     decision: ToolDecision = ToolDecision.allow
     required_trust: Trust | None = None
     condition: str | None = Field(default=None, max_length=MAX_CONDITION)
+    rate_limit: RateLimit | None = None
 
     @model_validator(mode="after")
     def _condition(self) -> ToolRule:
@@ -64,6 +66,8 @@ class AccessGrantSpec(CamelModel):
     tool_rules: list[ToolRule] = Field(default_factory=list)
     disabled: bool = False
     expires_at: datetime | None = None
+    rate_limit: RateLimit | None = None
+    """Calls this grant allows, limited (every tool together; a tool rule's own limit applies too)."""
 
     @field_validator("subject")
     @classmethod
