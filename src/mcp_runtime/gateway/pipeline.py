@@ -1,4 +1,4 @@
-"""The request path of a governed server: admit -> parse -> authenticate -> authorize -> forward -> relay.
+"""The request path of a governed server: admit -> parse -> authenticate -> authorize -> limit -> forward -> relay.
 
 Why named steps: each feature of the gateway belongs to exactly one of them, and the two flows that
 string them together (`RequestPath.post`, `RequestPath.stream_or_end`) stay a few lines that read like
@@ -11,8 +11,9 @@ Where the features of this milestone plug in, without changing the flows:
 - OAuth 2.1 access tokens bound to the server: `authenticate` asks `route.verifier`, which can accept a
   second kind of token; every 401 carries `route.challenge(...)` as `WWW-Authenticate`, the one place to
   add `resource_metadata=...`.
-- Per-tool rate limits and argument conditions: `authorize` hands the evaluator each message (the raw
-  message, arguments included, is `msg.raw`); the evaluator decides, the route keeps the counters.
+- Argument conditions: `authorize` hands the evaluator each call's arguments; the evaluator decides.
+- Rate limits and quotas: the evaluator names the limits of an allowed call; the `limit` step counts
+  them in the route's `Limiter` (limits.py) and refuses a spent one (`rate_limited`, 429).
 - Tool-definition pinning: `authorize` denies a call whose tool changed; `visible_tools` hides such a
   tool from `tools/list` answers.
 - Human approval: `authorize` is a coroutine, so it can wait for an approval before a call goes on.
