@@ -70,7 +70,7 @@ class Limiter:
         quotas: list[_BucketKey] = []
         for applied in limits:
             limit = applied.limit
-            key = (applied.scope, applied.key, limit)
+            key = (applied.scope, applied.key, limit.params)
             if limit.requests_per_second is not None:
                 bucket = self._bucket(key, limit.burst, mono)
                 rate = limit.requests_per_second
@@ -98,7 +98,7 @@ class Limiter:
 
     def used_today(self, applied: AppliedLimit, now: datetime) -> int:
         """Calls counted today against a quota (what `/metrics` and the tests read)."""
-        return self._quotas.get((applied.scope, applied.key, applied.limit, now.date()), 0)
+        return self._quotas.get((applied.scope, applied.key, applied.limit.params, now.date()), 0)
 
     def _bucket(self, key: _BucketKey, burst: int, mono: float) -> _Bucket:
         bucket = self._buckets.get(key)
@@ -127,12 +127,16 @@ class Limiter:
 
 
 def _rate(key: _BucketKey) -> float | None:
-    limit = key[2]
-    return getattr(limit, "requests_per_second", None)
+    params = key[2]
+    assert isinstance(params, tuple)
+    rate: float | None = params[0]
+    return rate
 
 
 def _burst(key: _BucketKey) -> float:
-    return float(getattr(key[2], "burst", 1))
+    params = key[2]
+    assert isinstance(params, tuple)
+    return float(params[1])
 
 
 def _longer(current: Refused | None, new: Refused) -> Refused:

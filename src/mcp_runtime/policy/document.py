@@ -12,7 +12,7 @@ import hashlib
 import json
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
@@ -27,12 +27,9 @@ from mcp_runtime.resources import (
     Trust,
 )
 from mcp_runtime.resources.common import CamelModel, RiskLevel
-from mcp_runtime.resources.conditions import ConditionError, compile_condition
+from mcp_runtime.resources.conditions import CompiledCondition, ConditionError, compile_condition
 from mcp_runtime.resources.io import describe_validation_error
 from mcp_runtime.resources.limits import LimitKey, RateLimit
-
-if TYPE_CHECKING:
-    from cel import Program
 
 SCHEMA_VERSION = 1
 
@@ -66,6 +63,11 @@ class PolicyRateLimit(_Frozen):
     calls_per_day: int | None = None
     per: tuple[LimitKey, ...] = ()
 
+    @cached_property
+    def params(self) -> tuple[float | None, int, int | None]:
+        """What makes two limits count alike: part of a bucket's key (cheaper to hash than the model)."""
+        return (self.requests_per_second, self.burst, self.calls_per_day)
+
     @classmethod
     def of(cls, limit: RateLimit | None) -> PolicyRateLimit | None:
         if limit is None:
@@ -88,7 +90,7 @@ class PolicyToolRule(_Frozen):
     rate_limit: PolicyRateLimit | None = Field(default=None, exclude_if=_unset)
 
     @cached_property
-    def program(self) -> Program | None:
+    def program(self) -> CompiledCondition | None:
         """The compiled condition (compiled when the document is built, see `PolicyDocument`)."""
         return compile_condition(self.condition) if self.condition is not None else None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum, StrEnum
 from types import MappingProxyType
@@ -26,7 +26,6 @@ from mcp_runtime.policy.document import (
 )
 from mcp_runtime.resources import PolicyMode, SideEffect, ToolDecision, Trust
 from mcp_runtime.resources.common import is_expired
-from mcp_runtime.resources.conditions import check_condition
 from mcp_runtime.resources.limits import LimitKey
 
 
@@ -210,11 +209,11 @@ def evaluate(doc: PolicyDocument, identity: Identity | None, tool: str, now: dat
 
     def decision(allowed: bool, reason: Reason, *, matched_grant: str | None = None,
                  matched_session: str | None = None, effective_trust: Trust | None = None,
-                 required_trust: Trust | None = None) -> Decision:
+                 required_trust: Trust | None = None, **extra: Any) -> Decision:
         return Decision(allowed, reason, server, tool=tool, side_effect=side_effect,
                         matched_grant=matched_grant, matched_session=matched_session,
                         effective_trust=effective_trust, required_trust=required_trust,
-                        policy_revision=doc.revision)
+                        policy_revision=doc.revision, **extra)
 
     # 1. observe mode records but never blocks.
     if doc.mode == PolicyMode.observe:
@@ -235,10 +234,10 @@ def evaluate(doc: PolicyDocument, identity: Identity | None, tool: str, now: dat
     ]
     if not grants:
         if doc.default_decision == ToolDecision.allow:
-            allowed = decision(True, Reason.default_allow, matched_session=session_name,
-                               required_trust=spec.required_trust,
-                               effective_trust=session.consented_trust if session else None)
-            return _with_limits(doc, None, None, allowed, identity) if doc.rate_limit else allowed
+            return decision(True, Reason.default_allow, matched_session=session_name,
+                            required_trust=spec.required_trust,
+                            effective_trust=session.consented_trust if session else None,
+                            limits=_limits(doc, None, None, tool, identity) if doc.rate_limit else ())
         return decision(False, Reason.no_matching_grant, matched_session=session_name,
                         required_trust=spec.required_trust)
     # 6. an explicit deny in any matching grant wins.
@@ -247,27 +246,23 @@ def evaluate(doc: PolicyDocument, identity: Identity | None, tool: str, now: dat
         if rule is not None and rule.decision == ToolDecision.deny:
             return decision(False, Reason.tool_denied, matched_grant=grant.name, matched_session=session_name,
                             required_trust=spec.required_trust)
-    # 7. each grant on its own; the first (by name) that passes allows.
+    # 7-9. each grant on its own; the first (by name) that passes allows.
     closest: Decision | None = None
     for grant in grants:  # already in name order
-        verdict = _judge_grant(grant, spec, session, decision, session_name)
+        verdict = _judge_grant(doc, grant, spec, session, identity, arguments, decision, session_name)
         if verdict.allowed:
-            rule = grant.rule_for(tool)
-            if rule is not None and rule.program is not None:  # 8. the rule's argument condition
-                verdict = _judge_condition(rule, verdict, identity, arguments)
-            if verdict.allowed:
-                if doc.rate_limit or grant.rate_limit or (rule is not None and rule.rate_limit):
-                    return _with_limits(doc, grant, rule, verdict, identity)
-                return verdict
+            return verdict
         if closest is None or _CLOSENESS[verdict.reason] > _CLOSENESS[closest.reason]:
             closest = verdict
     assert closest is not None
     return closest
 
 
-def _judge_grant(grant: PolicyGrant, tool: PolicyTool, session: PolicySession | None,
+def _judge_grant(doc: PolicyDocument, grant: PolicyGrant, tool: PolicyTool, session: PolicySession | None,
+                 identity: Identity, arguments: Mapping[str, Any] | Unknown,
                  decision: Callable[..., Decision], session_name: str | None) -> Decision:
-    """Step 7 for one grant: does it cover the tool, allow its side effect, and carry enough trust?"""
+    """Steps 7-9 for one grant: does it cover the tool, allow its side effect, carry enough trust; does
+    its rule's argument condition hold; which rate limits does the call count against."""
     rule = grant.rule_for(tool.name)
     required = tool.required_trust
     if rule is not None and rule.required_trust is not None:
@@ -280,38 +275,49 @@ def _judge_grant(grant: PolicyGrant, tool: PolicyTool, session: PolicySession | 
         reason = Reason.side_effect_not_allowed
     elif effective < required:
         reason = Reason.trust_too_low
+    extra: dict[str, Any] = {}
+    if reason == Reason.allowed and rule is not None:
+        compiled = rule.program
+        if compiled is not None:  # 8. the rule's argument condition
+            extra["condition"] = compiled.source
+            if isinstance(arguments, Unknown):
+                extra["conditional"] = True
+            else:
+                why = compiled.check(arguments, lambda: _caller(identity))
+                if why is not None:
+                    reason = Reason.condition_not_met
+                    extra["condition_detail"] = why
+    if reason == Reason.allowed and (doc.rate_limit or grant.rate_limit or (rule is not None and rule.rate_limit)):
+        extra["limits"] = _limits(doc, grant, rule, tool.name, identity)  # 9. the limits that apply
     return decision(reason == Reason.allowed, reason, matched_grant=grant.name,
-                    matched_session=session_name, required_trust=required, effective_trust=effective)
+                    matched_session=session_name, required_trust=required, effective_trust=effective, **extra)
 
 
-def _with_limits(doc: PolicyDocument, grant: PolicyGrant | None, rule: PolicyToolRule | None,
-                 verdict: Decision, identity: Identity) -> Decision:
-    """The rate limits an allowed call counts against: the server's, its grant's and its tool rule's."""
-    tool = verdict.tool or ""
+def _caller(identity: Identity) -> dict[str, str | None]:
+    return {"humanID": identity.human_id, "agentID": identity.agent_id, "teamID": identity.team_id,
+            "sessionID": identity.session_id}
+
+
+def _limits(doc: PolicyDocument, grant: PolicyGrant | None, rule: PolicyToolRule | None, tool: str,
+            identity: Identity) -> tuple[AppliedLimit, ...]:
+    """The rate limits an allowed call counts against: the server's, its grant's and its tool rule's,
+    each with the call's bucket key (its values of the limit's `per`)."""
+    applied = []
+    if doc.rate_limit is not None:
+        applied.append(AppliedLimit("server", _key(doc.rate_limit, doc, tool, identity), doc.rate_limit))
+    if grant is not None and grant.rate_limit is not None:
+        applied.append(AppliedLimit(f"grant/{grant.name}", _key(grant.rate_limit, doc, tool, identity),
+                                    grant.rate_limit))
+    if grant is not None and rule is not None and rule.rate_limit is not None:
+        applied.append(AppliedLimit(f"grant/{grant.name}/tool/{tool}", _key(rule.rate_limit, doc, tool, identity),
+                                    rule.rate_limit))
+    return tuple(applied)
+
+
+def _key(limit: PolicyRateLimit, doc: PolicyDocument, tool: str, identity: Identity) -> tuple[str, ...]:
     values = {LimitKey.server: doc.server.name, LimitKey.tool: tool, LimitKey.team: identity.team_id or "",
               LimitKey.human: identity.human_id or "", LimitKey.agent: identity.agent_id or ""}
-    applied = []
-    for scope, limit in (("server", doc.rate_limit),
-                         (f"grant/{grant.name}" if grant else "", grant.rate_limit if grant else None),
-                         (f"grant/{grant.name}/tool/{tool}" if grant else "", rule.rate_limit if rule else None)):
-        if limit is not None:
-            applied.append(AppliedLimit(scope, tuple(values[k] for k in limit.per), limit))
-    return replace(verdict, limits=tuple(applied))
-
-
-def _judge_condition(rule: PolicyToolRule, verdict: Decision, identity: Identity,
-                     arguments: Mapping[str, Any] | Unknown) -> Decision:
-    """Step 8 for a grant that passed step 7 through a rule with a condition: the condition must hold."""
-    if arguments is ARGUMENTS_UNKNOWN:
-        return replace(verdict, condition=rule.condition, conditional=True)
-    assert rule.program is not None and not isinstance(arguments, Unknown)
-    caller = {"humanID": identity.human_id, "agentID": identity.agent_id, "teamID": identity.team_id,
-              "sessionID": identity.session_id}
-    why = check_condition(rule.program, arguments, caller)
-    if why is None:
-        return replace(verdict, condition=rule.condition)
-    return replace(verdict, allowed=False, reason=Reason.condition_not_met, condition=rule.condition,
-                   condition_detail=why)
+    return tuple(values[k] for k in limit.per)
 
 
 def allowed_tools(doc: PolicyDocument, identity: Identity | None, now: datetime) -> list[str]:

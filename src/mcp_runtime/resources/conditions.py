@@ -17,7 +17,8 @@ non-boolean result denies. This module only compiles and checks; `policy/` evalu
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -38,8 +39,23 @@ class ConditionError(ValueError):
     """A condition that does not compile, or names a variable other than `args` and `caller`."""
 
 
+@dataclass(frozen=True, slots=True)
+class CompiledCondition:
+    """A compiled condition, and whether it reads `caller` (converting a variable the expression does not
+    read would cost more than evaluating it)."""
+
+    source: str
+    program: Program
+    uses_caller: bool
+
+    def check(self, arguments: Mapping[str, Any], caller: Callable[[], Mapping[str, str | None]]) -> str | None:
+        """None when the condition holds for these arguments and caller, else why not (fail closed)."""
+        context = {"args": arguments, "caller": caller()} if self.uses_caller else {"args": arguments}
+        return _run(self.program, context)
+
+
 @lru_cache(maxsize=4096)
-def compile_condition(source: str) -> Program:
+def compile_condition(source: str) -> CompiledCondition:
     """Compile `source` once (the cache keeps each distinct condition's program), or ConditionError."""
     if not source.strip():
         raise ConditionError("the condition is empty: write a CEL expression such as 'args.amount <= 100'")
@@ -51,22 +67,22 @@ def compile_condition(source: str) -> Program:
         program = cel.compile(source)
     except Exception as exc:  # the binding raises ValueError with the parser's message
         raise ConditionError(f"not a valid CEL expression: {_first_line(exc)}") from None
-    unknown = set(program.variables()) - VARIABLES - set(_BINDERS.findall(source))
+    names = set(program.variables())
+    unknown = names - VARIABLES - set(_BINDERS.findall(source))
     if unknown:
         raise ConditionError(
             f"unknown name(s) {', '.join(sorted(unknown))}: a condition may use only 'args' (the call's "
             "arguments, e.g. args.amount) and 'caller' (caller.humanID, caller.agentID, caller.teamID)"
         )
-    return program
+    return CompiledCondition(source, program, "caller" in names)
 
 
-def check_condition(program: Program, arguments: Mapping[str, Any],
-                    caller: Mapping[str, str | None]) -> str | None:
+def _run(program: Program, context: dict[str, Any]) -> str | None:
     """Run a compiled condition: None when it holds, else why not (false, an error, not a boolean).
 
     Fails closed: anything but the boolean `true` is a reason to deny."""
     try:
-        result = program.execute({"args": arguments, "caller": caller})
+        result = program.execute(context)
     except Exception as exc:  # KeyError for a missing argument, TypeError for a wrong type, ...
         if isinstance(exc, KeyError):
             return f"argument {exc.args[0]!r} is missing" if exc.args else "an argument is missing"
