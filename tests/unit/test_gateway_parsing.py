@@ -71,3 +71,17 @@ def test_token_extraction() -> None:
     assert extract_token(None, b" tok ") == "tok"
     assert extract_token(b"Bearer ", None) is None
     assert extract_token(None, None) is None
+
+
+def test_deeply_nested_body_is_a_parse_error_not_a_crash() -> None:
+    """Found by the gateway fuzz test: `[[[...]]]` 100,000 deep overflowed the JSON parser's stack
+    (RecursionError) and the gateway answered 500."""
+    with pytest.raises(RpcInputError) as exc:
+        parse_body(b"[" * 100_000 + b"]" * 100_000)
+    assert exc.value.code == PARSE_ERROR and "too deeply" in exc.value.message
+
+
+def test_a_deeply_nested_upstream_event_passes_unchanged() -> None:
+    """The same from the other side: an upstream SSE event nested too deeply to parse is relayed as is."""
+    event = b"data: " + b"[" * 100_000 + b"]" * 100_000 + b"\n\n"
+    assert SseRewriter(_filter).feed(event) == event

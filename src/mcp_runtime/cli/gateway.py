@@ -9,7 +9,12 @@ import typer
 
 from mcp_runtime.cli.common.errors import CliError
 from mcp_runtime.cli.common.serving import configure_logging
-from mcp_runtime.resources.server import DEFAULT_GATEWAY_PORT, DEFAULT_MCP_PATH
+from mcp_runtime.resources.server import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_GATEWAY_PORT,
+    DEFAULT_MCP_PATH,
+    DEFAULT_READ_TIMEOUT,
+)
 
 if TYPE_CHECKING:
     from mcp_runtime.gateway import PolicySource
@@ -64,6 +69,13 @@ def run(
     upstream_token_file: Path | None = typer.Option(
         None, "--upstream-token-file", metavar="FILE",
         help="Credential sent upstream as a bearer token (the client's never is)."),
+    connect_timeout: str = typer.Option(
+        DEFAULT_CONNECT_TIMEOUT, "--connect-timeout", metavar="DURATION",
+        help="How long to wait for a connection to the upstream (spec.gateway.timeouts.connect)."),
+    read_timeout: str = typer.Option(
+        DEFAULT_READ_TIMEOUT, "--read-timeout", metavar="DURATION",
+        help="How long the upstream may take to start answering, and pause within an answer to a POST "
+             "(spec.gateway.timeouts.read)."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
     """Serve the gateway in front of one MCP server until interrupted.
@@ -92,10 +104,13 @@ def run(
         raw = _readable(upstream_token_file, "upstream token file", "--upstream-token-file")
         upstream_token = raw.decode().strip() or None
     emitter = _emitter(ingest_url, ingest_key_file, spool_dir)
+    connect_seconds = _seconds(connect_timeout, "--connect-timeout")
+    read_seconds = _seconds(read_timeout, "--read-timeout")
 
     configure_logging(log_level)
     route = GatewayRoute(upstream=upstream, policy=source, keys=keys, server=server, namespace=namespace,
-                         path=path, upstream_token=upstream_token)
+                         path=path, upstream_token=upstream_token, connect_timeout=connect_seconds,
+                         read_timeout=read_seconds)
     gateway = Gateway([route], emitter=emitter)
     doc = source.document
     who = f"{namespace or doc.server.namespace}/{server or doc.server.name}" if doc else server or "(from policy)"
@@ -103,6 +118,16 @@ def run(
     typer.echo(f"mcp-gateway for {who}: http://{host}:{port}{route.public_path()} -> {upstream} "
                f"(policy {revision} from {source.describe()}, analytics {'on' if emitter else 'off'})", err=True)
     serve(gateway, host, port, log_level=log_level.lower())
+
+
+def _seconds(value: str, flag: str) -> float:
+    """A duration flag (`10s`, `5m`) in seconds."""
+    from mcp_runtime.resources import parse_duration
+
+    try:
+        return parse_duration(value).total_seconds()
+    except ValueError as exc:
+        raise CliError(f"{flag}: {exc}", hint=f"for example {flag} 30s") from None
 
 
 def _keys(jwks_file: Path) -> JwksFile:

@@ -14,7 +14,13 @@ from mcp_runtime.gateway.auth import TokenVerifier, bearer_challenge
 from mcp_runtime.gateway.keys_source import JwksFile
 from mcp_runtime.gateway.limits import Limiter
 from mcp_runtime.gateway.policy_source import PolicySource
-from mcp_runtime.gateway.upstream import Upstream, UpstreamPool, open_upstream
+from mcp_runtime.gateway.upstream import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_READ_TIMEOUT,
+    Upstream,
+    UpstreamPool,
+    open_upstream,
+)
 from mcp_runtime.security import PublicKeySet, session_audience
 
 
@@ -35,6 +41,11 @@ class GatewayRoute:
     """Public path; defaults to `/<server>/mcp`."""
     upstream_token: str | None = None
     """Credential sent upstream as `Authorization: Bearer ...` (the client's bearer never is)."""
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    """Seconds to open a connection to the upstream (`spec.gateway.timeouts.connect`)."""
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    """Seconds for the upstream to start answering, and that an answer to a POST may pause
+    (`spec.gateway.timeouts.read`)."""
 
     def public_path(self) -> str:
         if self.path:
@@ -60,7 +71,8 @@ class BoundRoute:
     @classmethod
     def bind(cls, route: GatewayRoute) -> BoundRoute:
         keys = route.keys
-        upstream = open_upstream(route.upstream, credential=route.upstream_token)
+        upstream = open_upstream(route.upstream, credential=route.upstream_token,
+                                 connect_timeout=route.connect_timeout, read_timeout=route.read_timeout)
         if isinstance(keys, JwksFile):
             bound = cls(config=route, upstream=upstream, verifier=TokenVerifier(keys.keys), path=route.public_path())
             keys.add_listener(bound.set_keys)

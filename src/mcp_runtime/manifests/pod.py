@@ -26,6 +26,7 @@ from mcp_runtime.manifests.common import (
 from mcp_runtime.manifests.options import SecretKey
 from mcp_runtime.policy import PolicyDocument
 from mcp_runtime.resources import MCPServer
+from mcp_runtime.resources.server import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT
 
 
 def pod_template(ctx: RenderContext, policy: PolicyDocument, labels: dict[str, str], image: str) -> Manifest:
@@ -176,6 +177,11 @@ def _gateway_container(ctx: RenderContext) -> tuple[Manifest, list[Manifest]]:
     ]
     if options.watch_policy_via_api:
         args += ["--policy-configmap", f"{ctx.namespace}/{policy_configmap_name(ctx.server.name)}"]
+    timeouts = spec.gateway.timeouts
+    if timeouts.connect != DEFAULT_CONNECT_TIMEOUT:
+        args += ["--connect-timeout", timeouts.connect]
+    if timeouts.read != DEFAULT_READ_TIMEOUT:
+        args += ["--read-timeout", timeouts.read]
     mounts: list[Manifest] = [
         {"name": "policy", "mountPath": policy_dir, "readOnly": True},
         {"name": "jwks", "mountPath": jwks_dir, "readOnly": True},

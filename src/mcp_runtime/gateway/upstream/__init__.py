@@ -4,13 +4,28 @@
 added here next to the HTTP one.
 """
 
-from mcp_runtime.gateway.upstream.base import Upstream, UpstreamError, UpstreamRequest, UpstreamResponse
-from mcp_runtime.gateway.upstream.http import UpstreamPool
+from mcp_runtime.gateway.upstream.base import (
+    Upstream,
+    UpstreamError,
+    UpstreamInvalidAnswer,
+    UpstreamRequest,
+    UpstreamResponse,
+    UpstreamTimeout,
+)
+from mcp_runtime.gateway.upstream.http import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_READ_TIMEOUT,
+    MAX_ANSWER,
+    UpstreamPool,
+)
 
 
-def open_upstream(url: str, *, credential: str | None = None) -> Upstream:
+def open_upstream(url: str, *, credential: str | None = None, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+                  read_timeout: float = DEFAULT_READ_TIMEOUT) -> Upstream:
     """The upstream of a route: today always an MCP Streamable HTTP endpoint (`http(s)://host:port/path`)."""
-    return UpstreamPool(url, credential=credential)
+    return UpstreamPool(url, credential=credential, connect_timeout=connect_timeout, head_timeout=read_timeout)
 
 
-__all__ = ["Upstream", "UpstreamError", "UpstreamPool", "UpstreamRequest", "UpstreamResponse", "open_upstream"]
+__all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_READ_TIMEOUT", "MAX_ANSWER", "Upstream", "UpstreamError",
+           "UpstreamInvalidAnswer", "UpstreamPool", "UpstreamRequest", "UpstreamResponse", "UpstreamTimeout",
+           "open_upstream"]
