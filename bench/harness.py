@@ -59,8 +59,9 @@ def process(argv: list[str], ready_url: str, *, env: Mapping[str, str] | None = 
         transport = httpx.HTTPTransport(uds=str(uds)) if uds else None
         while True:
             try:
-                with httpx.Client(transport=transport, timeout=2) as probe:
-                    status = probe.get(ready_url).status_code
+                # Headers only: a ready URL may answer with an SSE stream that never ends (GET /mcp).
+                with httpx.Client(transport=transport, timeout=2) as probe, probe.stream("GET", ready_url) as answer:
+                    status = answer.status_code
                 if ready_status is None or status == ready_status:
                     break
             except httpx.TransportError:

@@ -189,9 +189,26 @@ def governed_gateway(up: RunningUpstream, ctx: Context, *, server_spec: Mapping[
                      pid=proc.pid)
 
 
+@contextlib.contextmanager
+def limited_gateway(up: RunningUpstream, ctx: Context) -> Iterator[Target]:
+    """The gateway with an argument condition on `echo` and three rate limits (server, grant, tool rule)
+    that never refuse at bench rates: what judging a condition and counting the buckets costs."""
+    never = {"requestsPerSecond": 100_000, "burst": 1_000_000}
+    with governed_gateway(
+        up, ctx,
+        server_spec={"policy": {"rateLimit": {"callsPerDay": 1_000_000_000, "per": ["server"]}}},
+        grant_spec={"rateLimit": never,
+                    "toolRules": [{"name": "echo", "condition": "size(args.text) <= 100 && caller.agentID != ''",
+                                   "rateLimit": {**never, "per": ["tool", "human"]}}]},
+    ) as target:
+        yield target
+
+
 SCENARIOS: dict[str, Scenario] = {
     "gateway": Scenario("gateway", "mcp-runtime gateway: session token verified, policy decides each call",
                         governed_gateway),
+    "limits": Scenario("limits", "gateway + an argument condition and three rate limits on each call",
+                       limited_gateway),
 }
 
 PEERS: dict[str, str] = {

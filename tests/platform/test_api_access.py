@@ -231,3 +231,22 @@ def test_adapter_namespace_is_resolved_from_grants_and_ambiguity_lists_candidate
     assert chosen.status_code == 200 and chosen.json()["grant"] == "own-payments"
     world.ok("other", "DELETE", "/runtime/grants/mcp-team-globex/own-payments")
     assert _adapter(world, "other", server="payments").json()["namespace"] == ACME
+
+
+def test_grant_conditions_are_validated_and_explained(world: World) -> None:
+    globex_id = world.teams["globex"]["id"]
+    bad = grant_doc("add-capped", ACME, "payments", {"teamID": globex_id, "agentID": "claude"},
+                    toolRules=[{"name": "add", "condition": "args.a <="}])
+    refused = world.call("owner", "POST", "/runtime/grants", bad)
+    assert refused.status_code == 422
+    assert "toolRule 'add'" in refused.json()["message"] and "not a valid CEL" in refused.json()["message"]
+    good = grant_doc("add-capped", ACME, "payments", {"teamID": globex_id, "agentID": "claude"},
+                     toolRules=[{"name": "add", "condition": "args.a + args.b <= 10"}])
+    world.ok("owner", "POST", "/runtime/grants", good)
+    body = {"server": "payments", "namespace": ACME, "agentID": "claude", "teamID": globex_id, "tool": "add"}
+    small = world.ok("other", "POST", "/runtime/explain", {**body, "arguments": {"a": 2, "b": 3}})
+    assert small["allowed"] and small["condition"] == "args.a + args.b <= 10" and not small["conditional"]
+    big = world.ok("other", "POST", "/runtime/explain", {**body, "arguments": {"a": 20, "b": 3}})
+    assert not big["allowed"] and big["reason"] == "condition_not_met" and big["matchedGrant"] == "add-capped"
+    unknown = world.ok("other", "POST", "/runtime/explain", body)
+    assert unknown["allowed"] and unknown["conditional"]

@@ -262,3 +262,53 @@ def test_before_and_after_are_what_the_evaluator_decides_call_by_call(
                             session_id=f"s-{row.agent_id}")
         decision = evaluate(proposed, identity, row.tool, row.last)
         assert (decision.allowed, str(decision.reason)) == (row.after.decision == "allow", row.after.reason)
+
+
+# --- argument conditions: events keep only a digest of the arguments -------------------------------
+
+def conditioned(condition: str | None) -> MCPAccessGrant:
+    rule: dict[str, Any] = {"name": "add"} if condition is None else {"name": "add", "condition": condition}
+    return MCPAccessGrant.model_validate({
+        "metadata": {"name": "g-cursor", "namespace": NS},
+        "spec": {"serverRef": {"name": "payments"}, "subject": {"agentID": "cursor", "teamID": GLOBEX},
+                 "maxTrust": "high", "toolRules": [{"name": "echo"}, rule]},
+    })
+
+
+def record_with(doc: PolicyDocument, identity: Identity, tool: str, at: datetime,
+                arguments: dict[str, Any]) -> RecordedCall:
+    decision = evaluate(doc, identity, tool, at, arguments)
+    state, live = session_state(doc, identity, at)
+    return RecordedCall(at=at, tool=tool, identity=identity, session_state=state,
+                        consented_trust=live.consented_trust if live else None, allowed=decision.allowed,
+                        reason=str(decision.reason))
+
+
+def test_a_condition_kept_as_is_replays_as_recorded() -> None:
+    current = document([conditioned("args.a <= 10"), BASE[1]])
+    calls = [record_with(current, CURSOR, "add", NOW - timedelta(hours=h), {"a": 5 if h % 2 else 50})
+             for h in range(1, 11)]
+    assert sum(c.allowed for c in calls) == 5
+    # An unrelated change (claude loses its grant): the condition on cursor's rule is unchanged.
+    report = replay(current, document([conditioned("args.a <= 10")]), calls)
+    assert report.replayed == 10 and report.unchanged == 10 and report.drifted == 0 and report.not_replayable == 0
+
+
+def test_a_changed_condition_is_a_named_gap_never_a_guess() -> None:
+    current = document([conditioned("args.a <= 10"), BASE[1]])
+    calls = [record_with(current, CURSOR, "add", NOW - timedelta(hours=h), {"a": h}) for h in range(1, 21)]
+    report = replay(current, document([conditioned("args.a <= 20"), BASE[1]]), calls)
+    assert report.replayed == 0 and report.not_replayable == 20
+    assert [(g.reason, g.calls) for g in report.gaps] == [("argument_condition", 20)]
+
+
+def test_adding_a_condition_is_a_gap_and_removing_one_is_judged() -> None:
+    plain = document([conditioned(None), BASE[1]])
+    calls = [record_with(plain, CURSOR, "add", NOW - timedelta(hours=h), {"a": h}) for h in range(1, 5)]
+    added = replay(plain, document([conditioned("args.a <= 2"), BASE[1]]), calls)
+    assert added.not_replayable == 4 and added.replayed == 0
+    strict = document([conditioned("args.a <= 2"), BASE[1]])
+    calls = [record_with(strict, CURSOR, "add", NOW - timedelta(hours=h), {"a": h}) for h in range(1, 5)]
+    removed = replay(strict, plain, calls)
+    assert removed.replayed == 4 and removed.newly_allowed == 2 and removed.unchanged == 2
+    assert [(r.before.reason, r.after.reason) for r in removed.rows] == [("condition_not_met", "allowed")]

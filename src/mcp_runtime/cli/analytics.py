@@ -3,6 +3,7 @@
     mcp-runtime analytics tools [--server payments] [--team globex] [--since 24h]
     mcp-runtime analytics events [--server S] [--team T] [--decision deny] [--since 15m|ISO] [--follow]
     mcp-runtime analytics usage [--since 7d]
+    mcp-runtime analytics verify [--store URL | --file events.jsonl]
 
 What you see is scoped like the dashboard: your teams' servers and your teams' calls (admins: all).
 """
@@ -11,14 +12,19 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import typer
 import yaml
 
+from mcp_runtime.cli.common.errors import CliError
 from mcp_runtime.cli.common.output import OutputFormat, OutputOption, console, emit, emit_structured
 from mcp_runtime.client import ApiClient, client
+from mcp_runtime.platform.settings import DEFAULT_DATA_DIR
+from mcp_runtime.sentinel.events import AnalyticsEvent
 
 app = typer.Typer(help="Tool calls, callers and decisions seen by the gateways.", no_args_is_help=True)
 
@@ -129,3 +135,85 @@ def _print_stream(rows: list[dict[str, Any]], output: OutputFormat, *, header: b
 def _line(values: list[Any], widths: tuple[int, ...]) -> str:
     cells = ["-" if v is None else str(v) for v in values]
     return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=False)).rstrip()
+
+
+# --- verify: the hash chain of the decision log -----------------------------------------------------
+_VERIFY_PAGE = 5000
+
+
+@app.command("verify")
+def verify(
+    store: str | None = typer.Option(None, "--store", metavar="URL",
+                                     help="The event store: a SQLite path or sqlite:///, chdb:///, clickhouse:// "
+                                          "URL (default: analytics.db in the data directory of 'up')."),
+    file: Path | None = typer.Option(None, "--file", metavar="FILE",
+                                     help="Verify an export instead: JSON Lines, one event per line, "
+                                          "in stored order."),
+    data_dir: Path = typer.Option(DEFAULT_DATA_DIR, "--data-dir", help="Data directory of 'mcp-runtime up'."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Check the decision log's hash chains: every record unchanged, none removed, none reordered.
+
+    Each gateway process links its events into a chain (a sequence number, the previous record's
+    hash, its own SHA-256). Reads the store directly (it needs the store's file or URL, not the API).
+    Exit code 0 when every chain is intact, 1 when a record was changed, removed or reordered (each
+    named), or on bad input.
+    """
+    from mcp_runtime.sentinel.chain import verify as verify_chain
+
+    events = _events_from_file(file) if file is not None else _events_from_store(store, data_dir)
+    verdict = verify_chain(events)
+    answer = {"ok": verdict.ok, "records": verdict.records, "chains": verdict.chains,
+              "unchained": verdict.unchained, "problems": [p.as_dict() for p in verdict.problems]}
+    if not emit_structured(answer, output):
+        for problem in verdict.problems:
+            typer.echo(f"{problem.kind.upper():<10} chain {problem.chain_id} record {problem.seq} "
+                       f"{problem.event_id or '-'}: {problem.detail}")
+        state = "intact" if verdict.ok else f"BROKEN ({len(verdict.problems)} problem(s))"
+        typer.echo(f"{verdict.records} record(s) in {verdict.chains} chain(s): {state}"
+                   + (f"; {verdict.unchained} record(s) carry no chain (older gateways), not verifiable"
+                      if verdict.unchained else ""))
+    if not verdict.ok:
+        raise typer.Exit(1)
+
+
+def _events_from_store(url: str | None, data_dir: Path) -> Iterator[AnalyticsEvent]:
+    from mcp_runtime.sentinel.open_store import open_event_store
+    from mcp_runtime.sentinel.store import UsageFilter
+
+    if url is None:
+        path = data_dir.expanduser() / "analytics.db"
+        if not path.exists():
+            raise CliError(f"no analytics store at {path}", hint="pass --store URL or --data-dir DIR")
+        url = str(path)
+    try:
+        event_store = open_event_store(url)
+    except (ValueError, OSError, RuntimeError) as exc:
+        raise CliError(f"cannot open the analytics store {url}: {exc}", hint="check --store") from None
+    try:
+        after: str | None = None
+        while True:
+            page = event_store.events(UsageFilter(), limit=_VERIFY_PAGE, after_event_id=after)
+            yield from page
+            if len(page) < _VERIFY_PAGE:
+                return
+            after = page[-1].event_id
+    finally:
+        event_store.close()
+
+
+def _events_from_file(path: Path) -> Iterator[AnalyticsEvent]:
+    from pydantic import ValidationError
+
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}", hint="pass a JSON Lines export") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            yield AnalyticsEvent.model_validate_json(line)
+        except ValidationError as exc:
+            raise CliError(f"{path}:{number}: not an analytics event: {exc.errors()[0]['msg']}",
+                           hint="one event per line, as the store holds them") from None

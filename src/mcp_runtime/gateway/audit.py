@@ -4,9 +4,11 @@
 no I/O to a request. Values a client controls (tool names, methods) are clipped to the event schema's
 bounds so a hostile request can never make the event invalid and lose the audit record.
 
-Each event also carries what a later replay of the decision needs (`access simulate`, see
-docs/governance.md): the time the gateway decided at, the state and consented trust of the caller's
-session in the policy of that moment, and a digest of the tool call's arguments.
+Each event is linked into this process's hash chain (sentinel/chain.py), so a changed, removed or
+reordered record is detected by `mcp-runtime analytics verify`. Each event also carries what a later
+replay of the decision needs (`access simulate`, see docs/governance.md): the time the gateway decided
+at, the state and consented trust of the caller's session in the policy of that moment, and a digest of
+the tool call's arguments.
 """
 
 from __future__ import annotations
@@ -45,10 +47,13 @@ class Auditor:
     def __init__(self, emitter: Emitter | None) -> None:
         self.emitter = emitter
         if emitter is not None:
+            from mcp_runtime.sentinel.chain import EventChain
             from mcp_runtime.sentinel.events import EVENT_VERSION, AnalyticsEvent
 
             self._event = AnalyticsEvent
             self._version = EVENT_VERSION
+            self.chain = EventChain()
+            """This process's hash chain: every event links to the one before (sentinel/chain.py)."""
 
     @property
     def enabled(self) -> bool:
@@ -113,6 +118,7 @@ class Auditor:
                 consented_trust=str(session.consented_trust) if session is not None else None,
                 arguments_digest=arguments_digest(arguments) if tool is not None else None,
             )
+            event = self.chain.link(event)
         except Exception:  # an audit record must never break the request it describes
             log.exception("could not build the analytics event for %s %s", server, rpc_method)
             return
@@ -132,6 +138,12 @@ def tool_arguments(raw: Any) -> Any:
     """`params.arguments` of a JSON-RPC message (None when absent)."""
     params = raw.get("params") if isinstance(raw, dict) else None
     return params.get("arguments") if isinstance(params, dict) else None
+
+
+def call_arguments(raw: Any) -> dict[str, Any]:
+    """The arguments an argument condition sees: `params.arguments` when it is an object, else none."""
+    arguments = tool_arguments(raw)
+    return arguments if isinstance(arguments, dict) else {}
 
 
 def trace_id_from(traceparent: bytes | None) -> str | None:

@@ -51,6 +51,9 @@ class GatewayMetrics:
         self.upstream_errors = Counter("mcp_gateway_upstream_errors",
                                        "Requests the upstream could not answer.", ["server"],
                                        registry=self.registry)
+        self.rate_limited = Counter("mcp_gateway_rate_limited",
+                                    "Tool calls refused by a rate limit or daily quota, by server and limit.",
+                                    ["server", "limit"], registry=self.registry)
         self._children: dict[tuple[str, ...], object] = {}
 
     # Labelled children are cached: `labels()` costs more than the increment itself.
@@ -67,6 +70,9 @@ class GatewayMetrics:
         if child is None:
             child = self._children[key] = self.decisions.labels(server, "allow" if allowed else "deny", reason)
         child.inc()  # type: ignore[attr-defined]
+
+    def count_rate_limited(self, server: str, limit: str) -> None:
+        self.rate_limited.labels(server, limit).inc()
 
     def observe_duration(self, server: str, seconds: float) -> None:
         key = ("h", server)

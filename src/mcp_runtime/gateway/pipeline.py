@@ -1,4 +1,4 @@
-"""The request path of a governed server: admit -> parse -> authenticate -> authorize -> forward -> relay.
+"""The request path of a governed server: admit -> parse -> authenticate -> authorize -> limit -> forward -> relay.
 
 Why named steps: each feature of the gateway belongs to exactly one of them, and the two flows that
 string them together (`RequestPath.post`, `RequestPath.stream_or_end`) stay a few lines that read like
@@ -11,8 +11,9 @@ Where the features of this milestone plug in, without changing the flows:
 - OAuth 2.1 access tokens bound to the server: `authenticate` asks `route.verifier`, which can accept a
   second kind of token; every 401 carries `route.challenge(...)` as `WWW-Authenticate`, the one place to
   add `resource_metadata=...`.
-- Per-tool rate limits and argument conditions: `authorize` hands the evaluator each message (the raw
-  message, arguments included, is `msg.raw`); the evaluator decides, the route keeps the counters.
+- Argument conditions: `authorize` hands the evaluator each call's arguments; the evaluator decides.
+- Rate limits and quotas: the evaluator names the limits of an allowed call; the `limit` step counts
+  them in the route's `Limiter` (limits.py) and refuses a spent one (`rate_limited`, 429).
 - Tool-definition pinning: `authorize` denies a call whose tool changed; `visible_tools` hides such a
   tool from `tools/list` answers.
 - Human approval: `authorize` is a coroutine, so it can wait for an approval before a call goes on.
@@ -32,12 +33,13 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from itertools import zip_longest
 from typing import Any
 
 from mcp_runtime.gateway import jsonrpc, refusal
-from mcp_runtime.gateway.audit import Auditor, tool_arguments, trace_id_from
+from mcp_runtime.gateway.audit import Auditor, call_arguments, tool_arguments, trace_id_from
 from mcp_runtime.gateway.auth import Authenticated, extract_token
 from mcp_runtime.gateway.exchange import Exchange
 from mcp_runtime.gateway.metrics import GatewayMetrics
@@ -60,7 +62,7 @@ from mcp_runtime.gateway.relay import (
 from mcp_runtime.gateway.routes import BoundRoute
 from mcp_runtime.gateway.sse import SseRewriter, sse_event
 from mcp_runtime.gateway.upstream import UpstreamError, UpstreamInvalidAnswer, UpstreamRequest, UpstreamResponse
-from mcp_runtime.policy import Decision, allowed_tools, evaluate, evaluate_access
+from mcp_runtime.policy import Decision, Reason, allowed_tools, evaluate, evaluate_access
 from mcp_runtime.resources.common import utcnow
 from mcp_runtime.security import TokenError
 from mcp_runtime.wire import BodyTooLarge, ClientDisconnected, read_body
@@ -124,6 +126,7 @@ class RequestPath:
             await self.parse(ex)
             self.authenticate(ex)
             await self.authorize(ex)
+            self.limit(ex)
             if ex.forward:
                 await self.forward(ex)
                 await self.relay(ex)
@@ -205,7 +208,7 @@ class RequestPath:
         observed = ex.route.tools.observation(doc)
         for msg in messages:
             if msg.tool is not None:
-                decision = evaluate(doc, identity, msg.tool, now, observed=observed)
+                decision = evaluate(doc, identity, msg.tool, now, call_arguments(msg.raw), observed=observed)
             else:
                 if access is None:
                     access = evaluate_access(doc, identity, now)
@@ -215,6 +218,28 @@ class RequestPath:
                 decisions.extend([decision] * (len(messages) - len(decisions)))
                 raise Unauthorized(str(decision.reason), decision.message)
         _sort_messages(ex, decisions)
+
+    def limit(self, ex: Exchange) -> None:
+        """Count each allowed call against the rate limits the evaluator named for it (gateway/limits.py);
+        over a limit, the call is denied `rate_limited` with when to retry. When that leaves nothing to
+        forward and nothing else to answer, the whole request is refused: 429 with `Retry-After`."""
+        decisions: list[Decision | None] = ex.decisions  # type: ignore[assignment]  # authorize's list
+        refused_any = False
+        for index, decision in enumerate(decisions):
+            if decision is None or not decision.limits or not decision.allowed:
+                continue
+            assert ex.now is not None
+            refused = ex.route.limiter.take(decision.limits, ex.now)
+            if refused is None:
+                continue
+            refused_any = True
+            decisions[index] = replace(decision, allowed=False, reason=Reason.rate_limited,
+                                       limits=(refused.limit,), retry_after=refused.retry_after)
+            self.metrics.count_rate_limited(ex.route.server, refused.limit.scope)
+        if refused_any:
+            _sort_messages(ex, decisions)
+            if not ex.forward:
+                raise refusal.rate_limited(ex.denials, ex.is_batch, decisions)
 
     @staticmethod
     def authorize_access(ex: Exchange) -> None:

@@ -7,6 +7,7 @@ in one place, and gives every 401 the same `WWW-Authenticate` challenge: the rou
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +81,17 @@ def not_jsonrpc(exc: RpcInputError) -> Refusal:
 def forbidden(decision: Decision) -> Refusal:
     """403: the caller is known but has no access to the server (GET and DELETE; calls get JSON-RPC errors)."""
     return envelope(403, str(decision.reason), decision.message)
+
+
+def rate_limited(denials: Sequence[dict[str, Any]], is_batch: bool,
+                 decisions: Sequence[Decision | None]) -> Refusal:
+    """429 with `Retry-After`: every call of the request is over a rate limit (the body still carries
+    the JSON-RPC errors, with `data.retryAfter`, for clients that read it)."""
+    waits = [d.retry_after for d in decisions if d is not None and d.retry_after is not None]
+    retry = str(max(1, math.ceil(max(waits, default=1.0)))).encode()
+    body: Any = list(denials) if is_batch else (denials[0] if denials else
+                                                {"error": "rate_limited", "message": "over a rate limit"})
+    return Refusal(429, body, ((b"retry-after", retry),))
 
 
 def method_not_allowed() -> Refusal:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Sequence, Set
 from typing import Any
 
@@ -59,14 +60,20 @@ async def send_empty(send: Send, status: int) -> None:
 
 def denial_error(msg: jsonrpc.RpcMessage, decision: Decision) -> dict[str, Any]:
     """The JSON-RPC error of a denied call: an actionable message and the why, for every MCP client."""
-    return jsonrpc.error_object(msg.id, DENIED, decision.message, {
+    data: dict[str, Any] = {
         "reason": str(decision.reason),
         "server": decision.server,
         "tool": decision.tool,
         "requiredTrust": str(decision.required_trust) if decision.required_trust is not None else None,
         "effectiveTrust": str(decision.effective_trust) if decision.effective_trust is not None else None,
         "policyRevision": decision.policy_revision,
-    })
+    }
+    if decision.retry_after is not None:  # rate_limited: when to try again, and which limit said no
+        data["retryAfter"] = math.ceil(decision.retry_after)
+        data["limit"] = decision.limits[0].scope if decision.limits else None
+    if decision.condition is not None:
+        data["condition"] = decision.condition
+    return jsonrpc.error_object(msg.id, DENIED, decision.message, data)
 
 
 def response_headers(response: UpstreamResponse) -> list[tuple[bytes, bytes]]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from mcp_runtime.gateway.auth import TokenVerifier, bearer_challenge
 from mcp_runtime.gateway.keys_source import JwksFile
+from mcp_runtime.gateway.limits import Limiter
 from mcp_runtime.gateway.pinning import ToolWatch
 from mcp_runtime.gateway.policy_source import PolicySource
 from mcp_runtime.gateway.resource_metadata import metadata_url, origin_allowed, origin_of
@@ -75,6 +76,8 @@ class BoundRoute:
     reload_listener: Callable[[bool], None] | None = None
     tools: ToolWatch = field(default_factory=ToolWatch)
     """The server's tool definitions as last seen (tool-definition pinning, pinning.py)."""
+    limiter: Limiter = field(default_factory=Limiter)
+    """Rate-limit buckets and quota counts of this server, in this process (gateway/limits.py)."""
 
     @classmethod
     def bind(cls, route: GatewayRoute) -> BoundRoute:

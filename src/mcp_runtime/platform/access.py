@@ -24,7 +24,7 @@ from mcp_runtime.platform.visibility import (
     require_manage,
     require_write,
 )
-from mcp_runtime.policy import Identity, evaluate
+from mcp_runtime.policy import ARGUMENTS_UNKNOWN, Identity, evaluate
 from mcp_runtime.resources import (
     SESSION_KIND,
     AccessStatus,
@@ -65,6 +65,8 @@ class ExplainRequest(CamelModel):
     agent_id: str | None = Field(default=None, max_length=256)
     team_id: str | None = Field(default=None, max_length=256)
     session: str | None = Field(default=None, max_length=63)
+    # The call's arguments, to judge argument conditions; None: unknown (a condition then allows "if").
+    arguments: dict[str, Any] | None = Field(default=None, max_length=256)
 
 
 def _with_status(resource: MCPAccessGrant | MCPAgentSession, now: datetime) -> bool:
@@ -415,7 +417,8 @@ class AccessService:
             # "may this identity call this tool": judge the grants as if it held a session
             document = document.model_copy(update={"session_required": False})
             assumed = True
-        decision = evaluate(document, identity, req.tool, utcnow())
+        arguments = ARGUMENTS_UNKNOWN if req.arguments is None else req.arguments
+        decision = evaluate(document, identity, req.tool, utcnow(), arguments)
         return {
             **decision.to_json(), "server": server.metadata.name, "namespace": namespace, "tool": req.tool,
             "sessionAssumed": assumed,

@@ -5,13 +5,16 @@ from mcp_runtime.policy.document import (
     PolicyDocument,
     PolicyDocumentError,
     PolicyGrant,
+    PolicyRateLimit,
     PolicySession,
     PolicyTool,
     canonical_json,
     compile_policy,
 )
 from mcp_runtime.policy.evaluator import (
+    ARGUMENTS_UNKNOWN,
     AUTHENTICATION_REASONS,
+    AppliedLimit,
     Decision,
     Identity,
     Reason,
@@ -25,8 +28,9 @@ from mcp_runtime.policy.evaluator import (
 from mcp_runtime.policy.replay import Gap, ImpactRow, Outcome, RecordedCall, Replayer, ReplayReport, replay
 
 __all__ = [
-    "AUTHENTICATION_REASONS", "SCHEMA_VERSION", "Decision", "Gap", "Identity", "ImpactRow", "Outcome",
-    "PolicyDocument", "PolicyDocumentError", "PolicyGrant", "PolicySession", "PolicyTool", "Reason",
-    "RecordedCall", "ReplayReport", "Replayer", "SessionState", "allowed_tools", "canonical_json",
-    "compile_policy", "describe", "evaluate", "evaluate_access", "replay", "session_state",
+    "ARGUMENTS_UNKNOWN", "AUTHENTICATION_REASONS", "SCHEMA_VERSION", "AppliedLimit", "Decision", "Gap", "Identity",
+    "ImpactRow", "Outcome", "PolicyDocument", "PolicyDocumentError", "PolicyGrant", "PolicyRateLimit",
+    "PolicySession", "PolicyTool", "Reason", "RecordedCall", "ReplayReport", "Replayer", "SessionState",
+    "allowed_tools", "canonical_json", "compile_policy", "describe", "evaluate", "evaluate_access", "replay",
+    "session_state",
 ]

@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from pydantic import ConfigDict, ValidationError
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from mcp_runtime.resources import (
     MCPAccessGrant,
@@ -27,7 +27,9 @@ from mcp_runtime.resources import (
     Trust,
 )
 from mcp_runtime.resources.common import CamelModel, RiskLevel
+from mcp_runtime.resources.conditions import CompiledCondition, ConditionError, compile_condition
 from mcp_runtime.resources.io import describe_validation_error
+from mcp_runtime.resources.limits import LimitKey, RateLimit
 from mcp_runtime.resources.pinning import PinMode
 
 SCHEMA_VERSION = 1
@@ -56,10 +58,44 @@ class PolicyTool(_Frozen):
     """The digest of the reviewed definition (resources/pinning.py); None: not pinned."""
 
 
+class PolicyRateLimit(_Frozen):
+    """A rate limit and/or daily quota (resources/limits.py); the gateway keeps its counters."""
+
+    requests_per_second: float | None = None
+    burst: int = 1
+    calls_per_day: int | None = None
+    per: tuple[LimitKey, ...] = ()
+
+    @cached_property
+    def params(self) -> tuple[float | None, int, int | None]:
+        """What makes two limits count alike: part of a bucket's key (cheaper to hash than the model)."""
+        return (self.requests_per_second, self.burst, self.calls_per_day)
+
+    @classmethod
+    def of(cls, limit: RateLimit | None) -> PolicyRateLimit | None:
+        if limit is None:
+            return None
+        return cls(requests_per_second=limit.requests_per_second,
+                   burst=limit.capacity if limit.requests_per_second is not None else 1,
+                   calls_per_day=limit.calls_per_day, per=tuple(limit.per))
+
+
+def _unset(value: object) -> bool:
+    return value is None
+
+
 class PolicyToolRule(_Frozen):
     name: str
     decision: ToolDecision = ToolDecision.allow
     required_trust: Trust | None = None
+    # Left out of the JSON when unset, so documents without conditions keep their revision.
+    condition: str | None = Field(default=None, exclude_if=_unset)
+    rate_limit: PolicyRateLimit | None = Field(default=None, exclude_if=_unset)
+
+    @cached_property
+    def program(self) -> CompiledCondition | None:
+        """The compiled condition (compiled when the document is built, see `PolicyDocument`)."""
+        return compile_condition(self.condition) if self.condition is not None else None
 
 
 class PolicySubject(_Frozen):
@@ -76,6 +112,7 @@ class PolicyGrant(_Frozen):
     tool_rules: tuple[PolicyToolRule, ...] = ()
     disabled: bool = False
     expires_at: datetime | None = None
+    rate_limit: PolicyRateLimit | None = Field(default=None, exclude_if=_unset)
 
     def rule_for(self, tool: str) -> PolicyToolRule | None:
         return next((r for r in self.tool_rules if r.name == tool), None)
@@ -101,7 +138,20 @@ class PolicyDocument(_Frozen):
     grants: tuple[PolicyGrant, ...] = ()
     sessions: tuple[PolicySession, ...] = ()
     pin_mode: PinMode = PinMode.enforce
+    rate_limit: PolicyRateLimit | None = Field(default=None, exclude_if=_unset)
     revision: str = ""
+
+    @model_validator(mode="after")
+    def _compile_conditions(self) -> PolicyDocument:
+        """Compile every argument condition once, when the document is built or loaded: a bad one makes
+        the whole document invalid (the gateway keeps its last good one) instead of failing per call."""
+        for grant in self.grants:
+            for rule in grant.tool_rules:
+                try:
+                    rule.program  # noqa: B018 - fills the cached property
+                except ConditionError as exc:
+                    raise ValueError(f"grant {grant.name!r} toolRule {rule.name!r}: {exc}") from None
+        return self
 
     # Indexes built once per document (cached in the instance dict: plain lookups on the hot path).
     @cached_property
@@ -196,11 +246,13 @@ def compile_policy(
             max_trust=g.spec.max_trust,
             allowed_side_effects=tuple(g.spec.allowed_side_effects),
             tool_rules=tuple(
-                PolicyToolRule(name=r.name, decision=r.decision, required_trust=r.required_trust)
+                PolicyToolRule(name=r.name, decision=r.decision, required_trust=r.required_trust,
+                               condition=r.condition, rate_limit=PolicyRateLimit.of(r.rate_limit))
                 for r in g.spec.tool_rules
             ),
             disabled=g.spec.disabled,
             expires_at=g.spec.expires_at,
+            rate_limit=PolicyRateLimit.of(g.spec.rate_limit),
         )
         for g in sorted(grants, key=lambda g: g.metadata.name)
         if ours(g.spec.server_ref.name, g.spec.server_ref.namespace, g.metadata.namespace)
@@ -229,6 +281,7 @@ def compile_policy(
         grants=tuple(policy_grants),
         sessions=tuple(policy_sessions),
         pin_mode=server.spec.pinning.mode,
+        rate_limit=PolicyRateLimit.of(server.spec.policy.rate_limit),
     )
     return doc.model_copy(update={"revision": revision_of(doc.body())})
 

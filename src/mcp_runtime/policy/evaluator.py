@@ -7,22 +7,27 @@ reads the clock: `now` is an argument, so a decision is a function of (document,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
+from enum import Enum, StrEnum
+from types import MappingProxyType
 from typing import Any
 
 from mcp_runtime.policy.document import (
     PolicyDocument,
     PolicyGrant,
+    PolicyRateLimit,
     PolicySession,
     PolicySubject,
     PolicyTool,
+    PolicyToolRule,
 )
 from mcp_runtime.policy.pinning import PinState, pin_state, pinning_active
 from mcp_runtime.resources import PolicyMode, SideEffect, ToolDecision, Trust
 from mcp_runtime.resources.common import is_expired
+from mcp_runtime.resources.limits import LimitKey
 from mcp_runtime.resources.pinning import PinMode
 
 
@@ -44,6 +49,8 @@ class Reason(StrEnum):
     tool_definition_changed = "tool_definition_changed"
     tool_not_pinned = "tool_not_pinned"
     tool_definition_unverified = "tool_definition_unverified"
+    condition_not_met = "condition_not_met"
+    rate_limited = "rate_limited"  # not the evaluator's: the gateway's counters, for a limit it named
 
 
 AUTHENTICATION_REASONS = frozenset({
@@ -56,7 +63,22 @@ _PIN_DENIALS = {PinState.changed: Reason.tool_definition_changed, PinState.not_p
 
 # When no grant passes, the failure that got furthest is reported: a grant that covers the tool and
 # allows its side effect but lacks trust is "closer" than one that does not cover the tool at all.
-_CLOSENESS = {Reason.tool_not_granted: 0, Reason.side_effect_not_allowed: 1, Reason.trust_too_low: 2}
+_CLOSENESS = {Reason.tool_not_granted: 0, Reason.side_effect_not_allowed: 1, Reason.trust_too_low: 2,
+              Reason.condition_not_met: 3}
+
+
+class Unknown(Enum):
+    """The call's arguments are not known (a `tools/list` filter, `access explain` without `--arguments`,
+    a replay of a recorded call, which keeps only their digest)."""
+
+    arguments = "unknown"
+
+
+ARGUMENTS_UNKNOWN = Unknown.arguments
+"""Pass as `arguments` when they are not known: a rule with a condition then allows *conditionally*
+(`Decision.conditional`), which the caller must not take as a plain allow for a call."""
+
+_NO_ARGUMENTS: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +95,16 @@ class Identity:
 
 
 @dataclass(frozen=True, slots=True)
+class AppliedLimit:
+    """A rate limit that applies to an allowed call, and the bucket it counts in: the gateway takes a
+    token from every applied limit of a call (or refuses it with `rate_limited`)."""
+
+    scope: str  # whose limit: "server", "grant/<name>" or "grant/<name>/tool/<tool>"
+    key: tuple[str, ...]  # the call's values of `limit.per`: calls with the same key share a bucket
+    limit: PolicyRateLimit
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     allowed: bool
     reason: Reason
@@ -84,6 +116,11 @@ class Decision:
     required_trust: Trust | None = None
     side_effect: SideEffect | None = None
     policy_revision: str = ""
+    condition: str | None = None  # the rule's condition that was checked (or could not be: `conditional`)
+    condition_detail: str | None = None  # why it did not hold
+    conditional: bool = False  # allowed only if `condition` holds: the arguments were not known
+    limits: tuple[AppliedLimit, ...] = ()  # rate limits the gateway must count this allowed call against
+    retry_after: float | None = None  # rate_limited: seconds until the limit lets a call through
 
     @property
     def is_authentication_failure(self) -> bool:
@@ -108,6 +145,9 @@ class Decision:
             "effectiveTrust": self.effective_trust.value if self.effective_trust else None,
             "sideEffect": self.side_effect.value if self.side_effect else None,
             "policyRevision": self.policy_revision,
+            "condition": self.condition,
+            "conditionDetail": self.condition_detail,
+            "conditional": self.conditional,
             "message": self.message,
         }
 
@@ -184,25 +224,27 @@ def evaluate_access(doc: PolicyDocument, identity: Identity | None, now: datetim
                     policy_revision=doc.revision)
 
 
-def evaluate(doc: PolicyDocument, identity: Identity | None, tool: str, now: datetime, *,
+def evaluate(doc: PolicyDocument, identity: Identity | None, tool: str, now: datetime,
+             arguments: Mapping[str, Any] | Unknown = _NO_ARGUMENTS, *,
              observed: Mapping[str, str] | None = None) -> Decision:
-    """Decide a `tools/call` of `tool` by `identity` at `now`.
+    """Decide a `tools/call` of `tool` by `identity` at `now` with `arguments`.
 
-    `observed`: the digests of the tool definitions the gateway saw from the server (tool name ->
-    `sha256:...`); given, the definition is judged against its pin (step 4b). Callers that do not see
-    definitions (`access explain`, replays) leave it None.
-    The steps are those of docs/architecture.md, "How a tool call is decided"."""
+    The steps are those of docs/architecture.md, "How a tool call is decided". `arguments` defaults to
+    none at all (so a rule's condition over an argument fails: closed); `ARGUMENTS_UNKNOWN` asks what
+    would be decided for some arguments (see `Unknown`). `observed`: the digests of the tool definitions
+    the gateway saw from the server (tool name -> `sha256:...`); given, the definition is judged against
+    its pin (step 4b). Callers that do not see definitions (`access explain`, replays) leave it None."""
     server = doc.server.name
     spec = doc.tool(tool)
     side_effect = spec.side_effect if spec else None
 
     def decision(allowed: bool, reason: Reason, *, matched_grant: str | None = None,
                  matched_session: str | None = None, effective_trust: Trust | None = None,
-                 required_trust: Trust | None = None) -> Decision:
+                 required_trust: Trust | None = None, **extra: Any) -> Decision:
         return Decision(allowed, reason, server, tool=tool, side_effect=side_effect,
                         matched_grant=matched_grant, matched_session=matched_session,
                         effective_trust=effective_trust, required_trust=required_trust,
-                        policy_revision=doc.revision)
+                        policy_revision=doc.revision, **extra)
 
     # 1. observe mode records but never blocks.
     if doc.mode == PolicyMode.observe:
@@ -230,7 +272,8 @@ def evaluate(doc: PolicyDocument, identity: Identity | None, tool: str, now: dat
         if doc.default_decision == ToolDecision.allow:
             return decision(True, Reason.default_allow, matched_session=session_name,
                             required_trust=spec.required_trust,
-                            effective_trust=session.consented_trust if session else None)
+                            effective_trust=session.consented_trust if session else None,
+                            limits=_limits(doc, None, None, tool, identity) if doc.rate_limit else ())
         return decision(False, Reason.no_matching_grant, matched_session=session_name,
                         required_trust=spec.required_trust)
     # 6. an explicit deny in any matching grant wins.
@@ -239,10 +282,10 @@ def evaluate(doc: PolicyDocument, identity: Identity | None, tool: str, now: dat
         if rule is not None and rule.decision == ToolDecision.deny:
             return decision(False, Reason.tool_denied, matched_grant=grant.name, matched_session=session_name,
                             required_trust=spec.required_trust)
-    # 7. each grant on its own; the first (by name) that passes allows.
+    # 7-9. each grant on its own; the first (by name) that passes allows.
     closest: Decision | None = None
     for grant in grants:  # already in name order
-        verdict = _judge_grant(grant, spec, session, decision, session_name)
+        verdict = _judge_grant(doc, grant, spec, session, identity, arguments, decision, session_name)
         if verdict.allowed:
             return verdict
         if closest is None or _CLOSENESS[verdict.reason] > _CLOSENESS[closest.reason]:
@@ -251,9 +294,11 @@ def evaluate(doc: PolicyDocument, identity: Identity | None, tool: str, now: dat
     return closest
 
 
-def _judge_grant(grant: PolicyGrant, tool: PolicyTool, session: PolicySession | None,
+def _judge_grant(doc: PolicyDocument, grant: PolicyGrant, tool: PolicyTool, session: PolicySession | None,
+                 identity: Identity, arguments: Mapping[str, Any] | Unknown,
                  decision: Callable[..., Decision], session_name: str | None) -> Decision:
-    """Step 7 for one grant: does it cover the tool, allow its side effect, and carry enough trust?"""
+    """Steps 7-9 for one grant: does it cover the tool, allow its side effect, carry enough trust; does
+    its rule's argument condition hold; which rate limits does the call count against."""
     rule = grant.rule_for(tool.name)
     required = tool.required_trust
     if rule is not None and rule.required_trust is not None:
@@ -266,13 +311,65 @@ def _judge_grant(grant: PolicyGrant, tool: PolicyTool, session: PolicySession | 
         reason = Reason.side_effect_not_allowed
     elif effective < required:
         reason = Reason.trust_too_low
+    extra: dict[str, Any] = {}
+    if reason == Reason.allowed and rule is not None:
+        compiled = rule.program
+        if compiled is not None:  # 8. the rule's argument condition
+            extra["condition"] = compiled.source
+            if isinstance(arguments, Unknown):
+                extra["conditional"] = True
+            else:
+                why = compiled.check(arguments, lambda: _caller(identity))
+                if why is not None:
+                    reason = Reason.condition_not_met
+                    extra["condition_detail"] = why
+    if reason == Reason.allowed and (doc.rate_limit or grant.rate_limit or (rule is not None and rule.rate_limit)):
+        extra["limits"] = _limits(doc, grant, rule, tool.name, identity)  # 9. the limits that apply
     return decision(reason == Reason.allowed, reason, matched_grant=grant.name,
-                    matched_session=session_name, required_trust=required, effective_trust=effective)
+                    matched_session=session_name, required_trust=required, effective_trust=effective, **extra)
+
+
+def _caller(identity: Identity) -> dict[str, str | None]:
+    return {"humanID": identity.human_id, "agentID": identity.agent_id, "teamID": identity.team_id,
+            "sessionID": identity.session_id}
+
+
+def _limits(doc: PolicyDocument, grant: PolicyGrant | None, rule: PolicyToolRule | None, tool: str,
+            identity: Identity) -> tuple[AppliedLimit, ...]:
+    """The rate limits an allowed call counts against: the server's, its grant's and its tool rule's,
+    each with the call's bucket key (its values of the limit's `per`)."""
+    applied = []
+    if doc.rate_limit is not None:
+        applied.append(AppliedLimit("server", _key(doc.rate_limit, doc, tool, identity), doc.rate_limit))
+    if grant is not None and grant.rate_limit is not None:
+        applied.append(AppliedLimit(f"grant/{grant.name}", _key(grant.rate_limit, doc, tool, identity),
+                                    grant.rate_limit))
+    if grant is not None and rule is not None and rule.rate_limit is not None:
+        applied.append(AppliedLimit(f"grant/{grant.name}/tool/{tool}", _key(rule.rate_limit, doc, tool, identity),
+                                    rule.rate_limit))
+    return tuple(applied)
+
+
+def _key(limit: PolicyRateLimit, doc: PolicyDocument, tool: str, identity: Identity) -> tuple[str, ...]:
+    values = {LimitKey.server: doc.server.name, LimitKey.tool: tool, LimitKey.team: identity.team_id or "",
+              LimitKey.human: identity.human_id or "", LimitKey.agent: identity.agent_id or ""}
+    return tuple(values[k] for k in limit.per)
 
 
 def allowed_tools(doc: PolicyDocument, identity: Identity | None, now: datetime) -> list[str]:
     """The tools `identity` may call now, by asking `evaluate` for each: list and call always agree."""
-    return [t.name for t in doc.tools if evaluate(doc, identity, t.name, now).allowed]
+    return [t.name for t in doc.tools if evaluate(doc, identity, t.name, now, ARGUMENTS_UNKNOWN).allowed]
+
+
+def _limit_text(applied: AppliedLimit) -> str:
+    limit = applied.limit
+    parts = []
+    if limit.requests_per_second is not None:
+        parts.append(f"{limit.requests_per_second:g}/s (burst {limit.burst})")
+    if limit.calls_per_day is not None:
+        parts.append(f"{limit.calls_per_day} calls/day")
+    per = ", ".join(limit.per) or "everyone"
+    return f"the {applied.scope} limit of {' and '.join(parts)} per {per}"
 
 
 def describe(decision: Decision) -> str:
@@ -281,7 +378,11 @@ def describe(decision: Decision) -> str:
     server = decision.server
     reason = decision.reason
     if reason == Reason.allowed:
-        return f"{tool} on {server} is allowed by grant {decision.matched_grant or '(none)'}"
+        text = f"{tool} on {server} is allowed by grant {decision.matched_grant or '(none)'}"
+        if decision.condition is not None:
+            when = "if" if decision.conditional else "as"
+            text += f" {when} its condition holds: {decision.condition}"
+        return text
     if reason == Reason.observed:
         return f"{server} is in observe mode: {tool} is recorded, not enforced"
     if reason == Reason.default_allow:
@@ -314,6 +415,14 @@ def describe(decision: Decision) -> str:
     if reason == Reason.tool_definition_unverified:
         return (f"the gateway has not seen {tool}'s definition from {server} (it is not in the server's "
                 "tools/list answer): list the tools first; if it stays, the server no longer offers it")
+    if reason == Reason.condition_not_met:
+        return (f"{tool} is allowed by grant {decision.matched_grant!r} only when {decision.condition}, and "
+                f"for this call it does not hold ({decision.condition_detail})")
+    if reason == Reason.rate_limited:
+        limit = decision.limits[0] if decision.limits else None
+        what = _limit_text(limit) if limit is not None else "a rate limit"
+        return (f"{tool} on {server} is over {what}; retry in {math.ceil(decision.retry_after or 1)} s "
+                "or ask the server's team for a higher limit")
     if reason == Reason.tool_denied:
         return f"{tool} is explicitly denied by grant {decision.matched_grant!r}"
     if reason == Reason.tool_not_granted:

@@ -23,6 +23,15 @@ expiry instants of a document it is the same for the same identity and tool: the
 answer of `evaluate` for (document, identity, tool, which expiries have passed) and a week of calls from a
 few hundred callers costs a few hundred evaluations, exactly as if each call were evaluated.
 
+Events keep only a digest of a call's arguments, so an argument condition cannot be re-run: calls are
+judged with the arguments unknown (`ARGUMENTS_UNKNOWN`), and a rule's condition then allows
+*conditionally*. Under the current document such a decision is taken as recorded (the condition decided
+then as it did at the call); under the proposed one it is the same when the proposed document keeps that
+grant's condition unchanged, and otherwise the call is a gap (`argument_condition`): counted, never guessed.
+
+A call refused by a rate limit was allowed by the policy (the gateway's counters refused it): it is
+replayed as allowed, since a replay judges grants, not traffic.
+
 Calls that cannot be replayed faithfully carry a `gap` (e.g. recorded before the event log carried
 the session state and consented trust): they are counted and named in the report, never guessed.
 Calls refused before the policy was consulted (a forged or expired token) are counted apart: no
@@ -32,13 +41,13 @@ policy change can alter them.
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from pydantic import ConfigDict
 
 from mcp_runtime.policy.document import PolicyDocument, PolicySession, PolicySubject
-from mcp_runtime.policy.evaluator import Decision, Identity, Reason, SessionState, describe, evaluate
+from mcp_runtime.policy.evaluator import ARGUMENTS_UNKNOWN, Decision, Identity, Reason, SessionState, describe, evaluate
 from mcp_runtime.resources import Trust
 from mcp_runtime.resources.common import CamelModel, as_utc
 
@@ -167,8 +176,16 @@ class Replayer:
         if call.reason not in _POLICY_REASONS:
             self.before_policy += 1
             return
+        if call.reason == Reason.rate_limited:  # the policy allowed it; a limit's counter refused it
+            call = replace(call, allowed=True, reason=str(Reason.allowed))
         before = self._decide(self._document(self.current, call, as_proposed=False), call)
         after = self._decide(self._document(self.proposed, call, as_proposed=True), call)
+        if before.conditional or after.conditional:
+            resolved = _resolve_conditions(call, before, after)
+            if resolved is None:
+                self._add_gap(ARGUMENT_CONDITION_GAP, call.at)
+                return
+            before, after = resolved
         self.replayed += 1
         if before.allowed != call.allowed or str(before.reason) != call.reason:
             self.drifted += 1
@@ -187,7 +204,8 @@ class Replayer:
         if decision is None:
             if len(self._decisions) >= _DECISION_CACHE:
                 self._decisions.clear()
-            decision = self._decisions[key] = evaluate(doc, call.identity, call.tool, call.at)
+            decision = self._decisions[key] = evaluate(doc, call.identity, call.tool, call.at,
+                                                       ARGUMENTS_UNKNOWN)
         return decision
 
     def _add_change(self, call: RecordedCall, before: Decision, after: Decision) -> None:
@@ -250,6 +268,25 @@ class Replayer:
             callers_losing_access=len({(r.human_id, r.agent_id, r.team_id) for r in newly_denied}),
             tools_losing_access=len({r.tool for r in newly_denied}),
         )
+
+
+ARGUMENT_CONDITION_GAP = "argument_condition"
+
+
+def _resolve_conditions(call: RecordedCall, before: Decision,
+                        after: Decision) -> tuple[Decision, Decision] | None:
+    """Decisions that hinge on an argument condition, resolved from what was recorded (module docstring);
+    None when the proposed document's condition cannot be judged without the arguments."""
+    if before.conditional:
+        recorded = Reason(call.reason)
+        if recorded not in (Reason.allowed, Reason.condition_not_met):
+            return None  # the policy changed since the call: what the condition said is not known
+        before = replace(before, allowed=recorded == Reason.allowed, reason=recorded, conditional=False)
+    if after.conditional:
+        if not (after.matched_grant == before.matched_grant and after.condition == before.condition):
+            return None
+        after = replace(after, allowed=before.allowed, reason=before.reason, conditional=False)
+    return before, after
 
 
 def _expiry_instants(doc: PolicyDocument) -> tuple[datetime, ...]:

@@ -59,6 +59,7 @@ from mcp_runtime.resources.kinds import (
     Resource,
     ResourceKind,
 )
+from mcp_runtime.resources.limits import LimitKey, RateLimit
 from mcp_runtime.resources.metadata import (
     ServerMetadata,
     ServersFile,
@@ -109,6 +110,7 @@ __all__ = [
     "GatewaySpec",
     "GatewayTimeouts",
     "GrantPhase",
+    "LimitKey",
     "MCPAccessGrant",
     "MCPAgentSession",
     "MCPServer",
@@ -117,6 +119,7 @@ __all__ = [
     "ObjectMeta",
     "PolicyMode",
     "PolicySpec",
+    "RateLimit",
     "Resource",
     "ResourceError",
     "ResourceKind",

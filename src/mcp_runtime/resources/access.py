@@ -24,14 +24,32 @@ from mcp_runtime.resources.common import (
     as_utc,
     is_expired,
 )
+from mcp_runtime.resources.conditions import MAX_CONDITION, ConditionError, compile_condition
+from mcp_runtime.resources.limits import RateLimit
 
 
 class ToolRule(CamelModel):
-    """A per-tool decision inside a grant. `requiredTrust` raises the bar above the tool's own."""
+    """A per-tool decision inside a grant. `requiredTrust` raises the bar above the tool's own; `condition`
+    (CEL over `args` and `caller`, resources/conditions.py) must also hold for an allow rule to allow."""
 
     name: ToolName
     decision: ToolDecision = ToolDecision.allow
     required_trust: Trust | None = None
+    condition: str | None = Field(default=None, max_length=MAX_CONDITION)
+    rate_limit: RateLimit | None = None
+
+    @model_validator(mode="after")
+    def _condition(self) -> ToolRule:
+        if self.condition is None:
+            return self
+        if self.decision == ToolDecision.deny:
+            raise ValueError(f"toolRule {self.name!r}: a condition only narrows an allow rule; remove it "
+                             "from this deny rule (or make the rule 'allow')")
+        try:
+            compile_condition(self.condition)
+        except ConditionError as exc:
+            raise ValueError(f"toolRule {self.name!r}: condition {self.condition!r}: {exc}") from None
+        return self
 
 
 def _check_subject(subject: Subject) -> Subject:
@@ -48,6 +66,8 @@ class AccessGrantSpec(CamelModel):
     tool_rules: list[ToolRule] = Field(default_factory=list)
     disabled: bool = False
     expires_at: datetime | None = None
+    rate_limit: RateLimit | None = None
+    """Calls this grant allows, limited (every tool together; a tool rule's own limit applies too)."""
 
     @field_validator("subject")
     @classmethod

@@ -27,6 +27,7 @@ from mcp_runtime.resources.common import (
     Trust,
     parse_duration,
 )
+from mcp_runtime.resources.limits import RateLimit
 from mcp_runtime.resources.pinning import Definition, PinningSpec, ToolPin
 
 DEFAULT_APP_PORT = 8088
@@ -99,6 +100,8 @@ class AuthSpec(CamelModel):
 class PolicySpec(CamelModel):
     mode: PolicyMode = PolicyMode.allow_list
     default_decision: ToolDecision = ToolDecision.deny
+    rate_limit: RateLimit | None = None
+    """Every allowed tool call to the server, limited (on top of any grant's or tool rule's limit)."""
 
 
 class SessionSpec(CamelModel):

@@ -202,8 +202,13 @@ _COLUMN_TYPES: dict[str, str] = {
     "session_state": "LowCardinality(Nullable(String))",
     "consented_trust": "LowCardinality(Nullable(String))",
     "arguments_digest": "Nullable(String)",
+    "chain_id": "LowCardinality(Nullable(String))",
+    "chain_seq": "Nullable(UInt64)",
+    "prev_hash": "Nullable(String)",
+    "record_hash": "Nullable(String)",
 }
-_ADDED_COLUMNS = ("event_version", "session_state", "consented_trust", "arguments_digest")
+_ADDED_COLUMNS = ("event_version", "session_state", "consented_trust", "arguments_digest", "chain_id", "chain_seq",
+                  "prev_hash", "record_hash")
 """Columns added after the first schema: `ddl()` adds them to an older table; stored rows keep their data
 and take the column default (`event_version` 1: recorded before the replay inputs were)."""
 assert tuple(_COLUMN_TYPES) == EVENT_COLUMNS, "ClickHouse columns must follow AnalyticsEvent's fields"
@@ -211,7 +216,7 @@ assert tuple(_COLUMN_TYPES) == EVENT_COLUMNS, "ClickHouse columns must follow An
 _SELECT_EVENT = ", ".join("toUnixTimestamp64Micro(timestamp)" if name == "timestamp" else name
                           for name in EVENT_COLUMNS)
 _TS_WRAP = "fromUnixTimestamp64Micro({}, 'UTC')"
-_INT_COLUMNS = {"status", "bytes_in", "bytes_out", "event_version"}
+_INT_COLUMNS = {"status", "bytes_in", "bytes_out", "event_version", "chain_seq"}
 
 
 def event_json_row(event: AnalyticsEvent) -> str:
@@ -222,7 +227,8 @@ def event_json_row(event: AnalyticsEvent) -> str:
 
 
 def _event(row: Sequence[Any]) -> AnalyticsEvent:
-    values = [int(v) if name in _INT_COLUMNS else v for name, v in zip(EVENT_COLUMNS, row, strict=True)]
+    values = [int(v) if name in _INT_COLUMNS and v is not None else v
+              for name, v in zip(EVENT_COLUMNS, row, strict=True)]
     return event_from_row(values)
 
 

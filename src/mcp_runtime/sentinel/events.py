@@ -149,6 +149,12 @@ class AnalyticsEvent(BaseModel):
     session_state: SessionStateKind | None = None
     consented_trust: TrustLevel | None = None
     arguments_digest: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    # The hash chain of the gateway's decision log (sentinel/chain.py): which chain, where in it, the
+    # previous record's hash and this record's. None on events of older gateways and other sources.
+    chain_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    chain_seq: int | None = Field(default=None, ge=0)
+    prev_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    record_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
     @field_validator("timestamp")
     @classmethod

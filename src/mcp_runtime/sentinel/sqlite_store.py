@@ -45,7 +45,7 @@ from mcp_runtime.sentinel.store import (
     where_clause,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 TABLE = "sentinel_events"
 
 # The stored columns, in EVENT_COLUMNS order; `timestamp` is kept as `ts_us` (microseconds).
@@ -81,7 +81,11 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     event_version   INTEGER NOT NULL DEFAULT 1,
     session_state   TEXT,
     consented_trust TEXT,
-    arguments_digest TEXT
+    arguments_digest TEXT,
+    chain_id        TEXT,
+    chain_seq       INTEGER,
+    prev_hash       TEXT,
+    record_hash     TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS {TABLE}_ts ON {TABLE} (ts_us);
 CREATE INDEX IF NOT EXISTS {TABLE}_server_ts ON {TABLE} (namespace, server, ts_us);
@@ -96,6 +100,10 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         f"ALTER TABLE {TABLE} ADD COLUMN session_state TEXT",
         f"ALTER TABLE {TABLE} ADD COLUMN consented_trust TEXT",
         f"ALTER TABLE {TABLE} ADD COLUMN arguments_digest TEXT"),
+    3: (f"ALTER TABLE {TABLE} ADD COLUMN chain_id TEXT",
+        f"ALTER TABLE {TABLE} ADD COLUMN chain_seq INTEGER",
+        f"ALTER TABLE {TABLE} ADD COLUMN prev_hash TEXT",
+        f"ALTER TABLE {TABLE} ADD COLUMN record_hash TEXT"),
 }
 
 _INSERT = (f"INSERT OR IGNORE INTO {TABLE} ({', '.join(_COLUMNS)}) "

@@ -7,6 +7,7 @@ given grant and session files, and asks the same evaluator the gateway uses. Not
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from mcp_runtime.cli.common.files import load_resource_files
 from mcp_runtime.cli.common.metadata import DEFAULT_METADATA_DIR, known_namespace, load_metadata, servers_path
 from mcp_runtime.cli.common.output import OutputFormat, OutputOption, emit_structured
 from mcp_runtime.client import client
-from mcp_runtime.policy import Decision, Identity, PolicyDocument, compile_policy, evaluate
+from mcp_runtime.policy import ARGUMENTS_UNKNOWN, Decision, Identity, PolicyDocument, compile_policy, evaluate
 from mcp_runtime.resources import (
     MCPAccessGrant,
     MCPAgentSession,
@@ -44,6 +45,9 @@ def explain(
                                                  help="Local mode: MCPAccessGrant YAML; repeat."),
     session_file: Path | None = typer.Option(None, "--session-file", metavar="FILE",
                                              help="Local mode: the caller's MCPAgentSession YAML."),
+    arguments: str | None = typer.Option(None, "--arguments", metavar="JSON",
+                                         help="The call's arguments as a JSON object, to judge argument "
+                                              "conditions (without it a condition is shown as 'if')."),
     output: OutputFormat = OutputOption,
 ) -> None:
     """May this identity call this tool, and why: the gateway's evaluator decides.
@@ -51,30 +55,49 @@ def explain(
     Against the platform (default): the server's current compiled policy. With --metadata-dir,
     --grant-file or --session-file: from local files (.mcp/servers.yaml plus the YAML given).
     Without a session the caller is taken to hold a valid one (trust capped by the grants only).
+    With --arguments '{"amount": 50}' a grant's argument condition is judged as the gateway would.
     Exit code 0 when the call is allowed, 1 when it is denied (or on bad input).
     """
+    args = _parse_arguments(arguments)
     if metadata_dir is not None or grant_file or session_file is not None:
         if namespace or session:
             raise CliError("--namespace and --session ask the platform; local files carry their own",
                            hint="drop them, or drop --metadata-dir/--grant-file/--session-file")
         allowed = _explain_local(tool, metadata_dir or DEFAULT_METADATA_DIR, grant_file or [], session_file,
-                                 server, Identity(human_id=human_id, agent_id=agent_id, team_id=team_id), output)
+                                 server, Identity(human_id=human_id, agent_id=agent_id, team_id=team_id), args,
+                                 output)
     else:
-        allowed = _explain_on_platform(tool, server, namespace, agent_id, human_id, team_id, session, output)
+        allowed = _explain_on_platform(tool, server, namespace, agent_id, human_id, team_id, session, args,
+                                       output)
     if not allowed:
         raise typer.Exit(1)
 
 
 # --- on the platform ---------------------------------------------------------------------------
+def _parse_arguments(text: str | None) -> dict[str, Any] | None:
+    """--arguments: a JSON object (what a `tools/call` carries in `params.arguments`)."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise CliError(f"--arguments is not JSON: {exc}",
+                       hint="""pass an object, e.g. --arguments '{"amount": 50}'""") from None
+    if not isinstance(value, dict):
+        raise CliError(f"--arguments must be a JSON object, not {type(value).__name__}",
+                       hint="""pass the tool's arguments by name, e.g. --arguments '{"amount": 50}'""")
+    return value
+
+
 def _explain_on_platform(tool: str, server: str | None, namespace: str | None, agent_id: str | None,
                          human_id: str | None, team_id: str | None, session: str | None,
-                         output: OutputFormat) -> bool:
+                         arguments: dict[str, Any] | None, output: OutputFormat) -> bool:
     if not server:
         raise CliError("--server is required to ask the platform",
                        hint="or explain from local files with --metadata-dir and --grant-file")
     answer = client().post("runtime/explain", {
         "server": server, "namespace": namespace, "tool": tool, "agentID": agent_id, "humanID": human_id,
-        "teamID": team_id, "session": session,
+        "teamID": team_id, "session": session, "arguments": arguments,
     })
     if not emit_structured(answer, output):
         _print_explanation(answer)
@@ -85,16 +108,19 @@ def _print_explanation(answer: dict[str, Any]) -> None:
     verdict = "ALLOW" if answer["allowed"] else "DENY"
     typer.echo(f"{verdict} ({answer['reason']}): {answer['message']}")
     for key in ("server", "namespace", "tool", "matchedGrant", "matchedSession", "effectiveTrust",
-                "requiredTrust", "sideEffect", "policyRevision"):
+                "requiredTrust", "sideEffect", "condition", "conditionDetail", "policyRevision"):
         if answer.get(key):
             typer.echo(f"  {key}: {answer[key]}")
+    if answer.get("conditional"):
+        typer.echo("  (the grant's condition decides: pass --arguments '{...}' to judge a call)")
     if answer.get("sessionAssumed"):
         typer.echo("  (judged as if the caller held a session; pass --session NAME to check a real one)")
 
 
 # --- from local files --------------------------------------------------------------------------
 def _explain_local(tool: str, metadata_dir: Path, grant_files: list[Path], session_file: Path | None,
-                   server: str | None, given: Identity, output: OutputFormat) -> bool:
+                   server: str | None, given: Identity, arguments: dict[str, Any] | None,
+                   output: OutputFormat) -> bool:
     """Judge from local files. Without --session-file the caller is taken to hold a valid session, so
     trust is capped by the grants' maxTrust only; with it, the session's name is the session id and its
     subject fills in the identity fields not given on the command line."""
@@ -108,7 +134,8 @@ def _explain_local(tool: str, metadata_dir: Path, grant_files: list[Path], sessi
                or (g.metadata.namespace or namespace) != namespace]
     doc = _local_policy(meta, namespace, grants, session, path)
     identity = _identity(given, session)
-    decision = evaluate(doc, identity, tool, datetime.now(UTC))
+    decision = evaluate(doc, identity, tool, datetime.now(UTC),
+                        ARGUMENTS_UNKNOWN if arguments is None else arguments)
     _print_decision(decision, identity, ignored, session is None, output)
     return decision.allowed
 
@@ -202,6 +229,10 @@ def _print_decision(decision: Decision, identity: Identity, ignored: list[str], 
         rows.append(("session", decision.matched_session))
     rows += [("trust", f"required {decision.required_trust or '-'}, effective {decision.effective_trust or '-'}"),
              ("side effect", str(decision.side_effect or "-"))]
+    if decision.condition is not None:
+        verdict = ("not judged: pass --arguments" if decision.conditional
+                   else decision.condition_detail or "holds")
+        rows.append(("condition", f"{decision.condition} ({verdict})"))
     for label, value in rows:
         typer.echo(f"  {label + ':':<13}{value}")
     typer.echo(f"  {decision.message}")
