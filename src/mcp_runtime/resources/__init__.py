@@ -67,6 +67,7 @@ from mcp_runtime.resources.metadata import (
     scope_image_prefix,
     scope_namespace,
 )
+from mcp_runtime.resources.remote import HeaderSecret, RemoteSpec, is_loopback_host
 from mcp_runtime.resources.server import (
     AnalyticsSpec,
     AuthSpec,
@@ -107,6 +108,7 @@ __all__ = [
     "GatewaySpec",
     "GatewayTimeouts",
     "GrantPhase",
+    "HeaderSecret",
     "MCPAccessGrant",
     "MCPAgentSession",
     "MCPServer",
@@ -115,6 +117,7 @@ __all__ = [
     "ObjectMeta",
     "PolicyMode",
     "PolicySpec",
+    "RemoteSpec",
     "Resource",
     "ResourceError",
     "ResourceKind",
@@ -138,6 +141,7 @@ __all__ = [
     "describe_validation_error",
     "dump_resource",
     "image_has_tag",
+    "is_loopback_host",
     "load_resource",
     "load_resources",
     "load_servers_file",
