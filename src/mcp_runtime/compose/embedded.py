@@ -25,6 +25,7 @@ from typing import Protocol
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mcp_runtime.compose.remote import RemoteNotReady, credential_header, probe, remote_route
 from mcp_runtime.gateway.app import Gateway
 from mcp_runtime.gateway.lifespan import run_lifespan
 from mcp_runtime.gateway.policy_source import InProcessPolicySource
@@ -84,6 +85,7 @@ class EmbeddedPlatform:
         self.runtime: ServerRuntime = (runtime_factory or self._process_runtime)(self._on_runtime_status)
         self._sources: dict[tuple[str, str], InProcessPolicySource] = {}
         self._paths: dict[tuple[str, str], str] = {}
+        self._remotes: dict[tuple[str, str], MCPServer] = {}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unsubscribe: Callable[[], None] | None = None
@@ -116,7 +118,17 @@ class EmbeddedPlatform:
     # --- RuntimeHooks (called by the platform after a change is stored) -------------------------
 
     def check(self, server: MCPServer) -> str | None:
+        if server.spec.remote is not None:
+            return None  # nothing to run: the gateway forwards to the remote
         return self.runtime.check(server)
+
+    def secret_changed(self, namespace: str, name: str) -> None:
+        """A Secret was set or deleted: re-route the remote servers whose credential it holds."""
+        for (ns, _), server in list(self._remotes.items()):
+            remote = server.spec.remote
+            if ns == namespace and remote is not None and remote.header_secret is not None \
+                    and remote.header_secret.name == name:
+                self._submit(self._apply(server))
 
     def server_created(self, server: MCPServer) -> None:
         self._submit(self._apply(server))
@@ -165,6 +177,10 @@ class EmbeddedPlatform:
 
     async def _apply(self, server: MCPServer) -> None:
         namespace, name = server.metadata.namespace or "", server.metadata.name
+        if server.spec.remote is not None:
+            await self._apply_remote(server)
+            return
+        self._remotes.pop((namespace, name), None)
         reason = self.runtime.check(server)
         if reason is not None:
             self._write_status(namespace, name, RuntimeStatus(ServerPhase.error, reason))
@@ -187,12 +203,39 @@ class EmbeddedPlatform:
         await self.gateway.add_route(route)
         self._paths[(namespace, name)] = path
 
+    async def _apply_remote(self, server: MCPServer) -> None:
+        """Route to the remote (nothing deployed; a process of a former spec is stopped), then probe it."""
+        namespace, name = server.metadata.namespace or "", server.metadata.name
+        remote = server.spec.remote
+        assert remote is not None
+        self._remotes[(namespace, name)] = server
+        await self._unroute(namespace, name)
+        await self.runtime.delete(namespace, name)
+        path = server.spec.ingress_path or f"/{name}/mcp"
+        try:
+            header = credential_header(server, self.platform.secrets)
+            route = remote_route(server, header, self._source(namespace, name), self.platform.keyring.public_keys(),
+                                 path)
+            await self.gateway.add_route(route)
+        except (RemoteNotReady, ValueError) as exc:
+            self._write_status(namespace, name, RuntimeStatus(ServerPhase.error, str(exc)))
+            return
+        self._paths[(namespace, name)] = path
+        problem = await probe(remote, header)
+        if problem is None:
+            status = RuntimeStatus(ServerPhase.ready, f"remote server at {remote.url}: nothing deployed, the "
+                                                      "gateway governs and forwards to it")
+        else:
+            status = RuntimeStatus(ServerPhase.error, f"remote server does not answer: {problem}")
+        self._write_status(namespace, name, status)
+
     async def _unroute(self, namespace: str, name: str) -> None:
         path = self._paths.pop((namespace, name), None)
         if path is not None:
             await self.gateway.remove_route(path)
 
     async def _remove(self, namespace: str, name: str) -> None:
+        self._remotes.pop((namespace, name), None)
         await self._unroute(namespace, name)
         await self.runtime.delete(namespace, name)
         with self._lock:

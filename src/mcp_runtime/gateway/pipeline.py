@@ -238,7 +238,7 @@ class RequestPath:
         try:
             response = await route.upstream.send(request)
         except UpstreamError as exc:
-            raise self.upstream_failed(route, exc) from None
+            raise self.upstream_failed(ex, exc) from None
         ex.response = response
         ex.status = response.status
 
@@ -269,7 +269,7 @@ class RequestPath:
         try:
             data = await response.read(MAX_REWRITE)
         except UpstreamError as exc:
-            raise self.upstream_failed(ex.route, exc) from None
+            raise self.upstream_failed(ex, exc) from None
         payload: Any = None
         if data.strip():
             try:
@@ -305,10 +305,12 @@ class RequestPath:
             headers.append((b"www-authenticate", ex.route.challenge(answer.reason, answer.message)))
         await send_json(ex.send, answer.status, answer.body, headers)
 
-    def upstream_failed(self, route: BoundRoute, exc: Exception) -> Refusal:
+    def upstream_failed(self, ex: Exchange, exc: UpstreamError) -> Refusal:
+        """The server failed before its answer began: an error for each forwarded request (502, 504)."""
+        route = ex.route
         self.metrics.upstream_errors.labels(route.server).inc()
         log.warning("upstream %s failed: %s", route.upstream.url, exc)
-        return refusal.bad_gateway(route, exc)
+        return refusal.upstream_failed(route, exc, ex.forward, ex.denials, ex.is_batch)
 
     # -- when the request is over --------------------------------------------------------------------
     def finish(self, ex: Exchange, server: str, method: str, elapsed: float) -> None:

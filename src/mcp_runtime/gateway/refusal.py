@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from mcp_runtime.wire.jsonrpc import error_object
+from mcp_runtime.wire.jsonrpc import UPSTREAM_FAILED, error_object
 
 if TYPE_CHECKING:
-    from mcp_runtime.gateway.jsonrpc import RpcInputError
+    from mcp_runtime.gateway.jsonrpc import RpcInputError, RpcMessage
     from mcp_runtime.gateway.routes import BoundRoute
+    from mcp_runtime.gateway.upstream import UpstreamError
     from mcp_runtime.policy import Decision
     from mcp_runtime.wire import BodyTooLarge
 
@@ -78,5 +79,15 @@ def method_not_allowed() -> Refusal:
                     ((b"allow", b"GET, POST, DELETE"),))
 
 
-def bad_gateway(route: BoundRoute, exc: Exception) -> Refusal:
-    return envelope(502, "upstream_unavailable", f"the MCP server behind {route.path} did not answer: {exc}")
+def upstream_failed(route: BoundRoute, exc: UpstreamError, requests: Sequence[RpcMessage],
+                    denials: Sequence[dict[str, Any]] = (), is_batch: bool = False) -> Refusal:
+    """502 (504 for a timeout) when the server failed before its answer began. JSON-RPC requests each get
+    an error with their id naming the server (with the request's denials, in one batch answer if it was a
+    batch), so every MCP client can tell its caller what happened; a GET or DELETE gets the envelope."""
+    message = f"MCP server {route.server} ({route.path}) did not answer: {exc}"
+    data = {"reason": exc.reason, "server": route.server, "namespace": route.namespace}
+    errors = [error_object(msg.id, UPSTREAM_FAILED, message, data) for msg in requests if msg.is_request]
+    if not errors:
+        return envelope(exc.status, exc.reason, message)
+    answers = [*errors, *denials]
+    return Refusal(exc.status, answers if is_batch else answers[0])

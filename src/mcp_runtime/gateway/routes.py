@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from mcp_runtime.gateway.auth import TokenVerifier, bearer_challenge
 from mcp_runtime.gateway.keys_source import JwksFile
 from mcp_runtime.gateway.policy_source import PolicySource
-from mcp_runtime.gateway.upstream import Upstream, UpstreamPool, open_upstream
+from mcp_runtime.gateway.upstream import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_READ_TIMEOUT,
+    Upstream,
+    UpstreamPool,
+    open_upstream,
+)
 from mcp_runtime.security import PublicKeySet, session_audience
 
 
@@ -34,6 +40,15 @@ class GatewayRoute:
     """Public path; defaults to `/<server>/mcp`."""
     upstream_token: str | None = None
     """Credential sent upstream as `Authorization: Bearer ...` (the client's bearer never is)."""
+    upstream_header: tuple[str, str] | None = None
+    """(name, value): the credential header of a remote server instead (`X-API-Key: ...`, or
+    `Authorization: Bearer ...`); a client's header of that name never reaches the upstream."""
+    ca_bundle: str | None = None
+    """PEM CAs an https upstream's certificate must chain to (default: the system CAs)."""
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    """Seconds to open a connection to the upstream (`spec.gateway.timeouts.connect`)."""
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    """Seconds for the upstream to start answering (`spec.gateway.timeouts.read`)."""
 
     def public_path(self) -> str:
         if self.path:
@@ -57,7 +72,9 @@ class BoundRoute:
     @classmethod
     def bind(cls, route: GatewayRoute) -> BoundRoute:
         keys = route.keys
-        upstream = open_upstream(route.upstream, credential=route.upstream_token)
+        upstream = open_upstream(route.upstream, credential=route.upstream_token,
+                                 credential_header=route.upstream_header, ca_bundle=route.ca_bundle,
+                                 connect_timeout=route.connect_timeout, read_timeout=route.read_timeout)
         if isinstance(keys, JwksFile):
             bound = cls(config=route, upstream=upstream, verifier=TokenVerifier(keys.keys), path=route.public_path())
             keys.add_listener(bound.set_keys)

@@ -17,7 +17,7 @@ from mcp_runtime.platform.core import Platform
 from mcp_runtime.platform.errors import install_error_handlers
 from mcp_runtime.platform.hooks import PolicyPublisher, RuntimeHooks
 from mcp_runtime.platform.limits import BodyLimitMiddleware
-from mcp_runtime.platform.routers import analytics, audit, auth, registry, runtime, servers_ops, teams
+from mcp_runtime.platform.routers import analytics, audit, auth, registry, runtime, secrets, servers_ops, teams
 from mcp_runtime.platform.settings import PlatformSettings
 from mcp_runtime.store import ControlPlaneStore
 
@@ -49,7 +49,7 @@ def create_app(settings: PlatformSettings | None = None, *, store: ControlPlaneS
     )
     app.state.platform = platform
     install_error_handlers(app)
-    for module in (auth, teams, runtime, servers_ops, audit, analytics, registry):
+    for module in (auth, teams, runtime, servers_ops, secrets, audit, analytics, registry):
         app.include_router(module.router, prefix=API_PREFIX)
 
     @app.get(f"{API_PREFIX}/healthz", tags=["health"])

@@ -18,6 +18,7 @@ from mcp_runtime.platform.simulate import SimulationService
 from mcp_runtime.sentinel.open_store import open_event_store
 from mcp_runtime.sentinel.store import EventStore
 from mcp_runtime.store import ControlPlaneStore
+from mcp_runtime.store.secrets import SecretFiles
 from mcp_runtime.store.sql import SqlStore, sqlite_url
 
 log = logging.getLogger("mcp_runtime.platform")
@@ -59,6 +60,8 @@ class Platform:
         self.ingest = IngestService(event_store, settings)
         self.analytics = AnalyticsService(store, self.repo, event_store)
         self.simulation = SimulationService(store, self.servers, self.access, self.policies, event_store)
+        self.secrets = SecretFiles(Path(settings.data_dir) / "secrets")
+        """Credentials the runtime's gateway hands on (0600 files; see store/secrets.py)."""
         self.identity.bootstrap_admin()
         self.policies.recompile_all()
 

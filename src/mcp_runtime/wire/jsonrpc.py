@@ -3,6 +3,9 @@
 `DENIED` (-32001, in the range JSON-RPC leaves to servers) is the code of every answer that says a
 request did not reach its tool: a denial by the policy evaluator at the gateway, or a refusal the
 adapter passes on (session expired, runtime unreachable). Clients tell them apart by `data.reason`.
+`UPSTREAM_FAILED` (-32002) says the request was allowed but its server failed it: unreachable or too
+slow (`data.reason`: `upstream_unavailable`, `upstream_timeout`; `data.server` names it); whether the
+tool ran is unknown.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 DENIED = -32001
+UPSTREAM_FAILED = -32002
 
 
 def error_object(msg_id: Any, code: int, message: str, data: dict[str, Any] | None = None) -> dict[str, Any]:

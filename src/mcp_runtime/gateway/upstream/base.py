@@ -20,7 +20,19 @@ Headers = list[tuple[bytes, bytes]]
 
 
 class UpstreamError(Exception):
-    """The upstream could not be reached or broke off a response (answered with 502)."""
+    """The upstream could not be reached or broke off a response (answered with 502).
+
+    `reason` is what the client reads in the JSON-RPC error's `data.reason`; `status` the HTTP status."""
+
+    reason = "upstream_unavailable"
+    status = 502
+
+
+class UpstreamTimeout(UpstreamError):
+    """The upstream did not connect or start answering within the route's timeouts."""
+
+    reason = "upstream_timeout"
+    status = 504
 
 
 class UpstreamRequest:
