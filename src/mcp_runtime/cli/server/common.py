@@ -19,18 +19,20 @@ TimeoutOption = typer.Option(10.0, "--timeout", help="Seconds to wait for --from
 
 
 # --- local: .mcp metadata and a server running on this machine ---------------------------------
-def discover(url: str, timeout: float) -> list[Any]:
-    """The tools a running server lists, or a CliError saying why it could not be asked."""
+def discover(url: str, timeout: float, *, headers: dict[str, str] | None = None, verify: Any = True,
+             flag: str = "--from-server") -> list[Any]:
+    """The tools a running server lists, or a CliError saying why it could not be asked. `headers` and
+    `verify` (an ssl context for a private CA) are for a remote server's credential and TLS."""
     from mcp_runtime.runtime.discovery import DiscoveryError, discover_tools_sync
 
     try:
-        tools = discover_tools_sync(url, timeout)
+        tools = discover_tools_sync(url, timeout, headers=headers, verify=verify)
     except DiscoveryError as exc:
         message = getattr(exc, "message", None) or str(exc)
-        raise CliError(f"--from-server: {message}",
+        raise CliError(f"{flag}: {message}",
                        hint=getattr(exc, "hint", None) or "start the server, or check the URL") from None
     except ValueError as exc:
-        raise CliError(f"--from-server: {exc}") from None
+        raise CliError(f"{flag}: {exc}") from None
     return list({t.name: t for t in tools}.values())
 
 

@@ -18,6 +18,17 @@ from mcp_runtime.cli.common.files import dump_yaml, resource_error, write_atomic
 from mcp_runtime.cli.common.flags import check_unique, dns_label, parse_choice, split_spec, tool_name
 from mcp_runtime.cli.common.metadata import MetadataDirOption, load_metadata, raw_entry, servers_path
 from mcp_runtime.cli.server.common import TimeoutOption, count, discover
+from mcp_runtime.cli.server.remote import (
+    CaFileOption,
+    CredentialFileOption,
+    HeaderNameOption,
+    HeaderPrefixOption,
+    HeaderSecretOption,
+    RemoteFlags,
+    RemoteUrlOption,
+    discover_remote,
+    remote_section,
+)
 from mcp_runtime.resources import (
     PolicyMode,
     ResourceError,
@@ -61,6 +72,12 @@ def init(
         None, "--from-server", help="Discover tools from a running server (http://localhost:8088 gets /mcp)."
     ),
     run: str | None = typer.Option(None, "--run", help="Command that starts the server locally (process runtime)."),
+    remote_url: str | None = RemoteUrlOption,
+    header_secret: str | None = HeaderSecretOption,
+    header_name: str = HeaderNameOption,
+    header_prefix: str | None = HeaderPrefixOption,
+    credential_file: Path | None = CredentialFileOption,
+    ca_file: Path | None = CaFileOption,
     metadata_dir: Path = MetadataDirOption,
     description: str | None = typer.Option(None, "--description", help="Short summary for the catalog."),
     timeout: float = TimeoutOption,
@@ -83,11 +100,14 @@ def init(
     if replacing and not force:
         raise CliError(f"server {name!r} already exists in {path}",
                        hint="pass --force to replace it, or pick another name")
-    discovered = discover(from_server, timeout) if from_server else None
-    tools = _tools(discovered, plain, specs, from_server)
+    flags = RemoteFlags(remote_url, header_secret, header_name, header_prefix, credential_file, ca_file) \
+        if remote_url is not None else None
+    remote, discovered, source = _discovery(flags, from_server, run, timeout,
+                                            stray=bool(header_secret or credential_file or ca_file))
+    tools = _tools(discovered, plain, specs, source)
     old = dict(raw_entry(raw, name) or {}) if replacing else {}
     entry = _scaffold_entry(old, name=name, description=description, scope=scope_value, tools=tools, mode=mode,
-                            decision=decision, session_required=session_required, run=run)
+                            decision=decision, session_required=session_required, run=run, remote=remote)
     meta = _write_entry(path, raw, entry)
 
     verb = "Replaced" if replacing else "Added"
@@ -99,6 +119,21 @@ def init(
     if discovered is not None:
         _review_note(discovered, specs)
     typer.echo(f"Next: mcp-runtime server validate --metadata-dir {metadata_dir}")
+
+
+def _discovery(remote_flags: RemoteFlags | None, from_server: str | None, run: str | None, timeout: float, *,
+               stray: bool) -> tuple[dict[str, Any] | None, list[Any] | None, str | None]:
+    """(the entry's `remote` section, the discovered tools, where they came from) for the flags given."""
+    if remote_flags is None:
+        if stray:
+            raise CliError("--header-secret, --credential-file and --ca-file are for a remote server",
+                           hint="add --remote-url URL")
+        return None, (discover(from_server, timeout) if from_server else None), from_server
+    if run is not None or from_server is not None:
+        raise CliError("--remote-url is a server someone else runs: it takes neither --run nor --from-server",
+                       hint="drop --run/--from-server (the remote's tools are discovered from --remote-url)")
+    remote = remote_section(remote_flags)
+    return remote, discover_remote(remote, remote_flags, timeout), str(remote["url"])
 
 
 def _declared_tools(tools: list[str], tool_specs: list[str]) -> tuple[list[str], list[ToolSpec]]:
@@ -191,7 +226,8 @@ def _review_note(discovered: Sequence[Any], specs: list[ToolSpec]) -> None:
 
 def _scaffold_entry(old: dict[str, Any], *, name: str, description: str | None, scope: Scope | None,
                     tools: list[ToolSpec], mode: PolicyMode | None, decision: ToolDecision | None,
-                    session_required: bool | None, run: str | None) -> dict[str, Any]:
+                    session_required: bool | None, run: str | None,
+                    remote: dict[str, Any] | None = None) -> dict[str, Any]:
     """The entry `server init` writes: scaffolded fields, none of the platform wiring.
 
     On --force the old entry is the base: tools are replaced, flags given override, and what init does
@@ -206,8 +242,9 @@ def _scaffold_entry(old: dict[str, Any], *, name: str, description: str | None, 
         entry["description"] = description if description is not None else old["description"]
     entry["scope"] = scope.value if scope else old.get("scope", Scope.tenant.value)
     entry["route"] = old.get("route", f"/{name}")
-    entry["port"] = old.get("port", DEFAULT_APP_PORT)
-    entry["replicas"] = old.get("replicas", 1)
+    if remote is None:
+        entry["port"] = old.get("port", DEFAULT_APP_PORT)
+        entry["replicas"] = old.get("replicas", 1)
     entry["gateway"] = {"enabled": True, **section("gateway")}
     policy = section("policy")
     policy["mode"] = mode.value if mode else policy.get("mode", PolicyMode.allow_list.value)
@@ -219,6 +256,10 @@ def _scaffold_entry(old: dict[str, Any], *, name: str, description: str | None, 
     entry["tools"] = [dump_resource(t) for t in tools]
     if run is not None:
         entry["run"] = {"command": run, "workingDir": str(Path.cwd().resolve())}
+    if remote is not None:
+        entry["remote"] = remote
+        for deployed in ("image", "imageTag", "run", "envVars", "secretEnvVars", "port", "replicas"):
+            old.pop(deployed, None)  # a server turned remote keeps nothing that would deploy it
     if not old:
         return entry
     merged = {k: entry.get(k, v) for k, v in old.items()}  # the old key order, then what init adds
