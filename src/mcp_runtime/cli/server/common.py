@@ -81,9 +81,19 @@ def public_url(api: ApiClient, path: str | None) -> str | None:
     return f"{api.profile.api_url}{path}" if path.startswith("/") else path
 
 
+def server_kind(spec: dict[str, Any]) -> str:
+    """How a server runs: `remote` (someone else runs it), `stdio`, or `http` (an image or run command)."""
+    if spec.get("remote"):
+        return "remote"
+    if spec.get("stdio"):
+        return "stdio"
+    return "http"
+
+
 def summary_row(api: ApiClient, server: dict[str, Any]) -> dict[str, Any]:
     """One server as a row of `server list` / `server status` (and the lines `deploy` prints)."""
     meta, spec, status = server["metadata"], server.get("spec", {}), server.get("status") or {}
-    return {"name": meta["name"], "namespace": meta.get("namespace"), "ready": ready_count(server),
+    return {"name": meta["name"], "namespace": meta.get("namespace"), "kind": server_kind(spec),
+            "ready": ready_count(server),
             "phase": status.get("phase", ServerPhase.pending.value), "message": status.get("message"),
             "url": public_url(api, status.get("url") or spec.get("ingressPath"))}
