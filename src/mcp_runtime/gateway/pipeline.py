@@ -58,7 +58,7 @@ from mcp_runtime.gateway.relay import (
 )
 from mcp_runtime.gateway.routes import BoundRoute
 from mcp_runtime.gateway.sse import SseRewriter, sse_event
-from mcp_runtime.gateway.upstream import UpstreamError, UpstreamRequest
+from mcp_runtime.gateway.upstream import UpstreamCredentialRejected, UpstreamError, UpstreamRequest
 from mcp_runtime.policy import Decision, allowed_tools, evaluate, evaluate_access
 from mcp_runtime.resources.common import utcnow
 from mcp_runtime.security import TokenError
@@ -239,6 +239,11 @@ class RequestPath:
             response = await route.upstream.send(request)
         except UpstreamError as exc:
             raise self.upstream_failed(ex, exc) from None
+        if response.status in (401, 403) and route.config.upstream_header is not None:
+            response.abort("the upstream refused its credential")
+            raise self.upstream_failed(ex, UpstreamCredentialRejected(
+                f"it refused the platform's credential (HTTP {response.status}); check the value of the Secret "
+                "its remote.headerSecret names")) from None
         ex.response = response
         ex.status = response.status
 

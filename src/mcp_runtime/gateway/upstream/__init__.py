@@ -11,6 +11,7 @@ import ssl
 
 from mcp_runtime.gateway.upstream.base import (
     Upstream,
+    UpstreamCredentialRejected,
     UpstreamError,
     UpstreamRequest,
     UpstreamResponse,
@@ -42,5 +43,6 @@ def open_upstream(url: str, *, credential: str | None = None, credential_header:
                         connect_timeout=connect_timeout, head_timeout=read_timeout)
 
 
-__all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_READ_TIMEOUT", "Upstream", "UpstreamError", "UpstreamPool",
-           "UpstreamRequest", "UpstreamResponse", "UpstreamTimeout", "open_upstream", "tls_context"]
+__all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_READ_TIMEOUT", "Upstream", "UpstreamCredentialRejected",
+           "UpstreamError", "UpstreamPool", "UpstreamRequest", "UpstreamResponse", "UpstreamTimeout", "open_upstream",
+           "tls_context"]

@@ -28,6 +28,13 @@ class UpstreamError(Exception):
     status = 502
 
 
+class UpstreamCredentialRejected(UpstreamError):
+    """The upstream answered 401/403 to the credential the gateway sent it (a remote server's Secret is
+    wrong or expired). Not the client's fault, so not passed on as a 401: the client's token is fine."""
+
+    reason = "upstream_credential_rejected"
+
+
 class UpstreamTimeout(UpstreamError):
     """The upstream did not connect or start answering within the route's timeouts."""
 
