@@ -89,6 +89,12 @@ def existing_session(suffix: str = "", revoked: bool = False, method_body: bool 
     return prepare
 
 
+def existing_secret(w: World) -> tuple[str, Any]:
+    name = fresh("sec")
+    w.ok("admin", "PUT", f"/secrets/{ACME}/{name}", {"data": {"k": "v"}})
+    return f"/secrets/{ACME}/{name}", None
+
+
 def dead_registry(path: str) -> Prepare:
     """The platform pointed at a registry address where nothing listens (port 9), so answers do not
     depend on whether some registry runs on this machine."""
@@ -168,6 +174,11 @@ MATRIX: list[tuple[str, str, Prepare, str]] = [
     # no runtime runs servers here: the team gets 501 logs_unavailable, a grantee may not read logs at all
     ("server logs", "GET", fixed(f"/runtime/servers/{ACME}/payments/logs"),     "401 501 501 501 403 501"),
     ("private logs", "GET", fixed(f"/runtime/servers/{ACME}/ledger/logs"),      "401 501 501 501 404 501"),
+    # secrets are write-only and for the namespace's team: another team gets 403, values never come back
+    ("set secret", "PUT", fixed(f"/secrets/{ACME}/tok", {"data": {"k": "v"}}), "401 200 200 200 403 200"),
+    ("list secrets", "GET", fixed(f"/secrets/{ACME}"),                  "401 200 200 200 403 200"),
+    ("delete secret", "DELETE", existing_secret,                        "401 200 200 200 403 200"),
+    ("delete unknown secret", "DELETE", fixed(f"/secrets/{ACME}/nope"), "401 404 404 404 403 404"),
     ("platform status", "GET", fixed("/status"),                         "200 200 200 200 200 200"),
     ("analytics usage", "GET", fixed("/analytics/usage"),                "401 200 200 200 200 200"),
     ("analytics events", "GET", fixed("/analytics/events"),              "401 200 200 200 200 200"),
@@ -211,5 +222,5 @@ def _shape(path: str) -> str:
     fixed_words = {"auth", "user", "api-keys", "teams", "users", "runtime", "servers", "grants", "sessions",
                    "policy", "enable", "disable", "revoke", "unrevoke", "token", "adapter", "explain", "audit",
                    "healthz", "jwks", "me", "logout", "login", "refresh", "openapi.json", "status", "logs",
-                   "events", "simulate"}
+                   "events", "simulate", "secrets"}
     return "/" + "/".join(p if p in fixed_words else "*" for p in parts)
