@@ -7,12 +7,14 @@ from pathlib import Path
 
 import typer
 
+from mcp_runtime.platform.settings import DATA_DIR_SHOWN
+
 app = typer.Typer(help="Run the platform API.", no_args_is_help=True)
 
 
 @app.command()
 def serve(
-    data_dir: Path = typer.Option(Path("~/.mcpruntime/data"), "--data-dir", help="Where the SQLite file and "
+    data_dir: Path = typer.Option(DATA_DIR_SHOWN, "--data-dir", help="Where the SQLite file and "
                                   "the generated admin password live."),
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8080, "--port"),

@@ -371,13 +371,8 @@ class AccessService:
             assumed = True
         decision = evaluate(document, identity, req.tool, utcnow())
         return {
-            "allowed": decision.allowed, "reason": str(decision.reason), "message": decision.message,
-            "server": server.metadata.name, "namespace": namespace, "tool": req.tool,
-            "matchedGrant": decision.matched_grant, "matchedSession": decision.matched_session,
-            "effectiveTrust": str(decision.effective_trust) if decision.effective_trust else None,
-            "requiredTrust": str(decision.required_trust) if decision.required_trust else None,
-            "sideEffect": str(decision.side_effect) if decision.side_effect else None,
-            "policyRevision": decision.policy_revision, "sessionAssumed": assumed,
+            **decision.to_json(), "server": server.metadata.name, "namespace": namespace, "tool": req.tool,
+            "sessionAssumed": assumed,
             "identity": {"humanID": identity.human_id, "agentID": identity.agent_id,
                          "teamID": identity.team_id, "session": identity.session_id},
         }

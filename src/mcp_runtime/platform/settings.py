@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-DEFAULT_DATA_DIR = Path("~/.mcpruntime/data").expanduser()
+DATA_DIR_SHOWN = Path("~/.mcpruntime/data")
+"""The default data directory as `--help` shows it (unexpanded, the same on every machine)."""
+DEFAULT_DATA_DIR = DATA_DIR_SHOWN.expanduser()
 DATABASE_URL_ENV = "MCP_RUNTIME_DATABASE_URL"
 ADMIN_EMAIL_ENV = "MCP_RUNTIME_ADMIN_EMAIL"
 ADMIN_PASSWORD_ENV = "MCP_RUNTIME_ADMIN_PASSWORD"

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from mcp_runtime.policy.document import (
     PolicyDocument,
@@ -84,6 +85,23 @@ class Decision:
     def message(self) -> str:
         """A sentence a person can act on: what happened and what to do about it."""
         return describe(self)
+
+    def to_json(self) -> dict[str, Any]:
+        """The decision as `access explain -o json` shows it (camelCase, enums as their values); the
+        platform's answer and the CLI's local mode both start from this one mapping."""
+        return {
+            "allowed": self.allowed,
+            "reason": self.reason.value,
+            "server": self.server,
+            "tool": self.tool,
+            "matchedGrant": self.matched_grant,
+            "matchedSession": self.matched_session,
+            "requiredTrust": self.required_trust.value if self.required_trust else None,
+            "effectiveTrust": self.effective_trust.value if self.effective_trust else None,
+            "sideEffect": self.side_effect.value if self.side_effect else None,
+            "policyRevision": self.policy_revision,
+            "message": self.message,
+        }
 
 
 def _matches(subject: PolicySubject, identity: Identity) -> bool:

@@ -190,26 +190,9 @@ def _namespace(grants: list[MCPAccessGrant], session: MCPAgentSession | None) ->
     return None
 
 
-def _decision_json(decision: Decision) -> dict[str, Any]:
-    """`access explain -o json` in local mode (the platform answers with its own, richer document)."""
-    return {
-        "allowed": decision.allowed,
-        "reason": decision.reason.value,
-        "server": decision.server,
-        "tool": decision.tool,
-        "matchedGrant": decision.matched_grant,
-        "matchedSession": decision.matched_session,
-        "requiredTrust": decision.required_trust.value if decision.required_trust else None,
-        "effectiveTrust": decision.effective_trust.value if decision.effective_trust else None,
-        "sideEffect": decision.side_effect.value if decision.side_effect else None,
-        "policyRevision": decision.policy_revision,
-        "message": decision.message,
-    }
-
-
 def _print_decision(decision: Decision, identity: Identity, ignored: list[str], assumed_session: bool,
                     fmt: OutputFormat) -> None:
-    if emit_structured(_decision_json(decision), fmt):
+    if emit_structured(decision.to_json(), fmt):
         return
     who = ", ".join(f"{k}={v}" for k, v in (("human", identity.human_id), ("agent", identity.agent_id),
                                             ("team", identity.team_id), ("session", identity.session_id)) if v)
