@@ -64,6 +64,19 @@ def run(
     upstream_token_file: Path | None = typer.Option(
         None, "--upstream-token-file", metavar="FILE",
         help="Credential sent upstream as a bearer token (the client's never is)."),
+    upstream_header: str | None = typer.Option(
+        None, "--upstream-header", metavar="NAME",
+        help="Send the credential of --upstream-credential-file in this header (a remote server's, e.g. X-API-Key)."),
+    upstream_header_prefix: str = typer.Option("", "--upstream-header-prefix",
+                                               help='Put before the credential, e.g. "Bearer ".'),
+    upstream_credential_file: Path | None = typer.Option(
+        None, "--upstream-credential-file", metavar="FILE", help="File holding the value of --upstream-header."),
+    ca_file: Path | None = typer.Option(None, "--ca-file", metavar="FILE",
+                                        help="PEM CAs an https upstream must chain to (default: the system CAs)."),
+    connect_timeout: float = typer.Option(10.0, "--connect-timeout", min=0.1, max=3600,
+                                          help="Seconds to open a connection to the upstream."),
+    read_timeout: float = typer.Option(300.0, "--read-timeout", min=0.1, max=86400,
+                                       help="Seconds for the upstream to start answering."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
     """Serve the gateway in front of one MCP server until interrupted.
@@ -94,15 +107,34 @@ def run(
     emitter = _emitter(ingest_url, ingest_key_file, spool_dir)
 
     configure_logging(log_level)
-    route = GatewayRoute(upstream=upstream, policy=source, keys=keys, server=server, namespace=namespace,
-                         path=path, upstream_token=upstream_token)
-    gateway = Gateway([route], emitter=emitter)
+    header = _upstream_header(upstream_header, upstream_header_prefix, upstream_credential_file)
+    ca_bundle = _readable(ca_file, "CA file", "--ca-file").decode("utf-8", "replace") if ca_file else None
+    try:
+        route = GatewayRoute(upstream=upstream, policy=source, keys=keys, server=server, namespace=namespace,
+                             path=path, upstream_token=upstream_token, upstream_header=header, ca_bundle=ca_bundle,
+                             connect_timeout=connect_timeout, read_timeout=read_timeout)
+        gateway = Gateway([route], emitter=emitter)
+    except ValueError as exc:
+        raise CliError(str(exc), hint="check --upstream, --ca-file and the credential") from None
     doc = source.document
     who = f"{namespace or doc.server.namespace}/{server or doc.server.name}" if doc else server or "(from policy)"
     revision = doc.revision[:12] if doc else "none yet"
     typer.echo(f"mcp-gateway for {who}: http://{host}:{port}{route.public_path()} -> {upstream} "
                f"(policy {revision} from {source.describe()}, analytics {'on' if emitter else 'off'})", err=True)
     serve(gateway, host, port, log_level=log_level.lower())
+
+
+def _upstream_header(name: str | None, prefix: str, credential_file: Path | None) -> tuple[str, str] | None:
+    """(header, prefix + value) for a remote upstream: both flags or neither."""
+    if (name is None) != (credential_file is None):
+        raise CliError("--upstream-header and --upstream-credential-file go together",
+                       hint="give the header name and the file holding its value")
+    if name is None or credential_file is None:
+        return None
+    value = _readable(credential_file, "upstream credential file", "--upstream-credential-file").decode().strip()
+    if not value:
+        raise CliError(f"upstream credential file {credential_file} is empty", hint="check the Secret it comes from")
+    return name, prefix + value
 
 
 def _keys(jwks_file: Path) -> JwksFile:
