@@ -154,8 +154,9 @@ def test_a_remote_servers_sidecar_sends_the_secret_header_over_verified_tls(file
     credential.write_text("k-remote-1\n")  # as a mounted Secret holds it, newline and all
     token = files["kit"].token("s-cursor", "cursor")
     headers = {"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {token}"}
+    client = {"name": "t", "version": "1"}
     init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": client}}
     with RemoteMcp(pki, "k-remote-1") as remote:
         for ca, expected in ((pki.ca_pem, 200), (other.ca_pem, 502)):
             process, base = _serve_sidecar([
