@@ -71,3 +71,11 @@ def test_token_extraction() -> None:
     assert extract_token(None, b" tok ") == "tok"
     assert extract_token(b"Bearer ", None) is None
     assert extract_token(None, None) is None
+
+
+def test_json_nested_past_the_recursion_limit_is_a_parse_error_not_a_crash() -> None:
+    # A fuzz finding: 100,000 "[" in a 1 MiB body made json raise RecursionError, answered as a 500.
+    with pytest.raises(RpcInputError) as caught:
+        parse_body(b"[" * 100_000)
+    assert caught.value.code == PARSE_ERROR
+    assert "nested too deeply" in str(caught.value)
