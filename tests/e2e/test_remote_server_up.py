@@ -222,3 +222,44 @@ def test_a_remote_server_is_published_with_the_cli_and_governed_like_a_deployed_
         assert deployed.status_code == 201, deployed.text
         _wait(lambda: _status(world, "saas-untrusted").get("phase") == "Error", "the untrusted CA to show")
         assert "not trusted" in _status(world, "saas-untrusted")["message"]
+
+        # each caller's own token: a remote with sessionToken gets the Secret the caller's session names
+        per_user = {"name": "saas-per-user", "tools": [{"name": "search", "sideEffect": "read"}],
+                    "remote": {"url": remote.url, "caBundle": pki.ca_pem.read_text(),
+                               "sessionToken": {"header": "X-API-Key", "prefix": ""}}}
+        deployed = httpx.post(f"{world.url}/api/v1/runtime/servers", json={"metadata": per_user},
+                              headers={"Authorization": f"Bearer {owner}"}, timeout=30)
+        assert deployed.status_code == 201, deployed.text
+        _wait(lambda: _status(world, "saas-per-user").get("phase") == "Ready", "the per-user remote (it 401s us)")
+        grant = {"apiVersion": "mcpruntime.org/v1alpha1", "kind": "MCPAccessGrant",
+                 "metadata": {"name": "per-user-cursor", "namespace": NAMESPACE},
+                 "spec": {"serverRef": {"name": "saas-per-user"}, "subject": {"agentID": AGENT}}}
+        assert world.api("POST", "runtime/grants", json=grant).status_code == 201
+        world.cli(["secret", "set", "bob-saas-token", "--key", "token", "--from-file", str(key_file), "--team", "acme"])
+
+        def session(name: str, ref: dict[str, str] | None) -> str:
+            spec: dict[str, Any] = {"serverRef": {"name": "saas-per-user"}, "subject": {"agentID": AGENT,
+                                                                                       "humanID": f"{name}@acme.com"}}
+            if ref:
+                spec["upstreamTokenSecretRef"] = ref
+            answer = world.api("POST", "runtime/sessions", json={
+                "apiVersion": "mcpruntime.org/v1alpha1", "kind": "MCPAgentSession",
+                "metadata": {"name": name, "namespace": NAMESPACE}, "spec": spec})
+            assert answer.status_code == 201, answer.text
+            return str(answer.json()["token"])
+
+        bob = session("bob", {"name": "bob-saas-token", "key": "token"})
+        carol = session("carol", None)
+        remote.seen.clear()
+        assert anyio.run(_calls, f"{world.url}/saas-per-user/mcp", bob, [("search", {"query": "mine"})]) == [
+            "listed:search", "3 results for mine"]
+        assert {h["x-api-key"] for h in remote.seen} == {API_KEY} and all(bob not in json.dumps(h)
+                                                                          for h in remote.seen)
+        seen_before = len(remote.seen)
+        init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}
+        missing = httpx.post(f"{world.url}/saas-per-user/mcp", json=init, timeout=10, headers={
+            "Authorization": f"Bearer {carol}", "Accept": "application/json, text/event-stream"})
+        assert missing.status_code == 403, missing.text  # carol's session names no token: nothing is sent
+        assert missing.json()["error"]["data"]["reason"] == "upstream_credential_missing"
+        assert len(remote.seen) == seen_before

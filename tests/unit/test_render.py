@@ -636,3 +636,8 @@ def test_a_remote_server_without_credential_or_ca_mounts_nothing_extra() -> None
     args = containers(rendered.deployment)[GATEWAY_CONTAINER]["args"]
     assert "--upstream-header" not in args and "--ca-file" not in args
     assert set(rendered.policy_configmap["data"]) == {"policy.json"}
+
+
+def test_a_per_caller_token_remote_is_refused_with_the_reason() -> None:
+    with pytest.raises(RenderError, match=r"sessionToken.*\(mcp-runtime up\) only"):
+        render(remote_server(sessionToken={}))

@@ -104,5 +104,14 @@ def test_the_crd_schema_carries_remote_and_no_longer_requires_image() -> None:
     assert "image" not in spec.get("required", [])
     remote = spec["properties"]["remote"]
     assert remote["required"] == ["url"]
-    assert set(remote["properties"]) == {"url", "headerSecret", "caBundle"}
+    assert set(remote["properties"]) == {"url", "headerSecret", "sessionToken", "caBundle"}
     assert set(remote["properties"]["headerSecret"]["required"]) == {"name", "key"}
+
+
+def test_one_credential_per_call_same_for_everyone_or_each_callers_own() -> None:
+    got = server({"remote": {"url": "https://mcp.example.com/mcp", "sessionToken": {}}})
+    assert got.spec.remote is not None and got.spec.remote.session_token is not None
+    assert (got.spec.remote.session_token.header, got.spec.remote.session_token.prefix) == ("Authorization", "Bearer ")
+    both = {"url": "https://mcp.example.com/mcp", "sessionToken": {},
+            "headerSecret": {"name": "k", "key": "v"}}
+    assert "mutually exclusive" in error_of({"remote": both})

@@ -25,8 +25,16 @@ from typing import Protocol
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mcp_runtime.compose.remote import RemoteNotReady, credential_header, probe, remote_route
+from mcp_runtime.compose.remote import (
+    RemoteNotReady,
+    credential_header,
+    probe,
+    remote_route,
+    session_credentials,
+    session_values,
+)
 from mcp_runtime.gateway.app import Gateway
+from mcp_runtime.gateway.credentials import SessionCredentials
 from mcp_runtime.gateway.lifespan import run_lifespan
 from mcp_runtime.gateway.policy_source import InProcessPolicySource
 from mcp_runtime.gateway.routes import GatewayRoute
@@ -37,6 +45,7 @@ from mcp_runtime.policy import PolicyDocument
 from mcp_runtime.resources import (
     Condition,
     ConditionStatus,
+    MCPAgentSession,
     MCPServer,
     MCPServerStatus,
     ServerPhase,
@@ -86,6 +95,7 @@ class EmbeddedPlatform:
         self._sources: dict[tuple[str, str], InProcessPolicySource] = {}
         self._paths: dict[tuple[str, str], str] = {}
         self._remotes: dict[tuple[str, str], MCPServer] = {}
+        self._per_caller: dict[tuple[str, str], SessionCredentials] = {}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unsubscribe: Callable[[], None] | None = None
@@ -123,12 +133,24 @@ class EmbeddedPlatform:
         return self.runtime.check(server)
 
     def secret_changed(self, namespace: str, name: str) -> None:
-        """A Secret was set or deleted: re-route the remote servers whose credential it holds."""
-        for (ns, _), server in list(self._remotes.items()):
+        """A Secret was set or deleted: re-route the remote servers whose credential it holds, and refresh
+        the per-caller credentials of the namespace's `sessionToken` remotes (any session may name it)."""
+        for (ns, server_name), server in list(self._remotes.items()):
             remote = server.spec.remote
-            if ns == namespace and remote is not None and remote.header_secret is not None \
-                    and remote.header_secret.name == name:
+            if ns != namespace or remote is None:
+                continue
+            if remote.header_secret is not None and remote.header_secret.name == name:
                 self._submit(self._apply(server))
+            elif remote.session_token is not None:
+                self._refresh_callers(ns, server_name)
+
+    def _refresh_callers(self, namespace: str, name: str) -> None:
+        """Re-read the sessions of a `sessionToken` remote and their Secrets (on the caller's thread)."""
+        credentials, server = self._per_caller.get((namespace, name)), self._remotes.get((namespace, name))
+        if credentials is None or server is None:
+            return
+        sessions = self.platform.repo.list(MCPAgentSession, namespace)
+        credentials.replace(session_values(server, sessions, self.platform.secrets))
 
     def server_created(self, server: MCPServer) -> None:
         self._submit(self._apply(server))
@@ -173,6 +195,7 @@ class EmbeddedPlatform:
 
     def _on_policy(self, namespace: str, name: str, document: PolicyDocument | None) -> None:
         if document is not None:
+            self._refresh_callers(namespace, name)  # a session (and its upstream token) may have changed
             self._source(namespace, name).push(document)
 
     async def _apply(self, server: MCPServer) -> None:
@@ -181,6 +204,7 @@ class EmbeddedPlatform:
             await self._apply_remote(server)
             return
         self._remotes.pop((namespace, name), None)
+        self._per_caller.pop((namespace, name), None)
         reason = self.runtime.check(server)
         if reason is not None:
             self._write_status(namespace, name, RuntimeStatus(ServerPhase.error, reason))
@@ -212,10 +236,16 @@ class EmbeddedPlatform:
         await self._unroute(namespace, name)
         await self.runtime.delete(namespace, name)
         path = server.spec.ingress_path or f"/{name}/mcp"
+        per_caller = session_credentials(server)
+        if per_caller is not None:
+            self._per_caller[(namespace, name)] = per_caller
+            self._refresh_callers(namespace, name)
+        else:
+            self._per_caller.pop((namespace, name), None)
         try:
             header = credential_header(server, self.platform.secrets)
             route = remote_route(server, header, self._source(namespace, name), self.platform.keyring.public_keys(),
-                                 path)
+                                 path, per_caller)
             await self.gateway.add_route(route)
         except (RemoteNotReady, ValueError) as exc:
             self._write_status(namespace, name, RuntimeStatus(ServerPhase.error, str(exc)))
@@ -236,6 +266,7 @@ class EmbeddedPlatform:
 
     async def _remove(self, namespace: str, name: str) -> None:
         self._remotes.pop((namespace, name), None)
+        self._per_caller.pop((namespace, name), None)
         await self._unroute(namespace, name)
         await self.runtime.delete(namespace, name)
         with self._lock:

@@ -84,7 +84,7 @@ def upstream_failed(route: BoundRoute, exc: UpstreamError, requests: Sequence[Rp
     """502 (504 for a timeout) when the server failed before its answer began. JSON-RPC requests each get
     an error with their id naming the server (with the request's denials, in one batch answer if it was a
     batch), so every MCP client can tell its caller what happened; a GET or DELETE gets the envelope."""
-    message = f"MCP server {route.server} ({route.path}) did not answer: {exc}"
+    message = f"the call to MCP server {route.server} ({route.path}) failed: {exc}"
     data = {"reason": exc.reason, "server": route.server, "namespace": route.namespace}
     errors = [error_object(msg.id, UPSTREAM_FAILED, message, data) for msg in requests if msg.is_request]
     if not errors:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mcp_runtime.gateway.auth import TokenVerifier, bearer_challenge
+from mcp_runtime.gateway.credentials import SessionCredentials
 from mcp_runtime.gateway.keys_source import JwksFile
 from mcp_runtime.gateway.policy_source import PolicySource
 from mcp_runtime.gateway.upstream import (
@@ -43,6 +44,8 @@ class GatewayRoute:
     upstream_header: tuple[str, str] | None = None
     """(name, value): the credential header of a remote server instead (`X-API-Key: ...`, or
     `Authorization: Bearer ...`); a client's header of that name never reaches the upstream."""
+    session_credentials: SessionCredentials | None = None
+    """Each caller's own credential for the upstream, by session (a remote server's `sessionToken`)."""
     ca_bundle: str | None = None
     """PEM CAs an https upstream's certificate must chain to (default: the system CAs)."""
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT

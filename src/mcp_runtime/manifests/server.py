@@ -96,6 +96,11 @@ def render_server(server: MCPServer, policy: PolicyDocument, options: RenderOpti
             f"envVars/secretEnvVars must not set {', '.join(clash)}: the platform sets PORT from spec.port "
             "and MCP_PATH from spec.ingressPath; change those fields instead"
         )
+    if spec.remote is not None and spec.remote.session_token is not None:
+        raise RenderError(
+            "remote.sessionToken (each caller's own token) is served by the platform's gateway (mcp-runtime up) "
+            "only: a sidecar cannot read every session's Secret; use remote.headerSecret on Kubernetes"
+        )
     annotations = {ANNOTATION_TEAM_ID: spec.team_id} if spec.team_id else {}
     namespace = server.namespace or options.default_namespace
     _check_policy(server, namespace, policy)

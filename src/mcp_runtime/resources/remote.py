@@ -2,16 +2,17 @@
 
 `spec.remote` (and the same key in `.mcp/servers.yaml`) names the server's Streamable HTTP endpoint and
 the credential the gateway sends it. The gateway governs every call exactly as for a deployed server and
-forwards the allowed ones to `url`, with the remote's own Host and TLS name, the header from
-`headerSecret` (never the client's token), TLS verified against the system CAs or `caBundle`, and
-`spec.gateway.timeouts` bounding every wait.
+forwards the allowed ones to `url`, with the remote's own Host and TLS name, TLS verified against the
+system CAs or `caBundle`, `spec.gateway.timeouts` bounding every wait, and one credential (never the
+client's token): the same for everyone (`headerSecret`), or each caller's own (`sessionToken`: the
+Secret their MCPAgentSession's `upstreamTokenSecretRef` names).
 """
 
 from __future__ import annotations
 
 import re
 
-from pydantic import Field, HttpUrl, TypeAdapter, ValidationError, field_validator
+from pydantic import Field, HttpUrl, TypeAdapter, ValidationError, field_validator, model_validator
 
 from mcp_runtime.resources.common import CamelModel, DnsLabel
 
@@ -92,11 +93,33 @@ class HeaderSecret(CamelModel):
         return value
 
 
+class SessionToken(CamelModel):
+    """Each caller's own credential for the remote: the value of the Secret their MCPAgentSession's
+    `upstreamTokenSecretRef` names, sent as `<header>: <prefix><value>`. A session without one gets an
+    error instead of the call (`upstream_credential_missing`)."""
+
+    header: str = "Authorization"
+    prefix: str = Field(default="Bearer ", max_length=64)
+
+    @field_validator("header")
+    @classmethod
+    def _header(cls, value: str) -> str:
+        return check_header_name(value)
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if value and not all(c.isprintable() for c in value):
+            raise ValueError("sessionToken.prefix must be printable text (no line breaks)")
+        return value
+
+
 class RemoteSpec(CamelModel):
     """Where a remote server answers and how the gateway reaches it (see the module docstring)."""
 
     url: str = Field(min_length=8, max_length=2048)
     header_secret: HeaderSecret | None = None
+    session_token: SessionToken | None = None
     ca_bundle: str | None = Field(default=None, max_length=MAX_CA_BUNDLE)
     """PEM certificates the remote's TLS certificate must chain to, instead of the system CAs."""
 
@@ -112,6 +135,13 @@ class RemoteSpec(CamelModel):
             raise ValueError("remote.caBundle must hold PEM certificates (-----BEGIN CERTIFICATE-----): "
                              "paste the CA file's contents, or pass --ca-file to `server init`")
         return value
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> RemoteSpec:
+        if self.header_secret is not None and self.session_token is not None:
+            raise ValueError("remote.headerSecret and remote.sessionToken are mutually exclusive: the remote gets "
+                             "one credential per call, the same for everyone or each caller's own")
+        return self
 
     @property
     def host(self) -> str:

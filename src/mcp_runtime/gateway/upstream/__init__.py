@@ -11,6 +11,7 @@ import ssl
 
 from mcp_runtime.gateway.upstream.base import (
     Upstream,
+    UpstreamCredentialMissing,
     UpstreamCredentialRejected,
     UpstreamError,
     UpstreamRequest,
@@ -43,6 +44,7 @@ def open_upstream(url: str, *, credential: str | None = None, credential_header:
                         connect_timeout=connect_timeout, head_timeout=read_timeout)
 
 
-__all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_READ_TIMEOUT", "Upstream", "UpstreamCredentialRejected",
+__all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_READ_TIMEOUT", "Upstream", "UpstreamCredentialMissing",
+           "UpstreamCredentialRejected",
            "UpstreamError", "UpstreamPool", "UpstreamRequest", "UpstreamResponse", "UpstreamTimeout", "open_upstream",
            "tls_context"]

@@ -35,6 +35,14 @@ class UpstreamCredentialRejected(UpstreamError):
     reason = "upstream_credential_rejected"
 
 
+class UpstreamCredentialMissing(UpstreamError):
+    """The remote wants each caller's own token and the caller's session names none (or its Secret is
+    not set): the call is not sent without it."""
+
+    reason = "upstream_credential_missing"
+    status = 403
+
+
 class UpstreamTimeout(UpstreamError):
     """The upstream did not connect or start answering within the route's timeouts."""
 
