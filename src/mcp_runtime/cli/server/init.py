@@ -26,6 +26,7 @@ from mcp_runtime.cli.server.remote import (
     HeaderSecretOption,
     RemoteFlags,
     RemoteUrlOption,
+    SessionTokenOption,
     discover_remote,
     remote_section,
 )
@@ -74,6 +75,7 @@ def init(
     run: str | None = typer.Option(None, "--run", help="Command that starts the server locally (process runtime)."),
     remote_url: str | None = RemoteUrlOption,
     header_secret: str | None = HeaderSecretOption,
+    session_token: bool = SessionTokenOption,
     header_name: str = HeaderNameOption,
     header_prefix: str | None = HeaderPrefixOption,
     credential_file: Path | None = CredentialFileOption,
@@ -100,10 +102,10 @@ def init(
     if replacing and not force:
         raise CliError(f"server {name!r} already exists in {path}",
                        hint="pass --force to replace it, or pick another name")
-    flags = RemoteFlags(remote_url, header_secret, header_name, header_prefix, credential_file, ca_file) \
-        if remote_url is not None else None
+    flags = RemoteFlags(remote_url, header_secret, header_name, header_prefix, credential_file, ca_file,
+                        session_token) if remote_url is not None else None
     remote, discovered, source = _discovery(flags, from_server, run, timeout,
-                                            stray=bool(header_secret or credential_file or ca_file))
+                                            stray=bool(header_secret or credential_file or ca_file or session_token))
     tools = _tools(discovered, plain, specs, source)
     old = dict(raw_entry(raw, name) or {}) if replacing else {}
     entry = _scaffold_entry(old, name=name, description=description, scope=scope_value, tools=tools, mode=mode,
@@ -126,7 +128,7 @@ def _discovery(remote_flags: RemoteFlags | None, from_server: str | None, run: s
     """(the entry's `remote` section, the discovered tools, where they came from) for the flags given."""
     if remote_flags is None:
         if stray:
-            raise CliError("--header-secret, --credential-file and --ca-file are for a remote server",
+            raise CliError("--header-secret, --session-token, --credential-file and --ca-file are for a remote server",
                            hint="add --remote-url URL")
         return None, (discover(from_server, timeout) if from_server else None), from_server
     if run is not None or from_server is not None:

@@ -26,6 +26,9 @@ RemoteUrlOption = typer.Option(
 HeaderSecretOption = typer.Option(
     None, "--header-secret", metavar="SECRET/KEY", help="Where the platform finds the remote's credential: a "
     "Secret in the server's namespace and its key (set it with `mcp-runtime secret set`).")
+SessionTokenOption = typer.Option(
+    False, "--session-token", help="Send each caller's own token (the Secret their session's "
+    "upstreamTokenSecretRef names) instead of one shared credential; not with --header-secret.")
 HeaderNameOption = typer.Option("Authorization", "--header-name", help="The header that carries the credential.")
 HeaderPrefixOption = typer.Option(
     None, "--header-prefix", help='Put before the value (default "Bearer " for Authorization, else none).')
@@ -44,6 +47,7 @@ class RemoteFlags:
     header_prefix: str | None
     credential_file: Path | None
     ca_file: Path | None
+    session_token: bool = False
 
 
 def remote_section(flags: RemoteFlags) -> dict[str, Any]:
@@ -55,18 +59,23 @@ def remote_section(flags: RemoteFlags) -> dict[str, Any]:
     except ValueError as exc:
         raise CliError(f"--remote-url: {exc}") from None
     section: dict[str, Any] = {"url": url}
-    if flags.header_secret is not None:
+    prefix = flags.header_prefix
+    if prefix is None:
+        prefix = "Bearer " if flags.header_name.lower() == "authorization" else ""
+    if flags.session_token:
+        if flags.header_secret is not None:
+            raise CliError("--session-token and --header-secret are mutually exclusive: one credential per call",
+                           hint="drop one of them")
+        section["sessionToken"] = {"header": flags.header_name, "prefix": prefix}
+    elif flags.header_secret is not None:
         name, sep, key = flags.header_secret.partition("/")
         if not sep or not name or not key:
             raise CliError(f"--header-secret {flags.header_secret!r} is not SECRET/KEY",
                            hint="e.g. --header-secret saas-credentials/api-key")
-        prefix = flags.header_prefix
-        if prefix is None:
-            prefix = "Bearer " if flags.header_name.lower() == "authorization" else ""
         section["headerSecret"] = {"name": name, "key": key, "header": flags.header_name, "prefix": prefix}
     elif flags.credential_file is not None:
-        raise CliError("--credential-file without --header-secret: the platform would not know where to find "
-                       "the credential", hint="add --header-secret SECRET/KEY")
+        raise CliError("--credential-file without --header-secret or --session-token: the platform would not "
+                       "know where to find the credential", hint="add --header-secret SECRET/KEY")
     if flags.ca_file is not None:
         try:
             section["caBundle"] = flags.ca_file.read_bytes()[:MAX_CA_FILE + 1].decode("utf-8", errors="replace")
@@ -85,7 +94,7 @@ def discover_remote(section: dict[str, Any], flags: RemoteFlags, timeout: float)
     from mcp_runtime.gateway.upstream import tls_context
 
     headers = None
-    secret = section.get("headerSecret")
+    secret = section.get("headerSecret") or section.get("sessionToken")
     if secret is not None and flags.credential_file is not None:
         value = read_value(flags.credential_file, False, "--credential-file")
         headers = {secret["header"]: secret["prefix"] + value}
