@@ -188,7 +188,7 @@ def test_a_remote_server_is_published_with_the_cli_and_governed_like_a_deployed_
         took = time.monotonic() - started
         assert down.status_code == 502 and took < 5, (down.status_code, took)
         assert down.json()["error"]["data"]["reason"] == "upstream_unavailable"
-        assert f"MCP server {SERVER}" in down.json()["error"]["message"]
+        assert f"MCP server {SERVER} behind /{SERVER}/mcp" in down.json()["error"]["message"]
         print(f"remote down: 502 after {took * 1000:.0f} ms")
 
         # ...and comes back: calls go through again (a new MCP session: the remote forgot the old one)

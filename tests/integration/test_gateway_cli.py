@@ -162,7 +162,7 @@ def test_a_remote_servers_sidecar_sends_the_secret_header_over_verified_tls(file
             process, base = _serve_sidecar([
                 "--upstream", remote.url, "--policy-file", str(files["policy"]), "--jwks-file", str(files["jwks"]),
                 "--upstream-header", "X-API-Key", "--upstream-credential-file", str(credential),
-                "--ca-file", str(ca), "--connect-timeout", "3", "--read-timeout", "5"])
+                "--ca-file", str(ca), "--connect-timeout", "3s", "--read-timeout", "5s"])
             try:
                 remote.seen.clear()
                 answer = httpx.post(base + "/mcp", json=init, headers=headers, timeout=20)

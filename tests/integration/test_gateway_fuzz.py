@@ -10,7 +10,8 @@ chunk sizes, oversized headers) that no well-behaved client library would.
 
 What is checked, for every case: the answer arrives within `REQUEST_TIMEOUT`; no 5xx except a 503
 while no policy is loaded (never here) and 502/504 when the upstream fails (it is up: none expected);
-a JSON-RPC error answer to a single request carries that request's id. After the run the gateway is
+a JSON-RPC error the gateway answers itself (a denial, a failed upstream) to a single request carries that
+request's id (the upstream's own answers are relayed as they are). After the run the gateway is
 healthy and has nothing in flight. Bounded in time (`MCP_RUNTIME_GATEWAY_FUZZ_SECONDS`, default 45);
 the number of cases is printed. Each defect found is fixed and kept in tests/unit/test_gateway_parsing.py
 or below as a named regression case.
@@ -34,6 +35,7 @@ from hypothesis import strategies as st
 
 from fixtures.gateway import SERVER, PolicyKit, serve_gateway, standard_kit
 from fixtures.servers import run_data_utility_server
+from mcp_runtime.wire.jsonrpc import DENIED, UPSTREAM_FAILED
 
 pytestmark = pytest.mark.slow
 
@@ -55,16 +57,21 @@ params = st.one_of(
     json_values)
 
 
+def mostly(draw: st.DrawFn, likely: st.SearchStrategy[Any], other: st.SearchStrategy[Any], odds: int = 4) -> Any:
+    """A value from `likely` `odds` times out of `odds + 1`: most cases are nearly valid, so they get deep."""
+    return draw(likely if draw(st.integers(0, odds)) else other)
+
+
 @st.composite
 def messages(draw: st.DrawFn) -> dict[str, Any]:
     message: dict[str, Any] = {}
     if draw(st.integers(0, 9)):
-        message["jsonrpc"] = draw(st.sampled_from(["2.0", "2.0", "2.0", "1.0", 2.0]) | json_scalars)
+        message["jsonrpc"] = mostly(draw, st.just("2.0"), st.sampled_from(["1.0", 2.0]) | json_scalars)
     if draw(st.integers(0, 3)):
-        message["id"] = draw(ids)
+        message["id"] = mostly(draw, st.integers(-(2**31), 2**31) | st.text(max_size=24), ids)
     if draw(st.integers(0, 9)):
-        message["method"] = draw(st.sampled_from(METHODS) | st.text(max_size=30) | json_scalars)
-    if draw(st.booleans()):
+        message["method"] = mostly(draw, st.sampled_from(METHODS), st.text(max_size=30) | json_scalars)
+    if message.get("method") == "tools/call" or draw(st.booleans()):
         message["params"] = draw(params)
     if draw(st.integers(0, 9)) == 0:
         message[draw(st.sampled_from(["result", "error"]))] = draw(json_values)
@@ -105,6 +112,20 @@ def gateway() -> Iterator[tuple[str, PolicyKit]]:
         yield url, kit
 
 
+def _mcp_session(url: str, token: str) -> str:
+    """A real MCP session through the gateway, so fuzzed calls that carry it reach the tools."""
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+               "Authorization": f"Bearer {token}"}
+    init = httpx.post(url, headers=headers, timeout=30, json={
+        "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "fuzz", "version": "1"}}})
+    init.raise_for_status()
+    session = init.headers["mcp-session-id"]
+    httpx.post(url, headers={**headers, "Mcp-Session-Id": session}, timeout=30,
+               json={"jsonrpc": "2.0", "method": "notifications/initialized"}).raise_for_status()
+    return session
+
+
 def _tokens(kit: PolicyKit) -> dict[str, str | None]:
     return {"valid": kit.token("s-cursor", "cursor"), "low": kit.token("s-claude", "claude", trust="low"),
             "revoked": kit.token("s-revoked", "cursor"), "other-server": kit.token("s-cursor", "cursor",
@@ -113,22 +134,25 @@ def _tokens(kit: PolicyKit) -> dict[str, str | None]:
 
 
 @st.composite
-def requests_(draw: st.DrawFn, tokens: dict[str, str | None]) -> tuple[str, dict[str, str], bytes]:
+def requests_(draw: st.DrawFn, tokens: dict[str, str | None], session: str) -> tuple[str, dict[str, str], bytes]:
     method = draw(st.sampled_from(["POST"] * 6 + ["GET", "DELETE", "PUT", "PATCH", "OPTIONS", "HEAD"]))
     headers: dict[str, str] = {}
-    token = tokens[draw(st.sampled_from(list(tokens)))]
+    token = tokens[mostly(draw, st.just("valid"), st.sampled_from(list(tokens)), odds=1)]
     if token is not None:
         where = draw(st.sampled_from(["Authorization", "Authorization", "X-MCP-Agent-Session"]))
         headers[where] = (f"Bearer {token}" if token else "Bearer") if where == "Authorization" else token
-    content_type = draw(st.sampled_from(["application/json", "application/json", "text/plain", None,
-                                         "application/json; charset=latin-1", "multipart/form-data"]))
+    content_type = mostly(draw, st.just("application/json"), st.sampled_from(
+        ["text/plain", None, "application/json; charset=latin-1", "multipart/form-data"]), odds=3)
     if content_type:
         headers["Content-Type"] = content_type
     accept = draw(st.sampled_from(["application/json, text/event-stream", "text/event-stream", "*/*", None,
                                    "application/json"]))
     if accept:
         headers["Accept"] = accept
-    if draw(st.booleans()):
+    which = draw(st.sampled_from([0, 1, 1, 2]))
+    if which == 1 and method != "DELETE":  # a DELETE would end the session the other cases use
+        headers["Mcp-Session-Id"] = session
+    elif which == 2:
         headers["Mcp-Session-Id"] = draw(st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126),
                                                  max_size=40))
     if draw(st.integers(0, 4)) == 0:
@@ -150,7 +174,9 @@ def _check(method: str, body: bytes, response: httpx.Response, tally: Tally) -> 
     single_request = (isinstance(request, dict) and request.get("jsonrpc") == "2.0"
                       and isinstance(request.get("method"), str) and isinstance(request.get("id"), int | str)
                       and not isinstance(request.get("id"), bool))
-    is_error = isinstance(answer, dict) and isinstance(answer.get("error"), dict)
+    # the gateway's own errors (a denial, a failed upstream); an upstream's answer is relayed as it is
+    is_error = (isinstance(answer, dict) and isinstance(answer.get("error"), dict)
+                and answer["error"].get("code") in (DENIED, UPSTREAM_FAILED))
     if single_request and is_error and answer.get("id") != request["id"]:
         tally.fail(f"error answer id {answer.get('id')!r} != request id {request['id']!r} <- {body[:200]!r}")
 
@@ -162,7 +188,8 @@ def _not_json(constant: str) -> Any:
 def test_the_gateway_survives_fuzzed_http_and_json_rpc(gateway: tuple[str, PolicyKit]) -> None:
     url, kit = gateway
     tally = Tally()
-    strategy = requests_(_tokens(kit))
+    tokens = _tokens(kit)
+    strategy = requests_(tokens, _mcp_session(url, str(tokens["valid"])))
 
     with httpx.Client(timeout=REQUEST_TIMEOUT) as client:
         @settings(max_examples=100, deadline=None, database=None, suppress_health_check=list(HealthCheck))
@@ -171,7 +198,10 @@ def test_the_gateway_survives_fuzzed_http_and_json_rpc(gateway: tuple[str, Polic
             method, headers, body = request
             tally.cases += 1
             try:
-                response = client.request(method, url, headers=headers, content=body)
+                # a GET may open the server's event stream, which stays open by design: the head is the answer
+                with client.stream(method, url, headers=headers, content=body) as response:
+                    if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                        response.read()
             except httpx.HTTPError as exc:
                 tally.fail(f"{type(exc).__name__}: {exc} <- {method} {headers} {body[:200]!r}")
                 return

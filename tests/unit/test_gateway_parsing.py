@@ -73,9 +73,15 @@ def test_token_extraction() -> None:
     assert extract_token(None, None) is None
 
 
-def test_json_nested_past_the_recursion_limit_is_a_parse_error_not_a_crash() -> None:
-    # A fuzz finding: 100,000 "[" in a 1 MiB body made json raise RecursionError, answered as a 500.
-    with pytest.raises(RpcInputError) as caught:
-        parse_body(b"[" * 100_000)
-    assert caught.value.code == PARSE_ERROR
-    assert "nested too deeply" in str(caught.value)
+def test_deeply_nested_body_is_a_parse_error_not_a_crash() -> None:
+    """Found by the gateway fuzz test: `[[[...]]]` 100,000 deep overflowed the JSON parser's stack
+    (RecursionError) and the gateway answered 500."""
+    with pytest.raises(RpcInputError) as exc:
+        parse_body(b"[" * 100_000 + b"]" * 100_000)
+    assert exc.value.code == PARSE_ERROR and "too deeply" in exc.value.message
+
+
+def test_a_deeply_nested_upstream_event_passes_unchanged() -> None:
+    """The same from the other side: an upstream SSE event nested too deeply to parse is relayed as is."""
+    event = b"data: " + b"[" * 100_000 + b"]" * 100_000 + b"\n\n"
+    assert SseRewriter(_filter).feed(event) == event

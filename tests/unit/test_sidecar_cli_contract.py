@@ -21,9 +21,9 @@ def parse_gateway_args(args: list[str]) -> dict[str, Any]:
         return dict(command.make_context("run", list(args[2:])).params)
 
 
-def sidecar_args(**options: Any) -> list[str]:
+def sidecar_args(gateway: dict[str, Any] | None = None, **options: Any) -> list[str]:
     server = MCPServer.model_validate({"metadata": {"name": "payments", "namespace": "mcp-team-acme", "uid": "u"},
-                                       "spec": {"image": "acme/payments:v1",
+                                       "spec": {"image": "acme/payments:v1", "gateway": gateway or {},
                                                 "tools": [{"name": "echo", "sideEffect": "read"}]}})
     rendered = render_server(server, compile_policy(server, [], []), RenderOptions(**options))
     containers = rendered.deployment["spec"]["template"]["spec"]["containers"]
@@ -47,6 +47,15 @@ def test_the_contract_check_parses_what_gateway_run_accepts() -> None:
     assert params["path"] == "/payments/mcp"
 
 
+def test_the_server_timeouts_reach_the_sidecar() -> None:
+    """`spec.gateway.timeouts` becomes the sidecar's --connect-timeout/--read-timeout (defaults: not rendered)."""
+    params = parse_gateway_args(sidecar_args({"timeouts": {"connect": "3s", "read": "2m"}}))
+    assert (params["connect_timeout"], params["read_timeout"]) == ("3s", "2m")
+    defaults = parse_gateway_args(sidecar_args())
+    assert (defaults["connect_timeout"], defaults["read_timeout"]) == ("10s", "300s")
+    assert "--read-timeout" not in sidecar_args()
+
+
 def test_a_remote_servers_gateway_args_parse_with_its_credential_ca_and_timeouts() -> None:
     server = MCPServer.model_validate({"metadata": {"name": "saas", "namespace": "mcp-team-acme", "uid": "u"},
                                        "spec": {"remote": {"url": "https://mcp.example.com/mcp",
@@ -61,4 +70,4 @@ def test_a_remote_servers_gateway_args_parse_with_its_credential_ca_and_timeouts
     assert (params["upstream_header"], params["upstream_header_prefix"]) == ("Authorization", "Bearer ")
     assert str(params["upstream_credential_file"]) == "/var/run/mcp-runtime/remote/credential"
     assert str(params["ca_file"]) == "/etc/mcp-runtime/policy/remote-ca.pem"
-    assert (params["connect_timeout"], params["read_timeout"]) == (5.0, 60.0)
+    assert (params["connect_timeout"], params["read_timeout"]) == ("5s", "1m")

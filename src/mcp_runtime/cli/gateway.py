@@ -9,7 +9,12 @@ import typer
 
 from mcp_runtime.cli.common.errors import CliError
 from mcp_runtime.cli.common.serving import configure_logging
-from mcp_runtime.resources.server import DEFAULT_GATEWAY_PORT, DEFAULT_MCP_PATH
+from mcp_runtime.resources.server import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_GATEWAY_PORT,
+    DEFAULT_MCP_PATH,
+    DEFAULT_READ_TIMEOUT,
+)
 
 if TYPE_CHECKING:
     from mcp_runtime.gateway import PolicySource
@@ -73,10 +78,13 @@ def run(
         None, "--upstream-credential-file", metavar="FILE", help="File holding the value of --upstream-header."),
     ca_file: Path | None = typer.Option(None, "--ca-file", metavar="FILE",
                                         help="PEM CAs an https upstream must chain to (default: the system CAs)."),
-    connect_timeout: float = typer.Option(10.0, "--connect-timeout", min=0.1, max=3600,
-                                          help="Seconds to open a connection to the upstream."),
-    read_timeout: float = typer.Option(300.0, "--read-timeout", min=0.1, max=86400,
-                                       help="Seconds for the upstream to start answering."),
+    connect_timeout: str = typer.Option(
+        DEFAULT_CONNECT_TIMEOUT, "--connect-timeout", metavar="DURATION",
+        help="How long to wait for a connection to the upstream (spec.gateway.timeouts.connect)."),
+    read_timeout: str = typer.Option(
+        DEFAULT_READ_TIMEOUT, "--read-timeout", metavar="DURATION",
+        help="How long the upstream may take to start answering, and pause within an answer to a POST "
+             "(spec.gateway.timeouts.read)."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
     """Serve the gateway in front of one MCP server until interrupted.
@@ -105,6 +113,8 @@ def run(
         raw = _readable(upstream_token_file, "upstream token file", "--upstream-token-file")
         upstream_token = raw.decode().strip() or None
     emitter = _emitter(ingest_url, ingest_key_file, spool_dir)
+    connect_seconds = _seconds(connect_timeout, "--connect-timeout")
+    read_seconds = _seconds(read_timeout, "--read-timeout")
 
     configure_logging(log_level)
     header = _upstream_header(upstream_header, upstream_header_prefix, upstream_credential_file)
@@ -112,7 +122,7 @@ def run(
     try:
         route = GatewayRoute(upstream=upstream, policy=source, keys=keys, server=server, namespace=namespace,
                              path=path, upstream_token=upstream_token, upstream_header=header, ca_bundle=ca_bundle,
-                             connect_timeout=connect_timeout, read_timeout=read_timeout)
+                             connect_timeout=connect_seconds, read_timeout=read_seconds)
         gateway = Gateway([route], emitter=emitter)
     except ValueError as exc:
         raise CliError(str(exc), hint="check --upstream, --ca-file and the credential") from None
@@ -135,6 +145,16 @@ def _upstream_header(name: str | None, prefix: str, credential_file: Path | None
     if not value:
         raise CliError(f"upstream credential file {credential_file} is empty", hint="check the Secret it comes from")
     return name, prefix + value
+
+
+def _seconds(value: str, flag: str) -> float:
+    """A duration flag (`10s`, `5m`) in seconds."""
+    from mcp_runtime.resources import parse_duration
+
+    try:
+        return parse_duration(value).total_seconds()
+    except ValueError as exc:
+        raise CliError(f"{flag}: {exc}", hint=f"for example {flag} 30s") from None
 
 
 def _keys(jwks_file: Path) -> JwksFile:

@@ -222,8 +222,10 @@ class EmbeddedPlatform:
         if getattr(self.runtime, "has_gateway_sidecar", False):  # podman: the pod's sidecar governs it
             self._paths[(namespace, name)] = path  # served by runtime.proxy (see asgi)
             return
+        timeouts = server.spec.gateway.timeouts
         route = GatewayRoute(upstream=upstream, policy=self._source(namespace, name),
-                             keys=self.platform.keyring.public_keys(), server=name, namespace=namespace, path=path)
+                             keys=self.platform.keyring.public_keys(), server=name, namespace=namespace, path=path,
+                             connect_timeout=timeouts.connect_seconds, read_timeout=timeouts.read_seconds)
         await self.gateway.add_route(route)
         self._paths[(namespace, name)] = path
 

@@ -73,6 +73,11 @@ class Exchange:
         self.bytes_out = 0
 
     @property
+    def has_requests(self) -> bool:
+        """Whether a forwarded message expects an answer (a request, not only notifications or responses)."""
+        return any(msg.is_request for msg in self.forward)
+
+    @property
     def identity(self) -> Identity | None:
         """Who the policy sees: the verified caller, or no one."""
         caller = self.caller

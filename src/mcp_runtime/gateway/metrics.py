@@ -45,6 +45,9 @@ class GatewayMetrics:
                               registry=self.registry)
         self.reloads = Counter("mcp_gateway_policy_reloads", "Policy loads, by server and result (ok|error).",
                                ["server", "result"], registry=self.registry)
+        self.upstream_connections = Gauge("mcp_gateway_upstream_connections",
+                                          "Connections to the upstream open now (in use or idle), per server.",
+                                          ["server"], registry=self.registry)
         self.upstream_errors = Counter("mcp_gateway_upstream_errors",
                                        "Requests the upstream could not answer.", ["server"],
                                        registry=self.registry)
@@ -72,12 +75,18 @@ class GatewayMetrics:
             child = self._children[key] = self.duration.labels(server)
         child.observe(seconds)  # type: ignore[attr-defined]
 
-    def inflight_for(self, server: str) -> InFlight:
+    def inflight_for(self, server: str, upstream: object = None) -> InFlight:
+        """The in-flight count of `server`; the first call also exports its upstream's open connections
+        (`open_connections`, when the upstream keeps a pool) so leaks show on /metrics."""
         key = ("i", server)
         count = self._children.get(key)
         if count is None:
             count = self._children[key] = InFlight()
             self.inflight.labels(server).set_function(count.value)
+            connections = getattr(upstream, "open_connections", None)
+            if connections is not None:
+                self.upstream_connections.labels(server).set_function(
+                    lambda: float(getattr(upstream, "open_connections", 0)))
         return count  # type: ignore[return-value]
 
     def count_reload(self, server: str, ok: bool) -> None:

@@ -46,6 +46,7 @@ from mcp_runtime.gateway.refusal import Refusal, Unauthorized
 from mcp_runtime.gateway.relay import (
     MAX_REWRITE,
     SSE,
+    StreamFailed,
     ToolFilter,
     denial_error,
     filter_tools,
@@ -63,7 +64,9 @@ from mcp_runtime.gateway.upstream import (
     UpstreamCredentialMissing,
     UpstreamCredentialRejected,
     UpstreamError,
+    UpstreamInvalidAnswer,
     UpstreamRequest,
+    UpstreamResponse,
 )
 from mcp_runtime.policy import Decision, allowed_tools, evaluate, evaluate_access
 from mcp_runtime.resources.common import utcnow
@@ -102,7 +105,7 @@ class RequestPath:
         """One request to a governed server, from arrival to metrics and audit record."""
         started = time.perf_counter()
         server = route.server
-        inflight = self.metrics.inflight_for(server)
+        inflight = self.metrics.inflight_for(server, route.upstream)
         inflight.inc()
         ex = Exchange(route, scope, receive, send)
         method = scope["method"]
@@ -270,11 +273,26 @@ class RequestPath:
                 rewriter = SseRewriter(lambda m: filter_tools(m, list_ids, visible))
             tail = b"".join(sse_event(d) for d in ex.denials)
             ex.bytes_out = await stream(response, ex.send, ex.receive, response.status,
-                                        response_headers(response), rewriter, tail)
+                                        response_headers(response), rewriter, tail, self.stream_failed(ex))
         elif (ex.list_ids or ex.denials) and 200 <= response.status < 300:
             await self.relay_rewritten(ex)
+        elif ex.forward and 200 <= response.status < 300 and _small(response):
+            await self.relay_checked(ex)
         else:
-            ex.bytes_out = await pass_through(response, ex.send, ex.receive)
+            ex.bytes_out = await pass_through(response, ex.send, ex.receive, self.stream_failed(ex))
+
+    async def relay_checked(self, ex: Exchange) -> None:
+        """A small JSON answer to JSON-RPC messages, passed as the server's bytes once they are whole and
+        are JSON: a server that breaks off or answers something else gets its callers an error each."""
+        response = ex.response
+        assert response is not None
+        try:
+            data = await response.read(MAX_REWRITE)
+            if ex.has_requests and not _is_json_answer(response, data):
+                raise UpstreamInvalidAnswer(f"the answer is not JSON-RPC: {data[:80]!r}")
+        except UpstreamError as exc:
+            raise self.upstream_failed(ex, exc) from None
+        ex.bytes_out = await send_raw(ex.send, response.status, response_headers(response), data)
 
     async def relay_rewritten(self, ex: Exchange) -> None:
         """A JSON answer the gateway changes: read whole (bounded), filtered, denials merged, sent."""
@@ -288,9 +306,9 @@ class RequestPath:
         if data.strip():
             try:
                 payload = json.loads(data)
-            except ValueError:  # not ours to fix: the client gets what the server sent
-                ex.bytes_out = await send_raw(ex.send, response.status, response_headers(response), data)
-                return
+            except (ValueError, RecursionError):
+                raise self.upstream_failed(ex, UpstreamInvalidAnswer(
+                    f"the answer is not JSON-RPC: {data[:80]!r}")) from None
         visible = visible_tools(ex) if ex.list_ids else None
         payload = merge_answer(payload, ex.list_ids, visible, ex.denials, ex.is_batch)
         headers = [(k, v) for k, v in response_headers(response) if k != b"content-type"]
@@ -338,6 +356,21 @@ class RequestPath:
         self.metrics.upstream_errors.labels(route.server).inc()
         log.warning("upstream %s failed: %s", route.upstream.url, exc)
         return refusal.upstream_failed(route, exc, ex.forward, ex.denials, ex.is_batch)
+
+    def stream_failed(self, ex: Exchange) -> StreamFailed:
+        """What to send when the server breaks off an answer already under way: an SSE error event for
+        each forwarded request when no answer seems to have passed yet, then the stream ends cleanly.
+        The request is recorded with the failure's status (502, 504), whatever the client saw first."""
+        def failed(exc: UpstreamError, answered: bool) -> bytes:
+            route = ex.route
+            self.metrics.upstream_errors.labels(route.server).inc()
+            ex.status = exc.status
+            response = ex.response
+            sse = response is not None and (response.header(b"content-type") or b"").startswith(SSE)
+            if answered or not sse:
+                return b""
+            return b"".join(sse_event(e) for e in refusal.upstream_errors(route, exc, ex.forward))
+        return failed
 
     # -- when the request is over --------------------------------------------------------------------
     def finish(self, ex: Exchange, server: str, method: str, elapsed: float) -> None:
@@ -405,6 +438,25 @@ def upstream_headers(scope: Scope, caller: Authenticated | None) -> list[tuple[b
     if caller is not None:
         headers += caller.headers
     return headers
+
+
+def _small(response: UpstreamResponse) -> bool:
+    length = response.header(b"content-length")
+    return length is not None and length.isdigit() and int(length) <= MAX_REWRITE
+
+
+def _is_json_answer(response: UpstreamResponse, data: bytes) -> bool:
+    """A JSON-RPC answer must be JSON (an empty body is fine for a 202-style answer)."""
+    if not data.strip():
+        return True
+    content_type = (response.header(b"content-type") or b"").split(b";", 1)[0].strip().lower()
+    if content_type != b"application/json":
+        return False
+    try:
+        json.loads(data)
+    except (ValueError, RecursionError):
+        return False
+    return True
 
 
 def _is_json(content_type: bytes | None) -> bool:

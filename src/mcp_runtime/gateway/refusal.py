@@ -82,12 +82,22 @@ def method_not_allowed() -> Refusal:
 def upstream_failed(route: BoundRoute, exc: UpstreamError, requests: Sequence[RpcMessage],
                     denials: Sequence[dict[str, Any]] = (), is_batch: bool = False) -> Refusal:
     """502 (504 for a timeout) when the server failed before its answer began. JSON-RPC requests each get
-    an error with their id naming the server (with the request's denials, in one batch answer if it was a
-    batch), so every MCP client can tell its caller what happened; a GET or DELETE gets the envelope."""
-    message = f"the call to MCP server {route.server} ({route.path}) failed: {exc}"
-    data = {"reason": exc.reason, "server": route.server, "namespace": route.namespace}
-    errors = [error_object(msg.id, UPSTREAM_FAILED, message, data) for msg in requests if msg.is_request]
+    an error with their id (with the request's denials, in one batch answer if it was a batch), so every
+    MCP client can tell its caller what happened; a GET or DELETE gets the usual envelope."""
+    errors = upstream_errors(route, exc, requests)
     if not errors:
-        return envelope(exc.status, exc.reason, message)
+        return envelope(exc.status, exc.reason, _failed(route, exc))
     answers = [*errors, *denials]
     return Refusal(exc.status, answers if is_batch else answers[0])
+
+
+def upstream_errors(route: BoundRoute, exc: UpstreamError, requests: Sequence[RpcMessage]) -> list[dict[str, Any]]:
+    """One JSON-RPC error per forwarded request (those with an id), saying what the server did wrong."""
+    message = _failed(route, exc)
+    data = {"reason": exc.reason, "server": route.server, "namespace": route.namespace}
+    return [error_object(msg.id, UPSTREAM_FAILED, message, data) for msg in requests if msg.is_request]
+
+
+def _failed(route: BoundRoute, exc: UpstreamError) -> str:
+    """What the client reads: which server (by name and route) and what went wrong."""
+    return f"the MCP server {route.server} behind {route.path} failed: {exc}"

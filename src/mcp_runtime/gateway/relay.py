@@ -73,7 +73,13 @@ def response_headers(response: UpstreamResponse) -> list[tuple[bytes, bytes]]:
     return [(k, v) for k, v in response.headers if k not in _STRIP_RESPONSE]
 
 
-async def pass_through(response: UpstreamResponse, send: Send, receive: Receive) -> int:
+StreamFailed = Callable[[UpstreamError, bool], bytes]
+"""Told that the upstream broke off a stream (and whether an answer seemed to have passed already);
+returns what to send the client before the stream ends (JSON-RPC error events, or nothing)."""
+
+
+async def pass_through(response: UpstreamResponse, send: Send, receive: Receive,
+                       on_failure: StreamFailed | None = None) -> int:
     """Relay a response as is: small bodies in one piece, streams chunk by chunk."""
     headers = response_headers(response)
     length = response.header(b"content-length")
@@ -86,12 +92,17 @@ async def pass_through(response: UpstreamResponse, send: Send, receive: Receive)
             data = b""
             headers.append((b"connection", b"close"))
         return await send_raw(send, response.status, headers, data)
-    return await stream(response, send, receive, response.status, headers, None, b"")
+    return await stream(response, send, receive, response.status, headers, None, b"", on_failure)
 
 
 async def stream(response: UpstreamResponse, send: Send, receive: Receive, status: int,
-           headers: list[tuple[bytes, bytes]], rewriter: SseRewriter | None, tail: bytes) -> int:
+                 headers: list[tuple[bytes, bytes]], rewriter: SseRewriter | None, tail: bytes,
+                 on_failure: StreamFailed | None = None) -> int:
     """Relay a body as it arrives; stop (and drop the upstream connection) when the client leaves.
+
+    When the upstream breaks off (dies, stalls past the read timeout, sends too much), the client gets
+    what `on_failure` returns (the request path: an error event per unanswered request) and then a
+    clean end of the stream, never a connection cut in the middle of a chunk.
 
     Most streams (a tool call's SSE answer) end within milliseconds, so the task that watches for
     the client going away is only started once a stream has lasted `DISCONNECT_WATCH_AFTER`.
@@ -100,11 +111,14 @@ async def stream(response: UpstreamResponse, send: Send, receive: Receive, statu
     watch = _DisconnectWatch(receive, response)
     timer = asyncio.get_running_loop().call_later(DISCONNECT_WATCH_AFTER, watch.start)
     sent = 0
+    answered = False  # whether a JSON-RPC answer seems to have passed (a cheap byte search, no parsing)
     try:
         async for chunk in response.chunks():
             if rewriter is not None:
                 chunk = rewriter.feed(chunk)
             if chunk:
+                if not answered and (b'"result"' in chunk or b'"error"' in chunk):
+                    answered = True
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 sent += len(chunk)
         rest = (rewriter.flush() if rewriter is not None else b"") + tail
@@ -114,6 +128,11 @@ async def stream(response: UpstreamResponse, send: Send, receive: Receive, statu
     except UpstreamError as exc:
         if not watch.client_left:
             log.warning("upstream stream ended abnormally: %s", exc)
+            rest = (on_failure(exc, answered) if on_failure is not None else b"") + tail
+            if rest:
+                with contextlib.suppress(OSError):
+                    await send({"type": "http.response.body", "body": rest, "more_body": True})
+                    sent += len(rest)
     except OSError:
         response.abort()
     finally:

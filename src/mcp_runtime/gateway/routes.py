@@ -51,7 +51,8 @@ class GatewayRoute:
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     """Seconds to open a connection to the upstream (`spec.gateway.timeouts.connect`)."""
     read_timeout: float = DEFAULT_READ_TIMEOUT
-    """Seconds for the upstream to start answering (`spec.gateway.timeouts.read`)."""
+    """Seconds for the upstream to start answering, and that an answer to a POST may pause
+    (`spec.gateway.timeouts.read`)."""
 
     def public_path(self) -> str:
         if self.path:

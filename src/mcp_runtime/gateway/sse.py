@@ -47,7 +47,7 @@ class SseRewriter:
             return block + end
         try:
             message = json.loads(b"\n".join(data))
-        except ValueError:
+        except (ValueError, RecursionError):
             return block + end
         replacement = self._rewrite(message)
         if replacement is None:

@@ -30,6 +30,7 @@ from mcp_runtime.manifests.common import (
 from mcp_runtime.manifests.options import SecretKey
 from mcp_runtime.policy import PolicyDocument
 from mcp_runtime.resources import MCPServer
+from mcp_runtime.resources.server import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT
 
 
 def pod_template(ctx: RenderContext, policy: PolicyDocument, labels: dict[str, str], image: str) -> Manifest:
@@ -181,11 +182,9 @@ def gateway_upstream(server: MCPServer) -> str:
 
 
 def _remote_parts(ctx: RenderContext, args: list[str], mounts: list[Manifest], volumes: list[Manifest]) -> None:
-    """A remote server's gateway flags: its credential (a Secret mounted here only), CA bundle, timeouts."""
+    """A remote server's gateway flags: its credential (a Secret mounted here only) and CA bundle."""
     remote = ctx.server.spec.remote
     assert remote is not None
-    timeouts = ctx.server.spec.gateway.timeouts
-    args += ["--connect-timeout", f"{timeouts.connect_seconds:g}", "--read-timeout", f"{timeouts.read_seconds:g}"]
     if remote.ca_bundle:
         args += ["--ca-file", f"{ctx.options.policy_mount_dir.rstrip('/')}/{REMOTE_CA_KEY}"]
     secret = remote.header_secret
@@ -216,6 +215,11 @@ def _gateway_container(ctx: RenderContext) -> tuple[Manifest, list[Manifest]]:
     ]
     if options.watch_policy_via_api:
         args += ["--policy-configmap", f"{ctx.namespace}/{policy_configmap_name(ctx.server.name)}"]
+    timeouts = spec.gateway.timeouts
+    if timeouts.connect != DEFAULT_CONNECT_TIMEOUT:
+        args += ["--connect-timeout", timeouts.connect]
+    if timeouts.read != DEFAULT_READ_TIMEOUT:
+        args += ["--read-timeout", timeouts.read]
     policy_items = [{"key": POLICY_KEY, "path": POLICY_KEY}] + [
         {"key": key, "path": key} for key in remote_ca_data(ctx.server)]
     mounts: list[Manifest] = [

@@ -14,14 +14,17 @@ from mcp_runtime.gateway.upstream.base import (
     UpstreamCredentialMissing,
     UpstreamCredentialRejected,
     UpstreamError,
+    UpstreamInvalidAnswer,
     UpstreamRequest,
     UpstreamResponse,
     UpstreamTimeout,
 )
-from mcp_runtime.gateway.upstream.http import UpstreamPool
-
-DEFAULT_CONNECT_TIMEOUT = 10.0
-DEFAULT_READ_TIMEOUT = 300.0
+from mcp_runtime.gateway.upstream.http import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_READ_TIMEOUT,
+    MAX_ANSWER,
+    UpstreamPool,
+)
 
 
 def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
@@ -44,7 +47,6 @@ def open_upstream(url: str, *, credential: str | None = None, credential_header:
                         connect_timeout=connect_timeout, head_timeout=read_timeout)
 
 
-__all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_READ_TIMEOUT", "Upstream", "UpstreamCredentialMissing",
-           "UpstreamCredentialRejected",
-           "UpstreamError", "UpstreamPool", "UpstreamRequest", "UpstreamResponse", "UpstreamTimeout", "open_upstream",
-           "tls_context"]
+__all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_READ_TIMEOUT", "MAX_ANSWER", "Upstream", "UpstreamCredentialMissing",
+           "UpstreamCredentialRejected", "UpstreamError", "UpstreamInvalidAnswer", "UpstreamPool", "UpstreamRequest",
+           "UpstreamResponse", "UpstreamTimeout", "open_upstream", "tls_context"]

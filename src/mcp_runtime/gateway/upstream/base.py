@@ -44,10 +44,16 @@ class UpstreamCredentialMissing(UpstreamError):
 
 
 class UpstreamTimeout(UpstreamError):
-    """The upstream did not connect or start answering within the route's timeouts."""
+    """The upstream did not connect, start answering, or go on answering within the route's timeouts."""
 
     reason = "upstream_timeout"
     status = 504
+
+
+class UpstreamInvalidAnswer(UpstreamError):
+    """The upstream answered something that is not HTTP, not the JSON it announced, or too large to relay."""
+
+    reason = "upstream_invalid_answer"
 
 
 class UpstreamRequest:
@@ -76,7 +82,8 @@ class UpstreamResponse(Protocol):
         """The first value of header `name` (lower case), or None."""
 
     def chunks(self) -> AsyncIterator[bytes]:
-        """The body, chunk by chunk as it arrives; raises UpstreamError when the upstream breaks off."""
+        """The body, chunk by chunk as it arrives; raises UpstreamError when the upstream breaks off, stays
+        silent longer than the read timeout (answers to POSTs), or sends more than the answer limit."""
 
     async def read(self, limit: int | None = None) -> bytes:
         """The whole body (at most `limit` bytes, else UpstreamError)."""

@@ -5,6 +5,11 @@ same machine a plain asyncio protocol with httptools' parser forwards 2-3x more 
 than aiohttp and ~10x more than httpx (figures in `bench/README.md`). It speaks only what the gateway
 needs: one request at a time per connection, Content-Length or chunked responses, bodies delivered as
 they arrive (SSE events are never buffered whole), back-pressure on slow readers.
+
+Every wait is bounded (the route's timeouts, `spec.gateway.timeouts`): `connect_timeout` to open a
+connection, `head_timeout` (the read timeout) for an answer to start, and for answers to requests with a
+body (POSTs) the same read timeout between two parts of the body, plus `max_answer` bytes in all. A GET
+stream (server-to-client messages) may stay quiet and open for as long as both ends like.
 """
 
 from __future__ import annotations
@@ -19,10 +24,14 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from mcp_runtime.gateway.upstream.base import UpstreamError, UpstreamRequest, UpstreamTimeout
+from mcp_runtime.gateway.upstream.base import UpstreamError, UpstreamInvalidAnswer, UpstreamRequest, UpstreamTimeout
 
 _HIGH_WATER = 256 * 1024
 _LOW_WATER = 64 * 1024
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 300.0
+MAX_ANSWER = 32 * 1024 * 1024
+"""Largest answer to a POST the gateway relays (32 MiB); a larger one ends with `upstream_invalid_answer`."""
 
 
 class _ClosedBeforeAnswer(UpstreamError):
@@ -32,14 +41,19 @@ class _ClosedBeforeAnswer(UpstreamError):
 class HttpResponse:
     """One response (an `UpstreamResponse`): status and headers at once, the body as a stream of chunks."""
 
-    __slots__ = ("_buffered", "_chunks", "_conn", "_done", "_error", "_waiter", "headers", "status")
+    __slots__ = ("_buffered", "_chunks", "_conn", "_done", "_error", "_idle", "_limit", "_received", "_waiter",
+                 "headers", "status")
 
-    def __init__(self, conn: _Connection) -> None:
+    def __init__(self, conn: _Connection, idle: float | None = None, limit: int | None = None) -> None:
+        """`idle`: seconds the body may pause before the answer is given up on; `limit`: its largest size."""
         self._conn: _Connection | None = conn
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self._chunks: collections.deque[bytes] = collections.deque()
         self._buffered = 0
+        self._received = 0
+        self._idle = idle
+        self._limit = limit
         self._done = False
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -58,6 +72,15 @@ class HttpResponse:
             waiter.set_result(None)
 
     def _feed(self, chunk: bytes) -> None:
+        if self._error is not None:
+            return
+        self._received += len(chunk)
+        if self._limit is not None and self._received > self._limit:
+            self._fail(UpstreamInvalidAnswer(f"the answer is larger than {self._limit} bytes, the most the "
+                                             "gateway relays"))
+            if self._conn is not None:
+                self._conn.pause()
+            return
         self._chunks.append(chunk)
         self._buffered += len(chunk)
         if self._buffered > _HIGH_WATER and self._conn is not None:
@@ -69,8 +92,31 @@ class HttpResponse:
         self._wake()
 
     def _fail(self, exc: BaseException) -> None:
-        self._error = exc
+        if self._error is None:
+            self._error = exc
         self._wake()
+
+    def _raise(self) -> None:
+        error = self._error
+        if isinstance(error, UpstreamError):
+            raise error
+        raise UpstreamError(str(error) or "upstream closed the connection") from error
+
+    async def _wait(self) -> None:
+        """Until the connection feeds more (or fails); at most the idle timeout, if there is one."""
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(self._idle, self._idle_expired, waiter) if self._idle is not None else None
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+    def _idle_expired(self, waiter: asyncio.Future[None]) -> None:
+        if not waiter.done():
+            self._fail(UpstreamTimeout(f"the upstream sent nothing more for {self._idle:g} s"))
 
     # -- read by the gateway ---------------------------------------------------------------------
     async def chunks(self) -> AsyncIterator[bytes]:
@@ -84,13 +130,11 @@ class HttpResponse:
                         self._conn.resume()
                     yield chunk
                     continue
+                if self._error is not None:
+                    self._raise()
                 if self._done:
                     break
-                if self._error is not None:
-                    raise UpstreamError(str(self._error) or "upstream closed the connection") from self._error
-                self._waiter = asyncio.get_running_loop().create_future()
-                await self._waiter
-                self._waiter = None
+                await self._wait()
         finally:
             self.close()
 
@@ -106,16 +150,14 @@ class HttpResponse:
                     parts.append(chunk)
                     size += len(chunk)
                     if limit is not None and size > limit:
-                        raise UpstreamError(f"upstream response larger than {limit} bytes")
+                        raise UpstreamInvalidAnswer(f"the answer is larger than {limit} bytes")
+                if self._error is not None:
+                    self._raise()
                 if self._done:
                     break
-                if self._error is not None:
-                    raise UpstreamError(str(self._error) or "upstream closed the connection") from self._error
                 if self._conn is not None:
                     self._conn.resume()
-                self._waiter = asyncio.get_running_loop().create_future()
-                await self._waiter
-                self._waiter = None
+                await self._wait()
         finally:
             self.close()
         return parts[0] if len(parts) == 1 else b"".join(parts)
@@ -179,9 +221,9 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self.closed = True
             if self._head is not None and not self._head.done():
-                self._head.set_exception(UpstreamError(f"invalid HTTP from upstream: {exc}"))
+                self._head.set_exception(UpstreamInvalidAnswer(f"invalid HTTP from upstream: {exc}"))
             elif self._response is not None:
-                self._response._fail(UpstreamError(f"invalid HTTP from upstream: {exc}"))
+                self._response._fail(UpstreamInvalidAnswer(f"invalid HTTP from upstream: {exc}"))
             if self.transport is not None:
                 self.transport.close()
 
@@ -224,12 +266,12 @@ class _Connection(asyncio.Protocol):
             self._paused = False
             self.transport.resume_reading()
 
-    async def send(self, request: bytes) -> HttpResponse:
+    async def send(self, request: bytes, idle: float | None = None, limit: int | None = None) -> HttpResponse:
         assert self.transport is not None
         self.used = True
         self._complete = False
         self._framed = False
-        response = HttpResponse(self)
+        response = HttpResponse(self, idle, limit)
         self._response = response
         loop = asyncio.get_running_loop()
         head = self._head = loop.create_future()
@@ -240,6 +282,11 @@ class _Connection(asyncio.Protocol):
         finally:
             timer.cancel()
             self._head = None
+        length = response.header(b"content-length")
+        if limit is not None and length is not None and length.isdigit() and int(length) > limit:
+            response.abort("too large")
+            raise UpstreamInvalidAnswer(f"the upstream announced an answer of {int(length)} bytes; the gateway "
+                                        f"relays at most {limit}")
         return response
 
     def _head_timed_out(self, head: asyncio.Future[None]) -> None:
@@ -265,14 +312,17 @@ class UpstreamPool:
     """An `Upstream` over HTTP: keep-alive connections to one endpoint (`http://host:port/path` or https)."""
 
     def __init__(self, url: str, *, credential: str | None = None, max_idle: int = 256,
-                 connect_timeout: float = 10.0, head_timeout: float = 300.0,
-                 credential_header: tuple[str, str] | None = None, tls: ssl.SSLContext | None = None) -> None:
+                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, head_timeout: float = DEFAULT_READ_TIMEOUT,
+                 max_answer: int = MAX_ANSWER, credential_header: tuple[str, str] | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         """`credential`: sent as `Authorization: Bearer ...` on every request (the upstream's own; a
         client's bearer is never forwarded). `credential_header`: (name, value) sent instead, for a remote
         that wants another header or scheme (`X-API-Key: ...`); a client's header of that name is dropped.
         `tls`: the context an https upstream is verified with (default: the system CAs, host name checked).
-        `head_timeout`: how long an upstream may take to start answering (a slow tool call in JSON mode
-        answers only when done; SSE answers start at once)."""
+        `head_timeout` (the route's read timeout): how long an
+        upstream may take to start answering (a slow tool call in JSON mode answers only when done; SSE
+        answers start at once), and how long the answer to a POST may pause. `max_answer`: the largest
+        answer to a POST relayed."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"upstream URL must be http(s)://host[:port]/path, got {url!r}")
@@ -290,6 +340,7 @@ class UpstreamPool:
         self._max_idle = max_idle
         self._connect_timeout = connect_timeout
         self.head_timeout = head_timeout
+        self.max_answer = max_answer
         self._all: set[_Connection] = set()
         if credential_header is None and credential:
             credential_header = ("authorization", "Bearer " + credential)
@@ -320,9 +371,9 @@ class UpstreamPool:
                                        server_hostname=self.host if self._ssl else None),
                 self._connect_timeout,
             )
-        except TimeoutError as exc:
+        except TimeoutError:
             raise UpstreamTimeout(f"cannot connect to upstream {self.host}:{self.port} within "
-                                  f"{self._connect_timeout:g} s") from exc
+                                  f"{self._connect_timeout:g} s") from None
         except ssl.SSLCertVerificationError as exc:
             raise UpstreamError(f"the TLS certificate of {self.host}:{self.port} is not trusted "
                                 f"({exc.verify_message}); for a private CA set remote.caBundle") from exc
@@ -350,19 +401,26 @@ class UpstreamPool:
         else:
             lines.append(b"\r\n")
         payload = b"".join(lines)
+        # an answer to a request with a body (a POST) is bounded in pauses and size; a GET stream is not
+        idle, limit = (self.head_timeout, self.max_answer) if body is not None else (None, None)
         while self._idle:
             conn = self._idle.pop()
             if conn.closed:
                 self._all.discard(conn)
                 continue
             try:
-                return await conn.send(payload)
+                return await conn.send(payload, idle, limit)
             except _ClosedBeforeAnswer:
                 # A kept-alive connection the upstream closed while idle: send it on a fresh one.
                 self._all.discard(conn)
                 conn.close()
         conn = await self._connect()
-        return await conn.send(payload)
+        return await conn.send(payload, idle, limit)
+
+    @property
+    def open_connections(self) -> int:
+        """Connections to the upstream open now, in use or idle (the `mcp_gateway_upstream_connections` gauge)."""
+        return len(self._all)
 
     async def aclose(self) -> None:
         for conn in list(self._all):
