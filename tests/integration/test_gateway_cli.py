@@ -124,3 +124,53 @@ def test_a_policy_source_is_required_and_a_configmap_ref_is_checked(files: dict[
     assert result.returncode == 1 and "--policy-configmap" in result.stderr and "Traceback" not in result.stderr
     result = run_cli([*base, "--policy-configmap", "just-a-name"])
     assert result.returncode == 1 and "NAMESPACE/NAME" in result.stderr and "Traceback" not in result.stderr
+
+
+def _serve_sidecar(args: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "mcp_runtime", "gateway", "run", *args,
+                                "--listen", f"127.0.0.1:{port}", "--log-level", "warning"],
+                               env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(base + "/readyz", timeout=1).status_code == 200:
+                return process, base
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_process(process)
+            raise RuntimeError(f"gateway did not start: {process.stderr.read().decode()}")  # type: ignore[union-attr]
+        time.sleep(0.05)
+
+
+def test_a_remote_servers_sidecar_sends_the_secret_header_over_verified_tls(files: dict[str, Any]) -> None:
+    """The command a remote server's gateway-only pod runs (see manifests/pod.py), against a real TLS remote."""
+    from fixtures.remote_mcp import RemoteMcp, make_ca
+
+    pki, other = make_ca(files["dir"] / "pki"), make_ca(files["dir"] / "other", "other")
+    credential = files["dir"] / "credential"
+    credential.write_text("k-remote-1\n")  # as a mounted Secret holds it, newline and all
+    token = files["kit"].token("s-cursor", "cursor")
+    headers = {"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {token}"}
+    client = {"name": "t", "version": "1"}
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": client}}
+    with RemoteMcp(pki, "k-remote-1") as remote:
+        for ca, expected in ((pki.ca_pem, 200), (other.ca_pem, 502)):
+            process, base = _serve_sidecar([
+                "--upstream", remote.url, "--policy-file", str(files["policy"]), "--jwks-file", str(files["jwks"]),
+                "--upstream-header", "X-API-Key", "--upstream-credential-file", str(credential),
+                "--ca-file", str(ca), "--connect-timeout", "3s", "--read-timeout", "5s"])
+            try:
+                remote.seen.clear()
+                answer = httpx.post(base + "/mcp", json=init, headers=headers, timeout=20)
+            finally:
+                stop_process(process)
+            assert answer.status_code == expected, answer.text
+            if expected == 200:
+                assert "remote-saas" in answer.text
+                assert remote.seen[0]["x-api-key"] == "k-remote-1" and "authorization" not in remote.seen[0]
+            else:  # a CA the remote's certificate does not chain to: nothing was sent to it
+                assert "not trusted" in answer.json()["error"]["message"] and not remote.seen

@@ -89,6 +89,12 @@ def existing_session(suffix: str = "", revoked: bool = False, method_body: bool 
     return prepare
 
 
+def existing_secret(w: World) -> tuple[str, Any]:
+    name = fresh("sec")
+    w.ok("admin", "PUT", f"/secrets/{ACME}/{name}", {"data": {"k": "v"}})
+    return f"/secrets/{ACME}/{name}", None
+
+
 def dead_registry(path: str) -> Prepare:
     """The platform pointed at a registry address where nothing listens (port 9), so answers do not
     depend on whether some registry runs on this machine."""
@@ -175,6 +181,11 @@ MATRIX: list[tuple[str, str, Prepare, str]] = [
      "401 409 409 403 403 403"),
     ("approve private tools", "POST", fixed(f"/runtime/servers/{ACME}/ledger/tools/approve", {}),
      "401 409 409 403 404 403"),
+    # secrets are write-only and for the namespace's team: another team gets 403, values never come back
+    ("set secret", "PUT", fixed(f"/secrets/{ACME}/tok", {"data": {"k": "v"}}), "401 200 200 200 403 200"),
+    ("list secrets", "GET", fixed(f"/secrets/{ACME}"),                  "401 200 200 200 403 200"),
+    ("delete secret", "DELETE", existing_secret,                        "401 200 200 200 403 200"),
+    ("delete unknown secret", "DELETE", fixed(f"/secrets/{ACME}/nope"), "401 404 404 404 403 404"),
     ("platform status", "GET", fixed("/status"),                         "200 200 200 200 200 200"),
     ("analytics usage", "GET", fixed("/analytics/usage"),                "401 200 200 200 200 200"),
     ("analytics events", "GET", fixed("/analytics/events"),              "401 200 200 200 200 200"),
@@ -220,5 +231,5 @@ def _shape(path: str) -> str:
     fixed_words = {"auth", "user", "api-keys", "teams", "users", "runtime", "servers", "grants", "sessions",
                    "policy", "enable", "disable", "revoke", "unrevoke", "token", "adapter", "explain", "audit",
                    "healthz", "jwks", "me", "logout", "login", "refresh", "openapi.json", "status", "logs",
-                   "events", "simulate"}
+                   "events", "simulate", "secrets"}
     return "/" + "/".join(p if p in fixed_words else "*" for p in parts)

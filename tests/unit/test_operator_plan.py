@@ -264,3 +264,24 @@ def test_settings_from_env() -> None:
     assert settings.render.ingest_key_secret is not None and settings.render.ingest_key_secret.key == "api-key"
     assert settings.namespaces == ("mcp-team-acme", "mcp-team-globex")
     assert settings.jwks_source == ("mcp-runtime", "mcp-runtime-jwks")
+
+
+def test_a_remote_server_is_reconciled_into_a_gateway_only_deployment_and_turns_ready() -> None:
+    """Switching a server to remote replaces its pods with gateway-only ones; Ready once those are."""
+    remote = {"url": "https://mcp.example.com/mcp", "headerSecret": {"name": "saas", "key": "token"}}
+    before = plan_server(server(), [grant()], [], Observed(jwks=JWKS), OPTIONS, NOW)
+    switched = server(generation=2, image=None, imageTag=None, remote=remote)
+    first = plan_server(switched, [grant()], [], Observed(jwks=JWKS), OPTIONS, NOW)
+    kinds = by_kind(first.apply)
+    (deployment,) = kinds["Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["mcp-gateway"]
+    assert pod["containers"][0]["image"] == "ghcr.io/acme/mcp-runtime:1"
+    assert deployment["metadata"]["name"] == by_kind(before.apply)["Deployment"][0]["metadata"]["name"]
+    assert first.status["phase"] == "Pending"
+    for obj in first.apply:
+        kubernetes_validate.validate(obj, "1.30", strict=True)
+    live = Observed(jwks=JWKS, owned={"Deployment": [ready_deployment(deployment, generation=2)]})
+    ready = plan_server(server(generation=2, image=None, imageTag=None, remote=remote, status=first.status),
+                        [grant()], [], live, OPTIONS, NOW)
+    assert ready.status["phase"] == "Ready" and set(conditions(ready.status).values()) == {"True"}

@@ -622,3 +622,43 @@ def test_a_stdio_server_runs_the_bridge_as_its_app_entrypoint() -> None:
 def test_stdio_env_may_not_set_the_platform_variables() -> None:
     with pytest.raises(RenderError, match="PORT"):
         render(make_server(stdio={"command": "server", "envVars": [{"name": "PORT", "value": "1"}]}))
+
+
+def remote_server(**remote: Any) -> MCPServer:
+    spec = {"teamID": TEAM, "tools": [{"name": "search", "sideEffect": "read"}],
+            "remote": {"url": "https://mcp.example.com/mcp", **remote}}
+    return MCPServer.model_validate({"metadata": {"name": "saas", "namespace": NS}, "spec": spec})
+
+
+def test_a_remote_server_renders_a_gateway_only_deployment() -> None:
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    server = remote_server(caBundle=pem, headerSecret={"name": "saas-key", "key": "api-key", "header": "X-API-Key"})
+    rendered = render(server, watch_policy_via_api=True)
+    validate_all(rendered.all())
+    pod = rendered.deployment["spec"]["template"]["spec"]
+    assert list(containers(rendered.deployment)) == [GATEWAY_CONTAINER]  # nothing of the remote runs here
+    args = containers(rendered.deployment)[GATEWAY_CONTAINER]["args"]
+    assert arg_value(args, "--upstream") == "https://mcp.example.com/mcp"
+    assert arg_value(args, "--upstream-header") == "X-API-Key"
+    assert "--upstream-header-prefix" not in args
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["remote-credential"]["secret"]["secretName"] == "saas-key"
+    assert volumes["remote-credential"]["secret"]["items"] == [{"key": "api-key", "path": "credential"}]
+    assert rendered.policy_configmap["data"]["remote-ca.pem"] == pem  # public data, beside the policy
+    assert {"key": "remote-ca.pem", "path": "remote-ca.pem"} in volumes["policy"]["configMap"]["items"]
+    assert "app-tmp" not in volumes
+    # the Service still targets the gateway, the only way in
+    assert rendered.service["spec"]["ports"][0]["targetPort"] == server.spec.gateway.port
+
+
+def test_a_remote_server_without_credential_or_ca_mounts_nothing_extra() -> None:
+    rendered = render(remote_server())
+    validate_all(rendered.all())
+    args = containers(rendered.deployment)[GATEWAY_CONTAINER]["args"]
+    assert "--upstream-header" not in args and "--ca-file" not in args
+    assert set(rendered.policy_configmap["data"]) == {"policy.json"}
+
+
+def test_a_per_caller_token_remote_is_refused_with_the_reason() -> None:
+    with pytest.raises(RenderError, match=r"sessionToken.*\(mcp-runtime up\) only"):
+        render(remote_server(sessionToken={}))

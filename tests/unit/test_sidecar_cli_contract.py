@@ -54,3 +54,20 @@ def test_the_server_timeouts_reach_the_sidecar() -> None:
     defaults = parse_gateway_args(sidecar_args())
     assert (defaults["connect_timeout"], defaults["read_timeout"]) == ("10s", "300s")
     assert "--read-timeout" not in sidecar_args()
+
+
+def test_a_remote_servers_gateway_args_parse_with_its_credential_ca_and_timeouts() -> None:
+    server = MCPServer.model_validate({"metadata": {"name": "saas", "namespace": "mcp-team-acme", "uid": "u"},
+                                       "spec": {"remote": {"url": "https://mcp.example.com/mcp",
+                                                           "caBundle": "-----BEGIN CERTIFICATE-----\nx\n",
+                                                           "headerSecret": {"name": "saas", "key": "token",
+                                                                            "prefix": "Bearer "}},
+                                                "gateway": {"timeouts": {"connect": "5s", "read": "1m"}}}})
+    rendered = render_server(server, compile_policy(server, [], []), RenderOptions())
+    (gateway,) = rendered.deployment["spec"]["template"]["spec"]["containers"]
+    params = parse_gateway_args(gateway["args"])
+    assert params["upstream"] == "https://mcp.example.com/mcp"
+    assert (params["upstream_header"], params["upstream_header_prefix"]) == ("Authorization", "Bearer ")
+    assert str(params["upstream_credential_file"]) == "/var/run/mcp-runtime/remote/credential"
+    assert str(params["ca_file"]) == "/etc/mcp-runtime/policy/remote-ca.pem"
+    assert (params["connect_timeout"], params["read_timeout"]) == ("5s", "1m")

@@ -22,6 +22,7 @@ def register(app: typer.Typer) -> None:
         operator,
         platform,
         registry,
+        secret,
         sentinel,
         server,
         setup,
@@ -37,6 +38,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(auth.app, name="auth")
     app.add_typer(server.app, name="server")
     app.add_typer(access.app, name="access")
+    app.add_typer(secret.app, name="secret")
     app.add_typer(team.app, name="team")
     app.add_typer(analytics.app, name="analytics")
     app.add_typer(crds.app, name="crds")

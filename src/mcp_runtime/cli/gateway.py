@@ -69,6 +69,15 @@ def run(
     upstream_token_file: Path | None = typer.Option(
         None, "--upstream-token-file", metavar="FILE",
         help="Credential sent upstream as a bearer token (the client's never is)."),
+    upstream_header: str | None = typer.Option(
+        None, "--upstream-header", metavar="NAME",
+        help="Send the credential of --upstream-credential-file in this header (a remote server's, e.g. X-API-Key)."),
+    upstream_header_prefix: str = typer.Option("", "--upstream-header-prefix",
+                                               help='Put before the credential, e.g. "Bearer ".'),
+    upstream_credential_file: Path | None = typer.Option(
+        None, "--upstream-credential-file", metavar="FILE", help="File holding the value of --upstream-header."),
+    ca_file: Path | None = typer.Option(None, "--ca-file", metavar="FILE",
+                                        help="PEM CAs an https upstream must chain to (default: the system CAs)."),
     connect_timeout: str = typer.Option(
         DEFAULT_CONNECT_TIMEOUT, "--connect-timeout", metavar="DURATION",
         help="How long to wait for a connection to the upstream (spec.gateway.timeouts.connect)."),
@@ -108,10 +117,15 @@ def run(
     read_seconds = _seconds(read_timeout, "--read-timeout")
 
     configure_logging(log_level)
-    route = GatewayRoute(upstream=upstream, policy=source, keys=keys, server=server, namespace=namespace,
-                         path=path, upstream_token=upstream_token, connect_timeout=connect_seconds,
-                         read_timeout=read_seconds)
-    gateway = Gateway([route], emitter=emitter)
+    header = _upstream_header(upstream_header, upstream_header_prefix, upstream_credential_file)
+    ca_bundle = _readable(ca_file, "CA file", "--ca-file").decode("utf-8", "replace") if ca_file else None
+    try:
+        route = GatewayRoute(upstream=upstream, policy=source, keys=keys, server=server, namespace=namespace,
+                             path=path, upstream_token=upstream_token, upstream_header=header, ca_bundle=ca_bundle,
+                             connect_timeout=connect_seconds, read_timeout=read_seconds)
+        gateway = Gateway([route], emitter=emitter)
+    except ValueError as exc:
+        raise CliError(str(exc), hint="check --upstream, --ca-file and the credential") from None
     if emitter is not None and ingest_url is not None and ingest_key_file is not None:
         _report_tools(gateway, ingest_url, ingest_key_file)
     doc = source.document
@@ -133,6 +147,19 @@ def _report_tools(gateway: Gateway, ingest_url: str, ingest_key_file: Path) -> N
         return
     gateway.drift_listener = ToolReporter(url, _readable(ingest_key_file, "ingest key file",
                                                          "--ingest-key-file").decode().strip())
+
+
+def _upstream_header(name: str | None, prefix: str, credential_file: Path | None) -> tuple[str, str] | None:
+    """(header, prefix + value) for a remote upstream: both flags or neither."""
+    if (name is None) != (credential_file is None):
+        raise CliError("--upstream-header and --upstream-credential-file go together",
+                       hint="give the header name and the file holding its value")
+    if name is None or credential_file is None:
+        return None
+    value = _readable(credential_file, "upstream credential file", "--upstream-credential-file").decode().strip()
+    if not value:
+        raise CliError(f"upstream credential file {credential_file} is empty", hint="check the Secret it comes from")
+    return name, prefix + value
 
 
 def _seconds(value: str, flag: str) -> float:

@@ -21,11 +21,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mcp_runtime.compose.remote import (
+    RemoteNotReady,
+    credential_header,
+    probe,
+    remote_route,
+    session_credentials,
+    session_values,
+)
 from mcp_runtime.gateway.app import Gateway
+from mcp_runtime.gateway.credentials import SessionCredentials
 from mcp_runtime.gateway.lifespan import run_lifespan
 from mcp_runtime.gateway.pinning import DriftReport
 from mcp_runtime.gateway.policy_source import InProcessPolicySource
@@ -39,6 +48,7 @@ from mcp_runtime.policy import PolicyDocument
 from mcp_runtime.resources import (
     Condition,
     ConditionStatus,
+    MCPAgentSession,
     MCPServer,
     MCPServerStatus,
     ServerPhase,
@@ -91,6 +101,8 @@ class EmbeddedPlatform:
         self.runtime: ServerRuntime = (runtime_factory or self._process_runtime)(self._on_runtime_status)
         self._sources: dict[tuple[str, str], InProcessPolicySource] = {}
         self._paths: dict[tuple[str, str], str] = {}
+        self._remotes: dict[tuple[str, str], MCPServer] = {}
+        self._per_caller: dict[tuple[str, str], SessionCredentials] = {}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unsubscribe: Callable[[], None] | None = None
@@ -123,7 +135,29 @@ class EmbeddedPlatform:
     # --- RuntimeHooks (called by the platform after a change is stored) -------------------------
 
     def check(self, server: MCPServer) -> str | None:
+        if server.spec.remote is not None:
+            return None  # nothing to run: the gateway forwards to the remote
         return self.runtime.check(server)
+
+    def secret_changed(self, namespace: str, name: str) -> None:
+        """A Secret was set or deleted: re-route the remote servers whose credential it holds, and refresh
+        the per-caller credentials of the namespace's `sessionToken` remotes (any session may name it)."""
+        for (ns, server_name), server in list(self._remotes.items()):
+            remote = server.spec.remote
+            if ns != namespace or remote is None:
+                continue
+            if remote.header_secret is not None and remote.header_secret.name == name:
+                self._submit(self._apply(server))
+            elif remote.session_token is not None:
+                self._refresh_callers(ns, server_name)
+
+    def _refresh_callers(self, namespace: str, name: str) -> None:
+        """Re-read the sessions of a `sessionToken` remote and their Secrets (on the caller's thread)."""
+        credentials, server = self._per_caller.get((namespace, name)), self._remotes.get((namespace, name))
+        if credentials is None or server is None:
+            return
+        sessions = self.platform.repo.list(MCPAgentSession, namespace)
+        credentials.replace(session_values(server, sessions, self.platform.secrets))
 
     def server_created(self, server: MCPServer) -> None:
         self._submit(self._apply(server))
@@ -168,10 +202,16 @@ class EmbeddedPlatform:
 
     def _on_policy(self, namespace: str, name: str, document: PolicyDocument | None) -> None:
         if document is not None:
+            self._refresh_callers(namespace, name)  # a session (and its upstream token) may have changed
             self._source(namespace, name).push(document)
 
     async def _apply(self, server: MCPServer) -> None:
         namespace, name = server.metadata.namespace or "", server.metadata.name
+        if server.spec.remote is not None:
+            await self._apply_remote(server)
+            return
+        self._remotes.pop((namespace, name), None)
+        self._per_caller.pop((namespace, name), None)
         reason = self.runtime.check(server)
         if reason is not None:
             self._write_status(namespace, name, RuntimeStatus(ServerPhase.error, reason))
@@ -189,15 +229,52 @@ class EmbeddedPlatform:
         if getattr(self.runtime, "has_gateway_sidecar", False):  # podman: the pod's sidecar governs it
             self._paths[(namespace, name)] = path  # served by runtime.proxy (see asgi)
             return
-        oauth = self.platform.oauth
         timeouts = server.spec.gateway.timeouts
         route = GatewayRoute(upstream=upstream, policy=self._source(namespace, name),
                              keys=self.platform.keyring.public_keys(), server=name, namespace=namespace, path=path,
                              connect_timeout=timeouts.connect_seconds, read_timeout=timeouts.read_seconds,
-                             resource_url=f"{self.public_url}{path}" if oauth else None,
-                             authorization_servers=(oauth.issuer,) if oauth else ())
+                             **self._oauth_fields(path))
         await self.gateway.add_route(route)
         self._paths[(namespace, name)] = path
+
+    def _oauth_fields(self, path: str) -> dict[str, Any]:
+        """A route's OAuth resource URI and authorization server, when the platform serves OAuth."""
+        oauth = self.platform.oauth
+        if oauth is None:
+            return {"resource_url": None, "authorization_servers": ()}
+        return {"resource_url": f"{self.public_url}{path}", "authorization_servers": (oauth.issuer,)}
+
+    async def _apply_remote(self, server: MCPServer) -> None:
+        """Route to the remote (nothing deployed; a process of a former spec is stopped), then probe it."""
+        namespace, name = server.metadata.namespace or "", server.metadata.name
+        remote = server.spec.remote
+        assert remote is not None
+        self._remotes[(namespace, name)] = server
+        await self._unroute(namespace, name)
+        await self.runtime.delete(namespace, name)
+        path = server.spec.ingress_path or f"/{name}/mcp"
+        per_caller = session_credentials(server)
+        if per_caller is not None:
+            self._per_caller[(namespace, name)] = per_caller
+            self._refresh_callers(namespace, name)
+        else:
+            self._per_caller.pop((namespace, name), None)
+        try:
+            header = credential_header(server, self.platform.secrets)
+            route = remote_route(server, header, self._source(namespace, name), self.platform.keyring.public_keys(),
+                                 path, per_caller, **self._oauth_fields(path))
+            await self.gateway.add_route(route)
+        except (RemoteNotReady, ValueError) as exc:
+            self._write_status(namespace, name, RuntimeStatus(ServerPhase.error, str(exc)))
+            return
+        self._paths[(namespace, name)] = path
+        problem = await probe(remote, header)
+        if problem is None:
+            status = RuntimeStatus(ServerPhase.ready, f"remote server at {remote.url}: nothing deployed, the "
+                                                      "gateway governs and forwards to it")
+        else:
+            status = RuntimeStatus(ServerPhase.error, f"remote server does not answer: {problem}")
+        self._write_status(namespace, name, status)
 
     async def _unroute(self, namespace: str, name: str) -> None:
         path = self._paths.pop((namespace, name), None)
@@ -205,6 +282,8 @@ class EmbeddedPlatform:
             await self.gateway.remove_route(path)
 
     async def _remove(self, namespace: str, name: str) -> None:
+        self._remotes.pop((namespace, name), None)
+        self._per_caller.pop((namespace, name), None)
         await self._unroute(namespace, name)
         await self.runtime.delete(namespace, name)
         with self._lock:

@@ -41,6 +41,7 @@ from typing import Any
 from mcp_runtime.gateway import jsonrpc, refusal
 from mcp_runtime.gateway.audit import Auditor, call_arguments, tool_arguments, trace_id_from
 from mcp_runtime.gateway.auth import Authenticated, extract_token
+from mcp_runtime.gateway.credentials import SessionCredentials
 from mcp_runtime.gateway.exchange import Exchange
 from mcp_runtime.gateway.metrics import GatewayMetrics
 from mcp_runtime.gateway.refusal import Refusal, Unauthorized
@@ -61,7 +62,14 @@ from mcp_runtime.gateway.relay import (
 )
 from mcp_runtime.gateway.routes import BoundRoute
 from mcp_runtime.gateway.sse import SseRewriter, sse_event
-from mcp_runtime.gateway.upstream import UpstreamError, UpstreamInvalidAnswer, UpstreamRequest, UpstreamResponse
+from mcp_runtime.gateway.upstream import (
+    UpstreamCredentialMissing,
+    UpstreamCredentialRejected,
+    UpstreamError,
+    UpstreamInvalidAnswer,
+    UpstreamRequest,
+    UpstreamResponse,
+)
 from mcp_runtime.policy import Decision, Reason, allowed_tools, evaluate, evaluate_access
 from mcp_runtime.resources.common import utcnow
 from mcp_runtime.security import TokenError
@@ -263,13 +271,21 @@ class RequestPath:
         else:
             body = jsonrpc.dumps([m.raw for m in allowed])
         scope = ex.scope
-        request = UpstreamRequest(_METHODS[scope["method"]], scope.get("query_string", b""),
-                                  upstream_headers(scope, ex.caller), body, allowed)
         route = ex.route
+        headers = upstream_headers(scope, ex.caller)
+        per_caller = route.config.session_credentials
+        if per_caller is not None:
+            headers = self.caller_credential(ex, per_caller, headers)
+        request = UpstreamRequest(_METHODS[scope["method"]], scope.get("query_string", b""), headers, body, allowed)
         try:
             response = await route.upstream.send(request)
         except UpstreamError as exc:
             raise self.upstream_failed(ex, exc) from None
+        if response.status in (401, 403) and (route.config.upstream_header or per_caller) is not None:
+            response.abort("the upstream refused its credential")
+            raise self.upstream_failed(ex, UpstreamCredentialRejected(
+                f"it refused the platform's credential (HTTP {response.status}); check the value of the Secret "
+                "its remote.headerSecret names")) from None
         ex.response = response
         ex.status = response.status
 
@@ -350,6 +366,19 @@ class RequestPath:
         if isinstance(answer, Unauthorized):
             headers.append((b"www-authenticate", ex.route.challenge(answer.reason, answer.message)))
         await send_json(ex.send, answer.status, answer.body, headers)
+
+    def caller_credential(self, ex: Exchange, credentials: SessionCredentials,
+                          headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """The caller's own credential for the remote (by the verified session), in place of any header of
+        that name the client sent; none: the call is refused rather than sent without it."""
+        session = ex.caller.claims.session_id if ex.caller is not None else None
+        value = credentials.value_for(session)
+        if value is None:
+            raise self.upstream_failed(ex, UpstreamCredentialMissing(
+                f"it needs each caller's own token and session {session or '(none)'} has none: set "
+                "upstreamTokenSecretRef on the session and the Secret it names"))
+        name = credentials.header
+        return [*((k, v) for k, v in headers if k != name), (name, value)]
 
     def upstream_failed(self, ex: Exchange, exc: UpstreamError) -> Refusal:
         """The server failed before its answer began: an error for each forwarded request (502, 504)."""

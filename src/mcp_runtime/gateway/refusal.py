@@ -106,13 +106,18 @@ def upstream_failed(route: BoundRoute, exc: UpstreamError, requests: Sequence[Rp
     MCP client can tell its caller what happened; a GET or DELETE gets the usual envelope."""
     errors = upstream_errors(route, exc, requests)
     if not errors:
-        return envelope(exc.status, exc.reason, f"the MCP server behind {route.path} failed: {exc}")
+        return envelope(exc.status, exc.reason, _failed(route, exc))
     answers = [*errors, *denials]
     return Refusal(exc.status, answers if is_batch else answers[0])
 
 
 def upstream_errors(route: BoundRoute, exc: UpstreamError, requests: Sequence[RpcMessage]) -> list[dict[str, Any]]:
     """One JSON-RPC error per forwarded request (those with an id), saying what the server did wrong."""
-    message = f"the MCP server behind {route.path} failed: {exc}"
-    data = {"reason": exc.reason, "server": route.server}
+    message = _failed(route, exc)
+    data = {"reason": exc.reason, "server": route.server, "namespace": route.namespace}
     return [error_object(msg.id, UPSTREAM_FAILED, message, data) for msg in requests if msg.is_request]
+
+
+def _failed(route: BoundRoute, exc: UpstreamError) -> str:
+    """What the client reads: which server (by name and route) and what went wrong."""
+    return f"the MCP server {route.server} behind {route.path} failed: {exc}"

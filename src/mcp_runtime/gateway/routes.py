@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mcp_runtime.gateway.auth import TokenVerifier, bearer_challenge
+from mcp_runtime.gateway.credentials import SessionCredentials
 from mcp_runtime.gateway.keys_source import JwksFile
 from mcp_runtime.gateway.limits import Limiter
 from mcp_runtime.gateway.pinning import ToolWatch
@@ -50,6 +51,13 @@ class GatewayRoute:
     """Issuers of the authorization servers whose tokens the route accepts (the platform's)."""
     allowed_origins: tuple[str, ...] = ()
     """Browser origins allowed besides the resource URL's own and loopback ones."""
+    upstream_header: tuple[str, str] | None = None
+    """(name, value): the credential header of a remote server instead (`X-API-Key: ...`, or
+    `Authorization: Bearer ...`); a client's header of that name never reaches the upstream."""
+    session_credentials: SessionCredentials | None = None
+    """Each caller's own credential for the upstream, by session (a remote server's `sessionToken`)."""
+    ca_bundle: str | None = None
+    """PEM CAs an https upstream's certificate must chain to (default: the system CAs)."""
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     """Seconds to open a connection to the upstream (`spec.gateway.timeouts.connect`)."""
     read_timeout: float = DEFAULT_READ_TIMEOUT
@@ -83,6 +91,7 @@ class BoundRoute:
     def bind(cls, route: GatewayRoute) -> BoundRoute:
         keys = route.keys
         upstream = open_upstream(route.upstream, credential=route.upstream_token,
+                                 credential_header=route.upstream_header, ca_bundle=route.ca_bundle,
                                  connect_timeout=route.connect_timeout, read_timeout=route.read_timeout)
         if isinstance(keys, JwksFile):
             bound = cls(config=route, upstream=upstream, verifier=TokenVerifier(keys.keys), path=route.public_path())

@@ -1,5 +1,9 @@
 """The pod template: the app container and, when the gateway is on, the `mcp-gateway` sidecar.
 
+A remote server (`spec.remote`) has no app container: its pods run the gateway alone, forwarding to the
+remote's URL with the credential from the Secret `remote.headerSecret` names (mounted into the gateway
+only) and the CA bundle from the policy ConfigMap (key `remote-ca.pem`).
+
 Both containers run as non-root with a read-only root filesystem (each gets an emptyDir at /tmp), no
 privilege escalation and no capabilities, which is what Pod Security `restricted` demands. The service
 account token is never auto-mounted; when the sidecar watches its policy ConfigMap through the API, a
@@ -33,12 +37,13 @@ def pod_template(ctx: RenderContext, policy: PolicyDocument, labels: dict[str, s
     spec = ctx.server.spec
     options = ctx.options
     gateway_on = spec.gateway.enabled
-    annotations = {**ctx.annotations, "kubectl.kubernetes.io/default-container": APP_CONTAINER,
-                   ANNOTATION_IMAGE: image}
+    remote = spec.remote is not None
+    annotations = {**ctx.annotations, "kubectl.kubernetes.io/default-container":
+                   GATEWAY_CONTAINER if remote else APP_CONTAINER, ANNOTATION_IMAGE: image}
     if options.restart_on_policy_change and gateway_on:
         annotations[ANNOTATION_POLICY_REVISION] = policy.revision
-    containers = [_app_container(ctx, image)]
-    volumes: list[Manifest] = [{"name": "app-tmp", "emptyDir": {}}]
+    containers = [] if remote else [_app_container(ctx, image)]
+    volumes: list[Manifest] = [] if remote else [{"name": "app-tmp", "emptyDir": {}}]
     if gateway_on:
         gateway, gateway_volumes = _gateway_container(ctx)
         containers.append(gateway)
@@ -168,12 +173,45 @@ def _ingest(ctx: RenderContext) -> tuple[str | None, SecretKey | None]:
     return url, key
 
 
+REMOTE_CA_KEY = "remote-ca.pem"
+REMOTE_CREDENTIAL_DIR = "/var/run/mcp-runtime/remote"
+REMOTE_CREDENTIAL_FILE = "credential"
+
+
+def remote_ca_data(server: MCPServer) -> dict[str, str]:
+    """What the policy ConfigMap carries besides the policy: a remote server's CA bundle (public data)."""
+    remote = server.spec.remote
+    return {REMOTE_CA_KEY: remote.ca_bundle} if remote is not None and remote.ca_bundle else {}
+
+
 def gateway_upstream(server: MCPServer) -> str:
-    """Where the sidecar forwards: `spec.gateway.upstreamURL`, else the app on loopback at the route."""
+    """Where the sidecar forwards: a remote server's URL, `spec.gateway.upstreamURL`, else the app on
+    loopback at the route."""
     spec = server.spec
+    if spec.remote is not None:
+        return spec.remote.url
     if spec.gateway.upstream_url:
         return spec.gateway.upstream_url
     return f"http://127.0.0.1:{spec.port}{route_path(server)}"
+
+
+def _remote_parts(ctx: RenderContext, args: list[str], mounts: list[Manifest], volumes: list[Manifest]) -> None:
+    """A remote server's gateway flags: its credential (a Secret mounted here only) and CA bundle."""
+    remote = ctx.server.spec.remote
+    assert remote is not None
+    if remote.ca_bundle:
+        args += ["--ca-file", f"{ctx.options.policy_mount_dir.rstrip('/')}/{REMOTE_CA_KEY}"]
+    secret = remote.header_secret
+    if secret is None:
+        return
+    args += ["--upstream-header", secret.header, "--upstream-credential-file",
+             f"{REMOTE_CREDENTIAL_DIR}/{REMOTE_CREDENTIAL_FILE}"]
+    if secret.prefix:
+        args += ["--upstream-header-prefix", secret.prefix]
+    mounts.append({"name": "remote-credential", "mountPath": REMOTE_CREDENTIAL_DIR, "readOnly": True})
+    volumes.append({"name": "remote-credential", "secret": {
+        "secretName": secret.name, "defaultMode": 0o440 if ctx.options.run_as_group is not None else 0o444,
+        "items": [{"key": secret.key, "path": REMOTE_CREDENTIAL_FILE}]}})
 
 
 def _gateway_container(ctx: RenderContext) -> tuple[Manifest, list[Manifest]]:
@@ -196,14 +234,15 @@ def _gateway_container(ctx: RenderContext) -> tuple[Manifest, list[Manifest]]:
         args += ["--connect-timeout", timeouts.connect]
     if timeouts.read != DEFAULT_READ_TIMEOUT:
         args += ["--read-timeout", timeouts.read]
+    policy_items = [{"key": POLICY_KEY, "path": POLICY_KEY}] + [
+        {"key": key, "path": key} for key in remote_ca_data(ctx.server)]
     mounts: list[Manifest] = [
         {"name": "policy", "mountPath": policy_dir, "readOnly": True},
         {"name": "jwks", "mountPath": jwks_dir, "readOnly": True},
         {"name": "gateway-tmp", "mountPath": "/tmp"},
     ]
     volumes: list[Manifest] = [
-        {"name": "policy", "configMap": {"name": policy_configmap_name(ctx.server.name),
-                                         "items": [{"key": POLICY_KEY, "path": POLICY_KEY}]}},
+        {"name": "policy", "configMap": {"name": policy_configmap_name(ctx.server.name), "items": policy_items}},
         {"name": "jwks", "configMap": {"name": options.jwks_configmap,
                                        "items": [{"key": options.jwks_key, "path": "jwks.json"}]}},
         {"name": "gateway-tmp", "emptyDir": {}},
@@ -211,6 +250,8 @@ def _gateway_container(ctx: RenderContext) -> tuple[Manifest, list[Manifest]]:
     if options.watch_policy_via_api:
         mounts.append({"name": "kube-api-access", "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": True})
         volumes.append(_api_access_volume())
+    if spec.remote is not None:
+        _remote_parts(ctx, args, mounts, volumes)
     ingest_url, ingest_key = _ingest(ctx)
     if ingest_url:
         args += ["--ingest-url", ingest_url]

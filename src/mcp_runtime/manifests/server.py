@@ -48,7 +48,7 @@ from mcp_runtime.manifests.common import (
 from mcp_runtime.manifests.images import qualify_image
 from mcp_runtime.manifests.names import object_name
 from mcp_runtime.manifests.options import RenderOptions
-from mcp_runtime.manifests.pod import pod_template
+from mcp_runtime.manifests.pod import pod_template, remote_ca_data
 from mcp_runtime.policy import PolicyDocument
 from mcp_runtime.resources import MCPServer, RolloutStrategy
 
@@ -98,12 +98,18 @@ def render_server(server: MCPServer, policy: PolicyDocument, options: RenderOpti
             f"envVars/secretEnvVars must not set {', '.join(clash)}: the platform sets PORT from spec.port "
             "and MCP_PATH from spec.ingressPath; change those fields instead"
         )
+    if spec.remote is not None and spec.remote.session_token is not None:
+        raise RenderError(
+            "remote.sessionToken (each caller's own token) is served by the platform's gateway (mcp-runtime up) "
+            "only: a sidecar cannot read every session's Secret; use remote.headerSecret on Kubernetes"
+        )
     annotations = {ANNOTATION_TEAM_ID: spec.team_id} if spec.team_id else {}
     namespace = server.namespace or options.default_namespace
     _check_policy(server, namespace, policy)
     ctx = RenderContext(server=server, options=options, name=object_name(server.name), namespace=namespace,
                         path=path, labels=server_labels(server, dict(options.labels)), annotations=annotations)
-    image = qualify_image(server.image_ref, options.registry_host)
+    # a remote server runs elsewhere: its pods are the gateway alone (see pod.py)
+    image = qualify_image(server.image_ref, options.registry_host) if spec.remote is None else options.gateway_image
 
     stable_replicas, canary_replicas = _replica_split(server, options)
     canary = None
@@ -159,7 +165,7 @@ def _policy_configmap(ctx: RenderContext, policy: PolicyDocument) -> Manifest:
         "kind": "ConfigMap",
         "metadata": object_metadata(ctx, policy_configmap_name(ctx.server.name),
                               annotations={ANNOTATION_POLICY_REVISION: policy.revision}),
-        "data": {POLICY_KEY: policy.to_json().decode("utf-8")},
+        "data": {POLICY_KEY: policy.to_json().decode("utf-8"), **remote_ca_data(ctx.server)},
     }
 
 

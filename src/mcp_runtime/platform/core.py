@@ -20,6 +20,7 @@ from mcp_runtime.platform.simulate import SimulationService
 from mcp_runtime.sentinel.open_store import open_event_store
 from mcp_runtime.sentinel.store import EventStore
 from mcp_runtime.store import ControlPlaneStore
+from mcp_runtime.store.secrets import SecretFiles
 from mcp_runtime.store.sql import SqlStore, sqlite_url
 
 log = logging.getLogger("mcp_runtime.platform")
@@ -66,6 +67,8 @@ class Platform:
             self.oauth = OAuthService(store, self.access, settings.public_url, settings.access_token_ttl,
                                       settings.oauth_authorization_ttl)
         self.simulation = SimulationService(store, self.servers, self.access, self.policies, event_store)
+        self.secrets = SecretFiles(Path(settings.data_dir) / "secrets")
+        """Credentials the runtime's gateway hands on (0600 files; see store/secrets.py)."""
         self.identity.bootstrap_admin()
         self.policies.recompile_all()
 

@@ -68,6 +68,7 @@ from mcp_runtime.resources.metadata import (
     scope_image_prefix,
     scope_namespace,
 )
+from mcp_runtime.resources.remote import HeaderSecret, RemoteSpec, is_loopback_host
 from mcp_runtime.resources.server import (
     AnalyticsSpec,
     AuthSpec,
@@ -110,6 +111,7 @@ __all__ = [
     "GatewaySpec",
     "GatewayTimeouts",
     "GrantPhase",
+    "HeaderSecret",
     "LimitKey",
     "MCPAccessGrant",
     "MCPAgentSession",
@@ -120,6 +122,7 @@ __all__ = [
     "PolicyMode",
     "PolicySpec",
     "RateLimit",
+    "RemoteSpec",
     "Resource",
     "ResourceError",
     "ResourceKind",
@@ -144,6 +147,7 @@ __all__ = [
     "describe_validation_error",
     "dump_resource",
     "image_has_tag",
+    "is_loopback_host",
     "load_resource",
     "load_resources",
     "load_servers_file",

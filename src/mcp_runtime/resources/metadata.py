@@ -77,8 +77,11 @@ class ServerMetadata(ServerDefinition, _MetadataHead):
             self.route = f"/{self.name}"
         return self
 
-    def resolved_image(self, *, team_slug: str | None = None, registry: str | None = None) -> str:
-        """The image repository: as written, or `<registry>/<scope prefix><name>` when omitted."""
+    def resolved_image(self, *, team_slug: str | None = None, registry: str | None = None) -> str | None:
+        """The image repository: as written, or `<registry>/<scope prefix><name>` when omitted (none for a
+        remote server)."""
+        if self.remote is not None:
+            return None
         if self.image:
             return self.image
         repo = f"{scope_image_prefix(self.scope, team_slug)}{self.name}"

@@ -29,6 +29,7 @@ from mcp_runtime.resources.common import (
 )
 from mcp_runtime.resources.limits import RateLimit
 from mcp_runtime.resources.pinning import Definition, PinningSpec, ToolPin
+from mcp_runtime.resources.remote import REMOTE_CONFLICTS, RemoteSpec
 
 DEFAULT_APP_PORT = 8088
 DEFAULT_MCP_PATH = "/mcp"
@@ -269,6 +270,7 @@ class ServerDefinition(CamelModel):
     run: RunSpec | None = None
     stdio: StdioSpec | None = None
     pinning: PinningSpec = Field(default_factory=PinningSpec)
+    remote: RemoteSpec | None = None
 
     @field_validator("tools")
     @classmethod
@@ -282,6 +284,9 @@ class ServerDefinition(CamelModel):
 
     @model_validator(mode="after")
     def _default_tag(self) -> ServerDefinition:
+        if self.remote is not None:
+            _check_remote_alone(self)
+            return self
         if self.run is not None and self.stdio is not None:
             raise ValueError(
                 "give either `run` (a command serving Streamable HTTP on $PORT) or `stdio` (a command speaking "
@@ -295,10 +300,22 @@ class ServerDefinition(CamelModel):
         return next((t for t in self.tools if t.name == name), None)
 
 
+def _check_remote_alone(definition: ServerDefinition) -> None:
+    """A remote server runs elsewhere: anything that would deploy or configure a process here is a mistake."""
+    for field, what in (*REMOTE_CONFLICTS, ("image_tag", "an image tag"), ("env_vars", "envVars"),
+                        ("secret_env_vars", "secretEnvVars")):
+        if getattr(definition, field, None):
+            raise ValueError(
+                f"remote and {what} are mutually exclusive: a remote server runs elsewhere and the platform "
+                f"deploys nothing for it; remove {field.replace('_', ' ')} (or remote, to deploy it here)"
+            )
+
+
 class MCPServerSpec(ServerDefinition):
     """The desired state of a deployed server (the CRD's `spec`)."""
 
-    image: str = Field(min_length=1, max_length=512)  # required here; optional in `.mcp` metadata
+    image: str | None = Field(default=None, min_length=1, max_length=512)
+    """Required unless `remote` is set (a remote server has nothing to run); optional in `.mcp` metadata."""
     image_pull_secrets: list[str] = Field(default_factory=list)
     service_port: int = Field(default=DEFAULT_SERVICE_PORT, ge=1, le=65535)
     public_path_prefix: str | None = None
@@ -324,6 +341,12 @@ class MCPServerSpec(ServerDefinition):
 
     @model_validator(mode="after")
     def _check(self) -> MCPServerSpec:
+        if self.remote is None and not self.image:
+            raise ValueError("spec.image is required: the image to run (or spec.remote {url} for a server "
+                             "someone else runs)")
+        if self.remote is not None and not self.gateway.enabled:
+            raise ValueError("a remote server is reached only through the gateway: spec.gateway.enabled must be "
+                             "true (without it nothing would govern the calls)")
         if self.gateway.enabled and self.gateway.port == self.port:
             raise ValueError(
                 f"gateway.port {self.gateway.port} equals the app port: the gateway sidecar needs its own port"
@@ -392,6 +415,9 @@ class MCPServer(CamelModel):
     def image_ref(self) -> str:
         """The full image reference to run: image plus tag unless the image pins one already."""
         spec = self.spec
+        if not spec.image:
+            raise ValueError(f"server {self.name} is remote ({spec.remote.url if spec.remote else '?'}): it has "
+                             "no image to run")
         if image_has_tag(spec.image) or not spec.image_tag:
             return spec.image
         return f"{spec.image}:{spec.image_tag}"

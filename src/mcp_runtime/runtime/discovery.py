@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -70,7 +71,7 @@ class ServerInfo:
 class DiscoveryError(Exception):
     """Talking to an MCP server failed; `str(err)` is one sentence a person can act on.
 
-    `reason` is one of: invalid_url, connection_refused, host_not_found, connection_failed,
+    `reason` is one of: invalid_url, connection_refused, host_not_found, connection_failed, tls_untrusted,
     http_status, not_mcp, timeout, protocol_error. `hint` is the "what to do" part on its own,
     for callers (the CLI) that print it separately from `message`.
     """
@@ -104,8 +105,12 @@ def _url_problem(url: str) -> tuple[str, str]:
     return f"{url!r} is not an http(s) URL", f"pass the server's address, for example {suggestion}"
 
 
+Verify = ssl.SSLContext | bool
+"""How an https server's certificate is checked: True (the system CAs) or a context (a private CA)."""
+
+
 async def discover_tools(
-    url: str, *, timeout: float = 10, headers: dict[str, str] | None = None
+    url: str, *, timeout: float = 10, headers: dict[str, str] | None = None, verify: Verify = True
 ) -> list[DiscoveredTool]:
     """Initialize a session with the server at `url` and list all its tools (following cursors)."""
 
@@ -138,11 +143,11 @@ async def discover_tools(
             seen.add(cursor)
         raise _PaginationLoop()
 
-    return await _with_session(url, timeout, headers, list_all)
+    return await _with_session(url, timeout, headers, list_all, verify)
 
 
 async def probe_initialize(
-    url: str, *, timeout: float = 5, headers: dict[str, str] | None = None
+    url: str, *, timeout: float = 5, headers: dict[str, str] | None = None, verify: Verify = True
 ) -> ServerInfo:
     """Check that `url` answers the MCP handshake; the readiness probe of a server process."""
 
@@ -153,16 +158,16 @@ async def probe_initialize(
             protocol_version=str(result.protocol_version),
         )
 
-    return await _with_session(url, timeout, headers, describe)
+    return await _with_session(url, timeout, headers, describe, verify)
 
 
 def discover_tools_sync(
-    url: str, timeout: float = 10, headers: dict[str, str] | None = None
+    url: str, timeout: float = 10, headers: dict[str, str] | None = None, verify: Verify = True
 ) -> list[DiscoveredTool]:
     """`discover_tools` for synchronous callers (the CLI); not for use inside a running event loop."""
 
     async def run() -> list[DiscoveredTool]:
-        return await discover_tools(url, timeout=timeout, headers=headers)
+        return await discover_tools(url, timeout=timeout, headers=headers, verify=verify)
 
     return anyio.run(run)
 
@@ -213,6 +218,7 @@ async def _with_session(
     timeout: float,
     headers: dict[str, str] | None,
     action: Callable[[ClientSession, InitializeResult], Awaitable[T]],
+    verify: Verify = True,
 ) -> T:
     try:
         target = normalize_server_url(url)
@@ -223,7 +229,8 @@ async def _with_session(
         with anyio.fail_after(timeout):
             async with (
                 httpx2.AsyncClient(
-                    timeout=httpx2.Timeout(timeout), headers=headers, event_hooks={"response": [recorder]}
+                    timeout=httpx2.Timeout(timeout), headers=headers, event_hooks={"response": [recorder]},
+                    verify=verify, follow_redirects=False,
                 ) as client,
                 streamable_http_client(target, http_client=client) as (read, write),
                 ClientSession(read, write, read_timeout_seconds=timeout) as session,
@@ -272,6 +279,12 @@ def _explain(url: str, timeout: float, exc: BaseException, recorder: _ResponseRe
             "check that the server is healthy and the URL points at its MCP endpoint, or raise the timeout",
         )
     if isinstance(leaf, httpx2.ConnectError):
+        for cause in _causes(leaf):
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                return DiscoveryError(
+                    url, "tls_untrusted", f"the TLS certificate of {url} is not trusted ({cause.verify_message})",
+                    "for a private CA pass --ca-file with the CA's PEM file",
+                )
         return _explain_connect(url, leaf)
     if isinstance(leaf, httpx2.TransportError):
         return DiscoveryError(

@@ -5,7 +5,8 @@ request did not reach its tool: a denial by the policy evaluator at the gateway,
 adapter passes on (session expired, runtime unreachable). Clients tell them apart by `data.reason`.
 `UPSTREAM_FAILED` (-32002) says the request was allowed but its server failed it: unreachable, too
 slow, or an answer that is not one (`data.reason`: `upstream_unavailable`, `upstream_timeout`,
-`upstream_invalid_answer`); whether the tool ran is unknown.
+`upstream_invalid_answer`; for a remote server also `upstream_credential_rejected`,
+`upstream_credential_missing`); whether the tool ran is unknown.
 """
 
 from __future__ import annotations

@@ -19,18 +19,20 @@ TimeoutOption = typer.Option(10.0, "--timeout", help="Seconds to wait for --from
 
 
 # --- local: .mcp metadata and a server running on this machine ---------------------------------
-def discover(url: str, timeout: float) -> list[Any]:
-    """The tools a running server lists, or a CliError saying why it could not be asked."""
+def discover(url: str, timeout: float, *, headers: dict[str, str] | None = None, verify: Any = True,
+             flag: str = "--from-server") -> list[Any]:
+    """The tools a running server lists, or a CliError saying why it could not be asked. `headers` and
+    `verify` (an ssl context for a private CA) are for a remote server's credential and TLS."""
     from mcp_runtime.runtime.discovery import DiscoveryError, discover_tools_sync
 
     try:
-        tools = discover_tools_sync(url, timeout)
+        tools = discover_tools_sync(url, timeout, headers=headers, verify=verify)
     except DiscoveryError as exc:
         message = getattr(exc, "message", None) or str(exc)
-        raise CliError(f"--from-server: {message}",
+        raise CliError(f"{flag}: {message}",
                        hint=getattr(exc, "hint", None) or "start the server, or check the URL") from None
     except ValueError as exc:
-        raise CliError(f"--from-server: {exc}") from None
+        raise CliError(f"{flag}: {exc}") from None
     return list({t.name: t for t in tools}.values())
 
 
@@ -79,9 +81,19 @@ def public_url(api: ApiClient, path: str | None) -> str | None:
     return f"{api.profile.api_url}{path}" if path.startswith("/") else path
 
 
+def server_kind(spec: dict[str, Any]) -> str:
+    """How a server runs: `remote` (someone else runs it), `stdio`, or `http` (an image or run command)."""
+    if spec.get("remote"):
+        return "remote"
+    if spec.get("stdio"):
+        return "stdio"
+    return "http"
+
+
 def summary_row(api: ApiClient, server: dict[str, Any]) -> dict[str, Any]:
     """One server as a row of `server list` / `server status` (and the lines `deploy` prints)."""
     meta, spec, status = server["metadata"], server.get("spec", {}), server.get("status") or {}
-    return {"name": meta["name"], "namespace": meta.get("namespace"), "ready": ready_count(server),
+    return {"name": meta["name"], "namespace": meta.get("namespace"), "kind": server_kind(spec),
+            "ready": ready_count(server),
             "phase": status.get("phase", ServerPhase.pending.value), "message": status.get("message"),
             "url": public_url(api, status.get("url") or spec.get("ingressPath"))}

@@ -18,6 +18,18 @@ from mcp_runtime.cli.common.files import dump_yaml, resource_error, write_atomic
 from mcp_runtime.cli.common.flags import check_unique, dns_label, parse_choice, split_spec, tool_name
 from mcp_runtime.cli.common.metadata import MetadataDirOption, load_metadata, raw_entry, servers_path
 from mcp_runtime.cli.server.common import TimeoutOption, count, discover
+from mcp_runtime.cli.server.remote import (
+    CaFileOption,
+    CredentialFileOption,
+    HeaderNameOption,
+    HeaderPrefixOption,
+    HeaderSecretOption,
+    RemoteFlags,
+    RemoteUrlOption,
+    SessionTokenOption,
+    discover_remote,
+    remote_section,
+)
 from mcp_runtime.cli.server.stdio import discover_stdio, stdio_spec
 from mcp_runtime.resources import (
     PolicyMode,
@@ -70,6 +82,13 @@ def init(
         None, "--stdio-command", metavar="COMMAND",
         help='A stdio MCP server: a command line ("npx -y @modelcontextprotocol/server-everything@2026.8.31") or '
              "a package (npm:<pkg>@<version>, pypi:<pkg>==<version>); its tools are discovered by starting it."),
+    remote_url: str | None = RemoteUrlOption,
+    header_secret: str | None = HeaderSecretOption,
+    session_token: bool = SessionTokenOption,
+    header_name: str = HeaderNameOption,
+    header_prefix: str | None = HeaderPrefixOption,
+    credential_file: Path | None = CredentialFileOption,
+    ca_file: Path | None = CaFileOption,
     metadata_dir: Path = MetadataDirOption,
     description: str | None = typer.Option(None, "--description", help="Short summary for the catalog."),
     timeout: float = TimeoutOption,
@@ -92,20 +111,23 @@ def init(
     if replacing and not force:
         raise CliError(f"server {name!r} already exists in {path}",
                        hint="pass --force to replace it, or pick another name")
-    if sum(x is not None for x in (from_server, stdio_command)) > 1 or (run and stdio_command):
-        raise CliError("--stdio-command cannot be combined with --from-server or --run",
+    if stdio_command is not None and (from_server is not None or run is not None or remote_url is not None):
+        raise CliError("--stdio-command cannot be combined with --from-server, --run or --remote-url",
                        hint="a stdio server is started (and asked for its tools) from --stdio-command alone")
     stdio = stdio_spec(stdio_command) if stdio_command is not None else None
-    if from_server:
-        discovered: list[Any] | None = discover(from_server, timeout)
-    elif stdio is not None:
-        discovered = discover_stdio(stdio, max(timeout, STDIO_TIMEOUT))
+    flags = RemoteFlags(remote_url, header_secret, header_name, header_prefix, credential_file, ca_file,
+                        session_token) if remote_url is not None else None
+    found: tuple[dict[str, Any] | None, list[Any] | None, str | None]
+    if stdio is not None:
+        found = None, discover_stdio(stdio, max(timeout, STDIO_TIMEOUT)), stdio_command
     else:
-        discovered = None
-    tools = _tools(discovered, plain, specs, from_server or stdio_command)
+        found = _discovery(flags, from_server, run, timeout, stray=bool(
+            header_secret or credential_file or ca_file or session_token))
+    remote, discovered, source = found
+    tools = _tools(discovered, plain, specs, source)
     old = dict(raw_entry(raw, name) or {}) if replacing else {}
     entry = _scaffold_entry(old, name=name, description=description, scope=scope_value, tools=tools, mode=mode,
-                            decision=decision, session_required=session_required, run=run)
+                            decision=decision, session_required=session_required, run=run, remote=remote)
     if stdio is not None:
         entry.pop("run", None)
         entry["stdio"] = {**dump_resource(stdio), "workingDir": str(Path.cwd().resolve())}
@@ -120,6 +142,21 @@ def init(
     if discovered is not None:
         _review_note(discovered, specs)
     typer.echo(f"Next: mcp-runtime server validate --metadata-dir {metadata_dir}")
+
+
+def _discovery(remote_flags: RemoteFlags | None, from_server: str | None, run: str | None, timeout: float, *,
+               stray: bool) -> tuple[dict[str, Any] | None, list[Any] | None, str | None]:
+    """(the entry's `remote` section, the discovered tools, where they came from) for the flags given."""
+    if remote_flags is None:
+        if stray:
+            raise CliError("--header-secret, --session-token, --credential-file and --ca-file are for a remote server",
+                           hint="add --remote-url URL")
+        return None, (discover(from_server, timeout) if from_server else None), from_server
+    if run is not None or from_server is not None:
+        raise CliError("--remote-url is a server someone else runs: it takes neither --run nor --from-server",
+                       hint="drop --run/--from-server (the remote's tools are discovered from --remote-url)")
+    remote = remote_section(remote_flags)
+    return remote, discover_remote(remote, remote_flags, timeout), str(remote["url"])
 
 
 def _declared_tools(tools: list[str], tool_specs: list[str]) -> tuple[list[str], list[ToolSpec]]:
@@ -220,7 +257,8 @@ def _review_note(discovered: Sequence[Any], specs: list[ToolSpec]) -> None:
 
 def _scaffold_entry(old: dict[str, Any], *, name: str, description: str | None, scope: Scope | None,
                     tools: list[ToolSpec], mode: PolicyMode | None, decision: ToolDecision | None,
-                    session_required: bool | None, run: str | None) -> dict[str, Any]:
+                    session_required: bool | None, run: str | None,
+                    remote: dict[str, Any] | None = None) -> dict[str, Any]:
     """The entry `server init` writes: scaffolded fields, none of the platform wiring.
 
     On --force the old entry is the base: tools are replaced, flags given override, and what init does
@@ -235,8 +273,9 @@ def _scaffold_entry(old: dict[str, Any], *, name: str, description: str | None, 
         entry["description"] = description if description is not None else old["description"]
     entry["scope"] = scope.value if scope else old.get("scope", Scope.tenant.value)
     entry["route"] = old.get("route", f"/{name}")
-    entry["port"] = old.get("port", DEFAULT_APP_PORT)
-    entry["replicas"] = old.get("replicas", 1)
+    if remote is None:
+        entry["port"] = old.get("port", DEFAULT_APP_PORT)
+        entry["replicas"] = old.get("replicas", 1)
     entry["gateway"] = {"enabled": True, **section("gateway")}
     policy = section("policy")
     policy["mode"] = mode.value if mode else policy.get("mode", PolicyMode.allow_list.value)
@@ -248,6 +287,10 @@ def _scaffold_entry(old: dict[str, Any], *, name: str, description: str | None, 
     entry["tools"] = [dump_resource(t) for t in tools]
     if run is not None:
         entry["run"] = {"command": run, "workingDir": str(Path.cwd().resolve())}
+    if remote is not None:
+        entry["remote"] = remote
+        for deployed in ("image", "imageTag", "run", "envVars", "secretEnvVars", "port", "replicas"):
+            old.pop(deployed, None)  # a server turned remote keeps nothing that would deploy it
     if not old:
         return entry
     merged = {k: entry.get(k, v) for k, v in old.items()}  # the old key order, then what init adds

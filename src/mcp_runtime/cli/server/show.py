@@ -21,8 +21,8 @@ from mcp_runtime.cli.common.output import (
 from mcp_runtime.cli.server.common import locate, public_url, summary_row
 from mcp_runtime.client import client
 
-LIST_COLUMNS = [("NAME", "name"), ("NAMESPACE", "namespace"), ("READY", "ready"), ("STATUS", "phase"),
-                ("URL", "url")]
+LIST_COLUMNS = [("NAME", "name"), ("NAMESPACE", "namespace"), ("KIND", "kind"), ("READY", "ready"),
+                ("STATUS", "phase"), ("URL", "url")]
 STATUS_COLUMNS = [("NAME", "name"), ("NAMESPACE", "namespace"), ("READY", "ready"), ("STATUS", "phase"),
                   ("MESSAGE", "message")]
 TOOL_COLUMNS = [("TOOL", "name"), ("TRUST", "requiredTrust"), ("SIDE EFFECT", "sideEffect"),
@@ -52,12 +52,13 @@ def get(name: str = typer.Argument(..., help="Server name."), namespace: str | N
         return
     spec, meta = server.get("spec", {}), server["metadata"]
     row = summary_row(api, server)
-    policy, session, run = spec.get("policy", {}), spec.get("session", {}), spec.get("run")
+    policy, session, run, remote = spec.get("policy", {}), spec.get("session", {}), spec.get("run"), spec.get("remote")
     print_fields([
         ("Name", meta["name"]), ("Namespace", meta.get("namespace")), ("Team ID", spec.get("teamID")),
         ("Description", spec.get("description")),
         ("Status", row["phase"] + (f" ({row['message']})" if row["message"] else "")),
-        ("Ready", row["ready"]), ("URL", row["url"]), ("Image", _image(spec)),
+        ("Ready", row["ready"]), ("URL", row["url"]), ("Kind", row["kind"]), ("Image", _image(spec)),
+        ("Remote", _remote(remote)),
         ("Run", f"{run['command']} (in {run.get('workingDir') or '.'})" if run else None),
         ("Policy", f"{policy.get('mode', 'allow-list')}, default {policy.get('defaultDecision', 'deny')}, "
                    f"session {'required' if session.get('required', True) else 'optional'}"),
@@ -70,6 +71,20 @@ def get(name: str = typer.Argument(..., help="Server name."), namespace: str | N
         typer.echo("No tools declared: every tool call is denied as tool_side_effect_unknown.")
         return
     print_table(tools, TOOL_COLUMNS)
+
+
+def _remote(remote: dict[str, Any] | None) -> str | None:
+    """`https://... (credential: header X-API-Key from secret saas/api-key; private CA)`: never the value."""
+    if not remote:
+        return None
+    notes = []
+    secret = remote.get("headerSecret")
+    if secret:
+        notes.append(f"credential: header {secret.get('header', 'Authorization')} from secret "
+                     f"{secret['name']}/{secret['key']}")
+    if remote.get("caBundle"):
+        notes.append("private CA")
+    return f"{remote['url']}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def _image(spec: dict[str, Any]) -> str | None:

@@ -28,6 +28,21 @@ class UpstreamError(Exception):
     status = 502
 
 
+class UpstreamCredentialRejected(UpstreamError):
+    """The upstream answered 401/403 to the credential the gateway sent it (a remote server's Secret is
+    wrong or expired). Not the client's fault, so not passed on as a 401: the client's token is fine."""
+
+    reason = "upstream_credential_rejected"
+
+
+class UpstreamCredentialMissing(UpstreamError):
+    """The remote wants each caller's own token and the caller's session names none (or its Secret is
+    not set): the call is not sent without it."""
+
+    reason = "upstream_credential_missing"
+    status = 403
+
+
 class UpstreamTimeout(UpstreamError):
     """The upstream did not connect, start answering, or go on answering within the route's timeouts."""
 

@@ -313,9 +313,13 @@ class UpstreamPool:
 
     def __init__(self, url: str, *, credential: str | None = None, max_idle: int = 256,
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, head_timeout: float = DEFAULT_READ_TIMEOUT,
-                 max_answer: int = MAX_ANSWER) -> None:
+                 max_answer: int = MAX_ANSWER, credential_header: tuple[str, str] | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         """`credential`: sent as `Authorization: Bearer ...` on every request (the upstream's own; a
-        client's bearer is never forwarded). `head_timeout` (the route's read timeout): how long an
+        client's bearer is never forwarded). `credential_header`: (name, value) sent instead, for a remote
+        that wants another header or scheme (`X-API-Key: ...`); a client's header of that name is dropped.
+        `tls`: the context an https upstream is verified with (default: the system CAs, host name checked).
+        `head_timeout` (the route's read timeout): how long an
         upstream may take to start answering (a slow tool call in JSON mode answers only when done; SSE
         answers start at once), and how long the answer to a POST may pause. `max_answer`: the largest
         answer to a POST relayed."""
@@ -331,16 +335,24 @@ class UpstreamPool:
         default_port = self.port == (443 if parts.scheme == "https" else 80)
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.host_header = (host if default_port else f"{host}:{self.port}").encode("ascii")
-        self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        self._ssl = (tls or ssl.create_default_context()) if parts.scheme == "https" else None
         self._idle: list[_Connection] = []
         self._max_idle = max_idle
         self._connect_timeout = connect_timeout
         self.head_timeout = head_timeout
         self.max_answer = max_answer
         self._all: set[_Connection] = set()
-        if credential is not None and not credential.isprintable():
-            raise ValueError("the upstream credential must be printable text (no line breaks)")
-        self._credential = b"authorization: Bearer " + credential.encode() + b"\r\n" if credential else b""
+        if credential_header is None and credential:
+            credential_header = ("authorization", "Bearer " + credential)
+        self._credential = b""
+        self._drop: bytes | None = None
+        if credential_header is not None:
+            name, value = credential_header
+            if not value.isprintable() or not name.isprintable() or ":" in name:
+                raise ValueError("the upstream credential must be printable text (no line breaks)")
+            self._credential = name.lower().encode() + b": " + value.encode() + b"\r\n"
+            # the client's Authorization is always stripped before; another header name is dropped here
+            self._drop = name.lower().encode() if name.lower() != "authorization" else None
 
     async def start(self) -> None:
         """Nothing to do: connections are opened on demand."""
@@ -362,6 +374,9 @@ class UpstreamPool:
         except TimeoutError:
             raise UpstreamTimeout(f"cannot connect to upstream {self.host}:{self.port} within "
                                   f"{self._connect_timeout:g} s") from None
+        except ssl.SSLCertVerificationError as exc:
+            raise UpstreamError(f"the TLS certificate of {self.host}:{self.port} is not trusted "
+                                f"({exc.verify_message}); for a private CA set remote.caBundle") from exc
         except OSError as exc:
             raise UpstreamError(f"cannot connect to upstream {self.host}:{self.port}: {exc}") from exc
         self._all.add(conn)
@@ -377,8 +392,10 @@ class UpstreamPool:
                       body: bytes | None = None) -> HttpResponse:
         """Send one request; return once the response head arrived (the body streams after)."""
         lines = [method, b" ", target, b" HTTP/1.1\r\nhost: ", self.host_header, b"\r\n", self._credential]
+        drop = self._drop
         for name, value in headers:
-            lines += (name, b": ", value, b"\r\n")
+            if name != drop:
+                lines += (name, b": ", value, b"\r\n")
         if body is not None:
             lines += (b"content-length: ", str(len(body)).encode(), b"\r\n\r\n", body)
         else:
