@@ -6,7 +6,7 @@ What stays on the fake API server (tests/integration/test_operator_kube_api.py):
 needs the Deployment's pods to become ready: an MCP server image beside the platform image as the
 `mcp-gateway` sidecar, which the test cluster's containerd does not hold yet; so the server stays `Pending`
 with `DeploymentReady=False`, asserted below. The sidecar's ConfigMap watch on the real API server is in
-tests/kube/test_policy_watch.py.
+tests/kube/test_kube_policy_watch.py.
 """
 
 from __future__ import annotations
