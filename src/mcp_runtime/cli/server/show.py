@@ -21,8 +21,9 @@ from mcp_runtime.cli.common.output import (
 from mcp_runtime.cli.server.common import locate, public_url, summary_row
 from mcp_runtime.client import client
 
-LIST_COLUMNS = [("NAME", "name"), ("NAMESPACE", "namespace"), ("KIND", "kind"), ("READY", "ready"),
-                ("STATUS", "phase"), ("URL", "url")]
+LIST_COLUMNS = [("NAME", "name"), ("NAMESPACE", "namespace"), ("READY", "ready"), ("STATUS", "phase"),
+                ("URL", "url"), ("KIND", "kind")]
+"""The columns docs/multi-team.md shows first (NAME NAMESPACE READY STATUS URL), then what this platform adds."""
 STATUS_COLUMNS = [("NAME", "name"), ("NAMESPACE", "namespace"), ("READY", "ready"), ("STATUS", "phase"),
                   ("MESSAGE", "message")]
 TOOL_COLUMNS = [("TOOL", "name"), ("TRUST", "requiredTrust"), ("SIDE EFFECT", "sideEffect"),
