@@ -250,6 +250,8 @@ class EmbeddedPlatform:
         remote = server.spec.remote
         assert remote is not None
         self._remotes[(namespace, name)] = server
+        previous = self._paths.get((namespace, name))
+        replaced = self.gateway.routes.get(previous) if previous is not None else None
         await self._unroute(namespace, name)
         await self.runtime.delete(namespace, name)
         path = server.spec.ingress_path or f"/{name}/mcp"
@@ -263,7 +265,11 @@ class EmbeddedPlatform:
             header = credential_header(server, self.platform.secrets)
             route = remote_route(server, header, self._source(namespace, name), self.platform.keyring.public_keys(),
                                  path, per_caller, **self._oauth_fields(path))
-            await self.gateway.add_route(route)
+            bound = await self.gateway.add_route(route)
+            if replaced is not None and replaced.config.upstream == route.upstream:
+                # the same remote with a new credential or setting: the tool definitions the gateway saw
+                # from it still stand (pinning); the periodic listing and every tools/list check them again
+                bound.tools = replaced.tools
         except (RemoteNotReady, ValueError) as exc:
             self._write_status(namespace, name, RuntimeStatus(ServerPhase.error, str(exc)))
             return

@@ -26,6 +26,7 @@ from mcp_runtime.gateway.probe import list_server_tools
 from mcp_runtime.gateway.relay import send_json
 from mcp_runtime.gateway.resource_metadata import RESOURCE_METADATA_PREFIX, metadata_document, route_for_metadata
 from mcp_runtime.gateway.routes import BoundRoute, GatewayRoute, RouteTable
+from mcp_runtime.gateway.upstream import tls_context
 from mcp_runtime.policy.pinning import pinning_active
 from mcp_runtime.resources.common import utcnow
 from mcp_runtime.resources.pinning import PinMode
@@ -116,7 +117,10 @@ class Gateway:
         delay = PROBE_RETRY_FIRST
         while self.routes.get(bound.path) is bound and bound.tools.probed_pins == pins:
             try:
-                tools = await list_server_tools(bound.config.upstream, credential=bound.config.upstream_token)
+                config = bound.config
+                verify = tls_context(config.ca_bundle) if config.ca_bundle else True
+                tools = await list_server_tools(config.upstream, credential=config.upstream_token,
+                                                header=config.upstream_header, verify=verify)
             except Exception as exc:
                 log.info("could not list the tools of %s for pinning (retrying in %.0fs): %s", bound.path,
                          delay, exc)
