@@ -22,3 +22,12 @@ def test_a_duration_too_long_for_python_is_a_422_not_a_500(world: World) -> None
     kept = world.call("owner", "POST", "/runtime/servers", _with_lifetime("ten-years", "3650d"))
     assert kept.status_code in (200, 201), kept.text
     world.call("owner", "DELETE", "/runtime/servers/mcp-team-acme/ten-years")
+
+
+def test_an_audit_cursor_past_64_bits_is_a_422_not_a_500(world: World) -> None:
+    """`GET /audit?before=605210285621485102381622362112` overflowed the database's integer: 500
+    (PostgreSQL's INTEGER id is 32-bit)."""
+    answer = world.call("admin", "GET", "/audit?before=605210285621485102381622362112&limit=153")
+    assert answer.status_code == 422, answer.text
+    assert world.call("admin", "GET", f"/audit?before={2**31 - 1}").status_code == 200
+    assert world.call("admin", "GET", f"/audit?before={2**31}").status_code == 422

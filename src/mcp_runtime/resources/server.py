@@ -6,7 +6,7 @@ import re
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from mcp_runtime.resources.common import (
     GROUP_VERSION,
@@ -313,6 +313,11 @@ def _check_remote_alone(definition: ServerDefinition) -> None:
 
 class MCPServerSpec(ServerDefinition):
     """The desired state of a deployed server (the CRD's `spec`)."""
+
+    # The API server enforces what the model validator below does: an image unless the server is remote.
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "has(self.image) || has(self.remote)", "fieldPath": ".image", "reason": "FieldValueRequired",
+         "message": "spec.image is required (unless spec.remote names a server someone else runs)"}]})
 
     image: str | None = Field(default=None, min_length=1, max_length=512)
     """Required unless `remote` is set (a remote server has nothing to run); optional in `.mcp` metadata."""
