@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -97,9 +98,16 @@ def test_a_python_stdio_server_behind_up_is_governed_and_isolated(tmp_path: Path
     init = ["--stdio-command", f"{sys.executable} {COUNTER}"]
     with running_platform(tmp_path, init_args=init, granted=granted) as world:
         anyio.run(scenario, world.runtime_url, session_token(world))
-        logs = world.cli(["server", "logs", SERVER, "--tail", "200"]).stdout
-        assert "counter-stdio starting (this line goes to stderr)" in logs
-        assert "crashing on purpose" in logs
+        # the server's stderr reaches its logs through the bridge and the runtime's log pipe: wait for it
+        wanted = ("counter-stdio starting (this line goes to stderr)", "crashing on purpose")
+        deadline = time.monotonic() + 20
+        logs = ""
+        while time.monotonic() < deadline:
+            logs = world.cli(["server", "logs", SERVER, "--tail", "200"]).stdout
+            if all(line in logs for line in wanted):
+                break
+            time.sleep(0.5)
+        assert all(line in logs for line in wanted), logs
 
 
 def test_server_everything_from_npm_behind_up(tmp_path: Path) -> None:
