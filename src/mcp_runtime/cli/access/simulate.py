@@ -13,10 +13,11 @@ from typing import Any
 import typer
 import yaml
 
+from mcp_runtime.cli.access.common import read_documents
 from mcp_runtime.cli.common.errors import CliError
 from mcp_runtime.cli.common.output import OutputFormat, OutputOption, emit, err_console
 from mcp_runtime.client import ApiClient, client
-from mcp_runtime.resources import ResourceError, ServerMetadata, load_resource, load_servers_file, validate_model
+from mcp_runtime.resources import ResourceError, ServerMetadata, load_servers_file, validate_model
 
 IMPACT_WINDOW = "24h"
 """The window `grant apply` and `grant delete` look at before changing access."""
@@ -49,9 +50,9 @@ def simulate(
     """
     change: dict[str, Any] = {}
     if grant_file:
-        change["grants"] = [doc for path in grant_file for doc in read_kind(path, "MCPAccessGrant")]
+        change["grants"] = [doc for path in grant_file for doc in read_documents(path, "MCPAccessGrant")]
     if session_file:
-        change["sessions"] = [doc for path in session_file for doc in read_kind(path, "MCPAgentSession")]
+        change["sessions"] = [doc for path in session_file for doc in read_documents(path, "MCPAgentSession")]
     if server_file is not None:
         change["deploy"] = read_server(server_file, server)
     if delete_grant:
@@ -117,21 +118,6 @@ def impact_before_change(api: ApiClient, server: str, namespace: str | None, cha
     return True
 
 
-def read_kind(path: Path, kind: str) -> list[dict[str, Any]]:
-    """The resources of one kind in a YAML file, checked locally so errors name the file and field."""
-    docs = [doc for doc in _yaml_documents(path) if doc is not None]
-    if not docs:
-        raise CliError(f"{path} holds no resource")
-    for doc in docs:
-        try:
-            resource = load_resource(doc, source=str(path))
-        except ResourceError as exc:
-            raise CliError(str(exc)) from None
-        if resource.kind != kind:
-            raise CliError(f"{path}: expected a {kind}, found a {resource.kind}")
-    return docs
-
-
 def read_server(path: Path, server: str) -> dict[str, Any]:
     """`deploy` of the request: the entry for `server` in a `.mcp/servers.yaml`, or an MCPServer's spec."""
     docs = [doc for doc in _yaml_documents(path) if doc is not None]
@@ -139,7 +125,7 @@ def read_server(path: Path, server: str) -> dict[str, Any]:
         raise CliError(f"{path}: expected one .mcp/servers.yaml document or one MCPServer")
     doc = docs[0]
     if doc.get("kind") == "MCPServer":
-        read_kind(path, "MCPServer")
+        read_documents(path, "MCPServer")
         return {"spec": doc.get("spec", {})}
     try:
         servers = load_servers_file(yaml.safe_dump(doc), source=str(path))
