@@ -207,7 +207,7 @@ def test_operator_reconciles_a_server_into_owned_objects_and_the_garbage_collect
 
     # Key rotation: the platform republishes its JWKS; the operator copies it again.
     publish_jwks(cluster, platform_namespace, {"keys": [{"kid": "k2"}, {"kid": "k1"}]})
-    cluster.wait_for("the rotated JWKS copy", lambda: jwks_kids(cluster, ns) == ["k2", "k1"])
+    cluster.wait_for("the rotated JWKS copy", lambda: jwks_kids(cluster, ns) == ["k2", "k1"], timeout=120)
 
     # Deleting the MCPServer: the real garbage collector deletes what it owned, and a grant naming it says so.
     cluster.apply(grant(ns))
