@@ -11,6 +11,7 @@ Secret their MCPAgentSession's `upstreamTokenSecretRef` names).
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
 from pydantic import Field, HttpUrl, TypeAdapter, ValidationError, field_validator, model_validator
 
@@ -69,7 +70,26 @@ def check_header_name(value: str) -> str:
     return value
 
 
-class HeaderSecret(CamelModel):
+class _CredentialHeader(CamelModel):
+    """What both credential forms share: a header name and a printable prefix put before the value."""
+
+    _field: ClassVar[str]
+    """The field's name in `remote`, for error messages."""
+
+    @field_validator("header", check_fields=False)
+    @classmethod
+    def _header(cls, value: str) -> str:
+        return check_header_name(value)
+
+    @field_validator("prefix", check_fields=False)
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if value and not all(c.isprintable() for c in value):
+            raise ValueError(f"{cls._field}.prefix must be printable text (no line breaks)")
+        return value
+
+
+class HeaderSecret(_CredentialHeader):
     """A header the gateway sends on every request to the remote, its value read from a Secret's key:
     `<header>: <prefix><value>`. The value is never logged and never returned by the platform API."""
 
@@ -80,20 +100,10 @@ class HeaderSecret(CamelModel):
     prefix: str = Field(default="", max_length=64)
     """Put before the value, e.g. `Bearer ` (with its space)."""
 
-    @field_validator("header")
-    @classmethod
-    def _header(cls, value: str) -> str:
-        return check_header_name(value)
-
-    @field_validator("prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        if value and not all(c.isprintable() for c in value):
-            raise ValueError("headerSecret.prefix must be printable text (no line breaks)")
-        return value
+    _field: ClassVar[str] = "headerSecret"
 
 
-class SessionToken(CamelModel):
+class SessionToken(_CredentialHeader):
     """Each caller's own credential for the remote: the value of the Secret their MCPAgentSession's
     `upstreamTokenSecretRef` names, sent as `<header>: <prefix><value>`. A session without one gets an
     error instead of the call (`upstream_credential_missing`)."""
@@ -101,17 +111,7 @@ class SessionToken(CamelModel):
     header: str = "Authorization"
     prefix: str = Field(default="Bearer ", max_length=64)
 
-    @field_validator("header")
-    @classmethod
-    def _header(cls, value: str) -> str:
-        return check_header_name(value)
-
-    @field_validator("prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        if value and not all(c.isprintable() for c in value):
-            raise ValueError("sessionToken.prefix must be printable text (no line breaks)")
-        return value
+    _field: ClassVar[str] = "sessionToken"
 
 
 class RemoteSpec(CamelModel):
