@@ -27,6 +27,8 @@ from mcp_runtime.gateway.relay import send_json
 from mcp_runtime.gateway.resource_metadata import RESOURCE_METADATA_PREFIX, metadata_document, route_for_metadata
 from mcp_runtime.gateway.routes import BoundRoute, GatewayRoute, RouteTable
 from mcp_runtime.gateway.upstream import tls_context
+from mcp_runtime.gateway.virtual.endpoint import VirtualEndpoint, VirtualRoute
+from mcp_runtime.gateway.virtual.mapping import MemberKey
 from mcp_runtime.policy.pinning import pinning_active
 from mcp_runtime.resources.common import utcnow
 from mcp_runtime.resources.pinning import PinMode
@@ -66,6 +68,8 @@ class Gateway:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._probes: set[asyncio.Task[None]] = set()
         self._started = False
+        self.virtual: dict[str, VirtualEndpoint] = {}
+        """Virtual servers by public path (`/v/<name>/mcp`, gateway/virtual/)."""
         for route in routes:
             self._add(route)
 
@@ -163,6 +167,29 @@ class Gateway:
             self.check_tools(bound)
         return bound
 
+    # -- virtual servers -----------------------------------------------------------------------------
+    def member_route(self, key: MemberKey) -> BoundRoute | None:
+        """A virtual server's member: the governed route of server `name` in `namespace`, as mounted now."""
+        namespace, name = key
+        bound: BoundRoute
+        for bound in self.routes:
+            if bound.server == name and bound.namespace == namespace:
+                return bound
+        return None
+
+    async def add_virtual(self, route: VirtualRoute) -> VirtualEndpoint:
+        """Mount (or replace) a virtual server; members are looked up in this gateway's routes per request."""
+        route.resolve = self.member_route
+        await self.remove_virtual(route.path)
+        endpoint = VirtualEndpoint(route, self.auditor, self.request_path.clock)
+        self.virtual[route.path] = endpoint
+        return endpoint
+
+    async def remove_virtual(self, path: str) -> None:
+        endpoint = self.virtual.pop(path, None)
+        if endpoint is not None:
+            await endpoint.close()
+
     async def start(self) -> None:
         if self._started:
             return
@@ -204,6 +231,8 @@ class Gateway:
         self._started = False
         for task in list(self._probes):
             task.cancel()
+        for path in list(self.virtual):
+            await self.remove_virtual(path)
         for bound in self.routes:
             await self._stop_route(bound)
         if self.emitter is not None:
@@ -223,6 +252,8 @@ class Gateway:
                 route = self.routes.get(path.rstrip("/"))
             if route is not None:
                 await self.request_path(route, scope, receive, send)
+            elif path.startswith("/v/") and (virtual := self.virtual.get(path.rstrip("/"))) is not None:
+                await virtual(scope, receive, send)
             elif path.startswith(RESOURCE_METADATA_PREFIX):
                 await self._resource_metadata(path, scope, send)
             else:

@@ -22,7 +22,7 @@ from mcp_runtime.policy import canonical_json, session_state
 
 if TYPE_CHECKING:
     from mcp_runtime.gateway.auth import Authenticated
-    from mcp_runtime.policy import Decision, PolicyDocument
+    from mcp_runtime.policy import Decision, Identity, PolicyDocument
     from mcp_runtime.sentinel.emitter import Emitter
 
 log = logging.getLogger("mcp_runtime.gateway.audit")
@@ -77,18 +77,21 @@ class Auditor:
         trace_id: str | None,
         now: datetime | None = None,
         arguments: Any = None,
+        virtual_server: str | None = None,
+        identity: Identity | None = None,
     ) -> None:
         """Queue one event. `decision` is None when the request failed before policy (bad token).
 
         `now` is the time the request was decided at (the gateway's clock); `arguments` the tool call's
-        `params.arguments` (None when absent)."""
+        `params.arguments` (None when absent). A call through a virtual server names it in `virtual_server`
+        and passes `identity`, the caller as the member's document knows it (its qualified session)."""
         if self.emitter is None:
             return
         claims = caller.claims if caller is not None else None
         when = now or datetime.now(UTC)
         state, session = (None, None)
         if doc is not None and caller is not None:
-            state, session = session_state(doc, caller.identity, when)
+            state, session = session_state(doc, identity or caller.identity, when)
         try:
             event = self._event(
                 timestamp=when,
@@ -117,6 +120,7 @@ class Auditor:
                 session_state=str(state) if state is not None else None,
                 consented_trust=str(session.consented_trust) if session is not None else None,
                 arguments_digest=arguments_digest(arguments) if tool is not None else None,
+                virtual_server=_clip(virtual_server, _NAME),
             )
             event = self.chain.link(event)
         except Exception:  # an audit record must never break the request it describes

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r|\r\n\n|\n\r\n")
@@ -61,3 +61,31 @@ def sse_event(message: Any) -> bytes:
     """One `message` event carrying a JSON-RPC message."""
     payload = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
     return b"event: message\ndata: " + payload + b"\n\n"
+
+
+async def iter_messages(chunks: AsyncIterator[bytes]) -> AsyncIterator[Any]:
+    """The JSON messages of an SSE stream, one per event with `data:`, as the events complete (a virtual
+    server reads its members' answers this way; events whose data is not JSON are skipped)."""
+    buffer = b""
+    async for chunk in chunks:
+        buffer += chunk
+        start = 0
+        for match in _EVENT_END.finditer(buffer):
+            message = _data_of(buffer[start:match.start()])
+            start = match.end()
+            if message is not None:
+                yield message
+        buffer = buffer[start:]
+    message = _data_of(buffer)
+    if message is not None:
+        yield message
+
+
+def _data_of(block: bytes) -> Any | None:
+    data = [line[5:].removeprefix(b" ") for line in _LINE.split(block) if line.startswith(b"data:")]
+    if not data:
+        return None
+    try:
+        return json.loads(b"\n".join(data))
+    except (ValueError, RecursionError):
+        return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from functools import cached_property
 from typing import Any
@@ -31,6 +32,7 @@ from mcp_runtime.resources.conditions import CompiledCondition, ConditionError, 
 from mcp_runtime.resources.io import describe_validation_error
 from mcp_runtime.resources.limits import LimitKey, RateLimit
 from mcp_runtime.resources.pinning import PinMode
+from mcp_runtime.resources.virtual import qualified_session
 
 SCHEMA_VERSION = 1
 
@@ -228,11 +230,15 @@ def compile_policy(
     server: MCPServer,
     grants: list[MCPAccessGrant],
     sessions: list[MCPAgentSession],
+    virtual_sessions: Sequence[MCPAgentSession] = (),
 ) -> PolicyDocument:
     """Compile one server's document from its resources.
 
     Only grants and sessions that reference this server (same name, same namespace) are kept; they are
     sorted by name so the document, and therefore its revision, does not depend on input order.
+    `virtual_sessions` are sessions of virtual servers this server is a member of: they are kept under
+    their qualified name (`<namespace>/<name>`, resources/virtual.py), so a call through the virtual
+    server is judged here with that session's consented trust, expiry and revocation.
     """
     namespace = server.metadata.namespace or ""
 
@@ -268,6 +274,15 @@ def compile_policy(
         for s in sorted(sessions, key=lambda s: s.metadata.name)
         if ours(s.spec.server_ref.name, s.spec.server_ref.namespace, s.metadata.namespace)
     ]
+    policy_sessions += sorted((
+        PolicySession(
+            name=qualified_session(s.metadata.namespace or "", s.metadata.name),
+            subject=_subject(s.spec.subject),
+            consented_trust=s.spec.consented_trust,
+            expires_at=s.spec.expires_at,
+            revoked=s.spec.revoked,
+        )
+        for s in virtual_sessions), key=lambda s: s.name)
     doc = PolicyDocument(
         server=PolicyServer(name=server.metadata.name, namespace=namespace, team_id=server.spec.team_id),
         mode=server.spec.policy.mode,

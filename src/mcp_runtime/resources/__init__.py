@@ -1,4 +1,4 @@
-"""Pydantic models of MCPServer, MCPAccessGrant, MCPAgentSession and `.mcp` metadata.
+"""Pydantic models of MCPServer, MCPAccessGrant, MCPAgentSession, MCPVirtualServer and `.mcp` metadata.
 
 The single source of truth for schemas: CRDs, API models and CLI validation derive from here.
 No I/O happens in this package.
@@ -56,6 +56,7 @@ from mcp_runtime.resources.kinds import (
     RESOURCE_KINDS,
     SERVER_KIND,
     SESSION_KIND,
+    VIRTUAL_KIND,
     Resource,
     ResourceKind,
 )
@@ -86,6 +87,15 @@ from mcp_runtime.resources.server import (
     image_has_tag,
     package_command,
 )
+from mcp_runtime.resources.virtual import (
+    ConflictPolicy,
+    MCPVirtualServer,
+    VirtualMember,
+    VirtualServerSpec,
+    VirtualServerStatus,
+    qualified_session,
+    virtual_path,
+)
 
 __all__ = [
     "API_GROUP",
@@ -100,6 +110,7 @@ __all__ = [
     "RESOURCE_KINDS",
     "SERVER_KIND",
     "SESSION_KIND",
+    "VIRTUAL_KIND",
     "AccessGrantSpec",
     "AccessStatus",
     "AgentSessionSpec",
@@ -108,6 +119,7 @@ __all__ = [
     "CamelModel",
     "Condition",
     "ConditionStatus",
+    "ConflictPolicy",
     "GatewaySpec",
     "GatewayTimeouts",
     "GrantPhase",
@@ -118,6 +130,7 @@ __all__ = [
     "MCPServer",
     "MCPServerSpec",
     "MCPServerStatus",
+    "MCPVirtualServer",
     "ObjectMeta",
     "PolicyMode",
     "PolicySpec",
@@ -144,6 +157,9 @@ __all__ = [
     "ToolRule",
     "ToolSpec",
     "Trust",
+    "VirtualMember",
+    "VirtualServerSpec",
+    "VirtualServerStatus",
     "describe_validation_error",
     "dump_resource",
     "image_has_tag",
@@ -156,9 +172,11 @@ __all__ = [
     "package_command",
     "parse_duration",
     "parse_yaml",
+    "qualified_session",
     "scope_image_prefix",
     "scope_namespace",
     "team_namespace",
     "to_yaml",
     "validate_model",
+    "virtual_path",
 ]

@@ -15,8 +15,9 @@ from pydantic import BaseModel
 
 from mcp_runtime.resources.access import AccessGrantSpec, AccessStatus, AgentSessionSpec
 from mcp_runtime.resources.common import API_GROUP, API_VERSION
-from mcp_runtime.resources.kinds import BY_KIND, GRANT_KIND, SERVER_KIND, SESSION_KIND
+from mcp_runtime.resources.kinds import BY_KIND, GRANT_KIND, SERVER_KIND, SESSION_KIND, VIRTUAL_KIND
 from mcp_runtime.resources.server import MCPServerSpec, MCPServerStatus
+from mcp_runtime.resources.virtual import VirtualServerSpec, VirtualServerStatus
 
 _DROP_KEYS = {"title", "$defs", "discriminator"}
 
@@ -151,6 +152,11 @@ def render_crds() -> dict[str, dict[str, Any]]:
             {"name": "Agent", "type": "string", "jsonPath": ".spec.subject.agentID"},
             {"name": "Trust", "type": "string", "jsonPath": ".spec.consentedTrust"},
             {"name": "Expires", "type": "date", "jsonPath": ".spec.expiresAt"},
+        ]),
+        _crd(VIRTUAL_KIND, VirtualServerSpec, VirtualServerStatus, [
+            phase,
+            {"name": "URL", "type": "string", "jsonPath": ".status.url"},
+            {"name": "Policy", "type": "string", "jsonPath": ".spec.conflictPolicy"},
         ]),
     ]
     return {f"{API_GROUP}_{c['spec']['names']['plural']}.yaml": c for c in crds}

@@ -13,8 +13,9 @@ from pydantic import BaseModel
 
 from mcp_runtime.resources.access import MCPAccessGrant, MCPAgentSession
 from mcp_runtime.resources.server import MCPServer
+from mcp_runtime.resources.virtual import MCPVirtualServer
 
-Resource: TypeAlias = MCPServer | MCPAccessGrant | MCPAgentSession
+Resource: TypeAlias = MCPServer | MCPAccessGrant | MCPAgentSession | MCPVirtualServer
 
 
 def kind_name(model: type[BaseModel]) -> str:
@@ -25,6 +26,7 @@ def kind_name(model: type[BaseModel]) -> str:
 SERVER_KIND = kind_name(MCPServer)
 GRANT_KIND = kind_name(MCPAccessGrant)
 SESSION_KIND = kind_name(MCPAgentSession)
+VIRTUAL_KIND = kind_name(MCPVirtualServer)
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ RESOURCE_KINDS: tuple[ResourceKind, ...] = (
     ResourceKind(MCPServer, "mcpservers", ("mcps",), "server"),
     ResourceKind(MCPAccessGrant, "mcpaccessgrants", ("mcpgrant",), "grant"),
     ResourceKind(MCPAgentSession, "mcpagentsessions", ("mcpsession",), "session"),
+    ResourceKind(MCPVirtualServer, "mcpvirtualservers", ("mcpvs",), "virtual server"),
 )
 
 KINDS: dict[str, type[Resource]] = {k.kind: k.model for k in RESOURCE_KINDS}

@@ -155,6 +155,9 @@ class AnalyticsEvent(BaseModel):
     chain_seq: int | None = Field(default=None, ge=0)
     prev_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     record_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    # A call made through a virtual server (`<namespace>/<name>`): `server` is then the member whose
+    # policy decided it. None for calls to a server's own route.
+    virtual_server: ClientText | None = None
 
     @field_validator("timestamp")
     @classmethod
