@@ -33,6 +33,7 @@ from mcp_runtime.compose.remote import (
     session_credentials,
     session_values,
 )
+from mcp_runtime.compose.virtual import VirtualMounts
 from mcp_runtime.gateway.app import Gateway
 from mcp_runtime.gateway.credentials import SessionCredentials
 from mcp_runtime.gateway.lifespan import run_lifespan
@@ -106,6 +107,7 @@ class EmbeddedPlatform:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        self.virtual = VirtualMounts(self.platform, self.gateway, self.public_url, self._submit)
         self.dashboard: ASGIApp = create_dashboard(self.platform)
         self.platform.set_runtime(self)
 
@@ -122,6 +124,7 @@ class EmbeddedPlatform:
         self._unsubscribe = self.platform.publisher.subscribe(self._on_policy, replay=True)
         for server in self.platform.repo.list(MCPServer):
             await self._apply(server)
+        await self.virtual.start()
 
     async def stop(self) -> None:
         """Ctrl-C: stop servers cleanly, then the gateway, then the store."""
@@ -363,7 +366,7 @@ class EmbeddedPlatform:
             await self.gateway(scope, receive, send)
         elif (proxy := getattr(self.runtime, "proxy", None)) is not None and proxy.handles(path):
             await proxy(scope, receive, send)  # podman runtime: straight to the pod's gateway sidecar
-        elif self.gateway.routes.get(path) is not None or path in GATEWAY_ENDPOINTS:
+        elif self.gateway.routes.get(path) is not None or path in GATEWAY_ENDPOINTS or path.startswith("/v/"):
             await self.gateway(scope, receive, send)
         else:
             await self.dashboard(scope, receive, send)

@@ -33,6 +33,7 @@ from mcp_runtime.resources import (
     MCPAccessGrant,
     MCPAgentSession,
     MCPServer,
+    MCPVirtualServer,
     ObjectMeta,
     ServerRef,
     Subject,
@@ -110,7 +111,9 @@ class AccessService:
     # shared -------------------------------------------------------------------------------------
     def _check_server_and_subject(self, resource: MCPAccessGrant | MCPAgentSession, namespace: str) -> None:
         ref = resource.spec.server_ref
-        if self.repo.get(MCPServer, namespace, ref.name) is None:
+        virtual = isinstance(resource, MCPAgentSession) and \
+            self.repo.get(MCPVirtualServer, namespace, ref.name) is not None
+        if not virtual and self.repo.get(MCPServer, namespace, ref.name) is None:
             raise ApiError(404, "server_not_found",
                            f"server {ref.name} does not exist in namespace {namespace}; deploy it first "
                            "(a grant or session lives in its server's namespace)")
@@ -207,7 +210,7 @@ class AccessService:
             saved = self.repo.replace(session, caller.email, "update", before=existing)
         else:
             saved = self.repo.create(session, caller.email)
-        self.policies.recompile(namespace, session.spec.server_ref.name)
+        self.policies.recompile_session_target(namespace, session.spec.server_ref.name)
         saved = self._refresh_status(saved)
         return saved, self._token_for(saved)
 
@@ -245,14 +248,14 @@ class AccessService:
         session.spec.revoked = revoked
         _with_status(session, utcnow())
         saved = self.repo.replace(session, caller.email, "revoke" if revoked else "unrevoke", before=before)
-        self.policies.recompile(namespace, session.spec.server_ref.name)
+        self.policies.recompile_session_target(namespace, session.spec.server_ref.name)
         return saved
 
     def delete_session(self, caller: Principal, namespace: str, name: str) -> MCPAgentSession:
         session = self.get_session(caller, namespace, name)
         require_admin(caller, "delete sessions")
         self.repo.delete(session, caller.email)
-        self.policies.recompile(namespace, session.spec.server_ref.name)
+        self.policies.recompile_session_target(namespace, session.spec.server_ref.name)
         return session
 
     def session_token(self, caller: Principal, namespace: str, name: str) -> tuple[MCPAgentSession, str]:
@@ -393,7 +396,7 @@ class AccessService:
         session.spec.revoked = True
         _with_status(session, utcnow())
         self.repo.replace(session, actor, "revoke", before=before)
-        self.policies.recompile(namespace, session.spec.server_ref.name)
+        self.policies.recompile_session_target(namespace, session.spec.server_ref.name)
 
     def oauth_token(self, session: MCPAgentSession, client_id: str, ttl: timedelta) -> tuple[str, datetime]:
         """An access token for an OAuth client: a session token, no longer than `ttl` nor the session."""

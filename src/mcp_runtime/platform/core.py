@@ -17,6 +17,7 @@ from mcp_runtime.platform.repository import ResourceRepository
 from mcp_runtime.platform.servers import ServerService
 from mcp_runtime.platform.settings import PlatformSettings
 from mcp_runtime.platform.simulate import SimulationService
+from mcp_runtime.platform.virtual import VirtualServerService
 from mcp_runtime.sentinel.open_store import open_event_store
 from mcp_runtime.sentinel.store import EventStore
 from mcp_runtime.store import ControlPlaneStore
@@ -53,6 +54,7 @@ class Platform:
         self.repo = ResourceRepository(store)
         self.policies = PolicyCompiler(self.repo, self.publisher)
         self.servers = ServerService(store, self.repo, self.policies, self.hooks)
+        self.virtual = VirtualServerService(store, self.repo, self.policies)
         self.tools = ToolReview(self.repo, self.servers, self.policies)
         self.access = AccessService(store, self.repo, self.servers, self.policies, self.keyring, settings)
         self._owns_events = event_store is None

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mcp_runtime.platform.hooks import PolicyPublisher
 from mcp_runtime.platform.repository import ResourceRepository
 from mcp_runtime.policy import PolicyDocument, compile_policy
-from mcp_runtime.resources import MCPAccessGrant, MCPAgentSession, MCPServer
+from mcp_runtime.resources import MCPAccessGrant, MCPAgentSession, MCPServer, MCPVirtualServer
 
 
 @dataclass
@@ -18,9 +18,11 @@ class PolicyInputs:
     server: MCPServer
     grants: list[MCPAccessGrant]
     sessions: list[MCPAgentSession]
+    virtual_sessions: list[MCPAgentSession] = field(default_factory=list)
+    """Sessions of the virtual servers this server is a member of (docs/virtual-servers.md)."""
 
     def compile(self) -> PolicyDocument:
-        return compile_policy(self.server, self.grants, self.sessions)
+        return compile_policy(self.server, self.grants, self.sessions, self.virtual_sessions)
 
 
 class PolicyCompiler:
@@ -36,7 +38,27 @@ class PolicyCompiler:
             return None
         grants = [g for g in self.repo.list(MCPAccessGrant, namespace) if g.spec.server_ref.name == name]
         sessions = [s for s in self.repo.list(MCPAgentSession, namespace) if s.spec.server_ref.name == name]
-        return PolicyInputs(server, grants, sessions)
+        return PolicyInputs(server, grants, sessions, self.virtual_sessions(namespace, name))
+
+    def virtual_sessions(self, namespace: str, name: str) -> list[MCPAgentSession]:
+        """The sessions of every virtual server that has this server as a member."""
+        sessions: list[MCPAgentSession] = []
+        for virtual in self.repo.list(MCPVirtualServer):
+            if (namespace, name) not in virtual.member_keys():
+                continue
+            vns = virtual.metadata.namespace or ""
+            sessions += [s for s in self.repo.list(MCPAgentSession, vns)
+                         if s.spec.server_ref.name == virtual.metadata.name]
+        return sessions
+
+    def recompile_session_target(self, namespace: str, name: str) -> None:
+        """A session changed: recompile its server, or every member when it is a virtual server's."""
+        virtual = self.repo.get(MCPVirtualServer, namespace, name)
+        if virtual is None:
+            self.recompile(namespace, name)
+            return
+        for member_ns, member in virtual.member_keys():
+            self.recompile(member_ns, member)
 
     def recompile(self, namespace: str, name: str) -> PolicyDocument | None:
         """Compile from the store's current state and publish; None (published too) if the server is gone."""

@@ -16,6 +16,7 @@ from mcp_runtime.resources import (
     MCPAccessGrant,
     MCPAgentSession,
     MCPServer,
+    MCPVirtualServer,
     Resource,
     ResourceError,
     dump_resource,
@@ -24,7 +25,7 @@ from mcp_runtime.resources import (
 from mcp_runtime.resources.common import utcnow
 from mcp_runtime.store import AlreadyExists, AuditRecord, ControlPlaneStore, NotFound, StoredResource
 
-R = TypeVar("R", MCPServer, MCPAccessGrant, MCPAgentSession)
+R = TypeVar("R", MCPServer, MCPAccessGrant, MCPAgentSession, MCPVirtualServer)
 
 
 
