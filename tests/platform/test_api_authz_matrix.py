@@ -89,6 +89,21 @@ def existing_session(suffix: str = "", revoked: bool = False, method_body: bool 
     return prepare
 
 
+def virtual_body(name: str) -> dict[str, Any]:
+    return {"apiVersion": "mcpruntime.org/v1alpha1", "kind": "MCPVirtualServer",
+            "metadata": {"name": name, "namespace": ACME}, "spec": {"members": [{"serverRef": {"name": "payments"}}]}}
+
+
+def new_virtual_body(_: World) -> tuple[str, Any]:
+    return "/runtime/virtualservers", virtual_body(fresh("vs"))
+
+
+def existing_virtual(w: World) -> tuple[str, Any]:
+    name = fresh("vs")
+    w.ok("admin", "POST", "/runtime/virtualservers", virtual_body(name))
+    return f"/runtime/virtualservers/{ACME}/{name}", None
+
+
 def existing_secret(w: World) -> tuple[str, Any]:
     name = fresh("sec")
     w.ok("admin", "PUT", f"/secrets/{ACME}/{name}", {"data": {"k": "v"}})
@@ -154,6 +169,10 @@ MATRIX: list[tuple[str, str, Prepare, str]] = [
     ("unrevoke session", "POST", existing_session("/unrevoke", True),    "401 200 403 403 404 403"),
     ("session token", "POST", existing_session("/token"),                "401 200 200 403 404 403"),
     ("delete session", "DELETE", existing_session(),                     "401 200 403 403 404 403"),
+    ("apply virtual server", "POST", new_virtual_body,                  "401 201 201 201 403 201"),
+    ("list virtual servers", "GET", fixed("/runtime/virtualservers"),   "401 200 200 200 200 200"),
+    ("get virtual server", "GET", existing_virtual,                     "401 200 200 200 404 200"),
+    ("delete virtual server", "DELETE", existing_virtual,               "401 200 200 403 404 403"),
     ("adapter session", "POST", fixed("/runtime/adapter/sessions", ADAPTER), "401 403 200 200 200 200"),
     ("failed login", "POST", wrong_login,                                "401 401 401 401 401 401"),
     ("refresh", "POST", fixed("/auth/refresh", {"refreshToken": "nope"}), "401 401 401 401 401 401"),
