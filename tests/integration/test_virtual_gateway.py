@@ -42,16 +42,16 @@ def virtual_session(name: str = "vs-cursor", *, revoked: bool = False, trust: st
                  "expiresAt": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}})
 
 
-def helper_document(sessions: list[MCPAgentSession]) -> PolicyDocument:
+def helper_document(sessions: list[MCPAgentSession], name: str = "helper") -> PolicyDocument:
     """Another team's server, shared with the caller's team by a grant (wipe is denied to everyone)."""
     server = MCPServer.model_validate({
-        "metadata": {"name": "helper", "namespace": HELPER_NS},
+        "metadata": {"name": name, "namespace": HELPER_NS},
         "spec": {"image": "team-tools/helper", "teamID": "tools-uuid", "tools": [
             {"name": "echo", "sideEffect": "read"}, {"name": "greet", "sideEffect": "read"},
             {"name": "slow", "sideEffect": "read"}, {"name": "wipe", "sideEffect": "destructive"}]}})
     grant = MCPAccessGrant.model_validate({
         "metadata": {"name": "share-with-globex", "namespace": HELPER_NS},
-        "spec": {"serverRef": {"name": "helper"}, "subject": {"teamID": CALLER_TEAM}, "maxTrust": "high",
+        "spec": {"serverRef": {"name": name}, "subject": {"teamID": CALLER_TEAM}, "maxTrust": "high",
                  "toolRules": [{"name": "echo"}, {"name": "greet"}, {"name": "slow"},
                                {"name": "wipe", "decision": "deny"}]}})
     return compile_policy(server, [grant], [], sessions)
