@@ -166,4 +166,4 @@ class Names:
                 "requiredTrust": e.required_trust, "effectiveTrust": e.effective_trust,
                 "sideEffect": e.side_effect, "status": e.status, "latencyMs": e.latency_ms,
                 "bytesIn": e.bytes_in, "bytesOut": e.bytes_out, "policyRevision": e.policy_revision,
-                "traceID": e.trace_id, "source": e.source}
+                "traceID": e.trace_id, "source": e.source, "virtualServer": e.virtual_server}

@@ -5,7 +5,8 @@ manage them straight on Kubernetes. The group is assembled here, once, in `--hel
 - the platform API: `deploy` (deploy.py), `list`, `get`, `status` (show.py), `delete` (delete.py),
   `logs` (logs.py), `policy inspect` (policy.py), `tools diff|approve` (tools.py);
 - the Kubernetes API, with `--use-kube`: `create`, `apply`, `export`, `patch` (kube.py), `logs` (logs.py);
-- the local image builder: `build image` (build.py).
+- the local image builder: `build image` (build.py);
+- virtual servers: `virtual init|apply|list|get|delete` (virtual.py).
 Helpers two or more of them use are in common.py.
 """
 
@@ -25,6 +26,7 @@ from mcp_runtime.cli.server import (
     show,
     tools,
     validate,
+    virtual,
 )
 
 app = typer.Typer(help="Scaffold and validate .mcp metadata; deploy, inspect and manage servers on the platform.",
@@ -46,3 +48,4 @@ app.command("patch")(kube.server_patch)
 app.add_typer(build.app, name="build")
 app.add_typer(policy.app, name="policy")
 app.add_typer(tools.app, name="tools")
+app.add_typer(virtual.app, name="virtual")
