@@ -221,3 +221,20 @@ def test_analytics_in_chromium_shows_the_tutorials_cross_team_rows(site: LiveSit
             page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=True)
     finally:
         page.close()
+
+
+def test_servers_page_lists_the_virtual_servers_a_user_may_see(site: LiveSite) -> None:
+    alice = _token(site, "alice@acme.com", PASSWORDS["alice@acme.com"])
+    _api(site, alice, "POST", "/runtime/virtualservers", {
+        "apiVersion": "mcpruntime.org/v1alpha1", "kind": "MCPVirtualServer",
+        "metadata": {"name": "acme-tools", "namespace": ACME_NS},
+        "spec": {"members": [{"serverRef": {"name": "payments"}}]}})
+    try:
+        with login_client(site, "carol@acme.com", PASSWORDS["carol@acme.com"]) as member:
+            page = member.get("/servers").text
+            table = page[page.index('data-testid="virtual-servers"'):]
+            assert "acme-tools" in table and "payments" in table and "/v/acme-tools/mcp" in table
+        with login_client(site, "bob@globex.com", PASSWORDS["bob@globex.com"]) as other:
+            assert "acme-tools" not in other.get("/servers").text
+    finally:
+        _api(site, alice, "DELETE", f"/runtime/virtualservers/{ACME_NS}/acme-tools")

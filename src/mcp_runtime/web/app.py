@@ -258,9 +258,11 @@ class Dashboard:
     def servers(self, request: Request, login: Login, fields: dict[str, str]) -> Response:
         servers: list[MCPServer] = self.platform.servers.list(login.principal)
         servers.sort(key=lambda s: (s.metadata.namespace or "", s.metadata.name))
+        virtual = sorted(self.platform.virtual.list(login.principal),
+                         key=lambda v: (v.metadata.namespace or "", v.metadata.name))
         return self.render(request, "servers.html", login, nav="servers", servers=servers, teams=self.team_slugs(),
                            reviews=tool_reviews(self.platform, login.principal, servers),
-                           can_manage=login.principal.can_manage)
+                           can_manage=login.principal.can_manage, virtual_servers=virtual)
 
     def approve_tools(self, request: Request, login: Login, fields: dict[str, str]) -> Response:
         """The drift's Approve button: the same service (and owner check) as `server tools approve`."""
