@@ -26,6 +26,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -45,6 +48,7 @@ NAMESPACE = "bench"
 AGENT = "bench-agent"
 TEAM = "bench-team"
 SESSION = "s-bench"
+GO_BINARY = REPO / "examples" / "workspace-assistant-mcp" / "dist" / "workspace-assistant-mcp"
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,8 @@ UPSTREAMS: dict[str, Upstream] = {
                          [sys.executable, "app.py"],
                          {"HOST": "127.0.0.1", "LOG_LEVEL": "WARNING", "MCP_JSON_RESPONSE": "1"}, "json",
                          REPO / "examples" / "data-utility-mcp"),
+    "go-json": Upstream("go-json", "examples/workspace-assistant-mcp (official Go SDK), JSON answers",
+                        [str(GO_BINARY)], {"HOST": "127.0.0.1", "MCP_PATH": "/mcp"}, "json", GO_BINARY.parent.parent),
     "sdk-sse": Upstream("sdk-sse", "examples/data-utility-mcp (Python SDK), SSE answers (its default)",
                         [sys.executable, "app.py"], {"HOST": "127.0.0.1", "LOG_LEVEL": "WARNING"}, "sse",
                         REPO / "examples" / "data-utility-mcp"),
@@ -119,11 +125,22 @@ class Scenario:
 
 @contextlib.contextmanager
 def start_upstream(upstream: Upstream, workdir: Path) -> Iterator[RunningUpstream]:
+    if upstream.argv[0] == str(GO_BINARY):
+        build_go_example()
     port = free_port()
     url = f"http://127.0.0.1:{port}/mcp"
     env = {**repo_env(), **upstream.env, "PORT": str(port)}
     with process(upstream.argv, url, env=env, cwd=upstream.cwd, log=workdir / f"{upstream.name}.log") as proc:
         yield RunningUpstream(upstream, url, port, proc.pid)
+
+
+def build_go_example() -> None:
+    """`go build` the Go example as its README does (Go's caches make a rebuild take a second)."""
+    go = shutil.which("go", path=f"/usr/local/go/bin{os.pathsep}{os.environ.get('PATH', '')}")
+    if go is None:
+        raise SystemExit("the go-json upstream needs Go: install it (https://go.dev/dl) or leave go-json out")
+    subprocess.run([go, "build", "-ldflags=-s -w", "-o", str(GO_BINARY), "."], cwd=GO_BINARY.parent.parent,
+                   check=True)
 
 
 def direct(up: RunningUpstream) -> Target:
