@@ -36,12 +36,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from harness import REPO, free_port, process, repo_env
+import httpx
+from harness import ACCEPT, REPO, free_port, mcp_handshake, process, repo_env
 
 sys.path.insert(0, str(REPO / "src"))
 
 from mcp_runtime.policy import compile_policy
 from mcp_runtime.resources import MCPAccessGrant, MCPAgentSession, MCPServer
+from mcp_runtime.resources.pinning import ToolPin
 from mcp_runtime.security import KeyRing, SessionClaims, issue_session_token
 
 NAMESPACE = "bench"
@@ -221,11 +223,35 @@ def limited_gateway(up: RunningUpstream, ctx: Context) -> Iterator[Target]:
         yield target
 
 
+def upstream_tools(up: RunningUpstream) -> list[dict[str, Any]]:
+    """The upstream's `tools/list` answer (JSON or SSE), as `server init --from-server` reads it to pin."""
+    session = mcp_handshake(up.url, {})
+    answer = httpx.post(up.url, headers={**ACCEPT, **session}, timeout=30,
+                        json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+    text = answer.text
+    if answer.headers.get("content-type", "").startswith("text/event-stream"):
+        text = next(line[5:] for line in text.splitlines() if line.startswith("data:"))
+    tools: list[dict[str, Any]] = json.loads(text)["result"]["tools"]
+    return tools
+
+
+@contextlib.contextmanager
+def pinned_gateway(up: RunningUpstream, ctx: Context) -> Iterator[Target]:
+    """The gateway with every tool pinned (mode enforce): what checking pins costs per call. The gateway
+    lists the upstream's tools itself when the policy loads, so the calls go to checked tools."""
+    tools = [{"name": t["name"], "sideEffect": "read", "pin": ToolPin.of(t).model_dump(by_alias=True)}
+             for t in upstream_tools(up)]
+    with governed_gateway(up, ctx, server_spec={"tools": tools, "pinning": {"mode": "enforce"}}) as target:
+        yield target
+
+
 SCENARIOS: dict[str, Scenario] = {
     "gateway": Scenario("gateway", "mcp-runtime gateway: session token verified, policy decides each call",
                         governed_gateway),
     "limits": Scenario("limits", "gateway + an argument condition and three rate limits on each call",
                        limited_gateway),
+    "pinned": Scenario("pinned", "gateway + every tool pinned (definitions checked, mode enforce)",
+                       pinned_gateway),
 }
 
 PEERS: dict[str, str] = {
