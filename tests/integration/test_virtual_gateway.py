@@ -218,3 +218,22 @@ def test_concurrent_calls_to_two_members_with_the_same_client_ids_do_not_collide
         return [results[i] for i in range(10)]
 
     assert run(world, body) == [f"helper:{i}" if i % 2 else str(i) for i in range(10)]
+
+
+def test_resources_and_prompts_are_aggregated_with_a_reversible_mapping(world: World) -> None:
+    async def body(session: ClientSession) -> dict[str, Any]:
+        resources = (await session.list_resources()).resources
+        helper = next(r for r in resources if "team-tools/helper" in str(r.uri))
+        read = await session.read_resource(helper.uri)
+        prompts = sorted(p.name for p in (await session.list_prompts()).prompts)
+        got = await session.get_prompt("h_review", {"topic": "the diff"})
+        with pytest.raises(MCPError) as unknown:
+            await session.read_resource("note://readme")
+        return {"uri": str(helper.uri), "read": read.contents[0], "prompts": prompts,
+                "got": got.messages[0].content.text, "unknown": unknown.value.error.code}  # type: ignore[union-attr]
+
+    seen = run(world, body)
+    assert seen["uri"] == "mcp-virtual://team-tools/helper/note%3A%2F%2Freadme"
+    assert seen["read"].text == "helper readme" and str(seen["read"].uri) == seen["uri"]
+    assert "h_review" in seen["prompts"] and seen["got"] == "Review the diff carefully."
+    assert seen["unknown"] == -32602

@@ -16,6 +16,9 @@ from mcp_runtime.gateway.virtual.mapping import (
     build_tool_map,
     cancelled_for,
     intersect_capabilities,
+    map_resources,
+    member_uri,
+    public_uri,
     rename_call,
     resolve_name,
 )
@@ -93,10 +96,28 @@ def test_rename_call_maps_the_name_back_and_keeps_everything_else() -> None:
 def test_capabilities_are_the_intersection_and_tools_always_announce_changes() -> None:
     one = {"tools": {"listChanged": False}, "resources": {"subscribe": True, "listChanged": True},
            "prompts": {"listChanged": True}, "logging": {}}
-    two = {"tools": {}, "resources": {"listChanged": True}, "logging": {}}
+    two = {"tools": {}, "resources": {"listChanged": True, "subscribe": True}, "logging": {}}
+    # prompts: only one member has them; subscribe: never relayed; logging: not aggregated
     assert intersect_capabilities([one, two]) == {"tools": {"listChanged": True},
-                                                  "resources": {"listChanged": True}, "logging": {}}
+                                                  "resources": {"listChanged": True}}
     assert intersect_capabilities([]) == {"tools": {"listChanged": True}}
+
+
+@settings(max_examples=100, deadline=None)
+@given(namespace=st.from_regex(r"[a-z0-9]([-a-z0-9]{0,10}[a-z0-9])?", fullmatch=True),
+       server=st.from_regex(r"[a-z0-9]([-a-z0-9]{0,10}[a-z0-9])?", fullmatch=True), uri=st.text(max_size=60))
+def test_resource_uris_map_back_to_their_member_exactly(namespace: str, server: str, uri: str) -> None:
+    assert member_uri(public_uri((namespace, server), uri)) == ((namespace, server), uri)
+
+
+def test_resource_lists_get_public_uris_and_foreign_uris_are_not_ours() -> None:
+    mapped = map_resources({A: [{"uri": "file:///readme", "name": "r"}, {"nouri": 1}], B: [{"uri": "file:///readme"}]},
+                           "uri")
+    assert [r["uri"] for r in mapped] == ["mcp-virtual://ns-a/alpha/file%3A%2F%2F%2Freadme",
+                                          "mcp-virtual://ns-b/beta/file%3A%2F%2F%2Freadme"]
+    assert mapped[0]["name"] == "r"
+    for foreign in ("file:///readme", "mcp-virtual://", "mcp-virtual://ns/only", "mcp-virtual://ns//x"):
+        assert member_uri(foreign) is None
 
 
 def test_id_table_gives_fresh_ids_and_maps_back_once() -> None:

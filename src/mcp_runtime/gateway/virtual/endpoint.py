@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,7 +28,8 @@ from mcp_runtime.gateway.relay import denial_error, send_empty, send_json
 from mcp_runtime.gateway.resource_metadata import origin_allowed
 from mcp_runtime.gateway.routes import BoundRoute
 from mcp_runtime.gateway.sse import sse_event
-from mcp_runtime.gateway.virtual import govern
+from mcp_runtime.gateway.virtual import catalog, govern
+from mcp_runtime.gateway.virtual.fanout import member_list
 from mcp_runtime.gateway.virtual.mapping import (
     MemberKey,
     build_tool_map,
@@ -48,6 +50,9 @@ log = logging.getLogger("mcp_runtime.gateway.virtual")
 
 MAX_BODY = 1024 * 1024
 MAX_SESSIONS = 10_000
+SESSION_IDLE = 1800.0
+"""Seconds a client session may stay silent (no request, no open stream) before it and its member
+sessions are closed; the client then gets 404 and initializes again, as MCP prescribes."""
 PROTOCOL_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26")
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
@@ -143,10 +148,11 @@ class VirtualEndpoint:
     def session_of(self, headers: dict[bytes, bytes], caller: Authenticated) -> VirtualSession:
         raw = headers.get(b"mcp-session-id")
         session = self.sessions.get(raw.decode("latin-1")) if raw else None
-        if session is None or not session.owned_by(caller):
-            raise _Refused(404 if raw else 400, {"error": "session_not_found" if raw else "missing_session_id",
-                                                 "message": "no such MCP session here; send initialize first"})
-        return session
+        if session is not None and session.owned_by(caller):
+            session.last_used = time.monotonic()
+            return session
+        raise _Refused(404 if raw else 400, {"error": "session_not_found" if raw else "missing_session_id",
+                                             "message": "no such MCP session here; send initialize first"})
 
     # -- POST ----------------------------------------------------------------------------------------
     async def post(self, headers: dict[bytes, bytes], caller: Authenticated, receive: Receive, send: Send) -> None:
@@ -175,7 +181,15 @@ class VirtualEndpoint:
             await self.client_answer(session, msg.raw)
             await send_empty(send, 202)
 
+    async def expire_idle(self) -> None:
+        """Close the client sessions idle longer than `SESSION_IDLE` (swept whenever a session starts)."""
+        now = time.monotonic()
+        for session in [s for s in self.sessions.values() if s.idle_for(now) > SESSION_IDLE]:
+            self.sessions.pop(session.id, None)
+            await session.close()
+
     async def initialize(self, msg: jsonrpc.RpcMessage, caller: Authenticated, send: Send) -> None:
+        await self.expire_idle()
         if len(self.sessions) >= MAX_SESSIONS:
             raise _Refused(503, {"error": "too_many_sessions", "message": "too many open sessions; retry later"},
                            [(b"retry-after", b"5")])
@@ -261,10 +275,12 @@ class VirtualEndpoint:
             await send_json(send, 200, {"jsonrpc": "2.0", "id": msg.id, "result": {"tools": tools}})
         elif msg.method == "tools/call":
             await self.call_tool(session, msg, send)
+        elif msg.method in catalog.METHODS:
+            await send_json(send, 200, await catalog.answer(self, session, msg))
         else:
             await send_json(send, 200, error_object(msg.id, METHOD_NOT_FOUND,
-                                                    f"Method not found: a virtual server serves tools; "
-                                                    f"{msg.method} is not aggregated"))
+                                                    "Method not found: a virtual server serves tools, resources "
+                                                    f"and prompts; {msg.method} is not aggregated"))
 
     # -- tools -------------------------------------------------------------------------------------
     async def list_tools(self, session: VirtualSession, msg: jsonrpc.RpcMessage | None) -> list[dict[str, Any]]:
@@ -280,7 +296,7 @@ class VirtualEndpoint:
                     refused.append(decision)
                     self.audit(session, key, route, "tools/list", None, decision, 200, now)
                 continue
-            tools = await self.member_tools(session, key)
+            tools = await member_list(session, key, "tools/list", "tools")
             if tools is not None:
                 listed[key] = govern.visible(route, session.identity, now, tools)
         if refused and not listed and all(d.is_authentication_failure for d in refused):
@@ -290,35 +306,6 @@ class VirtualEndpoint:
             log.warning("virtual server %s: tool %s of %s hidden, %s has that name", self.route.name, conflict.name,
                         conflict.dropped[1], conflict.kept[1])
         return session.tool_map.tools
-
-    async def member_tools(self, session: VirtualSession, key: MemberKey) -> list[Any] | None:
-        """A member's whole tool list (following `nextCursor`, at most 20 pages); None when it is down."""
-        link = await session.link(key)
-        if link is None:
-            return None
-        tools: list[Any] = []
-        cursor: Any = None
-        try:
-            for _ in range(20):
-                params = {"cursor": cursor} if cursor else {}
-                answer = None
-                member_id = link.ids.out(None)
-                async for message in link.request({"jsonrpc": "2.0", "id": member_id, "method": "tools/list",
-                                                   "params": params}):
-                    if message.get("id") == member_id and "method" not in message:
-                        answer = message
-                link.ids.back(member_id)
-                result = answer.get("result") if answer else None
-                if not isinstance(result, dict):
-                    break
-                tools += result.get("tools") or []
-                cursor = result.get("nextCursor")
-                if not cursor:
-                    break
-        except Exception as exc:
-            session.mark_down(key, str(exc) or type(exc).__name__)
-            return None
-        return tools
 
     def target_of(self, session: VirtualSession, name: str) -> tuple[MemberKey, str] | None:
         if session.tool_map is not None:

@@ -15,6 +15,7 @@ import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, unquote
 
 from mcp_runtime.resources.virtual import ConflictPolicy, VirtualMember
 
@@ -50,7 +51,7 @@ class ToolMap:
 
 
 def build_tool_map(members: Sequence[tuple[MemberKey, VirtualMember]], listed: Mapping[MemberKey, Sequence[Any]],
-                   policy: ConflictPolicy) -> ToolMap:
+                   policy: ConflictPolicy, *, filtered: bool = True) -> ToolMap:
     """The tools a client sees, in member order. `listed[key]` holds the member's tool definitions as its
     own (policy-filtered) `tools/list` answered them; a member missing from `listed` is unavailable and
     contributes nothing. Include/exclude lists hide tools; a name clash keeps the first member's tool."""
@@ -58,7 +59,7 @@ def build_tool_map(members: Sequence[tuple[MemberKey, VirtualMember]], listed: M
     for key, member in members:
         for tool in listed.get(key, ()):
             name = tool.get("name") if isinstance(tool, dict) else None
-            if not isinstance(name, str) or not member.tools.offers(name):
+            if not isinstance(name, str) or (filtered and not member.tools.offers(name)):
                 continue
             public = member.public_name(name, policy)
             taken = result.targets.get(public)
@@ -78,7 +79,9 @@ def rename_call(message: dict[str, Any], tool: str) -> dict[str, Any]:
     return {**message, "params": params}
 
 
-_MERGED = ("tools", "resources", "prompts", "logging", "completions")
+_MERGED = {"resources": {"listChanged"}, "prompts": {"listChanged"}}
+"""What the virtual server aggregates besides tools, and the sub-flags it can honour for them (resource
+subscriptions are not relayed, so `subscribe` is never promised)."""
 
 
 def intersect_capabilities(members: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -88,13 +91,46 @@ def intersect_capabilities(members: Sequence[Mapping[str, Any]]) -> dict[str, An
     result: dict[str, Any] = {"tools": {"listChanged": True}}
     if not members:
         return result
-    for name in _MERGED:
+    for name, honoured in _MERGED.items():
         values = [m.get(name) for m in members]
-        if name == "tools" or any(not isinstance(v, dict) for v in values):
+        if any(not isinstance(v, dict) for v in values):
             continue
-        flags = set.intersection(*(set(k for k, f in v.items() if f is True) for v in values if isinstance(v, dict)))
+        flags = set.intersection(honoured, *(set(k for k, f in v.items() if f is True) for v in values
+                                             if isinstance(v, dict)))
         result[name] = {flag: True for flag in sorted(flags)}
     return result
+
+
+_SCHEME = "mcp-virtual://"
+
+
+def public_uri(member: MemberKey, uri: str) -> str:
+    """A member's resource URI as the client sees it: reversible, and never the same for two members
+    (`mcp-virtual://<namespace>/<server>/<the member's URI, percent-encoded>`)."""
+    namespace, server = member
+    return f"{_SCHEME}{namespace}/{server}/{quote(uri, safe='')}"
+
+
+def member_uri(public: str) -> tuple[MemberKey, str] | None:
+    """The member and its own URI for a public resource URI; None for a URI the virtual server did not
+    hand out."""
+    if not public.startswith(_SCHEME):
+        return None
+    parts = public[len(_SCHEME):].split("/", 2)
+    if len(parts) != 3 or not all(parts):
+        return None
+    return (parts[0], parts[1]), unquote(parts[2])
+
+
+def map_resources(listed: Mapping[MemberKey, Sequence[Any]], field_name: str) -> list[dict[str, Any]]:
+    """Resources (`uri`) or resource templates (`uriTemplate`) of every member, with public URIs."""
+    out: list[dict[str, Any]] = []
+    for key, items in listed.items():
+        for item in items:
+            value = item.get(field_name) if isinstance(item, dict) else None
+            if isinstance(value, str):
+                out.append({**item, field_name: public_uri(key, value)})
+    return out
 
 
 class IdTable:

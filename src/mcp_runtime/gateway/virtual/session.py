@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -42,11 +43,17 @@ class VirtualSession:
         self.links: dict[MemberKey, MemberLink] = {}
         self.down: dict[MemberKey, str] = {}
         self.tool_map: ToolMap | None = None
+        self.prompt_map: ToolMap | None = None
         self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(OUTBOX_LIMIT)
         self.server_requests = ServerRequests()
         self.inflight: dict[str, tuple[MemberKey, int, asyncio.Task[Any]]] = {}
         self.streaming = False
+        self.last_used = time.monotonic()
         self._recovery: asyncio.Task[None] | None = None
+
+    def idle_for(self, now: float) -> float:
+        """Seconds since the client last sent anything (0 while its stream is open)."""
+        return 0.0 if self.streaming or self.inflight else now - self.last_used
 
     def owned_by(self, caller: Authenticated) -> bool:
         return caller.claims.session_id == self.caller.claims.session_id and \
