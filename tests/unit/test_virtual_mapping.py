@@ -116,7 +116,8 @@ def test_resource_lists_get_public_uris_and_foreign_uris_are_not_ours() -> None:
     assert [r["uri"] for r in mapped] == ["mcp-virtual://ns-a/alpha/file%3A%2F%2F%2Freadme",
                                           "mcp-virtual://ns-b/beta/file%3A%2F%2F%2Freadme"]
     assert mapped[0]["name"] == "r"
-    for foreign in ("file:///readme", "mcp-virtual://", "mcp-virtual://ns/only", "mcp-virtual://ns//x"):
+    for foreign in ("file:///readme", "mcp-virtual://", "mcp-virtual://ns/only", "mcp-virtual://ns//x",
+                    "mcp-virtual:///srv/x"):
         assert member_uri(foreign) is None
 
 

@@ -108,7 +108,7 @@ def public_uri(member: MemberKey, uri: str) -> str:
     """A member's resource URI as the client sees it: reversible, and never the same for two members
     (`mcp-virtual://<namespace>/<server>/<the member's URI, percent-encoded>`)."""
     namespace, server = member
-    return f"{_SCHEME}{namespace}/{server}/{quote(uri, safe='')}"
+    return f"{_SCHEME}{namespace}/{server}/{quote(uri.encode('utf-8', 'surrogatepass'), safe='')}"
 
 
 def member_uri(public: str) -> tuple[MemberKey, str] | None:
@@ -117,9 +117,9 @@ def member_uri(public: str) -> tuple[MemberKey, str] | None:
     if not public.startswith(_SCHEME):
         return None
     parts = public[len(_SCHEME):].split("/", 2)
-    if len(parts) != 3 or not all(parts):
+    if len(parts) != 3 or not parts[0] or not parts[1]:
         return None
-    return (parts[0], parts[1]), unquote(parts[2])
+    return (parts[0], parts[1]), unquote(parts[2], errors="surrogatepass")
 
 
 def map_resources(listed: Mapping[MemberKey, Sequence[Any]], field_name: str) -> list[dict[str, Any]]:
