@@ -223,3 +223,28 @@ def test_nothing_is_reachable_that_the_member_evaluator_denies(
         target = mapped.target(public) or resolve_name(members, policy, public)
         if target is not None and not evaluate(docs[target[0]], identity, target[1], NOW).allowed:
             assert public not in mapped.targets
+
+
+def test_the_mcp_metadata_form_turns_into_the_resource() -> None:
+    from mcp_runtime.resources import ServersFile, parse_yaml, validate_model
+
+    text = """
+version: v1
+servers: []
+virtualServers:
+  - name: toolbox
+    conflictPolicy: rename
+    members:
+      - serverRef: {name: payments}
+        rename: {echo: pay_echo}
+      - serverRef: {name: helper, namespace: mcp-team-tools}
+        prefix: h_
+"""
+    entry = validate_model(ServersFile, parse_yaml(text)).virtual_servers[0]
+    virtual = entry.to_resource("mcp-team-acme")
+    assert (virtual.metadata.name, virtual.metadata.namespace) == ("toolbox", "mcp-team-acme")
+    assert virtual.member_keys() == [("mcp-team-acme", "payments"), ("mcp-team-tools", "helper")]
+    assert virtual.spec.conflict_policy == ConflictPolicy.rename and virtual.spec.members[0].rename == {
+        "echo": "pay_echo"}
+    with pytest.raises(ValueError, match="names no namespace"):
+        entry.to_resource(None)

@@ -21,6 +21,7 @@ from mcp_runtime.resources.common import (
     team_namespace,
 )
 from mcp_runtime.resources.server import MCPServer, MCPServerSpec, ServerDefinition
+from mcp_runtime.resources.virtual import VirtualServerMetadata
 
 METADATA_VERSION = "v1"
 METADATA_FILE = "servers.yaml"
@@ -99,6 +100,8 @@ class ServersFile(CamelModel):
 
     version: Literal["v1"] = "v1"
     servers: list[ServerMetadata] = Field(default_factory=list)
+    virtual_servers: list[VirtualServerMetadata] = Field(default_factory=list)
+    """Virtual servers over the servers above or others (docs/virtual-servers.md)."""
 
     @model_validator(mode="after")
     def _unique(self) -> ServersFile:

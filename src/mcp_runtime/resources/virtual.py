@@ -18,6 +18,7 @@ from mcp_runtime.resources.common import (
     GROUP_VERSION,
     CamelModel,
     Condition,
+    DnsLabel,
     GroupVersion,
     ObjectMeta,
     ServerRef,
@@ -157,6 +158,23 @@ class MCPVirtualServer(CamelModel):
     def member_keys(self) -> list[tuple[str, str]]:
         namespace = self.metadata.namespace or ""
         return [m.key(namespace) for m in self.spec.members]
+
+
+class VirtualServerMetadata(VirtualServerSpec):
+    """A virtual server in `.mcp/servers.yaml` (`virtualServers:`): its name, an optional namespace, and
+    the spec's fields inline, the way `servers:` entries are written."""
+
+    name: DnsLabel
+    namespace: DnsLabel | None = None
+
+    def to_resource(self, namespace: str | None = None) -> MCPVirtualServer:
+        """The MCPVirtualServer it stands for; `namespace` fills in one the entry does not name."""
+        where = self.namespace or namespace
+        if not where:
+            raise ValueError(f"virtual server {self.name!r} names no namespace: add `namespace:` to the entry "
+                             "or pass --namespace")
+        spec = VirtualServerSpec.model_validate(self.model_dump(exclude={"name", "namespace"}))
+        return MCPVirtualServer(metadata=ObjectMeta(name=self.name, namespace=where), spec=spec)
 
 
 def virtual_path(name: str) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+import yaml
 
 from mcp_runtime.cli.access.common import FileOption, apply, emit_applied, locate, read_documents
 from mcp_runtime.cli.common.api import NamespaceOption
@@ -16,7 +17,16 @@ from mcp_runtime.cli.common.files import resource_error, write_atomic
 from mcp_runtime.cli.common.flags import parse_choice
 from mcp_runtime.cli.common.output import OutputFormat, OutputOption, emit, emit_structured
 from mcp_runtime.client import client
-from mcp_runtime.resources import VIRTUAL_KIND, ConflictPolicy, MCPVirtualServer, ResourceError, to_yaml, validate_model
+from mcp_runtime.resources import (
+    VIRTUAL_KIND,
+    ConflictPolicy,
+    MCPVirtualServer,
+    ResourceError,
+    ServersFile,
+    dump_resource,
+    to_yaml,
+    validate_model,
+)
 from mcp_runtime.resources.common import GROUP_VERSION
 
 app = typer.Typer(help="Virtual servers: one MCP endpoint (/v/<name>/mcp) over several governed servers.",
@@ -90,12 +100,30 @@ def _shown(item: dict[str, Any]) -> dict[str, Any]:
     return {**item, "members": ", ".join(members)}
 
 
+def _documents(file: Path, namespace: str | None) -> list[dict[str, Any]]:
+    """MCPVirtualServer YAML, or the `virtualServers:` of a `.mcp/servers.yaml`."""
+    try:
+        raw = yaml.safe_load(file.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise CliError(f"cannot read {file}: {exc}") from None
+    if not (isinstance(raw, dict) and "virtualServers" in raw):
+        return read_documents(file, VIRTUAL_KIND)
+    try:
+        entries = validate_model(ServersFile, raw, source=str(file)).virtual_servers
+        return [dump_resource(entry.to_resource(namespace)) for entry in entries]
+    except (ResourceError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+
+
 @app.command("apply")
-def virtual_apply(file: Path = FileOption, output: OutputFormat = OutputOption) -> None:
-    """Create or update the virtual server(s) in a YAML file (each member must be visible to you)."""
+def virtual_apply(file: Path = FileOption, namespace: str | None = typer.Option(
+        None, "--namespace", "-n", help="Namespace of `.mcp/servers.yaml` entries that name none."),
+        output: OutputFormat = OutputOption) -> None:
+    """Create or update the virtual server(s) in a YAML file: MCPVirtualServer documents, or the
+    `virtualServers:` of a `.mcp/servers.yaml` (each member must be visible to you)."""
     api = client()
     results = []
-    for doc in read_documents(file, VIRTUAL_KIND):
+    for doc in _documents(file, namespace):
         virtual, created = apply(api, "virtualservers", doc)
         results.append(virtual)
         if output == OutputFormat.table:
