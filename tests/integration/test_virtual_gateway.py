@@ -237,3 +237,20 @@ def test_resources_and_prompts_are_aggregated_with_a_reversible_mapping(world: W
     assert seen["read"].text == "helper readme" and str(seen["read"].uri) == seen["uri"]
     assert "h_review" in seen["prompts"] and seen["got"] == "Review the diff carefully."
     assert seen["unknown"] == -32602
+
+
+def test_a_client_that_goes_away_mid_call_cancels_the_call_on_the_member(world: World) -> None:
+    headers = {"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {world.token()}"}
+    init = httpx.post(world.url, headers=headers, json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+    session = {**headers, "mcp-session-id": init.headers["mcp-session-id"]}
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "h_slow", "arguments": {"label": "gone", "seconds": 2.0}}}
+    with httpx.Client(timeout=10) as client, client.stream("POST", world.url, json=call, headers=session) as answer:
+        assert answer.status_code == 200
+        deadline = time.monotonic() + 5
+        while "gone" not in virtual_member.STARTED and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert "gone" in virtual_member.STARTED
+    time.sleep(2.3)
+    assert "gone" not in virtual_member.FINISHED

@@ -28,6 +28,7 @@ from mcp_runtime.gateway.relay import denial_error, send_empty, send_json
 from mcp_runtime.gateway.resource_metadata import origin_allowed
 from mcp_runtime.gateway.routes import BoundRoute
 from mcp_runtime.gateway.sse import sse_event
+from mcp_runtime.gateway.upstream import UpstreamError
 from mcp_runtime.gateway.virtual import catalog, govern
 from mcp_runtime.gateway.virtual.fanout import member_list
 from mcp_runtime.gateway.virtual.mapping import (
@@ -173,7 +174,7 @@ class VirtualEndpoint:
             return
         session = self.session_of(headers, caller)
         if msg.is_request:
-            await self.request(session, msg, send)
+            await self.request(session, msg, receive, send)
         elif msg.is_notification:
             await self.notification(session, msg.raw)
             await send_empty(send, 202)
@@ -267,14 +268,14 @@ class VirtualEndpoint:
             with contextlib.suppress(Exception):
                 await link.post({**raw, "id": member_id})
 
-    async def request(self, session: VirtualSession, msg: jsonrpc.RpcMessage, send: Send) -> None:
+    async def request(self, session: VirtualSession, msg: jsonrpc.RpcMessage, receive: Receive, send: Send) -> None:
         if msg.method == "ping":
             await send_json(send, 200, {"jsonrpc": "2.0", "id": msg.id, "result": {}})
         elif msg.method == "tools/list":
             tools = await self.list_tools(session, msg)
             await send_json(send, 200, {"jsonrpc": "2.0", "id": msg.id, "result": {"tools": tools}})
         elif msg.method == "tools/call":
-            await self.call_tool(session, msg, send)
+            await self.call_tool(session, msg, receive, send)
         elif msg.method in catalog.METHODS:
             await send_json(send, 200, await catalog.answer(self, session, msg))
         else:
@@ -314,7 +315,8 @@ class VirtualEndpoint:
                 return found
         return resolve_name(self.members, self.route.server.spec.conflict_policy, name)
 
-    async def call_tool(self, session: VirtualSession, msg: jsonrpc.RpcMessage, send: Send) -> None:
+    async def call_tool(self, session: VirtualSession, msg: jsonrpc.RpcMessage, receive: Receive,
+                        send: Send) -> None:
         """Judge the call by its member's policy; if allowed, stream the member's answer back."""
         now = self.clock()
         name = msg.tool or ""
@@ -340,10 +342,11 @@ class VirtualEndpoint:
             self.audit(session, key, route, "tools/call", tool, decision, status, now, msg.raw)
             await send_json(send, status, body)
             return
-        await self.forward_call(session, msg, key, route, tool, decision, now, send)
+        await self.forward_call(session, msg, key, route, tool, decision, now, receive, send)
 
     async def forward_call(self, session: VirtualSession, msg: jsonrpc.RpcMessage, key: MemberKey,
-                           route: BoundRoute, tool: str, decision: Decision, now: datetime, send: Send) -> None:
+                           route: BoundRoute, tool: str, decision: Decision, now: datetime, receive: Receive,
+                           send: Send) -> None:
         link = await session.link(key)
         if link is None:
             await self.member_unavailable(session, msg, key, send)
@@ -353,18 +356,32 @@ class VirtualEndpoint:
         await send({"type": "http.response.start", "status": 200, "headers": list(_SSE_HEAD)})
         relay = asyncio.ensure_future(self.relay(session, link, outgoing, msg.id, send))
         session.inflight[jsonrpc.id_key(msg.id)] = (key, member_id, relay)
+        left = asyncio.ensure_future(_disconnected(receive))
         status = 200
         try:
-            await relay
+            await asyncio.wait({relay, left}, return_when=asyncio.FIRST_COMPLETED)
+            if not relay.done():  # the client went away: the member stops working on it too
+                status = 499
+                relay.cancel()
+                with contextlib.suppress(Exception):
+                    await link.post({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                                     "params": {"requestId": member_id, "reason": "the client went away"}})
+            else:
+                await relay
         except asyncio.CancelledError:
-            status = 499  # cancelled by the client: per MCP, no answer follows
+            status = 499  # cancelled by the client (notifications/cancelled): per MCP, no answer follows
+        except OSError:
+            status = 499  # the client's connection broke while its answer was sent
         except Exception as exc:
             status = 502
+            if not isinstance(exc, UpstreamError | TimeoutError):
+                log.exception("virtual server %s: relaying a call to %s failed", self.route.name, key[1])
             session.mark_down(key, str(exc) or type(exc).__name__)
             with contextlib.suppress(OSError):
                 await send({"type": "http.response.body", "more_body": True,
                             "body": sse_event(self.unavailable_error(session, msg.id, key))})
         finally:
+            left.cancel()
             session.inflight.pop(jsonrpc.id_key(msg.id), None)
             link.ids.back(member_id)
         self.audit(session, key, route, "tools/call", tool, decision, status, now, msg.raw)
