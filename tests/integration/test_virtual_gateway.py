@@ -48,11 +48,13 @@ def helper_document(sessions: list[MCPAgentSession], name: str = "helper") -> Po
         "metadata": {"name": name, "namespace": HELPER_NS},
         "spec": {"image": "team-tools/helper", "teamID": "tools-uuid", "tools": [
             {"name": "echo", "sideEffect": "read"}, {"name": "greet", "sideEffect": "read"},
-            {"name": "slow", "sideEffect": "read"}, {"name": "wipe", "sideEffect": "destructive"}]}})
+            {"name": "slow", "sideEffect": "read"}, {"name": "wipe", "sideEffect": "destructive"},
+            {"name": "ask_model", "sideEffect": "read"}, {"name": "change", "sideEffect": "read"}]}})
     grant = MCPAccessGrant.model_validate({
         "metadata": {"name": "share-with-globex", "namespace": HELPER_NS},
         "spec": {"serverRef": {"name": name}, "subject": {"teamID": CALLER_TEAM}, "maxTrust": "high",
-                 "toolRules": [{"name": "echo"}, {"name": "greet"}, {"name": "slow"},
+                 "toolRules": [{"name": "echo"}, {"name": "greet"}, {"name": "slow"}, {"name": "ask_model"},
+                               {"name": "change"},
                                {"name": "wipe", "decision": "deny"}]}})
     return compile_policy(server, [grant], [], sessions)
 
@@ -117,7 +119,7 @@ async def names(session: ClientSession) -> list[str]:
 
 def test_tools_list_is_the_prefixed_filtered_union_of_what_each_member_allows(world: World) -> None:
     assert run(world, names) == ["data-utility_add", "data-utility_echo", "data-utility_multiply",
-                                 "data-utility_ping", "h_echo", "h_greet", "h_slow"]
+                                 "data-utility_ping", "h_ask_model", "h_change", "h_echo", "h_greet", "h_slow"]
 
 
 def test_calls_are_routed_to_their_member_with_the_name_mapped_back(world: World) -> None:
@@ -254,3 +256,28 @@ def test_a_client_that_goes_away_mid_call_cancels_the_call_on_the_member(world: 
     assert "gone" in virtual_member.STARTED
     time.sleep(2.3)
     assert "gone" not in virtual_member.FINISHED
+
+
+def test_sampling_from_a_member_and_its_list_changed_reach_the_client(world: World) -> None:
+    questions: list[str] = []
+    changes: list[str] = []
+
+    async def sample(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        questions.append(params.messages[0].content.text)  # type: ignore[union-attr]
+        return types.CreateMessageResult(role="assistant", model="test-model",
+                                         content=types.TextContent(type="text", text="forty-two"))
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            changes.append("tools")
+
+    async def body(session: ClientSession) -> str:
+        answer = await session.call_tool("h_ask_model", {"question": "meaning?"})
+        await session.call_tool("h_change", {})
+        with anyio.fail_after(5):
+            while not changes:
+                await anyio.sleep(0.05)
+        return answer.content[0].text  # type: ignore[union-attr]
+
+    assert run(world, body, sampling_callback=sample, message_handler=on_message) == "model said: forty-two"
+    assert questions == ["meaning?"] and changes

@@ -394,6 +394,8 @@ class VirtualEndpoint:
         client's id; progress notifications as they come (their token is the client's own)."""
         member_id = outgoing["id"]
         async for message in link.request(outgoing):
+            if message.get("method") == "notifications/tools/list_changed":
+                session.tool_map = None  # listed again on the next tools/list or call
             if "method" in message and "id" in message:
                 message = {**message, "id": session.server_requests.out(link.key, message["id"])}
             elif "method" not in message:
