@@ -97,9 +97,9 @@ def test_capabilities_are_the_intersection_and_tools_always_announce_changes() -
     one = {"tools": {"listChanged": False}, "resources": {"subscribe": True, "listChanged": True},
            "prompts": {"listChanged": True}, "logging": {}}
     two = {"tools": {}, "resources": {"listChanged": True, "subscribe": True}, "logging": {}}
-    # prompts: only one member has them; subscribe: never relayed; logging: not aggregated
+    # prompts: only one member has them; subscribe: never relayed
     assert intersect_capabilities([one, two]) == {"tools": {"listChanged": True},
-                                                  "resources": {"listChanged": True}}
+                                                  "resources": {"listChanged": True}, "logging": {}}
     assert intersect_capabilities([]) == {"tools": {"listChanged": True}}
 
 

@@ -31,7 +31,8 @@ from mcp_runtime.wire.jsonrpc import error_object
 if TYPE_CHECKING:
     from mcp_runtime.gateway.virtual.endpoint import VirtualEndpoint
 
-METHODS = frozenset({"resources/list", "resources/read", "resources/templates/list", "prompts/list", "prompts/get"})
+METHODS = frozenset({"resources/list", "resources/read", "resources/templates/list", "prompts/list", "prompts/get",
+                     "logging/setLevel"})
 INVALID_PARAMS = -32602
 
 
@@ -45,6 +46,13 @@ async def answer(endpoint: VirtualEndpoint, session: VirtualSession, msg: jsonrp
     assert isinstance(params, dict)
     if msg.method == "resources/templates/list":
         return _ok(msg, {"resourceTemplates": []})
+    if msg.method == "logging/setLevel":  # every member the caller may use logs at that level from now on
+        for key in await _allowed_members(endpoint, session):
+            try:
+                await member_result(session, key, "logging/setLevel", params)
+            except MemberError:
+                continue  # a member without logging keeps quiet; the others still follow the level
+        return _ok(msg, {})
     if msg.method == "resources/list":
         return _ok(msg, {"resources": map_resources(await _lists(endpoint, session, "resources/list", "resources"),
                                                     "uri")})
@@ -72,15 +80,22 @@ async def answer(endpoint: VirtualEndpoint, session: VirtualSession, msg: jsonrp
     return await _forward(endpoint, session, msg, found[0], {**params, "name": found[1]})
 
 
-async def _lists(endpoint: VirtualEndpoint, session: VirtualSession, method: str, field: str
-                 ) -> dict[MemberKey, list[Any]]:
+async def _allowed_members(endpoint: VirtualEndpoint, session: VirtualSession) -> list[MemberKey]:
+    """The members whose own document lets the caller in (`evaluate_access`)."""
     now = endpoint.clock()
-    listed: dict[MemberKey, list[Any]] = {}
+    allowed = []
     for key, _ in endpoint.members:
         route = endpoint.route.resolve(key)
         decision = govern.access(route, session.identity, now) if route is not None else None
-        if route is None or decision is None or not decision.allowed:
-            continue
+        if decision is not None and decision.allowed:
+            allowed.append(key)
+    return allowed
+
+
+async def _lists(endpoint: VirtualEndpoint, session: VirtualSession, method: str, field: str
+                 ) -> dict[MemberKey, list[Any]]:
+    listed: dict[MemberKey, list[Any]] = {}
+    for key in await _allowed_members(endpoint, session):
         items = await member_list(session, key, method, field)
         if items is not None:
             listed[key] = items

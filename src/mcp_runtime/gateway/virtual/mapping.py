@@ -79,7 +79,7 @@ def rename_call(message: dict[str, Any], tool: str) -> dict[str, Any]:
     return {**message, "params": params}
 
 
-_MERGED = {"resources": {"listChanged"}, "prompts": {"listChanged"}}
+_MERGED = {"resources": {"listChanged"}, "prompts": {"listChanged"}, "logging": set()}
 """What the virtual server aggregates besides tools, and the sub-flags it can honour for them (resource
 subscriptions are not relayed, so `subscribe` is never promised)."""
 
