@@ -41,12 +41,11 @@ pytestmark = pytest.mark.slow
 
 VIRTUAL = "conformance-virtual"
 DIFFERS_BY_DESIGN = {
-    # resource URIs are rewritten (mcp-virtual://...) so that two members never collide: the suite reads
-    # the URIs it knows from the reference server, which the virtual server does not hand out
+    # resource URIs are rewritten (mcp-virtual://...) so that two members never collide: the suite reads,
+    # expands and subscribes to the URIs it knows from the reference server, not the ones listed to it
     "resources-read-text": "URIs are mapped", "resources-read-binary": "URIs are mapped",
-    # not aggregated: templates cannot be rewritten; subscriptions and completions are not relayed
-    "resources-templates-read": "templates not aggregated", "resources-subscribe": "not relayed",
-    "resources-unsubscribe": "not relayed", "completion-complete": "not relayed",
+    "resources-templates-read": "URIs are mapped", "resources-subscribe": "URIs are mapped",
+    "resources-unsubscribe": "URIs are mapped",
 }
 
 

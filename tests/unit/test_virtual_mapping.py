@@ -18,6 +18,7 @@ from mcp_runtime.gateway.virtual.mapping import (
     intersect_capabilities,
     map_resources,
     member_uri,
+    public_template,
     public_uri,
     rename_call,
     resolve_name,
@@ -97,9 +98,10 @@ def test_capabilities_are_the_intersection_and_tools_always_announce_changes() -
     one = {"tools": {"listChanged": False}, "resources": {"subscribe": True, "listChanged": True},
            "prompts": {"listChanged": True}, "logging": {}}
     two = {"tools": {}, "resources": {"listChanged": True, "subscribe": True}, "logging": {}}
-    # prompts: only one member has them; subscribe: never relayed
+    # prompts: only one member has them; logging: both
     assert intersect_capabilities([one, two]) == {"tools": {"listChanged": True},
-                                                  "resources": {"listChanged": True}, "logging": {}}
+                                                  "resources": {"listChanged": True, "subscribe": True},
+                                                  "logging": {}}
     assert intersect_capabilities([]) == {"tools": {"listChanged": True}}
 
 
@@ -119,6 +121,26 @@ def test_resource_lists_get_public_uris_and_foreign_uris_are_not_ours() -> None:
     for foreign in ("file:///readme", "mcp-virtual://", "mcp-virtual://ns/only", "mcp-virtual://ns//x",
                     "mcp-virtual:///srv/x"):
         assert member_uri(foreign) is None
+
+
+def test_a_template_expanded_by_the_client_maps_back_to_the_members_uri() -> None:
+    from urllib.parse import quote
+
+    template = public_template(A, "file:///{path}/raw")
+    assert template == "mcp-virtual://ns-a/alpha/file%3A%2F%2F%2F{path}%2Fraw"
+    expanded = template.replace("{path}", quote("docs/a b.md", safe=""))  # RFC 6570 simple expansion
+    assert member_uri(expanded) == (A, "file:///docs/a b.md/raw")
+    assert map_resources({A: [{"uriTemplate": "x://{id}"}]}, "uriTemplate") == [
+        {"uriTemplate": "mcp-virtual://ns-a/alpha/x%3A%2F%2F{id}"}]
+
+
+def test_a_members_resource_update_names_the_public_uri() -> None:
+    from mcp_runtime.gateway.virtual.session import updated_for_client
+
+    note = {"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": "file:///x"}}
+    assert updated_for_client(A, note)["params"]["uri"] == "mcp-virtual://ns-a/alpha/file%3A%2F%2F%2Fx"
+    assert updated_for_client(A, {"method": "notifications/resources/updated"}) == {
+        "method": "notifications/resources/updated"}
 
 
 def test_id_table_gives_fresh_ids_and_maps_back_once() -> None:

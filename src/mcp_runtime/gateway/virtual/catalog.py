@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from mcp_runtime.gateway.virtual.endpoint import VirtualEndpoint
 
 METHODS = frozenset({"resources/list", "resources/read", "resources/templates/list", "prompts/list", "prompts/get",
-                     "logging/setLevel"})
+                     "logging/setLevel", "completion/complete", "resources/subscribe", "resources/unsubscribe"})
 INVALID_PARAMS = -32602
 
 
@@ -45,7 +45,10 @@ async def answer(endpoint: VirtualEndpoint, session: VirtualSession, msg: jsonrp
     params = msg.raw.get("params") if isinstance(msg.raw.get("params"), dict) else {}
     assert isinstance(params, dict)
     if msg.method == "resources/templates/list":
-        return _ok(msg, {"resourceTemplates": []})
+        listed = await _lists(endpoint, session, "resources/templates/list", "resourceTemplates")
+        return _ok(msg, {"resourceTemplates": map_resources(listed, "uriTemplate")})
+    if msg.method == "completion/complete":
+        return await _complete(endpoint, session, msg, params)
     if msg.method == "logging/setLevel":  # every member the caller may use logs at that level from now on
         for key in await _allowed_members(endpoint, session):
             try:
@@ -59,7 +62,7 @@ async def answer(endpoint: VirtualEndpoint, session: VirtualSession, msg: jsonrp
     if msg.method == "prompts/list":
         session.prompt_map = _prompt_map(endpoint, await _lists(endpoint, session, "prompts/list", "prompts"))
         return _ok(msg, {"prompts": session.prompt_map.tools})
-    if msg.method == "resources/read":
+    if msg.method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
         uri = params.get("uri")
         target = member_uri(uri) if isinstance(uri, str) else None
         if target is None or target[0] not in dict(endpoint.members):
@@ -78,6 +81,25 @@ async def answer(endpoint: VirtualEndpoint, session: VirtualSession, msg: jsonrp
         return error_object(msg.id, INVALID_PARAMS, f"Unknown prompt: {name!r} is not a prompt of virtual server "
                             f"{endpoint.route.name}; prompts/list shows them")
     return await _forward(endpoint, session, msg, found[0], {**params, "name": found[1]})
+
+
+async def _complete(endpoint: VirtualEndpoint, session: VirtualSession, msg: jsonrpc.RpcMessage,
+                    params: dict[str, Any]) -> dict[str, Any]:
+    """Completion of a prompt's or a resource template's argument, asked of the member it belongs to."""
+    ref = params.get("ref") if isinstance(params.get("ref"), dict) else {}
+    assert isinstance(ref, dict)
+    target: tuple[MemberKey, str] | None = None
+    if ref.get("type") == "ref/prompt" and isinstance(ref.get("name"), str):
+        target = _prompt_target(endpoint, session, ref["name"])
+        field = "name"
+    elif ref.get("type") == "ref/resource" and isinstance(ref.get("uri"), str):
+        target = member_uri(ref["uri"])
+        field = "uri"
+    if target is None or target[0] not in dict(endpoint.members):
+        return error_object(msg.id, INVALID_PARAMS, f"Unknown reference {ref!r}: name a prompt or resource template "
+                            f"of virtual server {endpoint.route.name} (prompts/list, resources/templates/list)")
+    key, original = target
+    return await _forward(endpoint, session, msg, key, {**params, "ref": {**ref, field: original}})
 
 
 async def _allowed_members(endpoint: VirtualEndpoint, session: VirtualSession) -> list[MemberKey]:

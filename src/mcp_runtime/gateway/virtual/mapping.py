@@ -12,6 +12,7 @@ No I/O and no clocks here, so every rule is unit-tested exhaustively (tests/unit
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,9 +80,9 @@ def rename_call(message: dict[str, Any], tool: str) -> dict[str, Any]:
     return {**message, "params": params}
 
 
-_MERGED = {"resources": {"listChanged"}, "prompts": {"listChanged"}, "logging": set()}
-"""What the virtual server aggregates besides tools, and the sub-flags it can honour for them (resource
-subscriptions are not relayed, so `subscribe` is never promised)."""
+_MERGED = {"resources": {"listChanged", "subscribe"}, "prompts": {"listChanged"}, "logging": set(),
+           "completions": set()}
+"""What the virtual server aggregates besides tools, and the sub-flags it can honour for them."""
 
 
 def intersect_capabilities(members: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -122,6 +123,19 @@ def member_uri(public: str) -> tuple[MemberKey, str] | None:
     return (parts[0], parts[1]), unquote(parts[2], errors="surrogatepass")
 
 
+_EXPRESSION = re.compile(r"(\{[^{}]*\})")
+
+
+def public_template(member: MemberKey, template: str) -> str:
+    """A member's URI template as the client sees it: the literal parts encoded like `public_uri`, the
+    `{...}` expressions kept, so that a client's expansion is a public URI `member_uri` maps back."""
+    namespace, server = member
+    parts = _EXPRESSION.split(template)
+    encoded = "".join(p if _EXPRESSION.fullmatch(p) else quote(p.encode("utf-8", "surrogatepass"), safe="")
+                      for p in parts)
+    return f"{_SCHEME}{namespace}/{server}/{encoded}"
+
+
 def map_resources(listed: Mapping[MemberKey, Sequence[Any]], field_name: str) -> list[dict[str, Any]]:
     """Resources (`uri`) or resource templates (`uriTemplate`) of every member, with public URIs."""
     out: list[dict[str, Any]] = []
@@ -129,7 +143,8 @@ def map_resources(listed: Mapping[MemberKey, Sequence[Any]], field_name: str) ->
         for item in items:
             value = item.get(field_name) if isinstance(item, dict) else None
             if isinstance(value, str):
-                out.append({**item, field_name: public_uri(key, value)})
+                mapped = public_template(key, value) if field_name == "uriTemplate" else public_uri(key, value)
+                out.append({**item, field_name: mapped})
     return out
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from mcp_runtime.gateway.auth import Authenticated
 from mcp_runtime.gateway.routes import BoundRoute
-from mcp_runtime.gateway.virtual.mapping import MemberKey, ServerRequests, ToolMap
+from mcp_runtime.gateway.virtual.mapping import MemberKey, ServerRequests, ToolMap, public_uri
 from mcp_runtime.gateway.virtual.member import MemberLink
 from mcp_runtime.policy import Identity
 
@@ -126,6 +126,8 @@ class VirtualSession:
         if method == "notifications/tools/list_changed":
             self.tool_map = None
             self.push(LIST_CHANGED)
+        elif method == "notifications/resources/updated":
+            self.push(updated_for_client(link.key, message))
         elif isinstance(method, str) and "id" in message:
             self.push({**message, "id": self.server_requests.out(link.key, message["id"])})
         elif isinstance(method, str) and method != "notifications/progress":
@@ -140,6 +142,14 @@ class VirtualSession:
             with contextlib.suppress(Exception):
                 await link.close()
         self.links.clear()
+
+
+def updated_for_client(key: MemberKey, message: dict[str, Any]) -> dict[str, Any]:
+    """A member's `notifications/resources/updated` with the URI the client subscribed to (the public one)."""
+    params = message.get("params")
+    if isinstance(params, dict) and isinstance(params.get("uri"), str):
+        return {**message, "params": {**params, "uri": public_uri(key, params["uri"])}}
+    return message
 
 
 def _describe(exc: BaseException) -> str:
