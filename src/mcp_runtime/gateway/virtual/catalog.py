@@ -10,7 +10,9 @@ template), and subscriptions are not relayed: `initialize` promises neither.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol
 
 from mcp_runtime.gateway import jsonrpc
 from mcp_runtime.gateway.relay import denial_error
@@ -28,8 +30,20 @@ from mcp_runtime.gateway.virtual.mapping import (
 from mcp_runtime.gateway.virtual.session import VirtualSession
 from mcp_runtime.wire.jsonrpc import error_object
 
-if TYPE_CHECKING:
-    from mcp_runtime.gateway.virtual.endpoint import VirtualEndpoint
+
+class VirtualEndpoint(Protocol):
+    """What the catalog needs of the endpoint (endpoint.py), named here so the two do not import each other."""
+
+    route: Any
+    clock: Callable[[], datetime]
+
+    @property
+    def members(self) -> list[tuple[MemberKey, Any]]: ...
+
+    def audit(self, session: VirtualSession, key: MemberKey, route: Any, method: str, tool: str | None,
+              decision: Any, status: int, now: datetime, raw: dict[str, Any] | None = None) -> None: ...
+
+    def unavailable_error(self, session: VirtualSession, msg_id: Any, key: MemberKey) -> dict[str, Any]: ...
 
 METHODS = frozenset({"resources/list", "resources/read", "resources/templates/list", "prompts/list", "prompts/get",
                      "logging/setLevel", "completion/complete", "resources/subscribe", "resources/unsubscribe"})
