@@ -85,7 +85,7 @@ def test_doctor_reports_pass_warn_fail_with_fixes(fake_kube: FakeKubeApiServer) 
     done = kube_cli(fake_kube, "cluster", "doctor")
     assert done.returncode == 1, done.stdout + done.stderr
     found = results(done.stdout)
-    assert len(found) == 37
+    assert len(found) == 39  # 2 checks per CRD: mcpvirtualservers added 2
     assert found["api-reachable"] == "PASS"
     assert found["crd-mcpservers"] == "PASS" and found["crd-mcpservers-current"] == "PASS"
     assert found["operator-ready"] == "PASS"
@@ -95,7 +95,7 @@ def test_doctor_reports_pass_warn_fail_with_fixes(fake_kube: FakeKubeApiServer) 
     assert found["grants-dangling"] == "WARN"
     assert found["ingest-ready"] == "WARN"
     assert "fix: mcp-runtime setup (re-applies it)" in done.stdout
-    assert "37 checks:" in done.stdout
+    assert "39 checks:" in done.stdout
 
     as_json = json.loads(kube_cli_fast(fake_kube, "cluster", "doctor", "-o", "json").stdout)
     assert {r["id"]: r["result"] for r in as_json}["team-network-policy"] == "fail"

@@ -127,10 +127,11 @@ def test_setup_applies_what_its_dry_run_prints_is_idempotent_and_doctor_says_wha
     doctor = cli(cluster, "cluster", "doctor")
     assert doctor.returncode == 1, doctor.stdout  # the platform's pods cannot run here (see the docstring)
     found = doctor_results(doctor.stdout)
-    assert len(found) == 37
-    print("\n".join(line for line in doctor.stdout.splitlines() if line.startswith(("WARN", "FAIL", "37 checks"))))
+    assert len(found) == 39  # 2 checks per CRD: mcpvirtualservers added 2
+    print("\n".join(line for line in doctor.stdout.splitlines() if line.startswith(("WARN", "FAIL", "39 checks"))))
     for check in ("api-reachable", "api-version", "nodes-present", "nodes-ready", "crd-mcpservers",
                   "crd-mcpservers-current", "crd-mcpaccessgrants-current", "crd-mcpagentsessions-current",
+                  "crd-mcpvirtualservers-current",
                   "system-namespace", "operator-rbac", "team-cluster-roles", "grants-dangling"):
         assert found[check] == "PASS", check
     # Exactly these fail here, and why: the platform's pods need its image (not built for containerd here),

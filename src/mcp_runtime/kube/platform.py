@@ -139,10 +139,12 @@ def _http_probe(port: int, path: str) -> Manifest:
 def operator_cluster_role() -> Manifest:
     """What the operator may do: its CRDs, the objects it renders, and events."""
     rules = [
-        {"apiGroups": [API_GROUP], "resources": ["mcpservers", "mcpaccessgrants", "mcpagentsessions"],
+        {"apiGroups": [API_GROUP], "resources": ["mcpservers", "mcpaccessgrants", "mcpagentsessions",
+                                                 "mcpvirtualservers"],
          "verbs": ["get", "list", "watch", "patch", "update"]},
         {"apiGroups": [API_GROUP], "resources": ["mcpservers/status", "mcpaccessgrants/status",
-                                                 "mcpagentsessions/status"], "verbs": ["get", "patch", "update"]},
+                                                 "mcpagentsessions/status", "mcpvirtualservers/status"],
+         "verbs": ["get", "patch", "update"]},
         {"apiGroups": [""], "resources": ["configmaps", "services", "serviceaccounts"],
          "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},

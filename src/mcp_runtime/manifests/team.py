@@ -28,7 +28,7 @@ ANNOTATION_TEAM_ID = "mcpruntime.org/team-id"
 _SLUG = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _MAX_SLUG = 63 - len(team_namespace(""))
 
-_MCP_RESOURCES = ["mcpservers", "mcpaccessgrants", "mcpagentsessions"]
+_MCP_RESOURCES = ["mcpservers", "mcpaccessgrants", "mcpagentsessions", "mcpvirtualservers"]
 _READ = ["get", "list", "watch"]
 _WRITE = ["create", "update", "patch", "delete"]
 
@@ -129,7 +129,8 @@ def render_cluster_roles() -> list[Manifest]:
         {"apiGroups": [API_GROUP], "resources": [f"{r}/status" for r in _MCP_RESOURCES], "verbs": ["get"]},
     ]
     owner_rules: list[Manifest] = [
-        {"apiGroups": [API_GROUP], "resources": ["mcpservers", "mcpaccessgrants"], "verbs": _READ + _WRITE},
+        {"apiGroups": [API_GROUP], "resources": ["mcpservers", "mcpaccessgrants", "mcpvirtualservers"],
+         "verbs": _READ + _WRITE},
         {"apiGroups": [API_GROUP], "resources": ["mcpagentsessions"], "verbs": _READ},
         {"apiGroups": [""], "resources": ["secrets"], "verbs": _READ + _WRITE},
         *workloads,
