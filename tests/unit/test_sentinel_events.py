@@ -135,3 +135,20 @@ def test_ingest_batch_is_bounded() -> None:
         IngestBatch(events=[one] * (MAX_BATCH_EVENTS + 1))
     with pytest.raises(ValidationError):
         IngestBatch.model_validate({"events": [], "extra": 1})
+
+
+def test_virtual_server_is_hashed_only_when_set_so_older_records_still_verify() -> None:
+    import hashlib
+    import json as _json
+
+    from mcp_runtime.sentinel.chain import record_hash
+
+    plain = AnalyticsEvent(server="payments", namespace="ns", rpc_method="tools/call", decision="allow", status=200,
+                           latency_ms=1.0)
+    body = plain.model_dump(mode="json", exclude={"record_hash", "virtual_server"})  # a record made before it
+    body["timestamp"] = plain.timestamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    before = hashlib.sha256(_json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    assert record_hash(plain) == before
+    through = plain.model_copy(update={"virtual_server": "ns/toolbox"})
+    assert record_hash(through) != before
+    assert record_hash(through) != record_hash(plain.model_copy(update={"virtual_server": "ns/other"}))

@@ -79,15 +79,15 @@ def create_app(settings: PlatformSettings | None = None, *, store: ControlPlaneS
 
 
 def _openapi_with_resources(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document plus the resource schemas the grant and session bodies refer to."""
+    """FastAPI's document plus the resource schemas the grant, session and virtual server bodies refer to."""
     if app.openapi_schema is None:
         from fastapi.openapi.utils import get_openapi
 
-        from mcp_runtime.resources import MCPAccessGrant, MCPAgentSession
+        from mcp_runtime.resources import MCPAccessGrant, MCPAgentSession, MCPVirtualServer
 
         document = get_openapi(title=app.title, version=app.version, routes=app.routes)
         components = document.setdefault("components", {}).setdefault("schemas", {})
-        for model in (MCPAccessGrant, MCPAgentSession):
+        for model in (MCPAccessGrant, MCPAgentSession, MCPVirtualServer):
             schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
             for name, definition in schema.pop("$defs", {}).items():
                 components.setdefault(name, definition)
