@@ -281,3 +281,16 @@ def test_sampling_from_a_member_and_its_list_changed_reach_the_client(world: Wor
 
     assert run(world, body, sampling_callback=sample, message_handler=on_message) == "model said: forty-two"
     assert questions == ["meaning?"] and changes
+
+
+def test_bad_requests_are_refused_with_the_cause_and_counted(world: World) -> None:
+    auth = {"Authorization": f"Bearer {world.token()}", "Accept": "application/json, text/event-stream"}
+    not_json = httpx.post(world.url, content=b"hello", headers={**auth, "Content-Type": "text/plain"})
+    assert not_json.status_code == 415 and not_json.json()["error"] == "unsupported_media_type"
+    unknown = httpx.post(world.url, headers={**auth, "mcp-session-id": "nope"},
+                         json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    assert unknown.status_code == 404 and unknown.json()["error"] == "session_not_found"
+    batch = httpx.post(world.url, headers=auth, json=[{"jsonrpc": "2.0", "id": 1, "method": "ping"}])
+    assert batch.status_code == 400
+    metrics = httpx.get(world.url.split("/v/")[0] + "/metrics").text
+    assert f'server="v/{VIRTUAL}"' in metrics and 'status="415"' in metrics

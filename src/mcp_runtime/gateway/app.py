@@ -181,7 +181,7 @@ class Gateway:
         """Mount (or replace) a virtual server; members are looked up in this gateway's routes per request."""
         route.resolve = self.member_route
         await self.remove_virtual(route.path)
-        endpoint = VirtualEndpoint(route, self.auditor, self.request_path.clock)
+        endpoint = VirtualEndpoint(route, self.auditor, self.request_path.clock, self.metrics)
         self.virtual[route.path] = endpoint
         return endpoint
 

@@ -1,5 +1,6 @@
 """Virtual MCP servers: one endpoint (`/v/<name>/mcp`) over several governed member servers.
 
-`mapping.py` is pure (names, capabilities, id tables); `member.py` is one backend session; `session.py`
-one client session; `govern.py` asks each member's policy; `endpoint.py` is the ASGI endpoint.
+`mapping.py` is pure (names, URIs, capabilities, id tables); `member.py` is one backend session;
+`session.py` one client session; `govern.py` asks each member's policy; `fanout.py` asks members;
+`catalog.py` serves resources and prompts; `endpoint.py` is the ASGI endpoint (docs/virtual-servers.md).
 """

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,6 +24,7 @@ from mcp_runtime.gateway import jsonrpc
 from mcp_runtime.gateway.audit import Auditor, call_arguments
 from mcp_runtime.gateway.auth import Authenticated, TokenVerifier, bearer_challenge, extract_token
 from mcp_runtime.gateway.keys_source import JwksFile
+from mcp_runtime.gateway.metrics import GatewayMetrics
 from mcp_runtime.gateway.relay import denial_error, send_empty, send_json
 from mcp_runtime.gateway.resource_metadata import origin_allowed
 from mcp_runtime.gateway.routes import BoundRoute
@@ -57,6 +58,7 @@ sessions are closed; the client then gets 404 and initializes again, as MCP pres
 PROTOCOL_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26")
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
+_METHODS = frozenset({"POST", "GET", "DELETE"})
 _SSE_HEAD = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 
 
@@ -91,8 +93,10 @@ class _Refused(Exception):
 class VirtualEndpoint:
     """The ASGI handler of one virtual server."""
 
-    def __init__(self, route: VirtualRoute, auditor: Auditor, clock: Callable[[], datetime]) -> None:
+    def __init__(self, route: VirtualRoute, auditor: Auditor, clock: Callable[[], datetime],
+                 metrics: GatewayMetrics | None = None) -> None:
         self.route = route
+        self.metrics = metrics
         self.auditor = auditor
         self.clock = clock
         keys = route.keys.keys if isinstance(route.keys, JwksFile) else route.keys
@@ -107,6 +111,25 @@ class VirtualEndpoint:
         return [(m.key(namespace), m) for m in self.route.server.spec.members]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """One HTTP request; counted in the gateway's metrics under the virtual server's name."""
+        started = time.perf_counter()
+        status = [500]
+
+        async def counted(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.handle(scope, receive, counted)
+        finally:
+            if self.metrics is not None:
+                name = f"v/{self.route.name}"
+                self.metrics.count_request(name, scope["method"] if scope["method"] in _METHODS else "other",
+                                           status[0])
+                self.metrics.observe_duration(name, time.perf_counter() - started)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers: dict[bytes, bytes] = dict(scope["headers"])
         try:
             origin = headers.get(b"origin")
@@ -157,6 +180,10 @@ class VirtualEndpoint:
 
     # -- POST ----------------------------------------------------------------------------------------
     async def post(self, headers: dict[bytes, bytes], caller: Authenticated, receive: Receive, send: Send) -> None:
+        content_type = headers.get(b"content-type") or b""
+        if content_type.split(b";", 1)[0].strip().lower() != b"application/json":
+            raise _Refused(415, {"error": "unsupported_media_type", "message": "send JSON-RPC with "
+                                 f"'Content-Type: application/json' (got {content_type.decode('latin-1') or 'none'})"})
         try:
             body = await read_body(receive, MAX_BODY, headers.get(b"content-length"))
         except BodyTooLarge as exc:
@@ -443,6 +470,8 @@ class VirtualEndpoint:
     def audit(self, session: VirtualSession, key: MemberKey, route: BoundRoute | None, method: str,
               tool: str | None, decision: Decision | None, status: int, now: datetime,
               raw: dict[str, Any] | None = None) -> None:
+        if self.metrics is not None and decision is not None:
+            self.metrics.count_decision(key[1], decision.allowed, str(decision.reason))
         if not self.auditor.enabled:
             return
         doc = route.source.document if route is not None else None
