@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from platform_support import World, session_doc
+from platform_support import World, deploy_body, session_doc
 
 GLOBEX = "mcp-team-globex"
 ACME = "mcp-team-acme"
@@ -60,6 +60,13 @@ def test_bad_virtual_servers_are_refused_before_anything_is_stored(world: World)
     same_name = world.call("owner", "POST", "/runtime/virtualservers",
                            virtual_doc("payments", ACME, [{"serverRef": {"name": "ledger"}}]))
     assert same_name.status_code == 409 and same_name.json()["error"] == "name_conflict"
+    world.ok("owner", "POST", "/runtime/virtualservers",
+             virtual_doc("vs-taken", ACME, [{"serverRef": {"name": "ledger"}}]))
+    try:
+        server = world.call("owner", "POST", "/runtime/servers", deploy_body("vs-taken"))
+        assert server.status_code == 409 and server.json()["error"] == "name_conflict"
+    finally:
+        world.ok("admin", "DELETE", f"/runtime/virtualservers/{ACME}/vs-taken")
     foreign = world.call("other", "POST", "/runtime/virtualservers",
                          virtual_doc("x", ACME, [{"serverRef": {"name": "ledger"}}]))
     assert foreign.status_code == 403

@@ -19,6 +19,7 @@ from mcp_runtime.resources import (
     MCPServer,
     MCPServerSpec,
     MCPServerStatus,
+    MCPVirtualServer,
     ObjectMeta,
     Scope,
     ServerMetadata,
@@ -110,6 +111,10 @@ class ServerService:
         self._check_route(server)
         existing = self.repo.get(MCPServer, namespace, name)
         actor = caller.email
+        if existing is None and self.repo.get(MCPVirtualServer, namespace, name) is not None:
+            raise ApiError(409, "name_conflict",
+                           f"virtual server {name} exists in namespace {namespace}: a server and a virtual server "
+                           "share one name space (and one session audience); choose another name")
         if existing is not None and not req.update:
             raise ApiError(409, "already_exists",
                            f"server {name} already exists in namespace {namespace}; "
