@@ -185,6 +185,11 @@ class PodmanRuntime:
         if shutil.which(self.podman) is None:
             return (f"{self.podman} is not installed: the podman runtime runs servers with `podman kube play` "
                     "(Debian: apt-get install podman runc catatonit)")
+        if not server.spec.image and server.spec.stdio is not None:
+            return (f"stdio server {server.metadata.name!r} has no image: in podman its command runs in an image "
+                    "that also holds `mcp-runtime` (the bridge is the entrypoint); `server build image "
+                    f"{server.metadata.name} --tag TAG` builds one with a package (npm:/pypi:) preinstalled on the "
+                    "platform image, then deploy with --image")
         if not server.spec.image:
             return (f"server {server.metadata.name!r} has no image: the podman runtime runs container images; "
                     "build and push one (`server build image`, `registry push`) and deploy with --image")
