@@ -16,6 +16,7 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -135,3 +136,28 @@ def test_a_stdio_package_server_runs_in_podman_behind_an_oauth_protected_sidecar
     ok(up, "DELETE", f"/runtime/servers/{NAMESPACE}/{SERVER}", alice)
     gone = wait_for(lambda: httpx.get(metadata_url, timeout=10).status_code, lambda code: code == 404, timeout=30)
     assert gone == 404  # no route, no metadata
+
+
+def test_a_pypi_package_image_runs_its_server_without_network(tmp_path: Path) -> None:
+    """`server build image` for `pypi:mcp-server-time==...`: in the image, `uvx` installs the server from the
+    wheels it carries, with no network and a read-only root (as in a pod), and the server answers."""
+    ensure_images()
+    reference = "127.0.0.1:5999/acme/time:ci"
+    package = "pypi:mcp-server-time==2026.10.19"
+    built, platform = _created(reference), _created(DEFAULT_GATEWAY_IMAGE)
+    if built is None or platform is None or built < platform:
+        (tmp_path / ".mcp").mkdir()
+        (tmp_path / ".mcp" / "servers.yaml").write_text(
+            f"version: v1\nservers:\n  - name: time\n    stdio:\n      package: \"{package}\"\n")
+        started = time.monotonic()
+        result = run_cli(["server", "build", "image", "time", "--tag", "ci", "--team", "acme"], cwd=tmp_path,
+                         env={"MCP_RUNTIME_REGISTRY": "127.0.0.1:5999"}, timeout=600)
+        timed("pypi package image build", started)
+        assert result.returncode == 0 and result.stdout.strip().splitlines()[-1] == reference, result.stderr
+    initialize = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+    answer = subprocess.run(["podman", "run", "--rm", "-i", "--network", "none", "--read-only", "--tmpfs", "/tmp",
+                             "--entrypoint", "uvx", reference, package.removeprefix("pypi:")],
+                            input=initialize + "\n", capture_output=True, text=True, timeout=120, check=False)
+    first = next((line for line in answer.stdout.splitlines() if line.startswith("{")), "")
+    assert first and json.loads(first)["result"]["serverInfo"]["name"] == "mcp-time", answer.stderr

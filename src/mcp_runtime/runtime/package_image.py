@@ -55,7 +55,7 @@ RUN python3 -m venv {dir}/uv \\
  && {dir}/uv/bin/pip install --no-index --no-cache-dir --disable-pip-version-check --find-links {dir}/wheels uv \\
  && {dir}/uv/bin/uvx --version
 ENV PATH={dir}/uv/bin:$PATH UV_OFFLINE=1 UV_NO_INDEX=1 UV_FIND_LINKS={dir}/wheels UV_CACHE_DIR=/tmp/.uv \\
-    UV_PYTHON_DOWNLOADS=never UV_PYTHON=/usr/bin/python3
+    UV_TOOL_DIR=/tmp/.uv-tools UV_TOOL_BIN_DIR=/tmp/.uv-bin UV_PYTHON_DOWNLOADS=never UV_PYTHON=/usr/bin/python3
 WORKDIR {dir}
 LABEL {label}={package}
 USER {uid}:{uid}
