@@ -292,8 +292,8 @@ def test_a_remote_server_is_reconciled_into_a_gateway_only_deployment_and_turns_
 
 
 def test_setup_makes_the_platform_the_authorization_server_of_the_sidecars() -> None:
-    """What `setup` (and the Helm chart) give the platform and the operator: the servers at mcp.<domain> are
-    OAuth resources of the platform's issuer at platform.<domain>; with TLS, both are https."""
+    """What `setup` (and the Helm chart) give the platform and the operator: with TLS, the servers at
+    https://mcp.<domain> are OAuth resources of the platform's issuer at https://platform.<domain>."""
     from mcp_runtime.kube.platform import PlatformConfig, render_platform
 
     def env_of(objects: list[dict[str, Any]], name: str) -> dict[str, str]:
@@ -303,8 +303,11 @@ def test_setup_makes_the_platform_the_authorization_server_of_the_sidecars() -> 
     for tls, scheme in ((False, "http"), (True, "https")):
         objects = render_platform(PlatformConfig(domain="example.com", with_tls=tls, acme_email="ops@example.com"))
         operator = OperatorSettings.from_env(env_of(objects, "mcp-runtime-operator"))
-        assert operator.render.public_url == f"{scheme}://mcp.example.com"
-        assert operator.render.oauth_issuer == f"{scheme}://platform.example.com/api/v1/oauth"
+        if tls:
+            assert operator.render.public_url == "https://mcp.example.com"
+            assert operator.render.oauth_issuer == "https://platform.example.com/api/v1/oauth"
+        else:  # the platform serves OAuth only with an https issuer: sidecars name no authorization server
+            assert operator.render.public_url is None and operator.render.oauth_issuer is None
         api = env_of(objects, "mcp-runtime-api")
         assert api["MCP_RUNTIME_PUBLIC_URL"] == f"{scheme}://platform.example.com"
         assert api["MCP_RUNTIME_SERVERS_URL"] == f"{scheme}://mcp.example.com"

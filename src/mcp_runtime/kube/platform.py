@@ -192,7 +192,8 @@ def render_platform(config: PlatformConfig) -> list[Manifest]:
                          {"name": "MCP_SENTINEL_INGEST_KEY_SECRET", "value": f"{INGEST_KEY_SECRET}:api-key"}]
     if config.issuer:
         operator_env.append({"name": "MCP_OPERATOR_TLS_CLUSTER_ISSUER", "value": config.issuer})
-    if config.platform_mode != "none":  # sidecars are OAuth resources of the platform's authorization server
+    if config.platform_mode != "none" and config.with_tls:
+        # sidecars are OAuth resources of the platform's authorization server (on only with https, RFC 8414)
         operator_env += [{"name": "MCP_OPERATOR_PUBLIC_URL", "value": config.url_of(config.mcp_host)},
                          {"name": "MCP_OPERATOR_OAUTH_ISSUER",
                           "value": config.url_of(config.platform_host) + OAUTH_ISSUER_PATH}]
