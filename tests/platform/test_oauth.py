@@ -121,6 +121,11 @@ def test_sdk_oauth_client_reaches_a_governed_tool_through_consent(up: Up) -> Non
     assert {e["client"] for e in events if e["user"] == BOB[0]} == {client_id}
     printed = run_cli(["analytics", "events", "--server", "payments"], env=cli_login(up, ALICE))
     assert printed.returncode == 0 and "CLIENT" in printed.stdout and client_id[:10] in printed.stdout, printed
+    owner = ConsentBrowser(up, ALICE)  # the dashboard's recent requests name it on the agent
+    try:
+        assert f'title="OAuth client {client_id}"' in owner.http.get("/analytics").text
+    finally:
+        owner.close()
 
     # the owner revokes it: the client's token is refused on its next call
     token = storage.tokens.access_token
