@@ -89,20 +89,34 @@ def test_cert_status_apply_and_wait_with_cert_managers_crds(no_cert_manager: Kub
     cluster.apply({"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": {"name": issuer},
                    "spec": {"selfSigned": {}}})
     try:
+        planned = cli(cluster, "cluster", "cert", "apply", "--namespace", ns, "--issuer", issuer, "--dry-run",
+                      "-o", "yaml")
+        assert planned.returncode == 0, planned.stderr
+        assert [c["spec"]["dnsNames"] for c in yaml.safe_load(planned.stdout)] == [[f"registry.{domain}"],
+                                                                                  [f"platform.{domain}"]]
+        assert cluster.get("certificate", "mcp-registry-tls", ns) is None  # a dry run writes nothing
+
+        # The registry's Certificate was made by cert-manager's ingress-shim (owned by its Ingress): kept.
+        registry_uid = (cluster.get("ingress", "mcp-registry", ns) or {})["metadata"]["uid"]
+        cluster.apply({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": {
+            "name": "mcp-registry-tls", "ownerReferences": [{"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                                                             "name": "mcp-registry", "uid": registry_uid,
+                                                             "controller": True}]},
+            "spec": {"secretName": "mcp-registry-tls", "dnsNames": [f"registry.{domain}"],
+                     "issuerRef": {"kind": "ClusterIssuer", "name": issuer}}}, namespace=ns)
         applied = cli(cluster, "cluster", "cert", "apply", "--namespace", ns, "--issuer", issuer)
         assert applied.returncode == 0, applied.stderr
-        lines = applied.stdout.splitlines()
-        for name in ("mcp-runtime-api", "mcp-registry"):
-            assert f"certificate/{name}-tls -n {ns} created" in lines
-            assert f"ingress/{name} -n {ns} tls added" in lines
+        assert applied.stdout.splitlines()[:3] == [f"certificate/mcp-registry-tls -n {ns} managed by ingress-shim",
+                                                   f"certificate/mcp-runtime-api-tls -n {ns} created",
+                                                   f"ingress/mcp-runtime-api -n {ns} tls added"]
         api_cert = cluster.get("certificate", "mcp-runtime-api-tls", ns) or {}
         assert api_cert["spec"]["dnsNames"] == [f"platform.{domain}"]
         assert api_cert["spec"]["issuerRef"] == {"group": "cert-manager.io", "kind": "ClusterIssuer", "name": issuer}
-        registry_ingress = cluster.get("ingress", "mcp-registry", ns) or {}
-        assert registry_ingress["spec"]["tls"] == [{"hosts": [f"registry.{domain}"], "secretName": "mcp-registry-tls"}]
+        api_ingress = cluster.get("ingress", "mcp-runtime-api", ns) or {}
+        assert api_ingress["spec"]["tls"] == [{"hosts": [f"platform.{domain}"], "secretName": "mcp-runtime-api-tls"}]
         again = cli(cluster, "cluster", "cert", "apply", "--namespace", ns, "--issuer", issuer)
         assert again.returncode == 0 and "tls added" not in again.stdout
-        assert again.stdout.count(" unchanged") == 2, again.stdout
+        assert f"certificate/mcp-runtime-api-tls -n {ns} unchanged" in again.stdout.splitlines(), again.stdout
 
         status = json.loads(cli(cluster, "cluster", "cert", "status", "--namespace", ns, "-o", "json").stdout)
         assert status["clusterIssuers"] == {issuer: "NotReady"}  # no controller reports on it
@@ -110,6 +124,7 @@ def test_cert_status_apply_and_wait_with_cert_managers_crds(no_cert_manager: Kub
         assert rows["mcp-registry-tls"]["hosts"] == [f"registry.{domain}"]
         assert {r["ready"] for r in rows.values()} == {"Unknown"}
         assert rows["mcp-runtime-api-tls"]["managedBy"] == "mcp-runtime"
+        assert rows["mcp-registry-tls"]["managedBy"] == "ingress-shim"
 
         timed_out = cli(cluster, "cluster", "cert", "wait", "--namespace", ns, "--timeout", "3s")
         assert timed_out.returncode == 1

@@ -68,7 +68,7 @@ def server_detail(client: KubeClient, server: Manifest, *, events: int = 10) -> 
             "message": status.get("message"), "url": status.get("url"),
             "ready": f"{int(status.get('readyReplicas') or 0)}/{wanted}",
             "conditions": status.get("conditions") or [], "pods": server_pods(client, name, namespace),
-            "events": list_events(client, namespace, name_prefixes=[name], limit=events)}
+            "events": list_events(client, namespace, name_prefixes=[name], limit=events) if events else []}
 
 
 def servers(client: KubeClient, namespace: str | None) -> list[Manifest]:
