@@ -23,6 +23,7 @@ import yaml
 
 from fixtures.cli import cli_env, run_cli
 from fixtures.kube_cluster import KubeCluster
+from mcp_runtime.kube.certs import CERT_MANAGER_VERSION
 from mcp_runtime.kube.platform import PlatformConfig, render_platform
 
 CERT_MANAGER = Path(__file__).parent / "cert-manager"
@@ -150,3 +151,10 @@ def test_cert_status_apply_and_wait_with_cert_managers_crds(no_cert_manager: Kub
         assert f"registry.{domain}" in row and "True" in row and NOT_AFTER in row
     finally:
         cluster.kubectl("delete", "clusterissuer", issuer, "--ignore-not-found")
+
+
+def test_the_vendored_crds_are_of_the_cert_manager_setup_installs() -> None:
+    readme = (CERT_MANAGER / "README.md").read_text()
+    assert f"at **{CERT_MANAGER_VERSION}**" in readme, "re-vendor the CRDs when setup's cert-manager version moves"
+    for file in CRDS.values():
+        assert cert_manager_crd(file)["spec"]["group"] == "cert-manager.io"

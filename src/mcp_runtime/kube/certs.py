@@ -18,6 +18,10 @@ from mcp_runtime.kube.platform import PART_OF
 
 Manifest = dict[str, Any]
 
+CERT_MANAGER_VERSION = "v1.16.2"
+CERT_MANAGER_URL = (f"https://github.com/cert-manager/cert-manager/releases/download/{CERT_MANAGER_VERSION}/"
+                    "cert-manager.yaml")
+"""What `setup --with-tls` installs when cert-manager is missing (and the CRDs the tests vendor)."""
 CERTIFICATE_CRD = "certificates.cert-manager.io"
 CLUSTER_ISSUER_CRD = "clusterissuers.cert-manager.io"
 ISSUER_ANNOTATION = "cert-manager.io/cluster-issuer"
@@ -50,8 +54,7 @@ def cert_manager_installed(client: KubeClient) -> bool:
 def require_cert_manager(client: KubeClient) -> None:
     if not cert_manager_installed(client):
         raise CertError(f"cert-manager is not installed on this cluster (no CRD {CERTIFICATE_CRD})",
-                        hint="mcp-runtime setup --with-tls installs it, or: kubectl apply -f https://github.com/"
-                             "cert-manager/cert-manager/releases/download/v1.16.2/cert-manager.yaml")
+                        hint=f"mcp-runtime setup --with-tls installs it, or: kubectl apply -f {CERT_MANAGER_URL}")
 
 
 def platform_hosts(client: KubeClient, namespace: str) -> list[PlatformHost]:

@@ -24,6 +24,7 @@ from mcp_runtime.kube.certs import (
     certificate_rows,
     issuer_state,
     require_cert_manager,
+    require_hosts,
     wait_ready,
 )
 from mcp_runtime.resources import parse_duration
@@ -104,8 +105,10 @@ def wait(
     except ValueError as exc:
         raise CliError(f"--timeout: {exc}") from None
     client = kube_client(kubeconfig, context)
-    typer.echo(f"waiting up to {timeout} for the platform's certificates to be Ready ...")
     try:
+        require_cert_manager(client)
+        hosts = require_hosts(client, namespace)
+        typer.echo(f"waiting up to {timeout} for {len(hosts)} certificate(s) to be Ready ...")
         pending = wait_ready(client, namespace, seconds,
                             on_ready=lambda r: typer.echo(f"certificate/{r['certificate']} Ready "
                                                           f"(expires {r['expires'] or '-'})"))
