@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from fixtures.cli import run_cli
+from mcp_runtime.kube.provision import ProvisionError, ProvisionRequest
 
 FAKE_TOOL = """#!{python}
 # FAKE {name} for tests/integration/test_cli_cluster_provision.py: records argv, exits with $FAKE_EXIT.
@@ -92,14 +93,23 @@ def test_tool_failure_bad_input_and_dry_run(tmp_path: Path) -> None:
     failed, calls = provision(tmp_path, "--provider", "kind", exit_code=3)
     assert failed.returncode == 1 and len(calls) == 1
     assert "error: kind failed (exit 3); its output is above" in failed.stderr
-    for bad, message in [(["--provider", "gke"], "unknown provider 'gke' (one of: kind, k3d, eks)"),
-                         (["--nodes", "0"], "--nodes 0 is out of range"),
-                         (["--name", "Prod_MCP"], "cluster name 'Prod_MCP' is not valid"),
-                         (["--region", "eu-west-1"], "--region is for --provider eks, not kind"),
-                         (["--timeout", "soon"], "--timeout")]:
+    for bad, message in [(["--provider", "gke"], "error: unknown provider 'gke' (one of: kind, k3d, eks)"),
+                         (["--name", "Prod_MCP"], "error: cluster name 'Prod_MCP' is not valid")]:
         done, calls = provision(tmp_path, *bad)
-        assert done.returncode == 1 and message in done.stderr, (bad, done.stderr)
-    assert len(calls) == 1  # none of those ran the tool
+        assert done.returncode == 1 and done.stderr.startswith(message), (bad, done.stderr)
+    assert len(calls) == 1  # neither ran the tool
     dry, calls = provision(tmp_path, "--provider", "eks", "--name", "prod-mcp", "--dry-run")
     assert dry.returncode == 0 and len(calls) == 1
     assert dry.stdout.strip() == "would run: eksctl create cluster --name prod-mcp --nodes 1"
+
+
+@pytest.mark.parametrize(("request_", "message"), [
+    (ProvisionRequest("kind", nodes=0), "--nodes 0 is out of range"),
+    (ProvisionRequest("kind", nodes=101), "--nodes 101 is out of range"),
+    (ProvisionRequest("k3d", name="-dev"), "cluster name '-dev' is not valid"),
+    (ProvisionRequest("kind", region="eu-west-1"), "--region is for --provider eks, not kind"),
+])
+def test_bad_requests_are_refused_before_any_tool_runs(request_: ProvisionRequest, message: str) -> None:
+    with pytest.raises(ProvisionError) as refused:
+        request_.validate()
+    assert refused.value.message == message
