@@ -206,10 +206,11 @@ _COLUMN_TYPES: dict[str, str] = {
     "chain_seq": "Nullable(UInt64)",
     "prev_hash": "Nullable(String)",
     "record_hash": "Nullable(String)",
+    "client_id": "LowCardinality(Nullable(String))",
     "virtual_server": "LowCardinality(Nullable(String))",
 }
 _ADDED_COLUMNS = ("event_version", "session_state", "consented_trust", "arguments_digest", "chain_id", "chain_seq",
-                  "prev_hash", "record_hash", "virtual_server")
+                  "prev_hash", "record_hash", "client_id", "virtual_server")
 """Columns added after the first schema: `ddl()` adds them to an older table; stored rows keep their data
 and take the column default (`event_version` 1: recorded before the replay inputs were)."""
 assert tuple(_COLUMN_TYPES) == EVENT_COLUMNS, "ClickHouse columns must follow AnalyticsEvent's fields"
