@@ -138,6 +138,7 @@ def run(
 
 def _report_tools(gateway: Gateway, ingest_url: str, ingest_key_file: Path) -> None:
     """Tool definitions the gateway sees go to the platform next to the analytics (tool-definition pinning)."""
+    from mcp_runtime.gateway.approval_client import HttpApprovals, approvals_url
     from mcp_runtime.gateway.tool_report import ToolReporter, tools_url
 
     url = tools_url(ingest_url)
@@ -145,8 +146,11 @@ def _report_tools(gateway: Gateway, ingest_url: str, ingest_key_file: Path) -> N
         typer.echo(f"note: --ingest-url {ingest_url} does not end in /ingest/events: tool definitions are not "
                    "reported to the platform (pins are still enforced)", err=True)
         return
-    gateway.drift_listener = ToolReporter(url, _readable(ingest_key_file, "ingest key file",
-                                                         "--ingest-key-file").decode().strip())
+    key = _readable(ingest_key_file, "ingest key file", "--ingest-key-file").decode().strip()
+    gateway.drift_listener = ToolReporter(url, key)
+    approvals = approvals_url(ingest_url)
+    if approvals is not None:  # calls that need a person's approval wait in the platform (approval_client.py)
+        gateway.request_path.approvals = HttpApprovals(approvals, key)
 
 
 def _upstream_header(name: str | None, prefix: str, credential_file: Path | None) -> tuple[str, str] | None:

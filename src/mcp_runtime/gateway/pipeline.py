@@ -16,7 +16,8 @@ Where the features of this milestone plug in, without changing the flows:
   them in the route's `Limiter` (limits.py) and refuses a spent one (`rate_limited`, 429).
 - Tool-definition pinning: `authorize` denies a call whose tool changed; `visible_tools` hides such a
   tool from `tools/list` answers.
-- Human approval: `authorize` is a coroutine, so it can wait for an approval before a call goes on.
+- Human approval: `authorize` is a coroutine: a call the evaluator says needs approval waits there
+  (approval.py: MCP elicitation on the request's own SSE stream, or the route's `ApprovalBroker`).
 - Virtual servers, stdio and remote upstreams: `forward` only knows `route.upstream`, an `Upstream`
   (upstream/base.py) that gets the allowed messages already parsed.
 - OpenTelemetry: one span per request in `RequestPath.__call__`, one per step in the two flows; the
@@ -39,10 +40,12 @@ from itertools import zip_longest
 from typing import Any
 
 from mcp_runtime.gateway import jsonrpc, refusal
+from mcp_runtime.gateway.approval import ApprovalBroker, declares_elicitation, is_our_answer, settle
 from mcp_runtime.gateway.audit import Auditor, call_arguments, tool_arguments, trace_id_from
 from mcp_runtime.gateway.auth import Authenticated, extract_token
 from mcp_runtime.gateway.credentials import SessionCredentials
 from mcp_runtime.gateway.exchange import Exchange
+from mcp_runtime.gateway.jsonrpc import RpcMessage
 from mcp_runtime.gateway.metrics import GatewayMetrics
 from mcp_runtime.gateway.refusal import Refusal, Unauthorized
 from mcp_runtime.gateway.relay import (
@@ -101,6 +104,8 @@ class RequestPath:
         self.clock = clock
         self.tools_seen: Callable[[BoundRoute], None] | None = None
         """Called after a `tools/list` answer was relayed (the gateway reports tool drift from it)."""
+        self.approvals: ApprovalBroker | None = None
+        """Where calls that need an out-of-band approval wait (None: they are refused `approval_unavailable`)."""
         self.metrics = metrics
         self.auditor = auditor
         self.max_body = max_body
@@ -137,6 +142,8 @@ class RequestPath:
             self.limit(ex)
             if ex.forward:
                 await self.forward(ex)
+                if ex.elicits:
+                    self.remember_elicitation(ex)
                 await self.relay(ex)
             else:
                 await self.answer_here(ex)
@@ -202,11 +209,11 @@ class RequestPath:
             ex.denied_reason = exc.reason
             raise Unauthorized(exc.reason, str(exc)) from None
 
-    @staticmethod
-    async def authorize(ex: Exchange) -> None:
+    async def authorize(self, ex: Exchange) -> None:
         """The policy evaluator judges every message; the gateway never decides on its own. A failed
         authentication (no identity, revoked or expired session) refuses the whole request with 401; other
-        denials become JSON-RPC errors for their messages while the allowed ones go on."""
+        denials become JSON-RPC errors for their messages while the allowed ones go on. A call the evaluator
+        says needs a person's approval waits for it here (approval.py); no other call pays for that."""
         doc, identity, now = ex.doc, ex.identity, ex.now
         assert doc is not None and now is not None
         messages = ex.messages
@@ -214,18 +221,48 @@ class RequestPath:
         ex.decisions = decisions
         access: Decision | None = None
         observed = ex.route.tools.observation(doc)
+        waits = False
+        ours: list[RpcMessage] = []
         for msg in messages:
             if msg.tool is not None:
                 decision = evaluate(doc, identity, msg.tool, now, call_arguments(msg.raw), observed=observed)
+                if not decision.allowed and decision.approval is not None:
+                    waits = True
             else:
                 if access is None:
                     access = evaluate_access(doc, identity, now)
                 decision = access
+                if msg.method is None or msg.method == "initialize":
+                    if is_our_answer(msg):
+                        ours.append(msg)
+                    elif msg.method is not None and declares_elicitation(msg):
+                        ex.elicits = True
             decisions.append(decision)
             if decision.is_authentication_failure:
                 decisions.extend([decision] * (len(messages) - len(decisions)))
                 raise Unauthorized(str(decision.reason), decision.message)
+        if waits:
+            await settle(ex, decisions, self.approvals)
         _sort_messages(ex, decisions)
+        if ours:
+            self.take_answers(ex, ours, access)
+
+    @staticmethod
+    def take_answers(ex: Exchange, ours: list[RpcMessage], access: Decision | None) -> None:
+        """A client's answers to the gateway's own approval questions: resolved here, never forwarded."""
+        ex.forward = [m for m in ex.forward if m not in ours]
+        if access is not None and access.allowed:
+            session = ex.identity.session_id if ex.identity is not None else None
+            for msg in ours:
+                ex.route.elicitations.answer(msg, ex.mcp_session, session)
+
+    @staticmethod
+    def remember_elicitation(ex: Exchange) -> None:
+        """The MCP session an `initialize` with the `elicitation` capability opened may be asked to approve."""
+        response = ex.response
+        sid = response.header(b"mcp-session-id") if response is not None else None
+        if sid is not None and 200 <= response.status < 300:  # type: ignore[union-attr]
+            ex.route.elicitations.remember(sid, ex.identity.session_id if ex.identity is not None else None)
 
     def limit(self, ex: Exchange) -> None:
         """Count each allowed call against the rate limits the evaluator named for it (gateway/limits.py);

@@ -18,7 +18,18 @@ from mcp_runtime.platform.errors import install_error_handlers
 from mcp_runtime.platform.hooks import PolicyPublisher, RuntimeHooks
 from mcp_runtime.platform.limits import BodyLimitMiddleware
 from mcp_runtime.platform.oauth.routes import oauth_routes
-from mcp_runtime.platform.routers import analytics, audit, auth, registry, runtime, secrets, servers_ops, teams, tools
+from mcp_runtime.platform.routers import (
+    analytics,
+    approvals,
+    audit,
+    auth,
+    registry,
+    runtime,
+    secrets,
+    servers_ops,
+    teams,
+    tools,
+)
 from mcp_runtime.platform.settings import PlatformSettings
 from mcp_runtime.store import ControlPlaneStore
 
@@ -50,7 +61,7 @@ def create_app(settings: PlatformSettings | None = None, *, store: ControlPlaneS
     )
     app.state.platform = platform
     install_error_handlers(app)
-    for module in (auth, teams, runtime, servers_ops, tools, secrets, audit, analytics, registry):
+    for module in (auth, teams, runtime, servers_ops, tools, approvals, secrets, audit, analytics, registry):
         app.include_router(module.router, prefix=API_PREFIX)
 
     if platform.oauth is not None:
