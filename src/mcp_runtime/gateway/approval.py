@@ -23,11 +23,11 @@ import asyncio
 import contextlib
 import json
 import secrets
-from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mcp_runtime.gateway.audit import tool_arguments
+from mcp_runtime.gateway.elicitation import ELICIT_PREFIX
 from mcp_runtime.gateway.sse import sse_event
 from mcp_runtime.policy import Decision, Identity, Reason
 from mcp_runtime.resources.approval import Approver, arguments_digest
@@ -38,12 +38,8 @@ if TYPE_CHECKING:
     from mcp_runtime.gateway.jsonrpc import RpcMessage
     from mcp_runtime.wire.asgi import Message, Receive, Send
 
-ELICIT_PREFIX = "mcp-runtime-approval-"
-"""The id of every `elicitation/create` the gateway sends: a client's response with it is the gateway's."""
 MAX_SHOWN_ARGUMENTS = 1024
 """Arguments longer than this (as JSON) are shown to the person by their SHA-256 digest instead."""
-MAX_CLIENTS = 10_000
-MAX_WAITING = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,44 +66,6 @@ class ApprovalBroker(Protocol):
     """Holds a call until a person decides; cancelled when the caller goes away (then it withdraws it)."""
 
     async def decide(self, call: PendingCall) -> Verdict: ...
-
-
-class Elicitations:
-    """Per route: which MCP sessions can be asked (declared `elicitation`), and the questions in flight."""
-
-    def __init__(self) -> None:
-        self.clients: OrderedDict[bytes, str | None] = OrderedDict()  # MCP session id -> caller's session
-        self.waiting: dict[str, tuple[bytes, str | None, asyncio.Future[dict[str, Any]]]] = {}
-
-    def remember(self, mcp_session: bytes, caller_session: str | None) -> None:
-        self.clients[mcp_session] = caller_session
-        self.clients.move_to_end(mcp_session)
-        while len(self.clients) > MAX_CLIENTS:
-            self.clients.popitem(last=False)
-
-    def can_ask(self, mcp_session: bytes | None, caller_session: str | None) -> bool:
-        return mcp_session is not None and mcp_session in self.clients and \
-            self.clients[mcp_session] == caller_session and len(self.waiting) < MAX_WAITING
-
-    def answer(self, msg: RpcMessage, mcp_session: bytes | None, caller_session: str | None) -> bool:
-        """A client's response to one of our questions: resolve it (only from the session that was asked)."""
-        held = self.waiting.get(msg.id)
-        if held is None or held[0] != mcp_session or held[1] != caller_session:
-            return False
-        if not held[2].done():
-            held[2].set_result(msg.raw)
-        return True
-
-
-def declares_elicitation(msg: RpcMessage) -> bool:
-    """Whether an `initialize` request declares the client's `elicitation` capability."""
-    params = msg.raw.get("params")
-    caps = params.get("capabilities") if isinstance(params, dict) else None
-    return isinstance(caps, dict) and caps.get("elicitation") is not None
-
-
-def is_our_answer(msg: RpcMessage) -> bool:
-    return msg.method is None and isinstance(msg.id, str) and msg.id.startswith(ELICIT_PREFIX)
 
 
 def pending_call(ex: Exchange, msg: RpcMessage, decision: Decision) -> PendingCall:
@@ -171,9 +129,9 @@ async def _elicit(ex: Exchange, call: PendingCall, caller_session: str | None) -
     assert ex.mcp_session is not None
     elicitations.waiting[question_id] = (ex.mcp_session, caller_session, answer)
     try:
-        await open_stream(ex)
-        await ex.send({"type": "http.response.body", "more_body": True, "body": sse_event(
-            {"jsonrpc": "2.0", "id": question_id, "method": "elicitation/create", "params": _question(call)})})
+        stream = await open_stream(ex)
+        await stream.event({"jsonrpc": "2.0", "id": question_id, "method": "elicitation/create",
+                            "params": _question(call)})
         try:
             reply = await asyncio.wait_for(answer, call.timeout)
         except TimeoutError:
@@ -196,13 +154,15 @@ def _question(call: PendingCall) -> dict[str, Any]:
     return {"mode": "form", "message": message, "requestedSchema": {"type": "object", "properties": {}}}
 
 
-async def open_stream(ex: Exchange) -> None:
+async def open_stream(ex: Exchange) -> StreamedAnswer:
     """Answer the POST with an SSE stream now (once); what the request path sends later goes on it."""
     if isinstance(ex.send, StreamedAnswer):
-        return
+        return ex.send
     await ex.send({"type": "http.response.start", "status": 200, "headers": [
         (b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache, no-transform")]})
-    ex.send = StreamedAnswer(ex.send)
+    stream = StreamedAnswer(ex.send)
+    ex.send = stream
+    return stream
 
 
 class StreamedAnswer:
@@ -213,6 +173,10 @@ class StreamedAnswer:
         self._send = send
         self._sse = False
         self._buffer = b""
+
+    async def event(self, message: dict[str, Any]) -> None:
+        """One event of the gateway's own (an `elicitation/create`) on the open stream."""
+        await self._send({"type": "http.response.body", "body": sse_event(message), "more_body": True})
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":

@@ -40,10 +40,11 @@ from itertools import zip_longest
 from typing import Any
 
 from mcp_runtime.gateway import jsonrpc, refusal
-from mcp_runtime.gateway.approval import ApprovalBroker, declares_elicitation, is_our_answer, settle
+from mcp_runtime.gateway.approval import ApprovalBroker, settle
 from mcp_runtime.gateway.audit import Auditor, call_arguments, tool_arguments, trace_id_from
 from mcp_runtime.gateway.auth import Authenticated, extract_token
 from mcp_runtime.gateway.credentials import SessionCredentials
+from mcp_runtime.gateway.elicitation import declares_elicitation, is_our_answer
 from mcp_runtime.gateway.exchange import Exchange
 from mcp_runtime.gateway.jsonrpc import RpcMessage
 from mcp_runtime.gateway.metrics import GatewayMetrics

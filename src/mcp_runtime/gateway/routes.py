@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mcp_runtime.gateway.approval import Elicitations
 from mcp_runtime.gateway.auth import TokenVerifier, bearer_challenge
 from mcp_runtime.gateway.credentials import SessionCredentials
+from mcp_runtime.gateway.elicitation import Elicitations
 from mcp_runtime.gateway.keys_source import JwksFile
 from mcp_runtime.gateway.limits import Limiter
 from mcp_runtime.gateway.pinning import ToolWatch
