@@ -144,6 +144,16 @@ class ApprovalService:
                 rows += list(self._decided)
         return [a for a in rows if may_approve(caller, a)]
 
+    def pending(self) -> list[Approval]:
+        """Every call waiting now (no visibility filter: the platform's own view)."""
+        with self._lock:
+            return [e.approval for e in self._pending.values()]
+
+    def decided(self) -> list[Approval]:
+        """The recently decided ones, oldest first (bounded by MAX_DECIDED)."""
+        with self._lock:
+            return list(self._decided)
+
     def get(self, approval_id: str) -> Approval | None:
         with self._lock:
             entry = self._pending.get(approval_id)
