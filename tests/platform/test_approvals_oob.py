@@ -97,7 +97,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         admin = _token(site, ADMIN_EMAIL, ADMIN_PASSWORD)
         _api(site, admin, "POST", "/teams", {"slug": "acme", "name": "Acme Corp"})
         for email, role in (("alice@acme.com", "owner"), ("carol@acme.com", "member")):
-            _api(site, admin, "POST", "/teams/acme/users", {"username": email, "password": PASSWORDS[email], "role": role})
+            _api(site, admin, "POST", "/teams/acme/users",
+                 {"username": email, "password": PASSWORDS[email], "role": role})
         emitter = Emitter(ingest_url=f"{site.url}/api/v1/ingest/events", api_key=site.platform.ingest_keys.local_key,
                           spool_path=base / "spool")
         source = InProcessPolicySource(kit.document())
