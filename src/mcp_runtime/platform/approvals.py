@@ -136,7 +136,8 @@ class ApprovalService:
         return self._settle(approval_id, status, "gateway")[0]
 
     # -- the approvers' side -----------------------------------------------------------------------
-    def list(self, caller: Principal, *, include_decided: bool = False) -> list[Approval]:
+    def visible(self, caller: Principal, *, include_decided: bool = False) -> list[Approval]:
+        """The approvals `caller` may decide (the pending ones, and with `include_decided` the recent rest)."""
         with self._lock:
             self._expire_locked(self.clock())
             rows = [e.approval for e in self._pending.values()]

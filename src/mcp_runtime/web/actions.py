@@ -65,7 +65,7 @@ class Actions:
 
     # approvals --------------------------------------------------------------------------------------
     def approvals(self, request: Request, login: Login, fields: dict[str, str]) -> Response:
-        rows = self.platform.approvals.list(login.principal, include_decided=True)
+        rows = self.platform.approvals.visible(login.principal, include_decided=True)
         pending = [a for a in rows if a.status == "pending"]
         decided = sorted((a for a in rows if a.status != "pending"), key=lambda a: a.decided_at or a.created_at,
                          reverse=True)[:50]

@@ -26,7 +26,7 @@ MAX_WAIT = 25.0
 def list_approvals(caller: CallerDep, platform: PlatformDep,
                    all: bool = Query(False, description="include decided ones")) -> dict[str, Any]:
     """Calls waiting for the caller's approval (those they may decide), oldest first."""
-    return {"items": [a.to_json() for a in platform.approvals.list(caller, include_decided=all)]}
+    return {"items": [a.to_json() for a in platform.approvals.visible(caller, include_decided=all)]}
 
 
 @router.post("/runtime/approvals/{approval_id}/approve")
