@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from fixtures.gateway import TOOLS, PolicyKit, serve_app
 from fixtures.servers import run_data_utility_server
 from mcp_runtime.compose.approvals import InProcessApprovals
 from mcp_runtime.gateway import Gateway, GatewayRoute, InProcessPolicySource
+from mcp_runtime.gateway.approval_client import HttpApprovals
 from mcp_runtime.resources import MCPServer
 from mcp_runtime.sentinel.emitter import Emitter
 from mcp_runtime.sentinel.store import UsageFilter
@@ -67,6 +68,7 @@ class World:
     kit: Kit
     source: InProcessPolicySource
     config_dir: Path
+    upstream: str
 
     def cli(self, *args: str, profile: str = "", ok: bool = True) -> Any:
         done = run_cli(list(args), env={"MCP_RUNTIME_CONFIG_DIR": str(self.config_dir),
@@ -106,7 +108,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                                         path="/mcp")], emitter=emitter)
         gateway.request_path.approvals = InProcessApprovals(site.platform.approvals)
         with serve_app(gateway) as gateway_url:
-            world = World(site, gateway_url + "/mcp", kit, source, base / "config")
+            world = World(site, gateway_url + "/mcp", kit, source, base / "config", upstream.url)
             for email, profile in (("alice@acme.com", "alice"), ("carol@acme.com", "carol")):
                 world.cli("auth", "login", "--api-url", site.url, "--email", email, "--password", PASSWORDS[email],
                           "--profile", profile)
@@ -247,6 +249,26 @@ def test_the_caller_going_away_cancels_the_approval(world: World) -> None:
     late = httpx.post(f"{world.site.url}/api/v1/runtime/approvals/{mine[0].id}/approve", timeout=30,
                       headers={"Authorization": f"Bearer {alice}"})
     assert late.status_code == 409 and "cancelled" in late.json()["message"]
+
+
+def test_a_sidecar_gateway_waits_through_the_api(world: World) -> None:
+    """A sidecar (podman, Kubernetes) has no platform in process: it opens the approval with its ingest key
+    and long-polls it; the owner's decision reaches the call within that poll."""
+    key = world.site.platform.ingest_keys.local_key
+    sidecar = Gateway([GatewayRoute(upstream=world.upstream, policy=InProcessPolicySource(world.kit.document()),
+                                    keys=world.kit.keyring.public_keys(), path="/mcp")])
+    sidecar.request_path.approvals = HttpApprovals(f"{world.site.url}/api/v1/ingest/approvals", key)
+    with serve_app(sidecar) as base:
+        result = Caller(replace(world, url=base + "/mcp")).in_background("reverse", {"text": "sidecar"})
+        [row] = world.pending("reverse")
+        alice = _token(world.site, "alice@acme.com", PASSWORDS["alice@acme.com"])
+        decided = time.monotonic()
+        _api(world.site, alice, "POST", f"/runtime/approvals/{row['id']}/approve")
+        assert result() == "racedis"
+        assert time.monotonic() - decided < 5  # the long poll answers at once, it does not wait its 20 s
+    forged = httpx.post(f"{world.site.url}/api/v1/ingest/approvals", json={}, timeout=10,
+                        headers={"Authorization": "Bearer not-a-key"})
+    assert forged.status_code == 401
 
 
 def test_every_outcome_reaches_analytics(world: World) -> None:
