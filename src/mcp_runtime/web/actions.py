@@ -9,19 +9,18 @@ is the dashboard's error page with the service's message.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-if TYPE_CHECKING:
-    from mcp_runtime.web.app import Dashboard
-    from mcp_runtime.web.session import Login
+from mcp_runtime.web.grant_editor import Pages
+from mcp_runtime.web.session import Login
 
 
 class Actions:
-    def __init__(self, board: Dashboard) -> None:
+    def __init__(self, board: Pages) -> None:
         self.board = board
         self.platform = board.platform
 
