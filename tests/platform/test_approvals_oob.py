@@ -32,6 +32,7 @@ from mcp_runtime.compose.approvals import InProcessApprovals
 from mcp_runtime.gateway import Gateway, GatewayRoute, InProcessPolicySource
 from mcp_runtime.gateway.approval_client import HttpApprovals
 from mcp_runtime.resources import MCPServer
+from mcp_runtime.resources.approval import arguments_digest
 from mcp_runtime.sentinel.emitter import Emitter
 from mcp_runtime.sentinel.store import UsageFilter
 from mcp_runtime.store.sql import sqlite_url
@@ -115,6 +116,18 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             yield world
 
 
+def analytics_reasons(world: World, arguments: dict[str, Any], reason: str) -> set[str]:
+    """The reasons of the analytics events of calls with `arguments`, once one says `reason` (20 s at most)."""
+    digest = arguments_digest(arguments).removeprefix("sha256:")
+    deadline = time.monotonic() + 20
+    reasons: set[str] = set()
+    while time.monotonic() < deadline and reason not in reasons:
+        events = world.site.platform.events.recent(UsageFilter(server=SERVER), limit=500)
+        reasons = {e.reason for e in events if e.arguments_digest == digest and e.reason}
+        time.sleep(0.1)
+    return reasons
+
+
 class Caller:
     """A raw MCP client (no elicitation capability): initialize, then one tool call per `call`."""
 
@@ -166,6 +179,7 @@ def test_the_cli_lists_and_approves_exactly_that_call(world: World) -> None:
     audit = world.site.platform.store.list_audit(limit=50, kind="Approval")
     assert any(e.action == "approval_approved" and e.actor == "alice@acme.com" and e.after["id"] == row["id"]
                for e in audit)
+    assert "approved" in analytics_reasons(world, {"text": "stressed"}, "approved")  # the call's event
 
 
 def test_an_approval_never_applies_to_other_arguments_or_another_caller(world: World) -> None:
@@ -187,6 +201,7 @@ def test_an_approval_never_applies_to_other_arguments_or_another_caller(world: W
     for approval_id in still:
         _api(world.site, alice, "POST", f"/runtime/approvals/{approval_id}/deny")
     assert second() == "approval_denied" and third() == "approval_denied"
+    assert analytics_reasons(world, {"text": "live"}, "approval_denied") == {"approval_denied"}
 
 
 def test_the_owners_approve_what_the_metadata_reserves_for_them(world: World) -> None:
@@ -232,6 +247,7 @@ def test_nobody_deciding_is_a_timeout(world: World) -> None:
         world.source.push(world.kit.document())
     decided = world.site.platform.approvals.decided()
     assert any(a.call.arguments == '{"text":"late"}' and a.status == "timeout" for a in decided)
+    assert analytics_reasons(world, {"text": "late"}, "approval_timeout") == {"approval_timeout"}
 
 
 def test_the_caller_going_away_cancels_the_approval(world: World) -> None:
@@ -249,6 +265,9 @@ def test_the_caller_going_away_cancels_the_approval(world: World) -> None:
     late = httpx.post(f"{world.site.url}/api/v1/runtime/approvals/{mine[0].id}/approve", timeout=30,
                       headers={"Authorization": f"Bearer {alice}"})
     assert late.status_code == 409 and "cancelled" in late.json()["message"]
+    assert analytics_reasons(world, {"text": "gone"}, "approval_cancelled") == {"approval_cancelled"}
+    audit = world.site.platform.store.list_audit(limit=100, kind="Approval")
+    assert any(e.action == "approval_cancelled" and e.after["id"] == mine[0].id for e in audit)
 
 
 def test_a_sidecar_gateway_waits_through_the_api(world: World) -> None:
@@ -269,15 +288,3 @@ def test_a_sidecar_gateway_waits_through_the_api(world: World) -> None:
     forged = httpx.post(f"{world.site.url}/api/v1/ingest/approvals", json={}, timeout=10,
                         headers={"Authorization": "Bearer not-a-key"})
     assert forged.status_code == 401
-
-
-def test_every_outcome_reaches_analytics(world: World) -> None:
-    """Runs last: the earlier tests' calls are in the event store with their outcome as the reason."""
-    deadline = time.monotonic() + 20
-    wanted = {"approved", "approval_denied", "approval_timeout", "approval_cancelled"}
-    seen: set[str] = set()
-    while time.monotonic() < deadline and not wanted <= seen:
-        events = world.site.platform.events.recent(UsageFilter(server=SERVER), limit=200)
-        seen = {e.reason for e in events if e.tool_name in ("reverse", "upper") and e.reason}
-        time.sleep(0.2)
-    assert wanted <= seen, seen
