@@ -9,6 +9,8 @@ calls that need no approval never see any of it.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +25,8 @@ from mcp.shared.exceptions import MCPError
 from fixtures.gateway import NAMESPACE, SERVER, TOOLS, PolicyKit, serve_gateway
 from fixtures.servers import run_data_utility_server
 from mcp_runtime.gateway import Gateway
+from mcp_runtime.gateway.elicitation import Elicitations, is_our_answer
+from mcp_runtime.gateway.jsonrpc import RpcMessage
 from mcp_runtime.resources import MCPServer
 
 # reverse is declared destructive: every call of it needs the caller's approval (the default)
@@ -34,7 +38,7 @@ class ApprovalKit(PolicyKit):
         return MCPServer.model_validate({
             "metadata": {"name": SERVER, "namespace": NAMESPACE},
             "spec": {"image": "team-data/data-utility", "tools": APPROVAL_TOOLS,
-                     "policy": {"approvalTimeout": "5s"}}})
+                     "policy": {"approvalTimeout": "3s"}}})
 
 
 @pytest.fixture(scope="module", params=["sse", "json"])
@@ -51,7 +55,9 @@ async def _call(url: str, token: str, tool: str, arguments: dict[str, Any], answ
     """The tool's text or the denial's reason; `answer` None: the client does not declare elicitation."""
     async def on_elicit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
         asked.append(params)
-        return types.ElicitResult(action=answer)  # type: ignore[arg-type]
+        if answer == "never":  # the person walks away: the client answers long after the gateway gave up
+            await anyio.sleep(6)
+        return types.ElicitResult(action="accept" if answer == "never" else answer)  # type: ignore[arg-type]
 
     callback = on_elicit if answer is not None else None
     async with create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}) as http, \
@@ -102,3 +108,26 @@ def test_calls_that_need_no_approval_are_not_asked(world: tuple[str, ApprovalKit
 def test_without_elicitation_nor_an_approver_the_call_fails_closed(world: tuple[str, ApprovalKit, Gateway]) -> None:
     outcome, asked = call(world, "reverse", {"text": "stressed"}, None)
     assert outcome == "approval_unavailable" and asked == []
+
+
+def test_nobody_answering_is_a_timeout(world: tuple[str, ApprovalKit, Gateway]) -> None:
+    started = time.monotonic()
+    outcome, asked = call(world, "reverse", {"text": "stressed"}, "never")
+    assert outcome == "approval_timeout" and len(asked) == 1
+    assert time.monotonic() - started < 6  # the policy's approvalTimeout (3 s), not the client's pace
+
+
+def test_an_answer_counts_only_from_the_session_that_was_asked() -> None:
+    elicitations = Elicitations()
+    loop = asyncio.new_event_loop()
+    try:
+        answer: asyncio.Future[dict[str, Any]] = loop.create_future()
+        elicitations.waiting["mcp-runtime-approval-q1"] = (b"mcp-a", "s-bob", answer)
+        msg = RpcMessage({"jsonrpc": "2.0", "id": "mcp-runtime-approval-q1", "result": {"action": "accept"}})
+        assert is_our_answer(msg)
+        assert not elicitations.answer(msg, b"mcp-b", "s-bob")  # another MCP session
+        assert not elicitations.answer(msg, b"mcp-a", "s-mallory")  # another caller in that session
+        assert not answer.done()
+        assert elicitations.answer(msg, b"mcp-a", "s-bob") and answer.result()["result"]["action"] == "accept"
+    finally:
+        loop.close()
