@@ -38,14 +38,10 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def resources(world: World) -> World:
-    """A server, a grant and a session in acme's namespace, for the grant and session actions."""
+    """A server and a session in acme's namespace, for the grant and session actions."""
     alice = _token(world.site, "alice@acme.com", PASSWORDS["alice@acme.com"])
     _api(world.site, alice, "POST", "/runtime/servers",
          {"metadata": {"name": "customers", "tools": [{"name": "lookup", "sideEffect": "read"}]}})
-    _api(world.site, alice, "POST", "/runtime/grants", {
-        "apiVersion": "mcpruntime.org/v1alpha1", "kind": "MCPAccessGrant",
-        "metadata": {"name": GRANT, "namespace": NS},
-        "spec": {"serverRef": {"name": "customers"}, "subject": {"agentID": "cursor"}}})
     admin = _token(world.site, ADMIN_EMAIL, ADMIN_PASSWORD)
     _api(world.site, admin, "POST", "/runtime/sessions", {
         "apiVersion": "mcpruntime.org/v1alpha1", "kind": "MCPAgentSession",
@@ -92,11 +88,32 @@ def test_an_owner_approves_and_denies_waiting_calls_in_chromium(world: World, br
         page.close()
 
 
-def test_grants_are_disabled_enabled_and_deleted_in_chromium(resources: World, browser: Any) -> None:
+GRANT_YAML = f"""apiVersion: mcpruntime.org/v1alpha1
+kind: MCPAccessGrant
+metadata:
+  name: {GRANT}
+  namespace: {NS}
+spec:
+  serverRef:
+    name: customers
+  subject:
+    agentID: cursor
+"""
+
+
+def test_grants_are_created_disabled_enabled_and_deleted_in_chromium(resources: World, browser: Any) -> None:
     world = resources
     repo = world.site.platform.repo
     page = _signed_in(browser, world, "alice@acme.com", PASSWORDS["alice@acme.com"], "/grants")
     try:
+        page.click("[data-testid=new-grant]")
+        page.wait_for_url("**/grants/new")
+        page.fill("#grant", GRANT_YAML)
+        page.click("[data-testid=preview-impact]")
+        page.wait_for_selector("[data-testid=impact-summary]")
+        page.click("[data-testid=save-grant]")
+        page.wait_for_url(re.compile(r".*/grants\?notice=.*"))
+        assert repo.get(MCPAccessGrant, NS, GRANT) is not None
         page.click(f"[data-testid=disable-{GRANT}]")
         page.wait_for_url(re.compile(r".*/grants\?notice=.*"))
         assert repo.get(MCPAccessGrant, NS, GRANT).spec.disabled  # type: ignore[union-attr]
