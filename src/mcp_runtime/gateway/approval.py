@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mcp_runtime.gateway.audit import tool_arguments
-from mcp_runtime.gateway.elicitation import ELICIT_PREFIX
+from mcp_runtime.gateway.elicitation import ELICIT_PREFIX, declares_elicitation, is_our_answer
 from mcp_runtime.gateway.sse import sse_event
 from mcp_runtime.policy import Decision, Identity, Reason
 from mcp_runtime.resources.approval import Approver, arguments_digest
@@ -66,6 +66,31 @@ class ApprovalBroker(Protocol):
     """Holds a call until a person decides; cancelled when the caller goes away (then it withdraws it)."""
 
     async def decide(self, call: PendingCall) -> Verdict: ...
+
+
+def note_elicitation(ex: Exchange, msg: RpcMessage, ours: list[RpcMessage]) -> None:
+    """An `initialize` declaring `elicitation` (its MCP session may be asked), or an answer to our question."""
+    if is_our_answer(msg):
+        ours.append(msg)
+    elif msg.method is not None and declares_elicitation(msg):
+        ex.elicits = True
+
+
+def remember_elicitation(ex: Exchange) -> None:
+    """The MCP session an `initialize` with the `elicitation` capability opened may be asked to approve."""
+    response = ex.response
+    sid = response.header(b"mcp-session-id") if response is not None else None
+    if sid is not None and response is not None and 200 <= response.status < 300:
+        ex.route.elicitations.remember(sid, ex.identity.session_id if ex.identity is not None else None)
+
+
+def take_answers(ex: Exchange, ours: list[RpcMessage], access: Decision | None) -> None:
+    """A client's answers to the gateway's own approval questions: resolved here, never forwarded."""
+    ex.forward = [m for m in ex.forward if m not in ours]
+    if access is not None and access.allowed:
+        session = ex.identity.session_id if ex.identity is not None else None
+        for msg in ours:
+            ex.route.elicitations.answer(msg, ex.mcp_session, session)
 
 
 def pending_call(ex: Exchange, msg: RpcMessage, decision: Decision) -> PendingCall:

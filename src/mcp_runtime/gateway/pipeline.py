@@ -40,11 +40,10 @@ from itertools import zip_longest
 from typing import Any
 
 from mcp_runtime.gateway import jsonrpc, refusal
-from mcp_runtime.gateway.approval import ApprovalBroker, settle
+from mcp_runtime.gateway.approval import ApprovalBroker, note_elicitation, remember_elicitation, settle, take_answers
 from mcp_runtime.gateway.audit import Auditor, call_arguments, tool_arguments, trace_id_from
 from mcp_runtime.gateway.auth import Authenticated, extract_token
 from mcp_runtime.gateway.credentials import SessionCredentials
-from mcp_runtime.gateway.elicitation import declares_elicitation, is_our_answer
 from mcp_runtime.gateway.exchange import Exchange
 from mcp_runtime.gateway.jsonrpc import RpcMessage
 from mcp_runtime.gateway.metrics import GatewayMetrics
@@ -56,12 +55,15 @@ from mcp_runtime.gateway.relay import (
     ToolFilter,
     denial_error,
     filter_tools,
+    is_json,
+    is_json_answer,
     merge_answer,
     pass_through,
     response_headers,
     send_empty,
     send_json,
     send_raw,
+    small_answer,
     stream,
 )
 from mcp_runtime.gateway.routes import BoundRoute
@@ -72,7 +74,6 @@ from mcp_runtime.gateway.upstream import (
     UpstreamError,
     UpstreamInvalidAnswer,
     UpstreamRequest,
-    UpstreamResponse,
 )
 from mcp_runtime.policy import Decision, Reason, allowed_tools, evaluate, evaluate_access
 from mcp_runtime.resources.common import utcnow
@@ -144,7 +145,7 @@ class RequestPath:
             if ex.forward:
                 await self.forward(ex)
                 if ex.elicits:
-                    self.remember_elicitation(ex)
+                    remember_elicitation(ex)
                 await self.relay(ex)
             else:
                 await self.answer_here(ex)
@@ -178,7 +179,7 @@ class RequestPath:
     async def parse(self, ex: Exchange) -> None:
         """A POST must be JSON-RPC: JSON content type, at most `max_body` bytes, well-formed messages.
         Anything else is answered here with its cause (415, 413, 400) and never reaches the server."""
-        if not _is_json(ex.content_type):
+        if not is_json(ex.content_type):
             raise refusal.unsupported_media_type(ex.content_type)
         try:
             body = await read_body(ex.receive, self.max_body, ex.content_length)
@@ -234,10 +235,7 @@ class RequestPath:
                     access = evaluate_access(doc, identity, now)
                 decision = access
                 if msg.method is None or msg.method == "initialize":
-                    if is_our_answer(msg):
-                        ours.append(msg)
-                    elif msg.method is not None and declares_elicitation(msg):
-                        ex.elicits = True
+                    note_elicitation(ex, msg, ours)  # approval.py: its capability, or an answer to us
             decisions.append(decision)
             if decision.is_authentication_failure:
                 decisions.extend([decision] * (len(messages) - len(decisions)))
@@ -246,24 +244,7 @@ class RequestPath:
             await settle(ex, decisions, self.approvals)
         _sort_messages(ex, decisions)
         if ours:
-            self.take_answers(ex, ours, access)
-
-    @staticmethod
-    def take_answers(ex: Exchange, ours: list[RpcMessage], access: Decision | None) -> None:
-        """A client's answers to the gateway's own approval questions: resolved here, never forwarded."""
-        ex.forward = [m for m in ex.forward if m not in ours]
-        if access is not None and access.allowed:
-            session = ex.identity.session_id if ex.identity is not None else None
-            for msg in ours:
-                ex.route.elicitations.answer(msg, ex.mcp_session, session)
-
-    @staticmethod
-    def remember_elicitation(ex: Exchange) -> None:
-        """The MCP session an `initialize` with the `elicitation` capability opened may be asked to approve."""
-        response = ex.response
-        sid = response.header(b"mcp-session-id") if response is not None else None
-        if sid is not None and 200 <= response.status < 300:  # type: ignore[union-attr]
-            ex.route.elicitations.remember(sid, ex.identity.session_id if ex.identity is not None else None)
+            take_answers(ex, ours, access)
 
     def limit(self, ex: Exchange) -> None:
         """Count each allowed call against the rate limits the evaluator named for it (gateway/limits.py);
@@ -346,7 +327,7 @@ class RequestPath:
                                         one_answer=one_answer)
         elif (ex.list_ids or ex.denials) and 200 <= response.status < 300:
             await self.relay_rewritten(ex)
-        elif ex.forward and 200 <= response.status < 300 and _small(response):
+        elif ex.forward and 200 <= response.status < 300 and small_answer(response):
             await self.relay_checked(ex)
         else:
             ex.bytes_out = await pass_through(response, ex.send, ex.receive, self.stream_failed(ex))
@@ -358,7 +339,7 @@ class RequestPath:
         assert response is not None
         try:
             data = await response.read(MAX_REWRITE)
-            if ex.has_requests and not _is_json_answer(response, data):
+            if ex.has_requests and not is_json_answer(response, data):
                 raise UpstreamInvalidAnswer(f"the answer is not JSON-RPC: {data[:80]!r}")
         except UpstreamError as exc:
             raise self.upstream_failed(ex, exc) from None
@@ -511,26 +492,3 @@ def upstream_headers(scope: Scope, caller: Authenticated | None) -> list[tuple[b
     if caller is not None:
         headers += caller.headers
     return headers
-
-
-def _small(response: UpstreamResponse) -> bool:
-    length = response.header(b"content-length")
-    return length is not None and length.isdigit() and int(length) <= MAX_REWRITE
-
-
-def _is_json_answer(response: UpstreamResponse, data: bytes) -> bool:
-    """A JSON-RPC answer must be JSON (an empty body is fine for a 202-style answer)."""
-    if not data.strip():
-        return True
-    content_type = (response.header(b"content-type") or b"").split(b";", 1)[0].strip().lower()
-    if content_type != b"application/json":
-        return False
-    try:
-        json.loads(data)
-    except (ValueError, RecursionError):
-        return False
-    return True
-
-
-def _is_json(content_type: bytes | None) -> bool:
-    return content_type is not None and content_type.split(b";", 1)[0].strip().lower() == b"application/json"
