@@ -104,6 +104,19 @@ def existing_virtual(w: World) -> tuple[str, Any]:
     return f"/runtime/virtualservers/{ACME}/{name}", None
 
 
+def pending_approval(approver: str, action: str) -> Prepare:
+    """A call of payments' echo by bob (Globex) held for approval: the caller's or the owners'."""
+    def prepare(w: World) -> tuple[str, Any]:
+        from mcp_runtime.platform.approvals import ApprovalCall
+        from mcp_runtime.resources.approval import Approver, arguments_digest
+
+        call = ApprovalCall(namespace=ACME, server="payments", tool="echo", arguments_digest=arguments_digest({}),
+                            arguments="{}", human_id="bob@globex.com", agent_id="cursor", team_id=None,
+                            session_id=fresh("s"), approver=Approver(approver), timeout_seconds=60)
+        return f"/runtime/approvals/{w.live.platform.approvals.open(call).id}/{action}", None
+    return prepare
+
+
 def existing_secret(w: World) -> tuple[str, Any]:
     name = fresh("sec")
     w.ok("admin", "PUT", f"/secrets/{ACME}/{name}", {"data": {"k": "v"}})
@@ -211,6 +224,16 @@ MATRIX: list[tuple[str, str, Prepare, str]] = [
     # only ingest keys may send events: no user credential, not even an admin's, is one
     ("ingest events", "POST", fixed("/ingest/events", {"events": []}),   "401 401 401 401 401 401"),
     ("ingest tools", "POST", fixed("/ingest/tools", {"namespace": ACME, "server": "payments", "tools": {}}),
+     "401 401 401 401 401 401"),
+    # approvals: everyone signed in lists those they may decide; the caller's own (bob) or the owners'
+    ("list approvals", "GET", fixed("/runtime/approvals"),              "401 200 200 200 200 200"),
+    ("approve own call", "POST", pending_approval("caller", "approve"), "401 200 200 403 200 403"),
+    ("deny own call", "POST", pending_approval("caller", "deny"),       "401 200 200 403 200 403"),
+    ("approve for owners", "POST", pending_approval("owners", "approve"), "401 200 200 403 404 403"),
+    ("decide unknown", "POST", fixed("/runtime/approvals/apr_nope/deny"), "401 404 404 404 404 404"),
+    ("ingest approval", "POST", fixed("/ingest/approvals", {}),          "401 401 401 401 401 401"),
+    ("ingest approval wait", "GET", fixed("/ingest/approvals/apr_nope"), "401 401 401 401 401 401"),
+    ("ingest approval finish", "POST", fixed("/ingest/approvals/apr_nope/finish", {"status": "timeout"}),
      "401 401 401 401 401 401"),
 ]
 

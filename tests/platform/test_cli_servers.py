@@ -127,7 +127,9 @@ def test_deploy_list_get_and_policy(api: LivePlatform, run: Run, people: None, t
     shown = run("server", "get", "payments").stdout
     assert re.search(rf"^Namespace:\s+{ACME}$", shown, re.M) and re.search(r"^Status:\s+Ready \(answering\)", shown,
                                                                           re.M)
-    assert re.search(r"^refund\s+high\s+destructive", shown, re.M) and re.search(r"^echo\s+low\s+read", shown, re.M)
+    # a destructive tool waits for its caller's approval by default (docs/approvals.md)
+    assert re.search(r"^refund\s+high\s+destructive\s+caller", shown, re.M)
+    assert re.search(r"^echo\s+low\s+read\s+-", shown, re.M)
     resource = yaml.safe_load(run("server", "get", "payments", "-o", "yaml").stdout)
     assert resource["kind"] == "MCPServer" and resource["metadata"]["generation"] == 1
     assert [t["name"] for t in resource["spec"]["tools"]] == ["echo", "add", "refund"]

@@ -140,8 +140,11 @@ def test_every_reason(case: str, document: PolicyDocument, identity: Identity | 
 def test_every_reason_has_a_case() -> None:
     # those: test_policy_pinning.py; rate_limited is the gateway's counters' answer for a limit the evaluator
     # named (gateway/limits.py)
+    # approval_required and what became of it: test_policy_approval.py (the outcomes are the gateway's)
     others = {Reason.tool_definition_changed, Reason.tool_not_pinned, Reason.tool_definition_unverified,
-              Reason.rate_limited}
+              Reason.rate_limited, Reason.approval_required, Reason.approved, Reason.approval_declined,
+              Reason.approval_denied, Reason.approval_timeout, Reason.approval_unavailable,
+              Reason.approval_cancelled}
     assert {c[5] for c in CASES} == set(Reason) - others
 
 
@@ -319,7 +322,7 @@ def test_allowed_tools_is_exactly_the_callable_tools(
 ) -> None:
     document = compile_policy(server(default=default, mode=mode), grants, sessions)
     listed = set(allowed_tools(document, identity, NOW))
-    callable_tools = {t for t in TOOL_NAMES if evaluate(document, identity, t, NOW).allowed}
+    callable_tools = {t for t in TOOL_NAMES if evaluate(document, identity, t, NOW).may_call}  # some once approved
     declared = {t.name for t in document.tools}
     assert listed == callable_tools & declared
 

@@ -101,3 +101,10 @@ def test_a_server_with_its_own_host_is_a_resource_at_that_host() -> None:
         gateway = next(c for c in rendered.deployment["spec"]["template"]["spec"]["containers"]
                        if c["name"] == GATEWAY_CONTAINER)
         assert parse_gateway_args(gateway["args"])["resource_url"] == f"{scheme}://pay.example.com/payments/mcp"
+
+
+def test_the_approvals_url_reaches_the_sidecar() -> None:
+    url = "http://mcp-runtime-api.mcp-runtime.svc/api/v1/ingest/approvals"
+    params = parse_gateway_args(sidecar_args(ingest_url="http://mcp-sentinel-ingest.mcp-runtime.svc/api/v1/ingest/events",
+                                             approvals_url=url))
+    assert params["approvals_url"] == url

@@ -65,6 +65,9 @@ def run(
                                           help="Sentinel ingest endpoint for analytics events."),
     ingest_key_file: Path | None = typer.Option(None, "--ingest-key-file", metavar="FILE",
                                                 help="File holding the ingest API key."),
+    approvals_url: str | None = typer.Option(
+        None, "--approvals-url", metavar="URL",
+        help="Where calls wait for a person's approval, with the ingest key (default: next to --ingest-url)."),
     spool_dir: Path | None = typer.Option(None, "--spool-dir", metavar="DIR",
                                           help="Where undelivered events wait (kept across restarts)."),
     upstream_token_file: Path | None = typer.Option(
@@ -140,7 +143,7 @@ def run(
     except ValueError as exc:
         raise CliError(str(exc), hint="check --upstream, --ca-file and the credential") from None
     if emitter is not None and ingest_url is not None and ingest_key_file is not None:
-        _report_tools(gateway, ingest_url, ingest_key_file)
+        _report_tools(gateway, ingest_url, ingest_key_file, approvals_url)
     doc = source.document
     who = f"{namespace or doc.server.namespace}/{server or doc.server.name}" if doc else server or "(from policy)"
     revision = doc.revision[:12] if doc else "none yet"
@@ -150,8 +153,10 @@ def run(
     serve(gateway, host, port, log_level=log_level.lower())
 
 
-def _report_tools(gateway: Gateway, ingest_url: str, ingest_key_file: Path) -> None:
-    """Tool definitions the gateway sees go to the platform next to the analytics (tool-definition pinning)."""
+def _report_tools(gateway: Gateway, ingest_url: str, ingest_key_file: Path, approvals: str | None) -> None:
+    """Tool definitions the gateway sees go to the platform next to the analytics (tool-definition pinning);
+    calls that need a person's approval wait there (`approvals`, else next to the ingest URL)."""
+    from mcp_runtime.gateway.approval_client import HttpApprovals, approvals_url
     from mcp_runtime.gateway.tool_report import ToolReporter, tools_url
 
     url = tools_url(ingest_url)
@@ -159,8 +164,11 @@ def _report_tools(gateway: Gateway, ingest_url: str, ingest_key_file: Path) -> N
         typer.echo(f"note: --ingest-url {ingest_url} does not end in /ingest/events: tool definitions are not "
                    "reported to the platform (pins are still enforced)", err=True)
         return
-    gateway.drift_listener = ToolReporter(url, _readable(ingest_key_file, "ingest key file",
-                                                         "--ingest-key-file").decode().strip())
+    key = _readable(ingest_key_file, "ingest key file", "--ingest-key-file").decode().strip()
+    gateway.drift_listener = ToolReporter(url, key)
+    approvals = approvals or approvals_url(ingest_url)
+    if approvals is not None:  # calls that need a person's approval wait in the platform (approval_client.py)
+        gateway.request_path.approvals = HttpApprovals(approvals, key)
 
 
 def _oauth_resource(resource_url: str | None, issuers: list[str], origins: list[str]) -> dict[str, Any]:

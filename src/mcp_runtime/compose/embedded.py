@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mcp_runtime.compose.approvals import InProcessApprovals
 from mcp_runtime.compose.remote import (
     RemoteNotReady,
     credential_header,
@@ -98,6 +99,7 @@ class EmbeddedPlatform:
         self.gateway = Gateway(emitter=self.emitter) if gateway_clock is None else \
             Gateway(emitter=self.emitter, clock=gateway_clock)
         self.gateway.drift_listener = self._on_tools_seen
+        self.gateway.request_path.approvals = InProcessApprovals(self.platform.approvals)
         self.gateway.probe_unpinned = True
         self.runtime: ServerRuntime = (runtime_factory or self._process_runtime)(self._on_runtime_status)
         self._sources: dict[tuple[str, str], InProcessPolicySource] = {}

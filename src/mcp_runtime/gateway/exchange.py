@@ -30,7 +30,7 @@ class Exchange:
 
     __slots__ = (
         "alias", "authorization", "body", "bytes_in", "bytes_out", "caller", "content_length", "content_type",
-        "decisions", "denials", "denied_reason", "doc", "forward", "is_batch", "list_ids", "messages", "now",
+        "decisions", "denials", "denied_reason", "doc", "elicits", "forward", "is_batch", "list_ids", "messages", "now",
         "origin", "receive", "response", "route", "scope", "send", "status", "trace_id", "traceparent",
     )
 
@@ -68,6 +68,8 @@ class Exchange:
         """JSON-RPC errors for the denied requests, answered by the gateway itself."""
         self.list_ids: Set[str] = _NO_IDS
         """Ids (`jsonrpc.id_key`) of the forwarded `tools/list` requests, whose answers are filtered."""
+        self.elicits = False
+        """An `initialize` declaring the `elicitation` capability: its MCP session may be asked to approve."""
         # forward and relay
         self.response: UpstreamResponse | None = None
         self.status = 500
@@ -77,6 +79,11 @@ class Exchange:
     def has_requests(self) -> bool:
         """Whether a forwarded message expects an answer (a request, not only notifications or responses)."""
         return any(msg.is_request for msg in self.forward)
+
+    @property
+    def mcp_session(self) -> bytes | None:
+        """The `Mcp-Session-Id` the client sent (read only when an approval needs it, not per request)."""
+        return next((v for k, v in self.scope["headers"] if k == b"mcp-session-id"), None)
 
     @property
     def identity(self) -> Identity | None:

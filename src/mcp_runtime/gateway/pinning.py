@@ -73,7 +73,7 @@ class ToolWatch:
             digest = self.saw(tool)
             if name not in allowed:
                 return False
-            return evaluate(doc, identity, name, now, observed={name: digest}).allowed
+            return evaluate(doc, identity, name, now, observed={name: digest}).may_call
 
         return visible
 

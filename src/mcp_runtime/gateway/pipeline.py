@@ -16,7 +16,8 @@ Where the features of this milestone plug in, without changing the flows:
   them in the route's `Limiter` (limits.py) and refuses a spent one (`rate_limited`, 429).
 - Tool-definition pinning: `authorize` denies a call whose tool changed; `visible_tools` hides such a
   tool from `tools/list` answers.
-- Human approval: `authorize` is a coroutine, so it can wait for an approval before a call goes on.
+- Human approval: `authorize` is a coroutine: a call the evaluator says needs approval waits there
+  (approval.py: MCP elicitation on the request's own SSE stream, or the route's `ApprovalBroker`).
 - Virtual servers, stdio and remote upstreams: `forward` only knows `route.upstream`, an `Upstream`
   (upstream/base.py) that gets the allowed messages already parsed.
 - OpenTelemetry: one span per request in `RequestPath.__call__`, one per step in the two flows; the
@@ -39,10 +40,12 @@ from itertools import zip_longest
 from typing import Any
 
 from mcp_runtime.gateway import jsonrpc, refusal
+from mcp_runtime.gateway.approval import ApprovalBroker, note_elicitation, remember_elicitation, settle, take_answers
 from mcp_runtime.gateway.audit import Auditor, call_arguments, tool_arguments, trace_id_from
 from mcp_runtime.gateway.auth import Authenticated, extract_token
 from mcp_runtime.gateway.credentials import SessionCredentials
 from mcp_runtime.gateway.exchange import Exchange
+from mcp_runtime.gateway.jsonrpc import RpcMessage
 from mcp_runtime.gateway.metrics import GatewayMetrics
 from mcp_runtime.gateway.refusal import Refusal, Unauthorized
 from mcp_runtime.gateway.relay import (
@@ -52,12 +55,15 @@ from mcp_runtime.gateway.relay import (
     ToolFilter,
     denial_error,
     filter_tools,
+    is_json,
+    is_json_answer,
     merge_answer,
     pass_through,
     response_headers,
     send_empty,
     send_json,
     send_raw,
+    small_answer,
     stream,
 )
 from mcp_runtime.gateway.routes import BoundRoute
@@ -68,7 +74,6 @@ from mcp_runtime.gateway.upstream import (
     UpstreamError,
     UpstreamInvalidAnswer,
     UpstreamRequest,
-    UpstreamResponse,
 )
 from mcp_runtime.policy import Decision, Reason, allowed_tools, evaluate, evaluate_access
 from mcp_runtime.resources.common import utcnow
@@ -101,6 +106,8 @@ class RequestPath:
         self.clock = clock
         self.tools_seen: Callable[[BoundRoute], None] | None = None
         """Called after a `tools/list` answer was relayed (the gateway reports tool drift from it)."""
+        self.approvals: ApprovalBroker | None = None
+        """Where calls that need an out-of-band approval wait (None: they are refused `approval_unavailable`)."""
         self.metrics = metrics
         self.auditor = auditor
         self.max_body = max_body
@@ -137,6 +144,8 @@ class RequestPath:
             self.limit(ex)
             if ex.forward:
                 await self.forward(ex)
+                if ex.elicits:
+                    remember_elicitation(ex)
                 await self.relay(ex)
             else:
                 await self.answer_here(ex)
@@ -170,7 +179,7 @@ class RequestPath:
     async def parse(self, ex: Exchange) -> None:
         """A POST must be JSON-RPC: JSON content type, at most `max_body` bytes, well-formed messages.
         Anything else is answered here with its cause (415, 413, 400) and never reaches the server."""
-        if not _is_json(ex.content_type):
+        if not is_json(ex.content_type):
             raise refusal.unsupported_media_type(ex.content_type)
         try:
             body = await read_body(ex.receive, self.max_body, ex.content_length)
@@ -202,11 +211,11 @@ class RequestPath:
             ex.denied_reason = exc.reason
             raise Unauthorized(exc.reason, str(exc)) from None
 
-    @staticmethod
-    async def authorize(ex: Exchange) -> None:
+    async def authorize(self, ex: Exchange) -> None:
         """The policy evaluator judges every message; the gateway never decides on its own. A failed
         authentication (no identity, revoked or expired session) refuses the whole request with 401; other
-        denials become JSON-RPC errors for their messages while the allowed ones go on."""
+        denials become JSON-RPC errors for their messages while the allowed ones go on. A call the evaluator
+        says needs a person's approval waits for it here (approval.py); no other call pays for that."""
         doc, identity, now = ex.doc, ex.identity, ex.now
         assert doc is not None and now is not None
         messages = ex.messages
@@ -214,18 +223,28 @@ class RequestPath:
         ex.decisions = decisions
         access: Decision | None = None
         observed = ex.route.tools.observation(doc)
+        waits = False
+        ours: list[RpcMessage] = []
         for msg in messages:
             if msg.tool is not None:
                 decision = evaluate(doc, identity, msg.tool, now, call_arguments(msg.raw), observed=observed)
+                if not decision.allowed and decision.approval is not None:
+                    waits = True
             else:
                 if access is None:
                     access = evaluate_access(doc, identity, now)
                 decision = access
+                if msg.method is None or msg.method == "initialize":
+                    note_elicitation(ex, msg, ours)  # approval.py: its capability, or an answer to us
             decisions.append(decision)
             if decision.is_authentication_failure:
                 decisions.extend([decision] * (len(messages) - len(decisions)))
                 raise Unauthorized(str(decision.reason), decision.message)
+        if waits:
+            await settle(ex, decisions, self.approvals)
         _sort_messages(ex, decisions)
+        if ours:
+            take_answers(ex, ours, access)
 
     def limit(self, ex: Exchange) -> None:
         """Count each allowed call against the rate limits the evaluator named for it (gateway/limits.py);
@@ -308,7 +327,7 @@ class RequestPath:
                                         one_answer=one_answer)
         elif (ex.list_ids or ex.denials) and 200 <= response.status < 300:
             await self.relay_rewritten(ex)
-        elif ex.forward and 200 <= response.status < 300 and _small(response):
+        elif ex.forward and 200 <= response.status < 300 and small_answer(response):
             await self.relay_checked(ex)
         else:
             ex.bytes_out = await pass_through(response, ex.send, ex.receive, self.stream_failed(ex))
@@ -320,7 +339,7 @@ class RequestPath:
         assert response is not None
         try:
             data = await response.read(MAX_REWRITE)
-            if ex.has_requests and not _is_json_answer(response, data):
+            if ex.has_requests and not is_json_answer(response, data):
                 raise UpstreamInvalidAnswer(f"the answer is not JSON-RPC: {data[:80]!r}")
         except UpstreamError as exc:
             raise self.upstream_failed(ex, exc) from None
@@ -473,26 +492,3 @@ def upstream_headers(scope: Scope, caller: Authenticated | None) -> list[tuple[b
     if caller is not None:
         headers += caller.headers
     return headers
-
-
-def _small(response: UpstreamResponse) -> bool:
-    length = response.header(b"content-length")
-    return length is not None and length.isdigit() and int(length) <= MAX_REWRITE
-
-
-def _is_json_answer(response: UpstreamResponse, data: bytes) -> bool:
-    """A JSON-RPC answer must be JSON (an empty body is fine for a 202-style answer)."""
-    if not data.strip():
-        return True
-    content_type = (response.header(b"content-type") or b"").split(b";", 1)[0].strip().lower()
-    if content_type != b"application/json":
-        return False
-    try:
-        json.loads(data)
-    except (ValueError, RecursionError):
-        return False
-    return True
-
-
-def _is_json(content_type: bytes | None) -> bool:
-    return content_type is not None and content_type.split(b";", 1)[0].strip().lower() == b"application/json"

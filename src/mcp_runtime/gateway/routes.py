@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from mcp_runtime.gateway.auth import TokenVerifier, bearer_challenge
 from mcp_runtime.gateway.credentials import SessionCredentials
+from mcp_runtime.gateway.elicitation import Elicitations
 from mcp_runtime.gateway.keys_source import JwksFile
 from mcp_runtime.gateway.limits import Limiter
 from mcp_runtime.gateway.pinning import ToolWatch
@@ -86,6 +87,8 @@ class BoundRoute:
     """The server's tool definitions as last seen (tool-definition pinning, pinning.py)."""
     limiter: Limiter = field(default_factory=Limiter)
     """Rate-limit buckets and quota counts of this server, in this process (gateway/limits.py)."""
+    elicitations: Elicitations = field(default_factory=Elicitations)
+    """MCP sessions that may be asked to approve a call, and the questions in flight (approval.py)."""
 
     @classmethod
     def bind(cls, route: GatewayRoute) -> BoundRoute:

@@ -191,7 +191,9 @@ def render_platform(config: PlatformConfig) -> list[Manifest]:
         operator_env.append({"name": "MCP_REGISTRY_HOST", "value": config.registry_host})
     if config.with_sentinel:
         operator_env += [{"name": "MCP_SENTINEL_INGEST_URL", "value": config.ingest_url},
-                         {"name": "MCP_SENTINEL_INGEST_KEY_SECRET", "value": f"{INGEST_KEY_SECRET}:api-key"}]
+                         {"name": "MCP_SENTINEL_INGEST_KEY_SECRET", "value": f"{INGEST_KEY_SECRET}:api-key"},
+                         {"name": "MCP_PLATFORM_APPROVALS_URL",
+                          "value": f"http://{API}.{config.namespace}.svc/api/v1/ingest/approvals"}]
     if config.issuer:
         operator_env.append({"name": "MCP_OPERATOR_TLS_CLUSTER_ISSUER", "value": config.issuer})
     if config.platform_mode != "none" and config.with_tls:

@@ -86,6 +86,9 @@ class RenderOptions:
             `spec.analytics.apiKeySecretRef` wins. Without one the gateway sends events unauthenticated
             and ingest rejects them with 401, as the publish guide warns.
         ingest_key_mount_dir: where that Secret is mounted read-only in the sidecar.
+        approvals_url: where a sidecar holds calls for a person's approval (the platform API's
+            `/api/v1/ingest/approvals`, the operator's `MCP_PLATFORM_APPROVALS_URL`), passed as
+            `--approvals-url` with the ingest key; unset, the gateway derives it from the ingest URL.
         public_url: the base URL clients reach servers at (`https://mcp.example.com`; `up`'s own URL for
             podman). With `oauth_issuer`, each sidecar is an OAuth protected resource: its resource URI
             is this URL plus the server's path (`https://<spec.ingressHost><path>` when the server has a
@@ -135,6 +138,7 @@ class RenderOptions:
     image_pull_policy: ImagePullPolicy | None = None
     default_namespace: str = "mcp-servers"
     ingest_url: str | None = None
+    approvals_url: str | None = None
     ingest_key_secret: SecretKey | None = None
     ingest_key_mount_dir: str = DEFAULT_INGEST_KEY_MOUNT_DIR
     public_url: str | None = None

@@ -259,6 +259,8 @@ def _gateway_container(ctx: RenderContext) -> tuple[Manifest, list[Manifest]]:
     ingest_url, ingest_key = _ingest(ctx)
     if ingest_url:
         args += ["--ingest-url", ingest_url]
+        if options.approvals_url:  # the API process, which the CLI and the dashboard ask (docs/approvals.md)
+            args += ["--approvals-url", options.approvals_url]
         if ingest_key is not None:
             ingest_dir = options.ingest_key_mount_dir.rstrip("/")
             args += ["--ingest-key-file", f"{ingest_dir}/{INGEST_KEY_FILE}"]

@@ -25,6 +25,8 @@ class OperatorSettings:
     MCP_REGISTRY_HOST               prefixed to short app image names
     MCP_SENTINEL_INGEST_URL         analytics ingest endpoint for every gateway
     MCP_SENTINEL_INGEST_KEY_SECRET  `<secret>:<key>` with the ingest API key, in each server namespace
+    MCP_PLATFORM_APPROVALS_URL      the platform API's `/api/v1/ingest/approvals`, where sidecars hold calls
+                                    for a person's approval (default: next to the ingest URL)
     MCP_OPERATOR_WATCH_POLICY_VIA_API  `1` (default): sidecars watch their ConfigMap (revocation < 1 s)
     MCP_OPERATOR_TLS_CLUSTER_ISSUER cert-manager ClusterIssuer for Ingress TLS (turns TLS on)
     MCP_OPERATOR_INGRESS_ANNOTATIONS JSON object of extra Ingress annotations
@@ -53,6 +55,7 @@ class OperatorSettings:
             gateway_image=env.get("MCP_OPERATOR_GATEWAY_IMAGE") or DEFAULT_GATEWAY_IMAGE,
             registry_host=env.get("MCP_REGISTRY_HOST") or None,
             ingest_url=env.get("MCP_SENTINEL_INGEST_URL") or None,
+            approvals_url=env.get("MCP_PLATFORM_APPROVALS_URL") or None,
             ingest_key_secret=ingest_key,
             watch_policy_via_api=_flag(env.get("MCP_OPERATOR_WATCH_POLICY_VIA_API"), True),
             tls_enabled=issuer is not None,

@@ -20,6 +20,7 @@ from mcp_runtime.platform.limits import BodyLimitMiddleware
 from mcp_runtime.platform.oauth.routes import oauth_routes
 from mcp_runtime.platform.routers import (
     analytics,
+    approvals,
     audit,
     auth,
     registry,
@@ -61,7 +62,8 @@ def create_app(settings: PlatformSettings | None = None, *, store: ControlPlaneS
     )
     app.state.platform = platform
     install_error_handlers(app)
-    for module in (auth, teams, runtime, virtual, servers_ops, tools, secrets, audit, analytics, registry):
+    for module in (auth, teams, runtime, virtual, servers_ops, tools, approvals, secrets, audit, analytics,
+                   registry):
         app.include_router(module.router, prefix=API_PREFIX)
 
     if platform.oauth is not None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mcp_runtime.platform.access import AccessService
 from mcp_runtime.platform.analytics import AnalyticsService
+from mcp_runtime.platform.approvals import ApprovalService
 from mcp_runtime.platform.hooks import NoRuntime, PolicyPublisher, RuntimeHooks
 from mcp_runtime.platform.identity import IdentityService, load_keyring
 from mcp_runtime.platform.ingest import IngestKeys, IngestService
@@ -56,6 +57,8 @@ class Platform:
         self.servers = ServerService(store, self.repo, self.policies, self.hooks)
         self.virtual = VirtualServerService(store, self.repo, self.policies)
         self.tools = ToolReview(self.repo, self.servers, self.policies)
+        self.approvals = ApprovalService(store)
+        """Tool calls gateways hold for a person's approval (in memory, bounded)."""
         self.access = AccessService(store, self.repo, self.servers, self.policies, self.keyring, settings)
         self._owns_events = event_store is None
         if event_store is None:

@@ -27,7 +27,13 @@ from mcp_runtime.resources import (
     ToolDecision,
     Trust,
 )
-from mcp_runtime.resources.common import CamelModel, RiskLevel
+from mcp_runtime.resources.approval import (
+    DEFAULT_APPROVAL_TIMEOUT,
+    MAX_APPROVAL_TIMEOUT_SECONDS,
+    Approver,
+    tool_approver,
+)
+from mcp_runtime.resources.common import CamelModel, RiskLevel, parse_duration
 from mcp_runtime.resources.conditions import CompiledCondition, ConditionError, compile_condition
 from mcp_runtime.resources.io import describe_validation_error
 from mcp_runtime.resources.limits import LimitKey, RateLimit
@@ -45,6 +51,17 @@ class _Frozen(CamelModel):
     model_config = ConfigDict(frozen=True)
 
 
+def _unset(value: object) -> bool:
+    return value is None
+
+
+def _default_timeout(value: object) -> bool:
+    return value == DEFAULT_TIMEOUT_SECONDS
+
+
+DEFAULT_TIMEOUT_SECONDS = parse_duration(DEFAULT_APPROVAL_TIMEOUT).total_seconds()
+
+
 class PolicyServer(_Frozen):
     name: str
     namespace: str
@@ -58,6 +75,8 @@ class PolicyTool(_Frozen):
     risk_level: RiskLevel | None = None
     pin: str | None = None
     """The digest of the reviewed definition (resources/pinning.py); None: not pinned."""
+    approval: Approver | None = Field(default=None, exclude_if=_unset)
+    """Who must approve each call (resources/approval.py: destructive tools by default); None: nobody."""
 
 
 class PolicyRateLimit(_Frozen):
@@ -82,10 +101,6 @@ class PolicyRateLimit(_Frozen):
                    calls_per_day=limit.calls_per_day, per=tuple(limit.per))
 
 
-def _unset(value: object) -> bool:
-    return value is None
-
-
 class PolicyToolRule(_Frozen):
     name: str
     decision: ToolDecision = ToolDecision.allow
@@ -93,6 +108,7 @@ class PolicyToolRule(_Frozen):
     # Left out of the JSON when unset, so documents without conditions keep their revision.
     condition: str | None = Field(default=None, exclude_if=_unset)
     rate_limit: PolicyRateLimit | None = Field(default=None, exclude_if=_unset)
+    approval: Approver | None = Field(default=None, exclude_if=_unset)
 
     @cached_property
     def program(self) -> CompiledCondition | None:
@@ -141,6 +157,9 @@ class PolicyDocument(_Frozen):
     sessions: tuple[PolicySession, ...] = ()
     pin_mode: PinMode = PinMode.enforce
     rate_limit: PolicyRateLimit | None = Field(default=None, exclude_if=_unset)
+    approval_timeout: float = Field(default=DEFAULT_TIMEOUT_SECONDS, gt=0, le=MAX_APPROVAL_TIMEOUT_SECONDS,
+                                    exclude_if=_default_timeout)
+    """Seconds a call waits for a person's approval before it is refused `approval_timeout`."""
     revision: str = ""
 
     @model_validator(mode="after")
@@ -253,7 +272,8 @@ def compile_policy(
             allowed_side_effects=tuple(g.spec.allowed_side_effects),
             tool_rules=tuple(
                 PolicyToolRule(name=r.name, decision=r.decision, required_trust=r.required_trust,
-                               condition=r.condition, rate_limit=PolicyRateLimit.of(r.rate_limit))
+                               condition=r.condition, rate_limit=PolicyRateLimit.of(r.rate_limit),
+                               approval=r.approval)
                 for r in g.spec.tool_rules
             ),
             disabled=g.spec.disabled,
@@ -290,13 +310,16 @@ def compile_policy(
         session_required=server.spec.session.required,
         tools=tuple(
             PolicyTool(name=t.name, required_trust=t.required_trust, side_effect=t.side_effect,
-                       risk_level=t.risk_level, pin=t.pin.digest if t.pin else None)
+                       risk_level=t.risk_level, pin=t.pin.digest if t.pin else None,
+                       approval=tool_approver(t.side_effect, t.requires_approval, t.approver))
             for t in sorted(server.spec.tools, key=lambda t: t.name)
         ),
         grants=tuple(policy_grants),
         sessions=tuple(policy_sessions),
         pin_mode=server.spec.pinning.mode,
         rate_limit=PolicyRateLimit.of(server.spec.policy.rate_limit),
+        approval_timeout=max(1.0, min(parse_duration(server.spec.policy.approval_timeout).total_seconds(),
+                                      MAX_APPROVAL_TIMEOUT_SECONDS)),
     )
     return doc.model_copy(update={"revision": revision_of(doc.body())})
 

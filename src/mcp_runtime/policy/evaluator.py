@@ -26,6 +26,7 @@ from mcp_runtime.policy.document import (
 )
 from mcp_runtime.policy.pinning import PinState, pin_state, pinning_active
 from mcp_runtime.resources import PolicyMode, SideEffect, ToolDecision, Trust
+from mcp_runtime.resources.approval import Approver, stricter
 from mcp_runtime.resources.common import is_expired
 from mcp_runtime.resources.limits import LimitKey
 from mcp_runtime.resources.pinning import PinMode
@@ -51,6 +52,14 @@ class Reason(StrEnum):
     tool_definition_unverified = "tool_definition_unverified"
     condition_not_met = "condition_not_met"
     rate_limited = "rate_limited"  # not the evaluator's: the gateway's counters, for a limit it named
+    approval_required = "approval_required"  # allowed once the approver says yes (`Decision.approval`)
+    # what became of an approval_required call (the gateway's, after asking the person: gateway/approval.py)
+    approved = "approved"
+    approval_declined = "approval_declined"
+    approval_denied = "approval_denied"
+    approval_timeout = "approval_timeout"
+    approval_unavailable = "approval_unavailable"
+    approval_cancelled = "approval_cancelled"  # the caller went away while the call waited
 
 
 AUTHENTICATION_REASONS = frozenset({
@@ -65,6 +74,7 @@ _PIN_DENIALS = {PinState.changed: Reason.tool_definition_changed, PinState.not_p
 # allows its side effect but lacks trust is "closer" than one that does not cover the tool at all.
 _CLOSENESS = {Reason.tool_not_granted: 0, Reason.side_effect_not_allowed: 1, Reason.trust_too_low: 2,
               Reason.condition_not_met: 3}
+_PASSING = frozenset({Reason.allowed, Reason.approval_required})
 
 
 class Unknown(Enum):
@@ -121,6 +131,18 @@ class Decision:
     conditional: bool = False  # allowed only if `condition` holds: the arguments were not known
     limits: tuple[AppliedLimit, ...] = ()  # rate limits the gateway must count this allowed call against
     retry_after: float | None = None  # rate_limited: seconds until the limit lets a call through
+    approval: Approver | None = None  # approval_required: who must say yes before the call goes on
+    approved_by: str | None = None  # approved: who said yes
+
+    @property
+    def may_call(self) -> bool:
+        """Allowed, or allowed once a person approves: what `tools/list` shows."""
+        return self.allowed or self.reason is Reason.approval_required
+
+    @property
+    def needs_approval(self) -> bool:
+        """Allowed once a person approves: the gateway must ask (`approval`) before it forwards the call."""
+        return self.reason is Reason.approval_required
 
     @property
     def is_authentication_failure(self) -> bool:
@@ -148,6 +170,7 @@ class Decision:
             "condition": self.condition,
             "conditionDetail": self.condition_detail,
             "conditional": self.conditional,
+            "approval": self.approval.value if self.approval else None,
             "message": self.message,
         }
 
@@ -270,9 +293,10 @@ def evaluate(doc: PolicyDocument, identity: Identity | None, tool: str, now: dat
     ]
     if not grants:
         if doc.default_decision == ToolDecision.allow:
-            return decision(True, Reason.default_allow, matched_session=session_name,
-                            required_trust=spec.required_trust,
-                            effective_trust=session.consented_trust if session else None,
+            approver = spec.approval
+            return decision(approver is None, Reason.approval_required if approver else Reason.default_allow,
+                            matched_session=session_name, required_trust=spec.required_trust,
+                            effective_trust=session.consented_trust if session else None, approval=approver,
                             limits=_limits(doc, None, None, tool, identity) if doc.rate_limit else ())
         return decision(False, Reason.no_matching_grant, matched_session=session_name,
                         required_trust=spec.required_trust)
@@ -286,7 +310,7 @@ def evaluate(doc: PolicyDocument, identity: Identity | None, tool: str, now: dat
     closest: Decision | None = None
     for grant in grants:  # already in name order
         verdict = _judge_grant(doc, grant, spec, session, identity, arguments, decision, session_name)
-        if verdict.allowed:
+        if verdict.reason in _PASSING:
             return verdict
         if closest is None or _CLOSENESS[verdict.reason] > _CLOSENESS[closest.reason]:
             closest = verdict
@@ -325,6 +349,9 @@ def _judge_grant(doc: PolicyDocument, grant: PolicyGrant, tool: PolicyTool, sess
                     extra["condition_detail"] = why
     if reason == Reason.allowed and (doc.rate_limit or grant.rate_limit or (rule is not None and rule.rate_limit)):
         extra["limits"] = _limits(doc, grant, rule, tool.name, identity)  # 9. the limits that apply
+    if reason == Reason.allowed and (tool.approval is not None or (rule is not None and rule.approval is not None)):
+        extra["approval"] = stricter(tool.approval, rule.approval if rule is not None else None)  # 10.
+        reason = Reason.approval_required
     return decision(reason == Reason.allowed, reason, matched_grant=grant.name,
                     matched_session=session_name, required_trust=required, effective_trust=effective, **extra)
 
@@ -357,8 +384,9 @@ def _key(limit: PolicyRateLimit, doc: PolicyDocument, tool: str, identity: Ident
 
 
 def allowed_tools(doc: PolicyDocument, identity: Identity | None, now: datetime) -> list[str]:
-    """The tools `identity` may call now, by asking `evaluate` for each: list and call always agree."""
-    return [t.name for t in doc.tools if evaluate(doc, identity, t.name, now, ARGUMENTS_UNKNOWN).allowed]
+    """The tools `identity` may call now (some once a person approves), by asking `evaluate` for each:
+    list and call always agree."""
+    return [t.name for t in doc.tools if evaluate(doc, identity, t.name, now, ARGUMENTS_UNKNOWN).may_call]
 
 
 def _limit_text(applied: AppliedLimit) -> str:
@@ -370,6 +398,20 @@ def _limit_text(applied: AppliedLimit) -> str:
         parts.append(f"{limit.calls_per_day} calls/day")
     per = ", ".join(limit.per) or "everyone"
     return f"the {applied.scope} limit of {' and '.join(parts)} per {per}"
+
+
+_APPROVAL_TEXT = {
+    Reason.approval_required: ("{tool} on {server} runs only once a person approves this call (approver: {approver}); "
+                               "pending calls are listed by 'mcp-runtime access approvals list'"),
+    Reason.approved: "{tool} on {server} was approved by {by} for exactly these arguments",
+    Reason.approval_declined: "the person asked declined {tool} on {server}: the call did not run",
+    Reason.approval_denied: "{by} denied this call of {tool} on {server}: it did not run",
+    Reason.approval_timeout: ("nobody approved this call of {tool} on {server} in time: it did not run; call again "
+                              "and ask an approver to run 'mcp-runtime access approvals approve ID'"),
+    Reason.approval_cancelled: "the caller went away while {tool} on {server} waited for approval: it did not run",
+    Reason.approval_unavailable: ("{tool} on {server} needs a person's approval and the gateway cannot ask for one "
+                                  "now (no approval channel, or too many calls waiting): it did not run"),
+}
 
 
 def describe(decision: Decision) -> str:
@@ -423,6 +465,9 @@ def describe(decision: Decision) -> str:
         what = _limit_text(limit) if limit is not None else "a rate limit"
         return (f"{tool} on {server} is over {what}; retry in {math.ceil(decision.retry_after or 1)} s "
                 "or ask the server's team for a higher limit")
+    if reason in _APPROVAL_TEXT:
+        return _APPROVAL_TEXT[reason].format(tool=tool, server=server, approver=decision.approval or "caller",
+                                             by=decision.approved_by or "an approver")
     if reason == Reason.tool_denied:
         return f"{tool} is explicitly denied by grant {decision.matched_grant!r}"
     if reason == Reason.tool_not_granted:

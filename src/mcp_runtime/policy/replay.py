@@ -52,6 +52,9 @@ from mcp_runtime.resources import Trust
 from mcp_runtime.resources.common import CamelModel, as_utc
 
 _POLICY_REASONS = frozenset(str(r) for r in Reason)
+_APPROVAL_OUTCOMES = frozenset(str(r) for r in (Reason.approved, Reason.approval_declined, Reason.approval_denied,
+                                                 Reason.approval_timeout, Reason.approval_unavailable,
+                                                 Reason.approval_cancelled))
 _LONG_AGO = datetime(1970, 1, 1, tzinfo=UTC)  # an expiry that has passed at every recorded time
 _OVERLAY_CACHE = 4096
 _DECISION_CACHE = 1 << 16
@@ -178,6 +181,8 @@ class Replayer:
             return
         if call.reason == Reason.rate_limited:  # the policy allowed it; a limit's counter refused it
             call = replace(call, allowed=True, reason=str(Reason.allowed))
+        elif call.reason in _APPROVAL_OUTCOMES:  # the policy asked for approval; a person decided the rest
+            call = replace(call, allowed=False, reason=str(Reason.approval_required))
         before = self._decide(self._document(self.current, call, as_proposed=False), call)
         after = self._decide(self._document(self.proposed, call, as_proposed=True), call)
         if before.conditional or after.conditional:

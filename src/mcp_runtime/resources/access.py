@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from mcp_runtime.resources.approval import Approver
 from mcp_runtime.resources.common import (
     GROUP_VERSION,
     CamelModel,
@@ -37,6 +38,8 @@ class ToolRule(CamelModel):
     required_trust: Trust | None = None
     condition: str | None = Field(default=None, max_length=MAX_CONDITION)
     rate_limit: RateLimit | None = None
+    approval: Approver | None = None
+    """This grant's calls of the tool wait for that person's approval (on top of the tool's own)."""
 
     @model_validator(mode="after")
     def _condition(self) -> ToolRule:

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from mcp_runtime.resources.approval import DEFAULT_APPROVAL_TIMEOUT, Approver
 from mcp_runtime.resources.common import (
     GROUP_VERSION,
     CamelModel,
@@ -61,6 +62,10 @@ class ToolSpec(CamelModel):
     labels: dict[str, str] = Field(default_factory=dict)
     pin: ToolPin | None = None
     """The reviewed definition (resources/pinning.py); None: not reviewed, hidden once the server has pins."""
+    requires_approval: bool | None = None
+    """Whether each call waits for a person's approval (resources/approval.py); unset: destructive tools do."""
+    approver: Approver | None = None
+    """Who approves (default `caller`); `owners` makes the server's team owners approve, out of band."""
 
 
 class PromptSpec(CamelModel):
@@ -103,6 +108,8 @@ class PolicySpec(CamelModel):
     default_decision: ToolDecision = ToolDecision.deny
     rate_limit: RateLimit | None = None
     """Every allowed tool call to the server, limited (on top of any grant's or tool rule's limit)."""
+    approval_timeout: Duration = DEFAULT_APPROVAL_TIMEOUT
+    """How long a call that needs a person's approval waits for it before it is refused (`approval_timeout`)."""
 
 
 class SessionSpec(CamelModel):

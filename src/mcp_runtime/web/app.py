@@ -33,6 +33,7 @@ from mcp_runtime.platform.pinning import CONDITION as TOOLS_PINNED
 from mcp_runtime.resources import KINDS, ConditionStatus, MCPAccessGrant, MCPAgentSession, MCPServer
 from mcp_runtime.sentinel.store import Bucket
 from mcp_runtime.web import charts
+from mcp_runtime.web.actions import Actions
 from mcp_runtime.web.consent import ConsentPage
 from mcp_runtime.web.grant_editor import GrantEditor
 from mcp_runtime.web.session import (
@@ -283,12 +284,8 @@ class Dashboard:
         sessions: list[MCPAgentSession] = self.platform.access.list_sessions(login.principal)
         sessions.sort(key=lambda s: (s.metadata.namespace or "", s.metadata.name))
         return self.render(request, "sessions.html", login, nav="sessions", sessions=sessions,
-                           teams=self.team_slugs(), can_manage=login.principal.can_manage)
-
-    def revoke_session(self, request: Request, login: Login, fields: dict[str, str]) -> Response:
-        namespace, name = request.path_params["namespace"], request.path_params["name"]
-        self.platform.access.set_session_revoked(login.principal, namespace, name, True)
-        return self.redirect(request, "/sessions", notice=f"Session {name} in {namespace} is revoked.")
+                           teams=self.team_slugs(), can_manage=login.principal.can_manage,
+                           is_admin=login.principal.is_admin)
 
     def teams(self, request: Request, login: Login, fields: dict[str, str]) -> Response:
         store = self.platform.store
@@ -355,8 +352,7 @@ def create_dashboard(platform: Platform) -> ASGIApp:
         *GrantEditor(board).routes(board.page),
         *ConsentPage(board).routes(board.page),
         Route("/sessions", board.page(board.sessions)),
-        Route("/sessions/{namespace}/{name}/revoke", board.page(board.revoke_session, post=True),
-              methods=["POST"]),
+        *Actions(board).routes(board.page),
         Route("/teams", board.page(board.teams, admin=True)),
         Route("/audit", board.page(board.audit, admin=True)),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),

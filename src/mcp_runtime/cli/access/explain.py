@@ -223,12 +223,15 @@ def _print_decision(decision: Decision, identity: Identity, ignored: list[str], 
         return
     who = ", ".join(f"{k}={v}" for k, v in (("human", identity.human_id), ("agent", identity.agent_id),
                                             ("team", identity.team_id), ("session", identity.session_id)) if v)
-    typer.echo(f"{'ALLOW' if decision.allowed else 'DENY'}: tool {decision.tool!r} on {decision.server} for {who}")
+    verdict = "ALLOW" if decision.allowed else "ALLOW ONCE APPROVED" if decision.needs_approval else "DENY"
+    typer.echo(f"{verdict}: tool {decision.tool!r} on {decision.server} for {who}")
     rows = [("reason", decision.reason.value), ("grant", decision.matched_grant or "-")]
     if decision.matched_session:
         rows.append(("session", decision.matched_session))
     rows += [("trust", f"required {decision.required_trust or '-'}, effective {decision.effective_trust or '-'}"),
              ("side effect", str(decision.side_effect or "-"))]
+    if decision.approval is not None:
+        rows.append(("approver", decision.approval.value))
     if decision.condition is not None:
         verdict = ("not judged: pass --arguments" if decision.conditional
                    else decision.condition_detail or "holds")

@@ -22,6 +22,8 @@ from mcp_runtime.cli.common.output import (
 from mcp_runtime.cli.server.common import locate, public_url, summary_row
 from mcp_runtime.cli.server.kube_status import kube_status
 from mcp_runtime.client import client
+from mcp_runtime.resources import SideEffect
+from mcp_runtime.resources.approval import Approver, tool_approver
 
 LIST_COLUMNS = [("NAME", "name"), ("NAMESPACE", "namespace"), ("READY", "ready"), ("STATUS", "phase"),
                 ("URL", "url"), ("KIND", "kind")]
@@ -29,7 +31,7 @@ LIST_COLUMNS = [("NAME", "name"), ("NAMESPACE", "namespace"), ("READY", "ready")
 STATUS_COLUMNS = [("NAME", "name"), ("NAMESPACE", "namespace"), ("READY", "ready"), ("STATUS", "phase"),
                   ("MESSAGE", "message")]
 TOOL_COLUMNS = [("TOOL", "name"), ("TRUST", "requiredTrust"), ("SIDE EFFECT", "sideEffect"),
-                ("DESCRIPTION", "description")]
+                ("APPROVAL", "approval"), ("DESCRIPTION", "description")]
 CONDITION_COLUMNS = [("CONDITION", "type"), ("STATUS", "status"), ("REASON", "reason"), ("MESSAGE", "message")]
 EVENT_COLUMNS = [("TIME", "at"), ("BY", "actor"), ("EVENT", "message")]
 
@@ -73,7 +75,14 @@ def get(name: str = typer.Argument(..., help="Server name."), namespace: str | N
     if not tools:
         typer.echo("No tools declared: every tool call is denied as tool_side_effect_unknown.")
         return
-    print_table(tools, TOOL_COLUMNS)
+    print_table([{**t, "approval": _approval(t)} for t in tools], TOOL_COLUMNS)
+
+
+def _approval(tool: dict[str, Any]) -> str:
+    """Who approves each call of the tool (docs/approvals.md), as the policy compiles it; `-`: nobody."""
+    approver = tool_approver(SideEffect(tool["sideEffect"]), tool.get("requiresApproval"),
+                             Approver(tool["approver"]) if tool.get("approver") else None)
+    return str(approver) if approver else "-"
 
 
 def _remote(remote: dict[str, Any] | None) -> str | None:

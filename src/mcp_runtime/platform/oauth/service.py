@@ -388,5 +388,5 @@ def _allowed(document: PolicyDocument, human: str, agent: str, team: str | None,
     preview = PolicyDocument(**fields)
     identity = Identity(human_id=human, agent_id=agent, team_id=team, session_id=name)
     now = utcnow()
-    return {t.name for t in preview.tools if evaluate(preview, identity, t.name, now).allowed}
+    return {t.name for t in preview.tools if evaluate(preview, identity, t.name, now).may_call}
 

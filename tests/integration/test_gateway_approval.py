@@ -1,0 +1,133 @@
+"""Approval by MCP elicitation through the real gateway: the official Python SDK client, with its
+`elicitation_callback`, calls a destructive tool of a real MCP server (the data-utility example).
+
+The gateway asks the person on the request's own SSE stream (`elicitation/create`, showing the server,
+the tool and the arguments); accept runs the call, decline and cancel refuse it with `approval_declined`.
+A client without the capability gets the out-of-band path (here no broker: `approval_unavailable`), and
+calls that need no approval never see any of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+from mcp import types
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
+
+from fixtures.gateway import NAMESPACE, SERVER, TOOLS, PolicyKit, serve_gateway
+from fixtures.servers import run_data_utility_server
+from mcp_runtime.gateway import Gateway
+from mcp_runtime.gateway.elicitation import Elicitations, is_our_answer
+from mcp_runtime.gateway.jsonrpc import RpcMessage
+from mcp_runtime.resources import MCPServer
+
+# reverse is declared destructive: every call of it needs the caller's approval (the default)
+APPROVAL_TOOLS = [{**t, "sideEffect": "destructive"} if t["name"] == "reverse" else t for t in TOOLS]
+
+
+class ApprovalKit(PolicyKit):
+    def server(self) -> MCPServer:
+        return MCPServer.model_validate({
+            "metadata": {"name": SERVER, "namespace": NAMESPACE},
+            "spec": {"image": "team-data/data-utility", "tools": APPROVAL_TOOLS,
+                     "policy": {"approvalTimeout": "3s"}}})
+
+
+@pytest.fixture(scope="module", params=["sse", "json"])
+def world(request: pytest.FixtureRequest) -> Iterator[tuple[str, ApprovalKit, Gateway]]:
+    kit = ApprovalKit()
+    kit.grant("g-cursor", "cursor", tools=["echo", "reverse"]).session("s-cursor", "cursor")
+    with run_data_utility_server(json_response=request.param == "json") as upstream, \
+            serve_gateway(upstream.url, kit) as (url, gateway):
+        yield url, kit, gateway
+
+
+async def _call(url: str, token: str, tool: str, arguments: dict[str, Any], answer: str | None,
+                asked: list[types.ElicitRequestParams]) -> Any:
+    """The tool's text or the denial's reason; `answer` None: the client does not declare elicitation."""
+    async def on_elicit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params)
+        if answer == "never":  # the person walks away: the client answers long after the gateway gave up
+            await anyio.sleep(6)
+        return types.ElicitResult(action="accept" if answer == "never" else answer)  # type: ignore[arg-type]
+
+    callback = on_elicit if answer is not None else None
+    async with create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}) as http, \
+            streamable_http_client(url, http_client=http) as (read, write), \
+            ClientSession(read, write, elicitation_callback=callback) as session:
+        await session.initialize()
+        try:
+            result = await session.call_tool(tool, arguments)
+        except MCPError as exc:
+            return exc.error.data["reason"]
+        return result.content[0].text  # type: ignore[union-attr]
+
+
+def call(world: tuple[str, ApprovalKit, Gateway], tool: str, arguments: dict[str, Any],
+         answer: str | None) -> tuple[Any, list[types.ElicitRequestParams]]:
+    url, kit, _ = world
+    asked: list[types.ElicitRequestParams] = []
+    outcome = anyio.run(_call, url, kit.token("s-cursor", "cursor"), tool, arguments, answer, asked)
+    return outcome, asked
+
+
+def test_accept_runs_exactly_the_call_shown(world: tuple[str, ApprovalKit, Gateway]) -> None:
+    outcome, asked = call(world, "reverse", {"text": "stressed"}, "accept")
+    assert outcome == "desserts"
+    assert len(asked) == 1
+    message = asked[0].message
+    assert SERVER in message and "reverse" in message and '{"text":"stressed"}' in message
+
+
+@pytest.mark.parametrize("answer", ["decline", "cancel"])
+def test_decline_and_cancel_refuse_the_call(world: tuple[str, ApprovalKit, Gateway], answer: str) -> None:
+    outcome, asked = call(world, "reverse", {"text": "stressed"}, answer)
+    assert outcome == "approval_declined" and len(asked) == 1
+
+
+def test_large_arguments_are_shown_by_their_digest(world: tuple[str, ApprovalKit, Gateway]) -> None:
+    text = "x" * 5000
+    outcome, asked = call(world, "reverse", {"text": text}, "accept")
+    assert outcome == text
+    assert text not in asked[0].message and "SHA-256" in asked[0].message
+
+
+def test_calls_that_need_no_approval_are_not_asked(world: tuple[str, ApprovalKit, Gateway]) -> None:
+    outcome, asked = call(world, "echo", {"text": "hi"}, "decline")
+    assert outcome == "hi" and asked == []
+
+
+def test_without_elicitation_nor_an_approver_the_call_fails_closed(world: tuple[str, ApprovalKit, Gateway]) -> None:
+    outcome, asked = call(world, "reverse", {"text": "stressed"}, None)
+    assert outcome == "approval_unavailable" and asked == []
+
+
+def test_nobody_answering_is_a_timeout(world: tuple[str, ApprovalKit, Gateway]) -> None:
+    started = time.monotonic()
+    outcome, asked = call(world, "reverse", {"text": "stressed"}, "never")
+    assert outcome == "approval_timeout" and len(asked) == 1
+    assert time.monotonic() - started < 6  # the policy's approvalTimeout (3 s), not the client's pace
+
+
+def test_an_answer_counts_only_from_the_session_that_was_asked() -> None:
+    elicitations = Elicitations()
+    loop = asyncio.new_event_loop()
+    try:
+        answer: asyncio.Future[dict[str, Any]] = loop.create_future()
+        elicitations.waiting["mcp-runtime-approval-q1"] = (b"mcp-a", "s-bob", answer)
+        msg = RpcMessage({"jsonrpc": "2.0", "id": "mcp-runtime-approval-q1", "result": {"action": "accept"}})
+        assert is_our_answer(msg)
+        assert not elicitations.answer(msg, b"mcp-b", "s-bob")  # another MCP session
+        assert not elicitations.answer(msg, b"mcp-a", "s-mallory")  # another caller in that session
+        assert not answer.done()
+        assert elicitations.answer(msg, b"mcp-a", "s-bob") and answer.result()["result"]["action"] == "accept"
+    finally:
+        loop.close()
