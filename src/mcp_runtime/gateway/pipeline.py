@@ -19,8 +19,8 @@ Where the features of this milestone plug in, without changing the flows:
 - Human approval: `authorize` is a coroutine, so it can wait for an approval before a call goes on.
 - Virtual servers, stdio and remote upstreams: `forward` only knows `route.upstream`, an `Upstream`
   (upstream/base.py) that gets the allowed messages already parsed.
-- OpenTelemetry: one span per request in `RequestPath.__call__`, one per step in the two flows; the
-  incoming `traceparent` is on the context.
+- OpenTelemetry (tracing.py): a span per request, begun in `__call__`, made the upstream's parent in
+  `forward`, ended with the decision after `finish`; `tracing` None (off) costs one test.
 
 Raw ASGI rather than a framework because this is the hot path of every tool call: one pass over the
 headers, one JSON parse of the body, a cached token check, the evaluator, and the upstream's bytes
@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from itertools import zip_longest
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp_runtime.gateway import jsonrpc, refusal
 from mcp_runtime.gateway.audit import Auditor, call_arguments, tool_arguments, trace_id_from
@@ -52,12 +52,14 @@ from mcp_runtime.gateway.relay import (
     ToolFilter,
     denial_error,
     filter_tools,
+    is_json_answer,
     merge_answer,
     pass_through,
     response_headers,
     send_empty,
     send_json,
     send_raw,
+    small_answer,
     stream,
 )
 from mcp_runtime.gateway.routes import BoundRoute
@@ -68,13 +70,15 @@ from mcp_runtime.gateway.upstream import (
     UpstreamError,
     UpstreamInvalidAnswer,
     UpstreamRequest,
-    UpstreamResponse,
 )
 from mcp_runtime.policy import Decision, Reason, allowed_tools, evaluate, evaluate_access
 from mcp_runtime.resources.common import utcnow
 from mcp_runtime.security import TokenError
 from mcp_runtime.wire import BodyTooLarge, ClientDisconnected, read_body
 from mcp_runtime.wire.asgi import Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from mcp_runtime.gateway.tracing import GatewayTracing
 
 log = logging.getLogger("mcp_runtime.gateway")
 
@@ -104,6 +108,8 @@ class RequestPath:
         self.metrics = metrics
         self.auditor = auditor
         self.max_body = max_body
+        self.tracing: GatewayTracing | None = None
+        """Set when traces are exported (gateway/tracing.py); None costs one test per request."""
 
     async def __call__(self, route: BoundRoute, scope: Scope, receive: Receive, send: Send) -> None:
         """One request to a governed server, from arrival to metrics and audit record."""
@@ -112,6 +118,8 @@ class RequestPath:
         inflight = self.metrics.inflight_for(server, route.upstream)
         inflight.inc()
         ex = Exchange(route, scope, receive, send)
+        if self.tracing is not None:
+            ex.span = self.tracing.request()
         method = scope["method"]
         try:
             if method == "POST":
@@ -125,6 +133,8 @@ class RequestPath:
         finally:
             inflight.dec()
             self.finish(ex, server, method, time.perf_counter() - started)
+            if ex.span is not None:
+                ex.span.end(ex)
 
     # -- the two flows -------------------------------------------------------------------------------
     async def post(self, ex: Exchange) -> None:
@@ -273,6 +283,8 @@ class RequestPath:
         scope = ex.scope
         route = ex.route
         headers = upstream_headers(scope, ex.caller)
+        if ex.span is not None:
+            headers, body = ex.span.propagate(ex, headers, body)
         per_caller = route.config.session_credentials
         if per_caller is not None:
             headers = self.caller_credential(ex, per_caller, headers)
@@ -306,7 +318,7 @@ class RequestPath:
                                         response_headers(response), rewriter, tail, self.stream_failed(ex))
         elif (ex.list_ids or ex.denials) and 200 <= response.status < 300:
             await self.relay_rewritten(ex)
-        elif ex.forward and 200 <= response.status < 300 and _small(response):
+        elif ex.forward and 200 <= response.status < 300 and small_answer(response):
             await self.relay_checked(ex)
         else:
             ex.bytes_out = await pass_through(response, ex.send, ex.receive, self.stream_failed(ex))
@@ -318,7 +330,7 @@ class RequestPath:
         assert response is not None
         try:
             data = await response.read(MAX_REWRITE)
-            if ex.has_requests and not _is_json_answer(response, data):
+            if ex.has_requests and not is_json_answer(response, data):
                 raise UpstreamInvalidAnswer(f"the answer is not JSON-RPC: {data[:80]!r}")
         except UpstreamError as exc:
             raise self.upstream_failed(ex, exc) from None
@@ -471,25 +483,6 @@ def upstream_headers(scope: Scope, caller: Authenticated | None) -> list[tuple[b
     if caller is not None:
         headers += caller.headers
     return headers
-
-
-def _small(response: UpstreamResponse) -> bool:
-    length = response.header(b"content-length")
-    return length is not None and length.isdigit() and int(length) <= MAX_REWRITE
-
-
-def _is_json_answer(response: UpstreamResponse, data: bytes) -> bool:
-    """A JSON-RPC answer must be JSON (an empty body is fine for a 202-style answer)."""
-    if not data.strip():
-        return True
-    content_type = (response.header(b"content-type") or b"").split(b";", 1)[0].strip().lower()
-    if content_type != b"application/json":
-        return False
-    try:
-        json.loads(data)
-    except (ValueError, RecursionError):
-        return False
-    return True
 
 
 def _is_json(content_type: bytes | None) -> bool:

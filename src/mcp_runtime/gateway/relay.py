@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 from collections.abc import Callable, Sequence, Set
@@ -211,3 +212,22 @@ def merge_answer(payload: Any, list_ids: Set[str], visible: ToolFilter | None,
         else:
             payload = [payload, *denials]
     return payload
+
+
+def small_answer(response: UpstreamResponse) -> bool:
+    length = response.header(b"content-length")
+    return length is not None and length.isdigit() and int(length) <= MAX_REWRITE
+
+
+def is_json_answer(response: UpstreamResponse, data: bytes) -> bool:
+    """A JSON-RPC answer must be JSON (an empty body is fine for a 202-style answer)."""
+    if not data.strip():
+        return True
+    content_type = (response.header(b"content-type") or b"").split(b";", 1)[0].strip().lower()
+    if content_type != b"application/json":
+        return False
+    try:
+        json.loads(data)
+    except (ValueError, RecursionError):
+        return False
+    return True
