@@ -123,6 +123,7 @@ class EmbeddedPlatform:
         """Start the gateway, subscribe to policies, and bring back every stored server."""
         self._loop = asyncio.get_running_loop()
         await self.platform.ingest.start()
+        await self.platform.checkpoints.start()
         await self.gateway.start()
         self._unsubscribe = self.platform.publisher.subscribe(self._on_policy, replay=True)
         for server in self.platform.repo.list(MCPServer):
@@ -134,6 +135,7 @@ class EmbeddedPlatform:
             self._unsubscribe()
         await self.runtime.shutdown()
         await self.gateway.close()
+        await self.platform.checkpoints.close()
         await self.platform.ingest.close()
         self.platform.close()
         if self.api_telemetry is not None:

@@ -38,7 +38,9 @@ def create_app(settings: PlatformSettings | None = None, *, store: ControlPlaneS
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await platform.ingest.start()
+        await platform.checkpoints.start()
         yield
+        await platform.checkpoints.close()
         await platform.ingest.close()
         platform.close()
         if telemetry is not None:
