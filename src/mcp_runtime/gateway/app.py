@@ -23,6 +23,7 @@ from mcp_runtime.gateway.metrics import GatewayMetrics
 from mcp_runtime.gateway.pinning import DriftListener, drift_events
 from mcp_runtime.gateway.pipeline import MAX_BODY, RequestPath
 from mcp_runtime.gateway.probe import list_server_tools
+from mcp_runtime.gateway.quota_metrics import QuotaCollector
 from mcp_runtime.gateway.relay import send_json
 from mcp_runtime.gateway.resource_metadata import RESOURCE_METADATA_PREFIX, metadata_document, route_for_metadata
 from mcp_runtime.gateway.routes import BoundRoute, GatewayRoute, RouteTable
@@ -61,6 +62,7 @@ class Gateway:
         self.auditor = Auditor(emitter)
         self.request_path = RequestPath(self.metrics, self.auditor, max_body=max_body, clock=clock)
         self.request_path.tools_seen = self.report_tools
+        self.metrics.registry.register(QuotaCollector(lambda: list(self.routes), clock))
         if telemetry is not None:
             from mcp_runtime.gateway.tracing import GatewayTracing
 

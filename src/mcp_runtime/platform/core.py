@@ -65,7 +65,7 @@ class Platform:
         self.ingest = IngestService(event_store, settings, self.chain_heads)
         self.checkpoints = Checkpointer(store, self.keyring, self.chain_heads, settings.checkpoint_interval)
         """Signs the chains' heads into the audit log every `checkpoint_interval` (started with the ingest)."""
-        self.analytics = AnalyticsService(store, self.repo, event_store)
+        self.analytics = AnalyticsService(store, self.repo, event_store, self.policies.document)
         self.oauth: OAuthService | None = None
         if settings.public_url:
             self.oauth = OAuthService(store, self.access, settings.public_url, settings.access_token_ttl,
