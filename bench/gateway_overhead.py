@@ -276,7 +276,8 @@ def main() -> int:
               f"{args.duration:g} s per point, load generator wrk (1 thread, unique ids, answers checked)")
         if args.profile:
             ours = [s for s in args.scenarios if s in SCENARIOS]
-            profile(args.upstreams, ctx, args.concurrency[0], args.duration, args.native, ours[0] if ours else "gateway")
+            profile(args.upstreams, ctx, args.concurrency[0], args.duration, args.native,
+                    ours[0] if ours else "gateway")
             return 0
         rows: list[Row] = []
         failed: list[str] = []

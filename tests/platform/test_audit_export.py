@@ -7,6 +7,7 @@ security team must catch is applied to a copy and `audit verify` must name it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 from collections.abc import Callable
@@ -172,3 +173,31 @@ def test_an_export_since_a_time_verifies_on_its_own(world: World, cli: Cli, tmp_
     assert code == 0, answer["problems"]
     denied = world.call("owner", "GET", "/audit/export")
     assert denied.status_code == 403
+
+
+def test_concurrent_writers_never_fork_the_platform_chain(store: Any) -> None:
+    """Four threads appending at once (on PostgreSQL: as API replicas would): one chain, no gap, every link."""
+    import threading
+
+    from mcp_runtime.store import AuditRecord
+    from mcp_runtime.store.audit_chain import body_hash, entry_body
+
+    def write(worker: int) -> None:
+        for i in range(10):
+            store.append_audit(AuditRecord(actor=f"w{worker}@example.com", action="update", kind="Team",
+                                           name=f"t{i}", after={"n": i, "nested": [1, 2.5, "x"]}))
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    entries = store.audit_since()
+    assert [e.seq for e in entries] == list(range(len(entries))) and len(entries) >= 40
+    for before, entry in itertools.pairwise(entries):
+        assert entry.prev_hash == before.record_hash
+    for entry in entries:
+        assert entry.record_hash == body_hash(entry_body(
+            id=entry.id, at=entry.at, actor=entry.actor, action=entry.action, kind=entry.kind,
+            namespace=entry.namespace, name=entry.name, before=entry.before, after=entry.after, seq=entry.seq,
+            prev_hash=entry.prev_hash))
