@@ -159,14 +159,21 @@ def test_verify_refuses_a_forged_checkpoint(exported: tuple[Path, Path, str], tm
 
 
 def test_an_export_since_a_time_verifies_on_its_own(world: World, cli: Cli, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    since = datetime.now(UTC).isoformat()
     chain = EventChain()
     _decisions(world, chain, 3)
     world.live.platform.checkpoints.checkpoint()
     export = tmp_path / "recent.jsonl"
     env = {"MCP_PLATFORM_API_URL": world.live.url, "MCP_PLATFORM_API_TOKEN": world.tokens["admin"]}
-    done = cli(["audit", "export", "--since", "1m", "--file", str(export)], env=env)
+    done = cli(["audit", "export", "--since", since, "--file", str(export)], env=env)
     assert done.returncode == 0, done.stderr
-    assert _lines(export)[0]["since"] is not None
+    items = _lines(export)
+    assert items[0]["since"] is not None
+    assert [i["chain_seq"] for i in items if i.get("chain_id") == chain.chain_id] == [0, 1, 2]
+    assert any(i["type"] == "platform" and i["kind"] == "Checkpoint" for i in items)
+    assert not any(i["type"] == "platform" and i["kind"] == "Team" for i in items)  # older than the window
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps(world.ok("admin", "GET", "/auth/jwks")))
     code, answer = _verify(export, jwks)
