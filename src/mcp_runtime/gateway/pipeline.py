@@ -20,7 +20,7 @@ Where the features of this milestone plug in, without changing the flows:
 - Virtual servers, stdio and remote upstreams: `forward` only knows `route.upstream`, an `Upstream`
   (upstream/base.py) that gets the allowed messages already parsed.
 - OpenTelemetry (tracing.py): a span per request, begun in `__call__`, made the upstream's parent in
-  `forward`, ended with the decision after `finish`; `tracing` None (off) costs one test.
+  `forward`, ended with the decision after `finish`; `tracing` None (off) costs three `is None` tests.
 
 Raw ASGI rather than a framework because this is the hot path of every tool call: one pass over the
 headers, one JSON parse of the body, a cached token check, the evaluator, and the upstream's bytes
@@ -109,7 +109,7 @@ class RequestPath:
         self.auditor = auditor
         self.max_body = max_body
         self.tracing: GatewayTracing | None = None
-        """Set when traces are exported (gateway/tracing.py); None costs one test per request."""
+        """Set when traces are exported (gateway/tracing.py); None (off) costs an `is None` test per step."""
 
     async def __call__(self, route: BoundRoute, scope: Scope, receive: Receive, send: Send) -> None:
         """One request to a governed server, from arrival to metrics and audit record."""

@@ -1,7 +1,8 @@
 """One OpenTelemetry span per governed request, with the MCP semantic conventions.
 
 Off unless configured (`gateway run --otlp-endpoint`, `OTEL_EXPORTER_OTLP_ENDPOINT`): then
-`RequestPath.tracing` is None and the request path pays one `is not None` test per request.
+`RequestPath.tracing` is None and the request path pays three `is not None` tests per request (begin,
+forward, end) and one empty slot of the `Exchange`.
 
 When on, the span (kind SERVER, named `tools/call add` as the conventions say) starts when the request
 arrives. Its parent is the caller's: the `traceparent` header (the adapter proxy sets it), else the
