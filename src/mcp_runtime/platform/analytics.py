@@ -43,7 +43,10 @@ def parse_time(value: str | None, *, now: datetime | None = None, field: str = "
     text = value.strip()
     match = _RELATIVE.match(text)
     if match:
-        return (now or datetime.now(UTC)) - timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
+        try:
+            return (now or datetime.now(UTC)) - timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
+        except OverflowError:  # e.g. 999999w: before the year 1
+            raise ApiError(422, "invalid_request", f"{field}: {value!r} reaches back before the year 1") from None
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
