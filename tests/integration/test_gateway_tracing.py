@@ -102,3 +102,15 @@ def test_tracing_is_off_without_an_endpoint(monkeypatch: pytest.MonkeyPatch) -> 
     assert traces_endpoint(None) is None
     with pytest.raises(ValueError, match="http"):
         traces_endpoint("collector:4318")
+
+
+def test_client_values_on_a_span_are_bounded(traced: Any) -> None:
+    url, _, receiver, kit = traced
+    auth = {**JSON, "Authorization": f"Bearer {kit.token('s-cursor', 'cursor')}", "mcp-session-id": "s" * 4000}
+    call = {"jsonrpc": "2.0", "id": "i" * 5000, "method": "tools/call", "params": {"name": "t" * 5000}}
+    with httpx.Client(timeout=5) as client:
+        assert client.post(url, headers=auth, json=call).status_code == 200
+    span = _gateway_spans(receiver, 1)[0]
+    for name in ("mcp.session.id", "jsonrpc.request.id", "gen_ai.tool.name"):
+        assert len(span.attributes[name]) == 512, name
+    assert len(span.name) == 160

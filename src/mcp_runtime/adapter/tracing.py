@@ -41,7 +41,7 @@ class AdapterTracing:
                 attributes["jsonrpc.request.id"] = str(first["id"])
         if isinstance(tool, str):
             attributes["gen_ai.tool.name"] = tool
-        name = " ".join(str(p) for p in (rpc_method or method, tool) if isinstance(p, str))
+        name = " ".join(str(p) for p in (rpc_method or method, tool) if isinstance(p, str))[:160]
         with self.tracer.start_as_current_span(name, context=parent, kind=SpanKind.CLIENT,
                                                attributes=attributes) as span:
             traced = {k: v for k, v in headers.items() if k not in ("traceparent", "tracestate")}

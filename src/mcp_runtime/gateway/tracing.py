@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from mcp_runtime.telemetry import Telemetry
 
 TRACER = "mcp_runtime.gateway"
+NAME_LIMIT = 160
+"""Longest span name (method and tool come from the client; attributes are bounded by the provider)."""
 
 
 class GatewayTracing:
@@ -62,7 +64,7 @@ class RequestSpan:
         span = self.span
         if span is None:
             method, tool = _target(ex)
-            name = f"{method} {tool}" if tool else method
+            name = f"{method} {tool}"[:NAME_LIMIT] if tool else method[:NAME_LIMIT]  # the client's text: bounded
             span = self.tracing.tracer.start_span(name, context=_parent(ex), kind=SpanKind.SERVER,
                                                   start_time=self.start_ns, attributes=_request_attributes(ex))
             self.span = span

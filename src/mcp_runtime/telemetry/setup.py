@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 ENV_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
 ENV_TRACES_ENDPOINT = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
 TRACES_PATH = "/v1/traces"
+MAX_ATTRIBUTE_LENGTH = 512
+"""Longest attribute value kept (unless `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT` says otherwise): several come
+from the client (tool names, ids, session ids), and a span must not carry a megabyte because a client
+sent one."""
 EXPORT_TIMEOUT = 10.0
 """Seconds one export may take before the batch is given up (the SDK retries with backoff meanwhile)."""
 
@@ -74,11 +78,12 @@ def open_telemetry(service: str, endpoint: str | None) -> Telemetry | None:
         return None
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace import SpanLimits, TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     resource = Resource.create({"service.name": service, "service.version": __version__,
                                 "service.namespace": "mcp-runtime"})
-    provider = TracerProvider(resource=resource)
+    length = None if os.environ.get("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT") else MAX_ATTRIBUTE_LENGTH
+    provider = TracerProvider(resource=resource, span_limits=SpanLimits(max_attribute_length=length))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, timeout=EXPORT_TIMEOUT)))
     return Telemetry(provider, endpoint)
