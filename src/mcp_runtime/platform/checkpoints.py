@@ -94,6 +94,13 @@ class ChainHeads:
         with self._lock:
             return dict(self._heads)
 
+    def forget(self, chain: str, head: tuple[int, str]) -> None:
+        """Drop a chain whose head is still `head` (signed, and idle since): the map stays as small as the
+        set of gateways sending now; a chain that moves again comes back with its next event."""
+        with self._lock:
+            if self._heads.get(chain) == head:
+                del self._heads[chain]
+
 
 class Checkpointer:
     """Appends a signed checkpoint to the audit log every `interval` seconds when a head moved."""
@@ -114,6 +121,10 @@ class Checkpointer:
         if newest and newest[0].seq is not None and newest[0].record_hash is not None:
             heads[PLATFORM_CHAIN] = (newest[0].seq, newest[0].record_hash)
         moved = {chain: head for chain, head in heads.items() if self._signed.get(chain) != head}
+        for chain, head in heads.items():
+            if chain not in moved and chain != PLATFORM_CHAIN:  # signed last time and idle since
+                self.heads.forget(chain, head)
+                del self._signed[chain]
         if not moved:
             return None
         checkpoint = sign_checkpoint(self.keyring, moved, now or utcnow())
