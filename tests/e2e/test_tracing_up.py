@@ -74,6 +74,15 @@ def test_one_trace_from_the_agent_through_adapter_gateway_and_server(tmp_path: P
 
             spans = receiver.wait_for(complete, timeout=60)
             platform_spans = [s for s in spans if s.service == "mcp-runtime-platform"]
+            # the analytics events of both calls name the trace (the dashboard's rows lead to it)
+            deadline = time.monotonic() + 30
+            while True:
+                items = world.api("GET", f"analytics/events?server={SERVER}&limit=100").json()["items"]
+                traced = {e["tool"]: e["traceID"] for e in items if e["tool"] in ("add", "upper")}
+                if len(traced) == 2 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert traced == {"add": trace_id, "upper": trace_id}, traced
     in_trace = [s for s in spans if s.trace_id == trace_id]
 
     root = _one(in_trace, "agent", "agent task")

@@ -20,7 +20,7 @@ Where the features of this milestone plug in, without changing the flows:
 - Virtual servers, stdio and remote upstreams: `forward` only knows `route.upstream`, an `Upstream`
   (upstream/base.py) that gets the allowed messages already parsed.
 - OpenTelemetry (tracing.py): a span per request, begun in `__call__`, made the upstream's parent in
-  `forward`, ended with the decision after `finish`; `tracing` None (off) costs three `is None` tests.
+  `forward`, ended with the decision before `finish`; `tracing` None (off) costs three `is None` tests.
 
 Raw ASGI rather than a framework because this is the hot path of every tool call: one pass over the
 headers, one JSON parse of the body, a cached token check, the evaluator, and the upstream's bytes
@@ -132,9 +132,9 @@ class RequestPath:
             ex.status = 499
         finally:
             inflight.dec()
-            self.finish(ex, server, method, time.perf_counter() - started)
             if ex.span is not None:
-                ex.span.end(ex)
+                ex.span.end(ex)  # first: it names the trace the audit record carries
+            self.finish(ex, server, method, time.perf_counter() - started)
 
     # -- the two flows -------------------------------------------------------------------------------
     async def post(self, ex: Exchange) -> None:
