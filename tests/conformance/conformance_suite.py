@@ -235,6 +235,9 @@ def _cli_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path}
 
 
+OAUTH_ISSUER = "https://platform.example.com/api/v1/oauth"
+
+
 @contextlib.contextmanager
 def run_gateway(upstream_url: str, policy: PolicyDocument, keyring: KeyRing, work_dir: Path,
                 startup_timeout: float = 30.0) -> Iterator[tuple[str, Path]]:
@@ -247,6 +250,8 @@ def run_gateway(upstream_url: str, policy: PolicyDocument, keyring: KeyRing, wor
         process = subprocess.Popen(
             [sys.executable, "-m", "mcp_runtime", "gateway", "run", "--upstream", upstream_url,
              "--policy-file", str(policy_file), "--jwks-file", str(jwks_file), "--listen", f"127.0.0.1:{port}",
+             # as a sidecar is rendered: an OAuth protected resource (metadata, challenges, its own origin)
+             "--resource-url", f"http://127.0.0.1:{port}/mcp", "--authorization-server", OAUTH_ISSUER,
              "--log-level", "warning"],
             env=_cli_env(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     try:

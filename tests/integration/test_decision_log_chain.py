@@ -170,3 +170,48 @@ def test_older_rows_without_a_chain_are_counted_not_failed(tmp_path: Path, recor
     store.close()
     code, answer = run_verify("--store", str(path))
     assert code == 0 and answer["unchained"] == 1 and answer["records"] == 13
+
+
+def _client_chain() -> list[AnalyticsEvent]:
+    """A chain whose middle records came from OAuth clients (`client_id`) and the rest from adapter tokens."""
+    from mcp_runtime.sentinel.chain import EventChain
+
+    chain = EventChain()
+    return [chain.link(AnalyticsEvent(server="payments", namespace="mcp-team-acme", rpc_method="tools/call",
+                                      decision="allow", status=200, latency_ms=1.0,
+                                      client_id="client-4f2a" if i in (1, 2) else None)) for i in range(4)]
+
+
+def test_records_made_before_client_id_existed_still_verify(recorded: list[AnalyticsEvent]) -> None:
+    """A record without a client keeps the hash it had before the field was added (its canonical JSON has no
+    `client_id` key), so decision logs written by older gateways verify unchanged."""
+    import hashlib
+
+    from mcp_runtime.sentinel.chain import record_hash
+
+    event = recorded[0]
+    assert event.client_id is None
+    body = event.model_dump(mode="json", exclude={"record_hash", "client_id"})
+    body["timestamp"] = event.timestamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    old_style = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    assert record_hash(event) == old_style == event.record_hash
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "clickhouse"])
+def test_the_oauth_client_is_stored_chained_and_tamper_evident(tmp_path: Path, kind: str) -> None:
+    events = _client_chain()
+    executor = ChdbExecutor(str(tmp_path / "chdb")) if kind == "clickhouse" else None
+    store: SQLiteEventStore | ClickHouseEventStore = (
+        ClickHouseEventStore(executor, database=f"t_{uuid.uuid4().hex[:12]}") if executor is not None
+        else SQLiteEventStore(tmp_path / "analytics.db"))
+    try:
+        store.insert(events)
+        stored = store.events(UsageFilter(), limit=10)
+        assert [e.client_id for e in stored] == [None, "client-4f2a", "client-4f2a", None]
+        assert verify(stored).ok
+        forged = [e.model_copy(update={"client_id": "someone-else"}) if e.chain_seq == 1 else e for e in stored]
+        assert {(p.kind, p.seq) for p in verify(forged).problems} == {("modified", 1)}
+    finally:
+        store.close()
+        if executor is not None:
+            executor.close()

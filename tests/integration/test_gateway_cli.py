@@ -174,3 +174,48 @@ def test_a_remote_servers_sidecar_sends_the_secret_header_over_verified_tls(file
                 assert remote.seen[0]["x-api-key"] == "k-remote-1" and "authorization" not in remote.seen[0]
             else:  # a CA the remote's certificate does not chain to: nothing was sent to it
                 assert "not trusted" in answer.json()["error"]["message"] and not remote.seen
+
+
+def test_a_sidecar_told_its_public_url_is_an_oauth_protected_resource(files: dict[str, Any]) -> None:
+    """What the renderer passes a sidecar (`--resource-url`, `--authorization-server`): it serves RFC 9728
+    metadata at the well-known path of its public URL (and the root, having one route), names it in every
+    401, and refuses a token for another server (audience, RFC 8707)."""
+    resource = "https://mcp.example.com/data-utility/mcp"
+    issuer = "https://platform.example.com/api/v1/oauth"
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+    accept = {"Accept": "application/json, text/event-stream"}
+    with run_data_utility_server() as upstream:
+        process, base = _serve_sidecar([
+            "--upstream", upstream.url, "--policy-file", str(files["policy"]), "--jwks-file", str(files["jwks"]),
+            "--path", "/data-utility/mcp", "--resource-url", resource, "--authorization-server", issuer])
+        try:
+            metadata = httpx.get(base + "/.well-known/oauth-protected-resource/data-utility/mcp", timeout=10)
+            root = httpx.get(base + "/.well-known/oauth-protected-resource", timeout=10)
+            anonymous = httpx.post(base + "/data-utility/mcp", json=init, headers=accept, timeout=10)
+            elsewhere = files["kit"].token("s-cursor", "cursor", server="ledger")
+            wrong = httpx.post(base + "/data-utility/mcp", json=init, timeout=10,
+                               headers={**accept, "Authorization": f"Bearer {elsewhere}"})
+            right = httpx.post(base + "/data-utility/mcp", json=init, timeout=10, headers={
+                **accept, "Authorization": f"Bearer {files['kit'].token('s-cursor', 'cursor')}"})
+        finally:
+            stop_process(process)
+    assert metadata.status_code == 200, metadata.text
+    assert metadata.json()["resource"] == resource and metadata.json()["authorization_servers"] == [issuer]
+    assert root.json() == metadata.json()
+    challenge = 'resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/data-utility/mcp"'
+    assert anonymous.status_code == 401 and challenge in anonymous.headers["www-authenticate"]
+    assert wrong.status_code == 401 and challenge in wrong.headers["www-authenticate"]
+    assert "wrong_audience" in wrong.text or "invalid_token" in wrong.headers["www-authenticate"]
+    assert right.status_code == 200, right.text
+
+
+def test_oauth_flags_go_together_and_must_be_urls(files: dict[str, Any]) -> None:
+    base = ["gateway", "run", "--upstream", "http://127.0.0.1:9/mcp", "--policy-file", str(files["policy"]),
+            "--jwks-file", str(files["jwks"])]
+    for extra, message in ((["--resource-url", "https://mcp.example.com/x/mcp"], "go together"),
+                           (["--resource-url", "mcp.example.com/x", "--authorization-server", "https://p/api"],
+                            "absolute http(s) URL"),
+                           (["--allowed-origin", "https://app.example.com/path"], "scheme://host")):
+        result = run_cli([*base, *extra])
+        assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr, result.stderr

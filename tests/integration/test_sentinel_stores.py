@@ -529,7 +529,7 @@ def test_sqlite_upgrade_keeps_release_1_rows_and_marks_them_version_1(tmp_path: 
     finally:
         store.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3  # 3: the hash-chain columns
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4  # 3: the hash-chain columns; 4: client_id
     SQLiteEventStore(path).close()  # reopening an upgraded file changes nothing
 
 
@@ -550,7 +550,7 @@ def test_clickhouse_upgrade_adds_the_columns_and_keeps_release_1_rows(chdb_execu
     current.database, current.table, current.ttl_days = database, f"{database}.sentinel_events", None
     create_v1 = current.ddl()[1]
     for name in ("event_version", "session_state", "consented_trust", "arguments_digest", "chain_id", "chain_seq",
-                 "prev_hash", "record_hash"):
+                 "prev_hash", "record_hash", "client_id"):
         create_v1 = "\n".join(line for line in create_v1.splitlines() if not line.strip().startswith(name))
     chdb_executor.command(f"CREATE DATABASE {database}")
     chdb_executor.command(create_v1)

@@ -40,6 +40,8 @@ from oauth_support import (
 )
 from pydantic import AnyUrl
 
+from fixtures.cli import run_cli
+
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -111,6 +113,20 @@ def test_sdk_oauth_client_reaches_a_governed_tool_through_consent(up: Up) -> Non
     assert ours[0]["spec"]["consentedTrust"] == "medium"
     assert ours[0]["metadata"]["labels"]["mcpruntime.org/oauth-client"] == storage.client.client_id  # type: ignore[union-attr]
 
+    # the analytics rows of those calls carry the OAuth client (the token's client_id claim), in the API
+    # and in `analytics events`
+    client_id = storage.client.client_id  # type: ignore[union-attr]
+    events = wait_until(lambda: up.api(ALICE, "GET", "/analytics/events?server=payments&tool=echo")["items"],
+                        lambda items: any(e["user"] == BOB[0] for e in items))
+    assert {e["client"] for e in events if e["user"] == BOB[0]} == {client_id}
+    printed = run_cli(["analytics", "events", "--server", "payments"], env=cli_login(up, ALICE))
+    assert printed.returncode == 0 and "CLIENT" in printed.stdout and client_id[:10] in printed.stdout, printed
+    owner = ConsentBrowser(up, ALICE)  # the dashboard's recent requests name it on the agent
+    try:
+        assert f'title="OAuth client {client_id}"' in owner.http.get("/analytics").text
+    finally:
+        owner.close()
+
     # the owner revokes it: the client's token is refused on its next call
     token = storage.tokens.access_token
     assert mcp_list(up, "payments", token).status_code != 401
@@ -120,6 +136,19 @@ def test_sdk_oauth_client_reaches_a_governed_tool_through_consent(up: Up) -> Non
     assert refused.status_code == 401 and refused.json()["error"] == "session_revoked"
     assert time.monotonic() - started < 1.0
     assert 'resource_metadata="' in refused.headers["www-authenticate"]
+
+
+def wait_until(probe: Any, done: Any, timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while not done(value := probe()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return value
+
+
+def cli_login(up: Up, who: tuple[str, str]) -> dict[str, str]:
+    """The environment a CLI user of `who` has: the platform URL and an API key."""
+    key = up.api(who, "POST", "/user/api-keys", {"name": "cli"})["key"]
+    return {"MCP_PLATFORM_API_TOKEN": key, "MCP_PLATFORM_API_URL": up.url}
 
 
 def test_discovery_documents(up: Up) -> None:

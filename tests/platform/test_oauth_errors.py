@@ -221,3 +221,19 @@ def test_a_user_without_a_grant_is_told_so_and_can_only_deny(up: Up, flow: Flow)
     finally:
         browser.close()
     assert parse_qs(urlsplit(location).query)["error"] == ["access_denied"]
+
+
+def test_a_resource_at_the_servers_url_names_the_server(up: Up) -> None:
+    """On Kubernetes the servers are at `https://mcp.<domain>` and the platform at `https://platform.<domain>`
+    (`MCP_RUNTIME_SERVERS_URL`): a resource at either names the server; any other origin does not."""
+    from mcp_runtime.platform.oauth.service import AuthorizeError, OAuthService
+
+    platform = up.embedded.platform
+    oauth = OAuthService(platform.store, platform.access, up.url, platform.settings.access_token_ttl,
+                         platform.settings.oauth_authorization_ttl, servers_url="https://mcp.example.com")
+    assert oauth.server_of("https://mcp.example.com/payments/mcp") == (ACME_NS, "payments")
+    assert oauth.server_of(f"{up.url}/payments/mcp") == (ACME_NS, "payments")
+    for other in ("https://elsewhere.example.com/payments/mcp", "http://mcp.example.com:8443/payments/mcp",
+                  "https://mcp.example.com/payments/mcp?x=1"):
+        with pytest.raises(AuthorizeError):
+            oauth.server_of(other)

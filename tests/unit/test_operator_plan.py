@@ -257,7 +257,11 @@ def test_settings_from_env() -> None:
         "MCP_OPERATOR_TLS_CLUSTER_ISSUER": "letsencrypt-prod",
         "MCP_OPERATOR_INGRESS_ANNOTATIONS": '{"traefik.ingress.kubernetes.io/router.entrypoints": "websecure"}',
         "MCP_OPERATOR_NAMESPACES": "mcp-team-acme, mcp-team-globex",
+        "MCP_OPERATOR_PUBLIC_URL": "https://mcp.example.com",
+        "MCP_OPERATOR_OAUTH_ISSUER": "https://platform.example.com/api/v1/oauth",
     })
+    assert settings.render.public_url == "https://mcp.example.com"
+    assert settings.render.oauth_issuer == "https://platform.example.com/api/v1/oauth"
     assert settings.render.gateway_image == "registry.example.com/mcp-runtime:1.2"
     assert settings.render.watch_policy_via_api is True
     assert settings.render.tls_enabled and settings.render.tls_cluster_issuer == "letsencrypt-prod"
@@ -285,3 +289,25 @@ def test_a_remote_server_is_reconciled_into_a_gateway_only_deployment_and_turns_
     ready = plan_server(server(generation=2, image=None, imageTag=None, remote=remote, status=first.status),
                         [grant()], [], live, OPTIONS, NOW)
     assert ready.status["phase"] == "Ready" and set(conditions(ready.status).values()) == {"True"}
+
+
+def test_setup_makes_the_platform_the_authorization_server_of_the_sidecars() -> None:
+    """What `setup` (and the Helm chart) give the platform and the operator: with TLS, the servers at
+    https://mcp.<domain> are OAuth resources of the platform's issuer at https://platform.<domain>."""
+    from mcp_runtime.kube.platform import PlatformConfig, render_platform
+
+    def env_of(objects: list[dict[str, Any]], name: str) -> dict[str, str]:
+        deployment = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == name)
+        return {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    for tls, scheme in ((False, "http"), (True, "https")):
+        objects = render_platform(PlatformConfig(domain="example.com", with_tls=tls, acme_email="ops@example.com"))
+        operator = OperatorSettings.from_env(env_of(objects, "mcp-runtime-operator"))
+        if tls:
+            assert operator.render.public_url == "https://mcp.example.com"
+            assert operator.render.oauth_issuer == "https://platform.example.com/api/v1/oauth"
+        else:  # the platform serves OAuth only with an https issuer: sidecars name no authorization server
+            assert operator.render.public_url is None and operator.render.oauth_issuer is None
+        api = env_of(objects, "mcp-runtime-api")
+        assert api["MCP_RUNTIME_PUBLIC_URL"] == f"{scheme}://platform.example.com"
+        assert api["MCP_RUNTIME_SERVERS_URL"] == f"{scheme}://mcp.example.com"

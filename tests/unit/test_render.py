@@ -182,7 +182,9 @@ def test_matrix_validates_against_kubernetes_schemas(
     RenderOptions(tls_enabled=True, tls_issuer="team-ca", run_as_user=None, run_as_group=None,
                   ingest_url=INGEST, ingest_key_secret=SecretKey("mcp-ingest", "key"),
                   app_default_resources={"requests": {"cpu": "10m"}}, ingress_enabled=False),
-], ids=["defaults", "watch-api", "tls-owner", "tls-no-host-issuer"])
+    RenderOptions(tls_enabled=True, public_url="https://mcp.example.com",
+                  oauth_issuer="https://platform.example.com/api/v1/oauth"),
+], ids=["defaults", "watch-api", "tls-owner", "tls-no-host-issuer", "oauth-resource"])
 def test_option_variants_validate(options: RenderOptions) -> None:
     for server in (make_server(ingressHost="mcp.example.com"), make_server()):
         rendered = render_server(server, policy_for(server), options)

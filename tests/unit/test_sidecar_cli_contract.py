@@ -71,3 +71,33 @@ def test_a_remote_servers_gateway_args_parse_with_its_credential_ca_and_timeouts
     assert str(params["upstream_credential_file"]) == "/var/run/mcp-runtime/remote/credential"
     assert str(params["ca_file"]) == "/etc/mcp-runtime/policy/remote-ca.pem"
     assert (params["connect_timeout"], params["read_timeout"]) == ("5s", "1m")
+
+
+ISSUER = "https://platform.example.com/api/v1/oauth"
+
+
+def test_the_sidecar_is_an_oauth_resource_at_its_public_url() -> None:
+    """With the platform's issuer and the servers' base URL, the sidecar is told its resource URI (the base
+    plus its route) and the authorization server; `gateway run` accepts both."""
+    params = parse_gateway_args(sidecar_args(public_url="https://mcp.example.com/", oauth_issuer=ISSUER))
+    assert params["resource_url"] == "https://mcp.example.com/payments/mcp"
+    assert params["authorization_server"] == [ISSUER]
+
+
+def test_no_issuer_or_no_url_renders_no_oauth_flags() -> None:
+    for options in ({}, {"public_url": "https://mcp.example.com"}, {"oauth_issuer": ISSUER}):
+        args = sidecar_args(**options)
+        assert "--resource-url" not in args and "--authorization-server" not in args, options
+
+
+def test_a_server_with_its_own_host_is_a_resource_at_that_host() -> None:
+    server = MCPServer.model_validate({"metadata": {"name": "payments", "namespace": "mcp-team-acme", "uid": "u"},
+                                       "spec": {"image": "acme/payments:v1", "ingressHost": "pay.example.com",
+                                                "tools": [{"name": "echo", "sideEffect": "read"}]}})
+    for tls, scheme in ((True, "https"), (False, "http")):
+        rendered = render_server(server, compile_policy(server, [], []),
+                                 RenderOptions(oauth_issuer=ISSUER, public_url="https://mcp.example.com",
+                                               tls_enabled=tls))
+        gateway = next(c for c in rendered.deployment["spec"]["template"]["spec"]["containers"]
+                       if c["name"] == GATEWAY_CONTAINER)
+        assert parse_gateway_args(gateway["args"])["resource_url"] == f"{scheme}://pay.example.com/payments/mcp"

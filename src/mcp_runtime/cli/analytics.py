@@ -31,8 +31,8 @@ app = typer.Typer(help="Tool calls, callers and decisions seen by the gateways."
 TOOL_COLUMNS = [("SERVER", "server"), ("TOOL", "tool"), ("USER", "user"), ("TEAM", "team"), ("AGENT", "agent"),
                 ("CALLS", "calls"), ("DENIED", "denied"), ("LAST CALL", "lastSeen")]
 EVENT_COLUMNS = [("TIME", "timestamp"), ("SERVER", "server"), ("METHOD", "method"), ("TOOL", "tool"),
-                 ("USER", "user"), ("TEAM", "team"), ("AGENT", "agent"), ("DECISION", "decision"),
-                 ("REASON", "reason"), ("STATUS", "status"), ("MS", "latencyMs")]
+                 ("USER", "user"), ("TEAM", "team"), ("AGENT", "agent"), ("CLIENT", "client"),
+                 ("DECISION", "decision"), ("REASON", "reason"), ("STATUS", "status"), ("MS", "latencyMs")]
 SERVER_COLUMNS = [("SERVER", "server"), ("NAMESPACE", "namespace"), ("TEAM", "team"), ("CALLS", "calls"),
                   ("ALLOWED", "allowed"), ("DENIED", "denied"), ("TOOL CALLS", "toolCalls"),
                   ("AVG MS", "avgLatencyMs")]
@@ -130,13 +130,13 @@ def _print_stream(rows: list[dict[str, Any]], output: OutputFormat, *, header: b
         for row in rows:
             typer.echo("---\n" + yaml.safe_dump(row, sort_keys=False).rstrip())
     else:
-        widths = (20, 14, 12, 16, 22, 10, 10, 8, 22)
+        widths = (20, 14, 12, 16, 22, 10, 10, 12, 8, 22)
         if header:
-            typer.echo(_line(["TIME", "SERVER", "METHOD", "TOOL", "USER", "TEAM", "AGENT", "DECISION", "REASON"],
-                             widths))
+            typer.echo(_line(["TIME", "SERVER", "METHOD", "TOOL", "USER", "TEAM", "AGENT", "CLIENT", "DECISION",
+                              "REASON"], widths))
         for e in rows:
             typer.echo(_line([e["timestamp"][:19].replace("T", " "), e["server"], e["method"], e["tool"], e["user"],
-                              e["team"], e["agent"], e["decision"], e["reason"]], widths))
+                              e["team"], e["agent"], e.get("client"), e["decision"], e["reason"]], widths))
 
 
 def _line(values: list[Any], widths: tuple[int, ...]) -> str:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import typer
 
@@ -85,6 +86,17 @@ def run(
         DEFAULT_READ_TIMEOUT, "--read-timeout", metavar="DURATION",
         help="How long the upstream may take to start answering, and pause within an answer to a POST "
              "(spec.gateway.timeouts.read)."),
+    resource_url: str | None = typer.Option(
+        None, "--resource-url", metavar="URL",
+        help="The server's public URL, its OAuth resource URI: the gateway publishes its protected resource "
+             "metadata (RFC 9728) and names it in every 401. Needs --authorization-server."),
+    authorization_server: list[str] = typer.Option(
+        [], "--authorization-server", metavar="ISSUER",
+        help="Issuer of the authorization server clients get tokens from (the platform's "
+             "<platform URL>/api/v1/oauth); repeatable."),
+    allowed_origin: list[str] = typer.Option(
+        [], "--allowed-origin", metavar="ORIGIN",
+        help="A browser origin (scheme://host[:port]) allowed besides the resource's own and loopback; repeatable."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
     otlp: str | None = typer.Option(None, "--otlp-endpoint", metavar="URL", help=OTLP_HELP),
 ) -> None:
@@ -121,10 +133,11 @@ def run(
     configure_logging(log_level)
     header = _upstream_header(upstream_header, upstream_header_prefix, upstream_credential_file)
     ca_bundle = _readable(ca_file, "CA file", "--ca-file").decode("utf-8", "replace") if ca_file else None
+    oauth = _oauth_resource(resource_url, authorization_server, allowed_origin)
     try:
         route = GatewayRoute(upstream=upstream, policy=source, keys=keys, server=server, namespace=namespace,
                              path=path, upstream_token=upstream_token, upstream_header=header, ca_bundle=ca_bundle,
-                             connect_timeout=connect_seconds, read_timeout=read_seconds)
+                             connect_timeout=connect_seconds, read_timeout=read_seconds, **oauth)
         from mcp_runtime.telemetry import open_telemetry
 
         gateway = Gateway([route], emitter=emitter, telemetry=open_telemetry("mcp-gateway", traces))
@@ -137,7 +150,7 @@ def run(
     revision = doc.revision[:12] if doc else "none yet"
     typer.echo(f"mcp-gateway for {who}: http://{host}:{port}{route.public_path()} -> {upstream} "
                f"(policy {revision} from {source.describe()}, analytics {'on' if emitter else 'off'}, "
-               f"traces {traces or 'off'})", err=True)
+               f"OAuth resource {resource_url or 'off'}, traces {traces or 'off'})", err=True)
     serve(gateway, host, port, log_level=log_level.lower())
 
 
@@ -152,6 +165,29 @@ def _report_tools(gateway: Gateway, ingest_url: str, ingest_key_file: Path) -> N
         return
     gateway.drift_listener = ToolReporter(url, _readable(ingest_key_file, "ingest key file",
                                                          "--ingest-key-file").decode().strip())
+
+
+def _oauth_resource(resource_url: str | None, issuers: list[str], origins: list[str]) -> dict[str, Any]:
+    """The route's OAuth fields: the resource URI and its authorization servers go together."""
+    if (resource_url is None) != (not issuers):
+        raise CliError("--resource-url and --authorization-server go together",
+                       hint="give the server's public URL and the platform's issuer (<platform URL>/api/v1/oauth)")
+    for flag, url in [("--resource-url", resource_url), *(("--authorization-server", i) for i in issuers)]:
+        if url is not None and not _is_http_url(url):
+            raise CliError(f"{flag} must be an absolute http(s) URL without query or fragment, got {url!r}",
+                           hint="for example https://mcp.example.com/payments/mcp")
+    for origin in origins:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+            raise CliError(f"--allowed-origin must be scheme://host[:port], got {origin!r}",
+                           hint="for example https://app.example.com")
+    return {"resource_url": resource_url, "authorization_servers": tuple(issuers),
+            "allowed_origins": tuple(o.rstrip("/") for o in origins)}
+
+
+def _is_http_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and not parts.query and not parts.fragment
 
 
 def _upstream_header(name: str | None, prefix: str, credential_file: Path | None) -> tuple[str, str] | None:

@@ -368,11 +368,11 @@ class EmbeddedPlatform:
         path: str = scope.get("path", "")
         if path.startswith("/api/") or path.startswith(WELL_KNOWN_PREFIXES):
             await self.api(scope, receive, send)
-        elif path.startswith(RESOURCE_METADATA_PREFIX):
-            await self.gateway(scope, receive, send)
         elif (proxy := getattr(self.runtime, "proxy", None)) is not None and proxy.handles(path):
-            await proxy(scope, receive, send)  # podman runtime: straight to the pod's gateway sidecar
-        elif self.gateway.routes.get(path) is not None or path in GATEWAY_ENDPOINTS:
+            await proxy(scope, receive, send)  # podman runtime: straight to the pod's gateway sidecar (its
+            # route, and its protected resource metadata)
+        elif path.startswith(RESOURCE_METADATA_PREFIX) or self.gateway.routes.get(path) is not None \
+                or path in GATEWAY_ENDPOINTS:
             await self.gateway(scope, receive, send)
         else:
             await self.dashboard(scope, receive, send)

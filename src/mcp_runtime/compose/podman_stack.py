@@ -80,11 +80,14 @@ class PodmanStack:
         return self.runtime
 
     def attach(self, platform: Platform) -> None:
-        """Wire the runtime to the control plane: compiled policies, signing keys, policy pushes."""
+        """Wire the runtime to the control plane: compiled policies, signing keys, policy pushes, and the
+        OAuth issuer and public URL every sidecar names in its protected resource metadata."""
         if self.runtime is None:
             raise RuntimeError("create the runtime first (EmbeddedPlatform(runtime_factory=stack.runtime_factory))")
+        oauth = (platform.oauth.servers_url, platform.oauth.issuer) if platform.oauth is not None else None
         self.runtime.attach(policy_for=platform.policies.document, jwks=platform.keyring.jwks,
-                            subscribe=lambda callback: platform.publisher.subscribe(callback, replay=False))
+                            subscribe=lambda callback: platform.publisher.subscribe(callback, replay=False),
+                            oauth=oauth)
 
     def start(self) -> None:
         if self.registry is not None:

@@ -100,6 +100,7 @@ class Auditor:
                 agent_id=_clip(claims.agent_id if claims else None, _NAME),
                 subject_team_id=_clip(claims.team_id if claims else None, _NAME),
                 session_id=_clip(claims.session_id if claims else None, _NAME),
+                client_id=_clip(claims.client_id if claims else None, _NAME),
                 rpc_method=_clip(rpc_method, _SHORT) or "unknown",
                 tool_name=_clip(tool, _SHORT),
                 decision="allow" if decision is not None and decision.allowed else "deny",

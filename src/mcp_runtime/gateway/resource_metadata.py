@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 from mcp.shared.auth import ProtectedResourceMetadata
 from pydantic import AnyHttpUrl
 
+from mcp_runtime.wire.oauth import RESOURCE_METADATA_PREFIX
+
 
 class _Routed(Protocol):
     @property
@@ -26,7 +28,8 @@ class _Routed(Protocol):
 
 R = TypeVar("R", bound=_Routed)
 
-RESOURCE_METADATA_PREFIX = "/.well-known/oauth-protected-resource"
+__all__ = ["RESOURCE_METADATA_PREFIX", "metadata_document", "metadata_url", "origin_allowed", "origin_of",
+           "route_for_metadata"]
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mcp_runtime.manifests import render_cluster_roles
+from mcp_runtime.manifests.options import OAUTH_ISSUER_PATH
 from mcp_runtime.resources import API_GROUP, ORG_NAMESPACE, PUBLIC_NAMESPACE
 from mcp_runtime.resources.crd import render_crds
 
@@ -60,6 +61,9 @@ class PlatformConfig:
     @property
     def platform_host(self) -> str:
         return f"platform.{self.domain}"
+
+    def url_of(self, host: str) -> str:
+        return f"{'https' if self.with_tls else 'http'}://{host}"
 
     @property
     def mcp_host(self) -> str:
@@ -188,6 +192,11 @@ def render_platform(config: PlatformConfig) -> list[Manifest]:
                          {"name": "MCP_SENTINEL_INGEST_KEY_SECRET", "value": f"{INGEST_KEY_SECRET}:api-key"}]
     if config.issuer:
         operator_env.append({"name": "MCP_OPERATOR_TLS_CLUSTER_ISSUER", "value": config.issuer})
+    if config.platform_mode != "none" and config.with_tls:
+        # sidecars are OAuth resources of the platform's authorization server (on only with https, RFC 8414)
+        operator_env += [{"name": "MCP_OPERATOR_PUBLIC_URL", "value": config.url_of(config.mcp_host)},
+                         {"name": "MCP_OPERATOR_OAUTH_ISSUER",
+                          "value": config.url_of(config.platform_host) + OAUTH_ISSUER_PATH}]
     objects.append(_deployment(OPERATOR, config, "operator", {
         "name": "operator", "image": config.image, "command": ["mcp-runtime"],
         "args": ["operator", "run", "--liveness", "http://0.0.0.0:8080/healthz"],
@@ -201,6 +210,9 @@ def render_platform(config: PlatformConfig) -> list[Manifest]:
             {"name": "MCP_RUNTIME_DATABASE_URL",
              "valueFrom": {"secretKeyRef": {"name": DATABASE_SECRET, "key": "url", "optional": config.test_mode}}},
             {"name": "MCP_RUNTIME_PLATFORM_DOMAIN", "value": config.domain},
+            # MCP authorization: the platform is the OAuth authorization server of the servers at mcp.<domain>
+            {"name": "MCP_RUNTIME_PUBLIC_URL", "value": config.url_of(config.platform_host)},
+            {"name": "MCP_RUNTIME_SERVERS_URL", "value": config.url_of(config.mcp_host)},
             # the key gateways send to ingest: the same Secret the operator mounts into sidecars
             {"name": "MCP_RUNTIME_INGEST_API_KEY",
              "valueFrom": {"secretKeyRef": {"name": INGEST_KEY_SECRET, "key": "api-key", "optional": True}}},

@@ -9,6 +9,7 @@ from mcp_runtime.manifests.common import (
     RESERVED_ENV,
     RenderError,
     policy_configmap_name,
+    resource_url,
     route_path,
     selector_labels,
     server_labels,
@@ -38,6 +39,6 @@ __all__ = [
     "OwnerReference", "RenderError", "RenderOptions", "RenderedServer", "SecretKey", "TeamNamespace",
     "TeamNamespaceOptions", "check_team_slug", "gateway_upstream", "has_registry_host", "label_value",
     "object_name", "owner_reference_for", "policy_configmap_name", "qualify_image", "render_cluster_roles",
-    "render_jwks_configmap", "render_server", "render_team_namespace", "route_path", "selector_labels",
+    "render_jwks_configmap", "render_server", "render_team_namespace", "resource_url", "route_path", "selector_labels",
     "server_labels",
 ]

@@ -100,3 +100,16 @@ def route_path(server: MCPServer) -> str:
     """The ingress path, which is also the path the app listens on (`MCP_PATH`)."""
     spec = server.spec
     return spec.ingress_path or f"/{spec.public_path_prefix or server.name}/mcp"
+
+
+def resource_url(server: MCPServer, options: RenderOptions) -> str | None:
+    """The server's OAuth resource URI (its public URL), or None when the sidecar is not an OAuth resource:
+    no issuer, or neither a host of its own nor a public base URL to put the path under."""
+    if not options.oauth_issuer:
+        return None
+    path = route_path(server)
+    if server.spec.ingress_host:
+        return f"{'https' if options.tls_enabled else 'http'}://{server.spec.ingress_host}{path}"
+    if options.public_url:
+        return options.public_url.rstrip("/") + path
+    return None

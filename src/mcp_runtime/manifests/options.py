@@ -19,6 +19,8 @@ DEFAULT_POLICY_MOUNT_DIR = "/etc/mcp-runtime/policy"
 DEFAULT_JWKS_MOUNT_DIR = "/etc/mcp-runtime/jwks"
 DEFAULT_INGEST_KEY_MOUNT_DIR = "/etc/mcp-runtime/ingest"
 DEFAULT_NONROOT_UID = 65532
+OAUTH_ISSUER_PATH = "/api/v1/oauth"
+"""Where the platform's OAuth authorization server lives under its public URL (its issuer)."""
 
 ImagePullPolicy = Literal["Always", "IfNotPresent", "Never"]
 
@@ -86,6 +88,12 @@ class RenderOptions:
             `spec.analytics.apiKeySecretRef` wins. Without one the gateway sends events unauthenticated
             and ingest rejects them with 401, as the publish guide warns.
         ingest_key_mount_dir: where that Secret is mounted read-only in the sidecar.
+        public_url: the base URL clients reach servers at (`https://mcp.example.com`; `up`'s own URL for
+            podman). With `oauth_issuer`, each sidecar is an OAuth protected resource: its resource URI
+            is this URL plus the server's path (`https://<spec.ingressHost><path>` when the server has a
+            host), passed as `--resource-url`, so it serves RFC 9728 metadata and names it in every 401.
+        oauth_issuer: the platform's authorization server (`<platform URL>/api/v1/oauth`), passed as
+            `--authorization-server`; None renders no OAuth flags.
         jwks_configmap: the ConfigMap (in the server's namespace) with `jwks.json`, the platform's public
             signing keys; the operator copies it into each team namespace.
         jwks_key: the key of that ConfigMap holding the JWKS.
@@ -132,6 +140,8 @@ class RenderOptions:
     otlp_endpoint: str | None = None
     ingest_key_secret: SecretKey | None = None
     ingest_key_mount_dir: str = DEFAULT_INGEST_KEY_MOUNT_DIR
+    public_url: str | None = None
+    oauth_issuer: str | None = None
     jwks_configmap: str = DEFAULT_JWKS_CONFIGMAP
     jwks_key: str = "jwks.json"
     policy_mount_dir: str = DEFAULT_POLICY_MOUNT_DIR

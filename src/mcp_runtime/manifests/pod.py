@@ -25,6 +25,7 @@ from mcp_runtime.manifests.common import (
     RenderContext,
     gateway_service_account_name,
     policy_configmap_name,
+    resource_url,
     route_path,
 )
 from mcp_runtime.manifests.options import SecretKey
@@ -252,6 +253,9 @@ def _gateway_container(ctx: RenderContext) -> tuple[Manifest, list[Manifest]]:
         volumes.append(_api_access_volume())
     if spec.remote is not None:
         _remote_parts(ctx, args, mounts, volumes)
+    resource = resource_url(ctx.server, options)
+    if resource is not None and options.oauth_issuer:
+        args += ["--resource-url", resource, "--authorization-server", options.oauth_issuer]
     ingest_url, ingest_key = _ingest(ctx)
     if ingest_url:
         args += ["--ingest-url", ingest_url]

@@ -31,6 +31,9 @@ class OperatorSettings:
     MCP_OPERATOR_JWKS_CONFIGMAP     `<namespace>/<name>` of the platform's JWKS ConfigMap to copy into
                                     every server namespace (default mcp-runtime/mcp-runtime-jwks)
     MCP_OPERATOR_NAMESPACES         comma-separated namespaces to watch (default: all)
+    MCP_OPERATOR_PUBLIC_URL         base URL clients reach servers at (https://mcp.<domain>); with the
+                                    issuer below, every sidecar is an OAuth protected resource
+    MCP_OPERATOR_OAUTH_ISSUER       the platform's OAuth issuer (https://platform.<domain>/api/v1/oauth)
     """
 
     render: RenderOptions = field(default_factory=RenderOptions)
@@ -56,6 +59,8 @@ class OperatorSettings:
             tls_enabled=issuer is not None,
             tls_cluster_issuer=issuer,
             ingress_annotations={str(k): str(v) for k, v in annotations.items()},
+            public_url=env.get("MCP_OPERATOR_PUBLIC_URL") or None,
+            oauth_issuer=env.get("MCP_OPERATOR_OAUTH_ISSUER") or None,
         )
         jwks = env.get("MCP_OPERATOR_JWKS_CONFIGMAP", "mcp-runtime/mcp-runtime-jwks")
         source = None

@@ -181,7 +181,7 @@ class Names:
         return {"eventID": e.event_id, "timestamp": _iso(e.timestamp), "server": e.server,
                 "namespace": e.namespace, "serverTeam": self.team(e.team_id), "serverTeamID": e.team_id,
                 "user": e.human_id, "agent": e.agent_id, "team": self.team(e.subject_team_id),
-                "teamID": e.subject_team_id, "session": e.session_id, "method": e.rpc_method,
+                "teamID": e.subject_team_id, "session": e.session_id, "client": e.client_id, "method": e.rpc_method,
                 "tool": e.tool_name, "decision": e.decision, "reason": e.reason, "grant": e.matched_grant,
                 "requiredTrust": e.required_trust, "effectiveTrust": e.effective_trust,
                 "sideEffect": e.side_effect, "status": e.status, "latencyMs": e.latency_ms,

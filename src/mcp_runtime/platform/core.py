@@ -69,7 +69,7 @@ class Platform:
         self.oauth: OAuthService | None = None
         if settings.public_url:
             self.oauth = OAuthService(store, self.access, settings.public_url, settings.access_token_ttl,
-                                      settings.oauth_authorization_ttl)
+                                      settings.oauth_authorization_ttl, settings.servers_url)
         self.simulation = SimulationService(store, self.servers, self.access, self.policies, event_store)
         self.secrets = SecretFiles(Path(settings.data_dir) / "secrets")
         """Credentials the runtime's gateway hands on (0600 files; see store/secrets.py)."""

@@ -19,6 +19,7 @@ ANALYTICS_URL_ENV = "MCP_RUNTIME_ANALYTICS_URL"
 INGEST_API_KEY_ENV = "MCP_RUNTIME_INGEST_API_KEY"
 NATS_URL_ENV = "MCP_RUNTIME_NATS_URL"
 PUBLIC_URL_ENV = "MCP_RUNTIME_PUBLIC_URL"
+SERVERS_URL_ENV = "MCP_RUNTIME_SERVERS_URL"
 ORG_NAMESPACE = "mcp-servers-org"
 PUBLIC_NAMESPACE = "mcp-servers-public"
 TEAM_NAMESPACE_PREFIX = "mcp-team-"
@@ -42,6 +43,8 @@ class PlatformSettings:
     run_migrations: bool = True
     # MCP authorization (OAuth 2.1, platform/oauth): on when the platform knows the URL clients reach it at
     public_url: str | None = None  # e.g. http://127.0.0.1:8080 (`up` sets it); $MCP_RUNTIME_PUBLIC_URL
+    # where servers are reached when not at public_url (https://mcp.<domain>); $MCP_RUNTIME_SERVERS_URL
+    servers_url: str | None = None
     oauth_authorization_ttl: timedelta = timedelta(hours=24)  # one consent lasts this long (its session)
     oauth_registrations_per_minute: int = 10  # dynamic client registrations per client address
     registry_host: str | None = None  # None: $MCP_RUNTIME_REGISTRY, else the bundled registry's address
@@ -68,7 +71,7 @@ class PlatformSettings:
             settings.admin_password = os.environ[ADMIN_PASSWORD_ENV]
         for attr, env in (("analytics_url", ANALYTICS_URL_ENV), ("ingest_api_key", INGEST_API_KEY_ENV),
                           ("nats_url", NATS_URL_ENV), ("nats_url", "MCP_SENTINEL_NATS_URL"),
-                          ("public_url", PUBLIC_URL_ENV)):
+                          ("public_url", PUBLIC_URL_ENV), ("servers_url", SERVERS_URL_ENV)):
             if getattr(settings, attr) is None and os.environ.get(env):
                 setattr(settings, attr, os.environ[env])
         interval = os.environ.get("MCP_RUNTIME_CHECKPOINT_INTERVAL", "").strip()

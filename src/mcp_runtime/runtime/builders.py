@@ -96,15 +96,16 @@ def find_containerfile(context: Path, explicit: Path | None) -> Path:
 
 
 def run_tool(cmd: Sequence[str], *, what: str, stream: bool = False, env: Mapping[str, str] | None = None,
-             timeout: float | None = None) -> str:
+             timeout: float | None = None, cwd: Path | None = None) -> str:
     """Run a build tool; on failure raise BuildError with its last lines. `stream` shows its output live."""
     full_env = {**os.environ, **(env or {})}
     if stream:
-        proc = subprocess.run(list(cmd), env=full_env, timeout=timeout, check=False)
+        proc = subprocess.run(list(cmd), env=full_env, timeout=timeout, check=False, cwd=cwd)
         if proc.returncode != 0:
             raise BuildError(f"{what} failed (exit code {proc.returncode}): {' '.join(cmd[:3])} ...")
         return ""
-    proc2 = subprocess.run(list(cmd), env=full_env, timeout=timeout, check=False, capture_output=True, text=True)
+    proc2 = subprocess.run(list(cmd), env=full_env, timeout=timeout, check=False, capture_output=True, text=True,
+                           cwd=cwd)
     if proc2.returncode != 0:
         tail = " | ".join((proc2.stderr or proc2.stdout).strip().splitlines()[-6:])
         raise BuildError(f"{what} failed (exit code {proc2.returncode}): {tail}")

@@ -133,6 +133,8 @@ class PodmanRuntime:
             (`http://host.containers.internal:<port>/api/v1/ingest/events` for a platform on this host
             listening on a non-loopback address).
         run_as_user: numeric user of both containers (files the runtime writes are owned by it).
+        public_url / oauth_issuer: `up`'s URL and the platform's OAuth issuer; set (by `attach`), every
+            sidecar is an OAuth protected resource at `<public_url><route>` (RFC 9728 metadata, 401s naming it).
     """
 
     has_gateway_sidecar = True
@@ -143,7 +145,8 @@ class PodmanRuntime:
                  registry_host: str | None = DEFAULT_REGISTRY_ADDRESS, gateway_image: str = DEFAULT_GATEWAY_IMAGE,
                  ingest_url: str | None = None, ingest_api_key: str | None = None,
                  run_as_user: int = DEFAULT_NONROOT_UID, podman: str = "podman",
-                 ready_timeout: float = READY_TIMEOUT) -> None:
+                 ready_timeout: float = READY_TIMEOUT, public_url: str | None = None,
+                 oauth_issuer: str | None = None) -> None:
         self.root = Path(data_dir) / "podman"
         self.root.mkdir(parents=True, exist_ok=True)
         self._policy_for = policy_for
@@ -154,6 +157,7 @@ class PodmanRuntime:
         self.ingest_url = ingest_url
         self.ingest_api_key = ingest_api_key
         self.run_as_user = run_as_user
+        self.public_url, self.oauth_issuer = public_url, oauth_issuer
         self.podman = podman
         self._ready_timeout = ready_timeout
         self._servers: dict[tuple[str, str], PodmanServer] = {}
@@ -161,13 +165,17 @@ class PodmanRuntime:
         """Serve this at each server's route in `up`: it passes requests to the pod's sidecar unchanged."""
 
     def attach(self, *, policy_for: PolicyLookup, jwks: JwksSource,
-               subscribe: Callable[[PolicyCallback], Callable[[], None]]) -> Callable[[], None]:
+               subscribe: Callable[[PolicyCallback], Callable[[], None]],
+               oauth: tuple[str, str] | None = None) -> Callable[[], None]:
         """Take policies and keys from the control plane and hear of every new policy; returns unsubscribe.
 
         `subscribe(callback)` registers `callback(namespace, name, document)` for every later policy
-        (the composition root passes the platform's policy publisher)."""
+        (the composition root passes the platform's policy publisher). `oauth`: (public URL, issuer)
+        when the platform is an OAuth authorization server."""
         self._policy_for = policy_for
         self._jwks = jwks
+        if oauth is not None:
+            self.public_url, self.oauth_issuer = oauth
         return subscribe(self.on_policy)
 
     # --- the interface `up` uses (same shape as ProcessRuntime) --------------------------------------
@@ -177,6 +185,11 @@ class PodmanRuntime:
         if shutil.which(self.podman) is None:
             return (f"{self.podman} is not installed: the podman runtime runs servers with `podman kube play` "
                     "(Debian: apt-get install podman runc catatonit)")
+        if not server.spec.image and server.spec.stdio is not None:
+            return (f"stdio server {server.metadata.name!r} has no image: in podman its command runs in an image "
+                    "that also holds `mcp-runtime` (the bridge is the entrypoint); `server build image "
+                    f"{server.metadata.name} --tag TAG` builds one with a package (npm:/pypi:) preinstalled on the "
+                    "platform image, then deploy with --image")
         if not server.spec.image:
             return (f"server {server.metadata.name!r} has no image: the podman runtime runs container images; "
                     "build and push one (`server build image`, `registry push`) and deploy with --image")
@@ -208,7 +221,7 @@ class PodmanRuntime:
             self._report(managed, ServerPhase.error, message)
             raise PodmanRuntimeError(message)
         managed.task = asyncio.create_task(self._watch(managed), name=f"podman {namespace}/{name}")
-        self.proxy.set_route(managed.route, managed.upstream_url)
+        self.proxy.set_route(managed.route, managed.upstream_url, f"http://127.0.0.1:{managed.host_port}")
 
     async def delete(self, namespace: str, name: str) -> None:
         """Stop and remove the pod and its files."""
@@ -309,6 +322,7 @@ class PodmanRuntime:
             gateway_image=self.gateway_image, registry_host=self.registry_host, image_pull_policy="IfNotPresent",
             default_namespace=namespace, ingest_url=self.ingest_url, ingress_enabled=False,
             run_as_user=self.run_as_user, run_as_group=self.run_as_user,
+            public_url=self.public_url, oauth_issuer=self.oauth_issuer,
             ingest_key_secret=SecretKey("mcp-runtime-ingest", INGEST_KEY_FILE) if self.ingest_api_key else None,
         )
         try:

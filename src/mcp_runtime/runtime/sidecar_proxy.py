@@ -4,7 +4,8 @@ With the podman runtime every pod governs its own traffic (its `mcp-gateway` sid
 token and applies the policy), so `up` must not put its in-process gateway in front: that one strips the
 caller's credentials before forwarding. This proxy passes the request through unchanged (credentials
 included; hop-by-hop headers dropped), streams the body both ways (SSE included), and maps each
-server's route to its sidecar.
+server's route to its sidecar. A request for a route's OAuth protected resource metadata
+(`/.well-known/oauth-protected-resource<route>`, RFC 9728) goes to the same sidecar, which serves it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import httpx
 from starlette.types import Receive, Scope, Send
 
 from mcp_runtime.wire import BodyTooLarge, ClientDisconnected, dumps, read_body
+from mcp_runtime.wire.oauth import metadata_route
 
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate",
                         b"proxy-authorization", b"te", b"trailer", b"transfer-encoding", b"upgrade", b"host",
@@ -28,21 +30,38 @@ class SidecarProxy:
     """ASGI app: `path` -> the sidecar that serves it. `set_route` / `remove_route` as pods come and go."""
 
     def __init__(self) -> None:
-        self._routes: dict[str, str] = {}
+        self._routes: dict[str, tuple[str, str | None]] = {}
         self._lock = threading.Lock()
         self._client: httpx.AsyncClient | None = None
 
-    def set_route(self, path: str, upstream_url: str) -> None:
+    def set_route(self, path: str, upstream_url: str, sidecar_origin: str | None = None) -> None:
+        """`path` -> `upstream_url`; `sidecar_origin` (`http://127.0.0.1:PORT`) also serves the route's
+        resource metadata."""
         with self._lock:
-            self._routes[path.rstrip("/") or "/"] = upstream_url
+            self._routes[path.rstrip("/") or "/"] = (upstream_url, sidecar_origin)
 
     def remove_route(self, path: str) -> None:
         with self._lock:
             self._routes.pop(path.rstrip("/") or "/", None)
 
     def handles(self, path: str) -> bool:
+        return self._target(path) is not None
+
+    def _target(self, path: str) -> str | None:
+        """Where a request for `path` goes: a route's sidecar, or the sidecar of the route whose
+        metadata it asks for (the route, or the route without its `/mcp`)."""
         with self._lock:
-            return (path.rstrip("/") or "/") in self._routes
+            route = self._routes.get(path.rstrip("/") or "/")
+            if route is not None:
+                return route[0]
+            rest = metadata_route(path)
+            if not rest:
+                return None
+            for key in (rest, rest + "/mcp"):
+                found = self._routes.get(key)
+                if found is not None and found[1] is not None:
+                    return f"{found[1]}{path}"
+            return None
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -57,8 +76,7 @@ class SidecarProxy:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        with self._lock:
-            upstream = self._routes.get(scope["path"].rstrip("/") or "/")
+        upstream = self._target(scope["path"])
         if upstream is None:
             await _plain(send, 404, b'{"error":"not_found","message":"no server at this path"}')
             return

@@ -23,10 +23,14 @@ from typing import Any
 
 from mcp_runtime.sentinel.events import AnalyticsEvent
 
+_LATER_FIELDS = ("client_id",)
+
 
 def record_hash(event: AnalyticsEvent) -> str:
     """SHA-256 (hex) of the event's canonical JSON without `record_hash`."""
-    body = event.model_dump(mode="json", exclude={"record_hash"})
+    # Fields added after the chain was (client_id) count only when set: records made before them verify.
+    body = event.model_dump(mode="json", exclude={"record_hash", *(f for f in _LATER_FIELDS
+                                                                  if getattr(event, f) is None)})
     # Timestamps as stored (microseconds, UTC): the same text whichever store gave the event back.
     body["timestamp"] = event.timestamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     data = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

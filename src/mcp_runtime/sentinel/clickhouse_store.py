@@ -206,9 +206,10 @@ _COLUMN_TYPES: dict[str, str] = {
     "chain_seq": "Nullable(UInt64)",
     "prev_hash": "Nullable(String)",
     "record_hash": "Nullable(String)",
+    "client_id": "LowCardinality(Nullable(String))",
 }
 _ADDED_COLUMNS = ("event_version", "session_state", "consented_trust", "arguments_digest", "chain_id", "chain_seq",
-                  "prev_hash", "record_hash")
+                  "prev_hash", "record_hash", "client_id")
 """Columns added after the first schema: `ddl()` adds them to an older table; stored rows keep their data
 and take the column default (`event_version` 1: recorded before the replay inputs were)."""
 assert tuple(_COLUMN_TYPES) == EVENT_COLUMNS, "ClickHouse columns must follow AnalyticsEvent's fields"

@@ -155,6 +155,9 @@ class AnalyticsEvent(BaseModel):
     chain_seq: int | None = Field(default=None, ge=0)
     prev_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     record_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    # The OAuth client the caller's access token was issued to (its `client_id` claim, MCP authorization);
+    # None for adapter session tokens. Last, so older stores add it as a column at the end.
+    client_id: Name | None = None
 
     @field_validator("timestamp")
     @classmethod

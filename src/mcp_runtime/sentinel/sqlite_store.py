@@ -45,7 +45,7 @@ from mcp_runtime.sentinel.store import (
     where_clause,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 TABLE = "sentinel_events"
 
 # The stored columns, in EVENT_COLUMNS order; `timestamp` is kept as `ts_us` (microseconds).
@@ -85,7 +85,8 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     chain_id        TEXT,
     chain_seq       INTEGER,
     prev_hash       TEXT,
-    record_hash     TEXT
+    record_hash     TEXT,
+    client_id       TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS {TABLE}_ts ON {TABLE} (ts_us);
 CREATE INDEX IF NOT EXISTS {TABLE}_server_ts ON {TABLE} (namespace, server, ts_us);
@@ -104,6 +105,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         f"ALTER TABLE {TABLE} ADD COLUMN chain_seq INTEGER",
         f"ALTER TABLE {TABLE} ADD COLUMN prev_hash TEXT",
         f"ALTER TABLE {TABLE} ADD COLUMN record_hash TEXT"),
+    4: (f"ALTER TABLE {TABLE} ADD COLUMN client_id TEXT",),
 }
 
 _INSERT = (f"INSERT OR IGNORE INTO {TABLE} ({', '.join(_COLUMNS)}) "

@@ -26,8 +26,10 @@ from mcp_runtime.manifests.images import (
     registry_host,
     scope_prefix,
 )
+from mcp_runtime.manifests.options import DEFAULT_GATEWAY_IMAGE
 from mcp_runtime.resources import Scope
 from mcp_runtime.runtime.builders import BuildError, build_image, find_builder
+from mcp_runtime.runtime.package_image import build_package_image
 
 app = typer.Typer(help="Build server images.", no_args_is_help=True)
 
@@ -76,6 +78,13 @@ def _metadata_entry(metadata_dir: Path, name: str) -> tuple[dict[str, Any] | Non
     return raw, raw_entry(raw, name)
 
 
+def _package_of(entry: dict[str, Any] | None) -> str | None:
+    """The package spec of a stdio package server's metadata entry (None for any other server)."""
+    stdio = (entry or {}).get("stdio")
+    package = stdio.get("package") if isinstance(stdio, dict) else None
+    return package if isinstance(package, str) and package else None
+
+
 def _build_args(items: list[str]) -> dict[str, str]:
     args: dict[str, str] = {}
     for item in items:
@@ -116,14 +125,25 @@ def build_server_image(
                                        "found; $MCP_RUNTIME_BUILDER)."),
     metadata_dir: Path = MetadataDirOption,
 ) -> None:
-    """Build the image, tag it with the resolved registry reference, rewrite `.mcp` metadata, print the ref."""
+    """Build the image, tag it with the resolved registry reference, rewrite `.mcp` metadata, print the ref.
+
+    A stdio server from a package (`stdio.package: npm:...` or `pypi:...` in its metadata) without --file
+    gets an image with that package preinstalled on the platform image (BASE_IMAGE, default
+    localhost/mcp-runtime:latest, from `mcp-runtime image platform`), so nothing downloads at pod start.
+    """
     raw, entry = _metadata_entry(metadata_dir, name)
     chosen = scope or (Scope(entry["scope"]) if entry and entry.get("scope") else Scope.tenant)
     args = _build_args(build_arg)
     reference = _reference(name, tag, chosen, team)
+    package = _package_of(entry) if file is None else None
     try:
-        used = build_image(str(reference), context, containerfile=file, platform=platform, build_args=args,
-                           builder=find_builder(builder), stream=True)
+        if package is not None:
+            typer.echo(f"building {reference} with {package} preinstalled", err=True)
+            used = build_package_image(str(reference), package, base=args.get("BASE_IMAGE", DEFAULT_GATEWAY_IMAGE),
+                                       builder=find_builder(builder), platform=platform, stream=True)
+        else:
+            used = build_image(str(reference), context, containerfile=file, platform=platform, build_args=args,
+                               builder=find_builder(builder), stream=True)
     except BuildError as exc:
         raise CliError(str(exc)) from None
     if raw is not None and entry is not None:

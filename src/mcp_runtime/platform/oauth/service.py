@@ -37,6 +37,7 @@ from mcp.server.auth.provider import (
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from pydantic import AnyUrl
 
+from mcp_runtime.manifests.options import OAUTH_ISSUER_PATH
 from mcp_runtime.platform.access import AccessService
 from mcp_runtime.platform.errors import ApiError
 from mcp_runtime.platform.principal import Principal
@@ -48,7 +49,7 @@ from mcp_runtime.security.tokens import TokenError as SessionTokenError
 from mcp_runtime.security.tokens import verify_session_token
 from mcp_runtime.store import ControlPlaneStore, RotateOutcome
 
-ISSUER_PATH = "/api/v1/oauth"
+ISSUER_PATH = OAUTH_ISSUER_PATH
 CONSENT_PATH = "/oauth/authorize"
 REQUEST_TTL = timedelta(minutes=10)
 CODE_TTL = timedelta(minutes=5)
@@ -125,9 +126,12 @@ class OAuthService:
     """Synchronous (it reads and writes the store); `provider.PlatformProvider` runs it off the event loop."""
 
     def __init__(self, store: ControlPlaneStore, access: AccessService, public_url: str,
-                 access_token_ttl: timedelta, authorization_ttl: timedelta) -> None:
+                 access_token_ttl: timedelta, authorization_ttl: timedelta, servers_url: str | None = None) -> None:
+        """`servers_url`: where clients reach the servers when not at `public_url` (Kubernetes:
+        `https://mcp.<domain>` while the platform is `https://platform.<domain>`)."""
         self.store, self.access = store, access
         self.public_url = public_url.rstrip("/")
+        self.servers_url = (servers_url or public_url).rstrip("/")
         self.access_token_ttl, self.authorization_ttl = access_token_ttl, authorization_ttl
 
     @property
@@ -188,13 +192,16 @@ class OAuthService:
     def server_of(self, resource: str) -> tuple[str, str]:
         """The governed server a resource URI names (its URL at this platform), or `invalid_target`."""
         parts = urlsplit(resource)
-        base = urlsplit(self.public_url)
+        bases = {(b.scheme, b.netloc) for b in (urlsplit(self.public_url), urlsplit(self.servers_url))}
         path = parts.path.rstrip("/") or "/"
-        if (parts.scheme, parts.netloc) == (base.scheme, base.netloc) and not parts.query and not parts.fragment:
+        if not parts.query and not parts.fragment:
             for server in self.access.repo.list(MCPServer):
-                if (server.spec.ingress_path or f"/{server.metadata.name}/mcp").rstrip("/") == path:
+                host = server.spec.ingress_host
+                origins = {(s, host) for s in ("http", "https")} if host else bases
+                if (parts.scheme, parts.netloc) in origins and \
+                        (server.spec.ingress_path or f"/{server.metadata.name}/mcp").rstrip("/") == path:
                     return server.metadata.namespace or "", server.metadata.name
-        raise AuthorizeError("invalid_target", f"{resource[:200]} is not a governed server at {self.public_url}")
+        raise AuthorizeError("invalid_target", f"{resource[:200]} is not a governed server at {self.servers_url}")
 
     def pending(self, request_id: str) -> Pending | None:
         if not request_id or len(request_id) > 100:
