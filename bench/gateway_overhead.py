@@ -226,11 +226,13 @@ def check_targets(rows: list[Row]) -> bool:
     return ok
 
 
-def profile(names: list[str], ctx: Context, concurrency: int, duration: float, native: bool) -> None:
-    """Load the gateway in front of each upstream and print where its CPU goes."""
+def profile(names: list[str], ctx: Context, concurrency: int, duration: float, native: bool,
+            scenario_name: str = "gateway") -> None:
+    """Load the gateway (the first `--scenarios` of ours, e.g. `tracing`) in front of each upstream and
+    print where its CPU goes."""
     for name in names:
         ids = IdRange()
-        with start_upstream(UPSTREAMS[name], ctx.workdir) as up, SCENARIOS["gateway"].start(up, ctx) as target:
+        with start_upstream(UPSTREAMS[name], ctx.workdir) as up, SCENARIOS[scenario_name].start(up, ctx) as target:
             headers = prepared(target)
             run_load(target.url, headers, target.tool, concurrency, 1, ids.take())  # warm up
             out = ctx.workdir / f"profile-{name}.txt"
@@ -280,7 +282,9 @@ def main() -> int:
         print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, load average {load_avg}, "
               f"{args.duration:g} s per point, load generator wrk (1 thread, unique ids, answers checked)")
         if args.profile:
-            profile(args.upstreams, ctx, args.concurrency[0], args.duration, args.native)
+            ours = [s for s in args.scenarios if s in SCENARIOS]
+            profile(args.upstreams, ctx, args.concurrency[0], args.duration, args.native,
+                    ours[0] if ours else "gateway")
             return 0
         rows: list[Row] = []
         failed: list[str] = []

@@ -223,6 +223,42 @@ def limited_gateway(up: RunningUpstream, ctx: Context) -> Iterator[Target]:
         yield target
 
 
+@contextlib.contextmanager
+def otlp_sink() -> Iterator[str]:
+    """An OTLP/HTTP endpoint that accepts every export and keeps nothing: what the gateway pays to trace,
+    not what a collector pays to store. Yields its base URL."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Sink(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            self.send_response(200)
+            self.send_header("content-type", "application/x-protobuf")
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def traced_gateway(up: RunningUpstream, ctx: Context) -> Iterator[Target]:
+    """The gateway exporting a span per request over OTLP/HTTP (`--otlp-endpoint`, batched off the request
+    path): what tracing costs next to the `gateway` row, which has it off."""
+    with otlp_sink() as endpoint, governed_gateway(up, ctx, extra_args=["--otlp-endpoint", endpoint]) as target:
+        yield target
+
+
 def upstream_tools(up: RunningUpstream) -> list[dict[str, Any]]:
     """The upstream's `tools/list` answer (JSON or SSE), as `server init --from-server` reads it to pin."""
     session = mcp_handshake(up.url, {})
@@ -250,6 +286,8 @@ SCENARIOS: dict[str, Scenario] = {
                         governed_gateway),
     "limits": Scenario("limits", "gateway + an argument condition and three rate limits on each call",
                        limited_gateway),
+    "tracing": Scenario("tracing", "gateway exporting an OpenTelemetry span per request (OTLP/HTTP)",
+                        traced_gateway),
     "pinned": Scenario("pinned", "gateway + every tool pinned (definitions checked, mode enforce)",
                        pinned_gateway),
 }

@@ -153,6 +153,28 @@ def test_daily_quota_resets_at_utc_midnight(serve: Any) -> None:
         assert client.post(url, headers=auth, json=call("echo", 5, text="q")).status_code == 200
 
 
+def test_quota_use_is_on_the_metrics_page(serve: Any) -> None:
+    """Calls counted today per quota, the quota, the largest share one caller used and how many callers."""
+    clock = Clock(datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC))
+    kit = limited_kit(rule_limit={"callsPerDay": 4})
+    url, _ = serve(kit, clock)
+    ttl = timedelta(days=400)
+    bob = {**JSON, "Authorization": f"Bearer {kit.token('s-cursor', 'cursor', ttl=ttl)}"}
+    dave = {**JSON, "Authorization": f"Bearer {kit.token('s-dave', 'cursor', human='dave@globex.com', ttl=ttl)}"}
+    labels = '{limit="grant/g-cursor/tool/echo",server="data-utility"}'
+    with httpx.Client(timeout=5) as client:
+        for i in range(3):
+            assert client.post(url, headers=bob, json=call("echo", i, text="q")).status_code == 200
+        assert client.post(url, headers=dave, json=call("echo", 9, text="q")).status_code == 200
+        metrics = client.get(url.removesuffix("/mcp") + "/metrics").text
+        assert f"mcp_gateway_quota_calls_today{labels} 4.0" in metrics
+        assert f"mcp_gateway_quota_limit{labels} 4.0" in metrics
+        assert f"mcp_gateway_quota_max_used_ratio{labels} 0.75" in metrics
+        assert f"mcp_gateway_quota_keys_today{labels} 2.0" in metrics
+        clock.now = datetime(2026, 6, 2, 0, 0, 1, tzinfo=UTC)  # a new UTC day: nothing counted yet
+        assert "mcp_gateway_quota_calls_today{" not in client.get(url.removesuffix("/mcp") + "/metrics").text
+
+
 def test_batch_keeps_allowed_calls_and_answers_limited_ones(serve: Any) -> None:
     kit = limited_kit(rule_limit={"requestsPerSecond": 1, "burst": 1})
     url, _ = serve(kit)

@@ -170,7 +170,7 @@ def test_analytics_is_scoped_to_the_callers_teams(world: World, cross_team: dict
 def test_usage_sections_and_filters(world: World, cross_team: dict[str, Any]) -> None:
     payments = cross_team["payments"]
     answer = _usage(world, "owner", f"server={payments}&since=1h")
-    assert set(answer) == {"totals", "servers", "tools", "actors", "decisions", "timeseries", "recent"}
+    assert set(answer) == {"totals", "servers", "tools", "actors", "decisions", "timeseries", "recent", "quotas"}
     assert answer["totals"] == {"events": 4, "allowed": 3, "denied": 1, "humans": 2, "agents": 2, "servers": 1}
     assert {(d["decision"], d["reason"], d["count"]) for d in answer["decisions"]} == {
         ("allow", "allowed", 3), ("deny", "tool_not_granted", 1)}

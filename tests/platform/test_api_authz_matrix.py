@@ -194,6 +194,7 @@ MATRIX: list[tuple[str, str, Prepare, str]] = [
     ("simulate", "POST", fixed("/runtime/simulate", SIMULATE),           "401 200 200 200 403 200"),
     ("simulate private", "POST", fixed("/runtime/simulate", SIMULATE_PRIVATE), "401 200 200 200 404 200"),
     ("audit", "GET", fixed("/audit"),                                    "401 200 403 403 403 403"),
+    ("audit export", "GET", fixed("/audit/export"),                      "401 200 403 403 403 403"),
     ("registry info", "GET", fixed("/registry/info"),                    "401 200 200 200 200 200"),
     ("registry status", "GET", dead_registry("/registry/status"),        "401 200 200 200 200 200"),
     ("registry catalog (down)", "GET", dead_registry("/registry/catalog"), "401 502 502 502 502 502"),
@@ -273,5 +274,5 @@ def _shape(path: str) -> str:
     fixed_words = {"auth", "user", "api-keys", "teams", "users", "runtime", "servers", "grants", "sessions",
                    "policy", "enable", "disable", "revoke", "unrevoke", "token", "adapter", "explain", "audit",
                    "healthz", "jwks", "me", "logout", "login", "refresh", "openapi.json", "status", "logs",
-                   "events", "simulate", "secrets"}
+                   "events", "simulate", "secrets", "export"}
     return "/" + "/".join(p if p in fixed_words else "*" for p in parts)

@@ -96,3 +96,33 @@ def test_analytics_events_follow_prints_new_events(world: World) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_analytics_usage_shows_quota_use_per_key(world: World, cli: Cli) -> None:
+    """A tool rule's daily quota per agent: calls today (from the decision log, so every gateway replica
+    counts) against the quota, and the calls refused rate_limited, per agent; on the dashboard too."""
+    from platform_support import grant_doc
+
+    grant = f"quota-{uuid.uuid4().hex[:6]}"
+    world.ok("owner", "POST", "/runtime/grants", grant_doc(grant, ACME_NS, "payments", {"teamID": world.teams[
+        "acme"]["id"]}, toolRules=[{"name": "echo", "rateLimit": {"callsPerDay": 5, "per": ["agent"]}}]))
+
+    def decided(agent: str, reason: str = "allowed") -> AnalyticsEvent:
+        return AnalyticsEvent(server="payments", namespace=ACME_NS, rpc_method="tools/call", tool_name="echo",
+                              decision="allow" if reason == "allowed" else "deny", reason=reason, status=200,
+                              latency_ms=1.0, agent_id=agent, matched_grant=grant,
+                              team_id=world.teams["acme"]["id"], subject_team_id=world.teams["acme"]["id"])
+
+    _ingest(world, [decided("bot-a"), decided("bot-a"), decided("bot-a"), decided("bot-b"),
+                    decided("bot-a", "rate_limited")])
+    answer = cli(["analytics", "usage", "--server", "payments", "-o", "json"], env=_env(world, "owner"))
+    assert answer.returncode == 0, answer.stderr
+    rows = {r["key"]: r for r in json.loads(answer.stdout)["quotas"] if r["limit"] == f"grant/{grant}/tool/echo"}
+    assert {k: (r["callsToday"], r["quota"], r["remaining"], r["rateLimitedToday"]) for k, r in rows.items()} == {
+        "bot-a": (3, 5, 2, 1), "bot-b": (1, 5, 4, 0)}
+    assert rows["bot-a"]["usedPercent"] == 60.0 and rows["bot-a"]["per"] == "agent"
+    table = cli(["analytics", "usage", "--server", "payments"], env=_env(world, "owner"))
+    assert any(f"grant/{grant}/tool/echo" in line and "bot-a" in line for line in table.stdout.splitlines()), \
+        table.stdout
+    outsider = cli(["analytics", "usage", "-o", "json"], env=_env(world, "other"))  # globex sees no acme quotas
+    assert not [r for r in json.loads(outsider.stdout)["quotas"] if grant in r["limit"]]

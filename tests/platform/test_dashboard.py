@@ -238,3 +238,27 @@ def test_servers_page_lists_the_virtual_servers_a_user_may_see(site: LiveSite) -
             assert "acme-tools" not in other.get("/servers").text
     finally:
         _api(site, alice, "DELETE", f"/runtime/virtualservers/{ACME_NS}/acme-tools")
+
+
+def test_the_daily_quotas_table_shows_use_per_key(site: LiveSite) -> None:
+    alice = _token(site, "alice@acme.com", PASSWORDS["alice@acme.com"])
+    acme_id = site.platform.store.get_team("acme").id  # type: ignore[union-attr]
+    _api(site, alice, "POST", "/runtime/grants", grant_doc(
+        "payments-quota", ACME_NS, "payments", {"teamID": acme_id, "agentID": "quota-bot"},
+        toolRules=[{"name": "echo", "rateLimit": {"callsPerDay": 8, "per": ["agent"]}}]))
+    events = [AnalyticsEvent(server="payments", namespace=ACME_NS, rpc_method="tools/call", tool_name="echo",
+                             decision="allow", reason="allowed", status=200, latency_ms=1.0, agent_id="quota-bot",
+                             team_id=acme_id, subject_team_id=acme_id, matched_grant="payments-quota")
+              for _ in range(6)]
+    answer = httpx.post(f"{site.url}/api/v1/ingest/events", timeout=30,
+                        headers={"Authorization": f"Bearer {site.platform.ingest_keys.local_key}"},
+                        json={"events": [json.loads(e.model_dump_json()) for e in events]})
+    assert answer.status_code == 202
+    with login_client(site, "alice@acme.com", PASSWORDS["alice@acme.com"]) as owner:
+        page = owner.get("/analytics").text
+    table = page.split('data-testid="quotas-table"', 1)[1].split("</table>", 1)[0]
+    row = next(r for r in table.split("<tr>") if "grant/payments-quota/tool/echo" in r)
+    cells = [c.strip() for c in re.sub(r"<[^>]+>", "|", row).split("|") if c.strip()]
+    assert cells[-5:] == ["quota-bot", "6", "8", "75.0%", "0"], cells
+    with login_client(site, "erin@initech.com", "erin-pass") as third:
+        assert 'data-testid="quotas-table"' not in third.get("/analytics").text

@@ -266,6 +266,17 @@ def test_ingest_flags_only_when_analytics_is_on() -> None:
         assert "--ingest-url" not in args and "--ingest-key-file" not in args
 
 
+def test_sidecars_export_traces_when_the_operator_is_told_where() -> None:
+    from mcp_runtime.operator.settings import OperatorSettings
+
+    settings = OperatorSettings.from_env({"MCP_RUNTIME_OTLP_ENDPOINT": "http://otel-collector.observability:4318"})
+    assert settings.render.otlp_endpoint == "http://otel-collector.observability:4318"
+    traced = render(make_server(), otlp_endpoint=settings.render.otlp_endpoint)
+    args = containers(traced.deployment)[GATEWAY_CONTAINER]["args"]
+    assert arg_value(args, "--otlp-endpoint") == "http://otel-collector.observability:4318"
+    assert "--otlp-endpoint" not in containers(render(make_server()).deployment)[GATEWAY_CONTAINER]["args"]
+
+
 def test_env_vars_and_secret_env_vars() -> None:
     server = make_server(
         envVars=[{"name": "LOG_LEVEL", "value": "debug"}],

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -26,7 +26,11 @@ from starlette.types import Message, Receive, Scope, Send
 from mcp_runtime.adapter import jsonrpc
 from mcp_runtime.adapter.config import is_loopback
 from mcp_runtime.adapter.session import EXPIRED_REASONS, AdapterError, SessionManager
+from mcp_runtime.adapter.tracing import AdapterTracing
 from mcp_runtime.wire.body import BodyTooLarge, ClientDisconnected, read_body
+
+if TYPE_CHECKING:
+    from mcp_runtime.telemetry import Telemetry
 
 log = logging.getLogger("mcp_runtime.adapter.proxy")
 
@@ -48,8 +52,10 @@ def upstream_timeout() -> httpx.Timeout:
 class AdapterProxy:
     """The proxy as an ASGI app; its lifespan owns the upstream client and the session refresher."""
 
-    def __init__(self, sessions: SessionManager, *, allow_remote: bool = False) -> None:
+    def __init__(self, sessions: SessionManager, *, allow_remote: bool = False,
+                 telemetry: Telemetry | None = None) -> None:
         self.sessions = sessions
+        self.tracing = AdapterTracing(telemetry) if telemetry is not None else None
         self.runtime_url = sessions.settings.runtime_url
         self.allow_remote = allow_remote
         self.http: httpx.AsyncClient | None = None
@@ -67,6 +73,8 @@ class AdapterProxy:
                 await self._refresher
         if self.http is not None:
             await self.http.aclose()
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -111,8 +119,19 @@ class AdapterProxy:
         except ClientDisconnected:
             return
         method = scope["method"]
-        ids = jsonrpc.request_ids(jsonrpc.parse_messages(body)) if method == "POST" else []
+        messages = jsonrpc.parse_messages(body) if method == "POST" else []
+        ids = jsonrpc.request_ids(messages)
         headers = _upstream_headers(scope)
+        if self.tracing is None:
+            await self._send_upstream(scope, body, ids, headers, send, receive)
+            return
+        with self.tracing.span(method, messages, headers) as traced:
+            await self._send_upstream(scope, body, ids, traced, send, receive)
+
+    async def _send_upstream(self, scope: Scope, body: bytes, ids: list[Any], headers: dict[str, str], send: Send,
+                             receive: Receive) -> None:
+        """Forward with the session token; renew it once when the runtime says it expired."""
+        method = scope["method"]
         query = scope.get("query_string", b"").decode("latin-1")
         url = self.runtime_url + (("&" if "?" in self.runtime_url else "?") + query if query else "")
         assert self.http is not None

@@ -24,7 +24,7 @@ from mcp_runtime.adapter.config import (
 from mcp_runtime.adapter.session import AdapterError, IssuedSession, SessionManager
 from mcp_runtime.cli.common.errors import CliError
 from mcp_runtime.cli.common.flags import parse_choice, parse_duration_flag
-from mcp_runtime.cli.common.serving import check_port_free, configure_logging
+from mcp_runtime.cli.common.serving import OTLP_HELP, check_port_free, configure_logging, otlp_endpoint
 from mcp_runtime.resources import Trust
 
 app = typer.Typer(help="Connect MCP clients to governed servers (HTTP proxy, stdio shim, client config).",
@@ -109,6 +109,7 @@ def proxy(
     session_token_file: str | None = TokenFileOption,
     profile: str | None = ProfileOption,
     log_level: str = LogLevelOption,
+    otlp: str | None = typer.Option(None, "--otlp-endpoint", metavar="URL", help=OTLP_HELP),
 ) -> None:
     """Serve MCP on http://127.0.0.1:8099/mcp and forward it to the runtime with your session token."""
     import uvicorn
@@ -137,7 +138,11 @@ def proxy(
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"adapter proxy: http://{shown}:{port}/mcp -> {settings.runtime_url} ({_describe(issued, settings)})",
                err=True)
-    config = uvicorn.Config(AdapterProxy(sessions, allow_remote=allow_remote), host=host, port=port,
+    from mcp_runtime.telemetry import open_telemetry
+
+    telemetry = open_telemetry("mcp-runtime-adapter", otlp_endpoint(otlp))
+    proxy_app = AdapterProxy(sessions, allow_remote=allow_remote, telemetry=telemetry)
+    config = uvicorn.Config(proxy_app, host=host, port=port,
                             lifespan="on", log_level=log_level.lower(), access_log=False, server_header=False,
                             timeout_graceful_shutdown=3)
     uvicorn.Server(config).run()

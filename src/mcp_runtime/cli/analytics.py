@@ -37,6 +37,9 @@ SERVER_COLUMNS = [("SERVER", "server"), ("NAMESPACE", "namespace"), ("TEAM", "te
                   ("ALLOWED", "allowed"), ("DENIED", "denied"), ("TOOL CALLS", "toolCalls"),
                   ("AVG MS", "avgLatencyMs")]
 DECISION_COLUMNS = [("DECISION", "decision"), ("REASON", "reason"), ("COUNT", "count")]
+QUOTA_COLUMNS = [("SERVER", "server"), ("LIMIT", "limit"), ("PER", "per"), ("KEY", "key"),
+                 ("CALLS TODAY", "callsToday"), ("QUOTA", "quota"), ("USED %", "usedPercent"),
+                 ("RATE LIMITED", "rateLimitedToday")]
 
 ServerOpt = typer.Option(None, "--server", help="Only this server.")
 TeamOpt = typer.Option(None, "--team", help="Only calls made by this team (slug or UUID).")
@@ -61,8 +64,9 @@ def tools(server: str | None = ServerOpt, team: str | None = TeamOpt, since: str
 @app.command("usage")
 def usage(server: str | None = ServerOpt, team: str | None = TeamOpt, since: str | None = SinceOpt,
           output: OutputFormat = OutputOption) -> None:
-    """Totals, per-server traffic and the decisions with their reasons."""
-    params = _filters(section=["totals", "servers", "decisions"], server=server, team=team, since=since)
+    """Totals, per-server traffic, the decisions with their reasons, and quota use today (calls per key
+    against each daily quota, and calls refused rate_limited; counted over every gateway replica)."""
+    params = _filters(section=["totals", "servers", "decisions", "quotas"], server=server, team=team, since=since)
     answer = client().get("analytics/usage", params=params)
     if emit_structured(answer, output):
         return
@@ -73,6 +77,9 @@ def usage(server: str | None = ServerOpt, team: str | None = TeamOpt, since: str
     emit(answer["servers"], output, columns=SERVER_COLUMNS)
     console.print()
     emit(answer["decisions"], output, columns=DECISION_COLUMNS)
+    if answer.get("quotas"):
+        console.print()
+        emit(answer["quotas"], output, columns=QUOTA_COLUMNS, title="Daily quotas (UTC day)")
 
 
 @app.command("events")

@@ -12,6 +12,7 @@ def register(app: typer.Typer) -> None:
         access,
         adapter,
         analytics,
+        audit,
         auth,
         bootstrap,
         bridge,
@@ -41,6 +42,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(secret.app, name="secret")
     app.add_typer(team.app, name="team")
     app.add_typer(analytics.app, name="analytics")
+    app.add_typer(audit.app, name="audit")
     app.add_typer(crds.app, name="crds")
     app.add_typer(gateway.app, name="gateway")
     app.add_typer(platform.app, name="platform")

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import typer
 
 from mcp_runtime.cli.common.errors import CliError
-from mcp_runtime.cli.common.serving import configure_logging
+from mcp_runtime.cli.common.serving import OTLP_HELP, configure_logging, otlp_endpoint
 from mcp_runtime.resources.server import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_GATEWAY_PORT,
@@ -101,6 +101,7 @@ def run(
         [], "--allowed-origin", metavar="ORIGIN",
         help="A browser origin (scheme://host[:port]) allowed besides the resource's own and loopback; repeatable."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+    otlp: str | None = typer.Option(None, "--otlp-endpoint", metavar="URL", help=OTLP_HELP),
 ) -> None:
     """Serve the gateway in front of one MCP server until interrupted.
 
@@ -130,6 +131,7 @@ def run(
     emitter = _emitter(ingest_url, ingest_key_file, spool_dir)
     connect_seconds = _seconds(connect_timeout, "--connect-timeout")
     read_seconds = _seconds(read_timeout, "--read-timeout")
+    traces = otlp_endpoint(otlp)
 
     configure_logging(log_level)
     header = _upstream_header(upstream_header, upstream_header_prefix, upstream_credential_file)
@@ -139,7 +141,9 @@ def run(
         route = GatewayRoute(upstream=upstream, policy=source, keys=keys, server=server, namespace=namespace,
                              path=path, upstream_token=upstream_token, upstream_header=header, ca_bundle=ca_bundle,
                              connect_timeout=connect_seconds, read_timeout=read_seconds, **oauth)
-        gateway = Gateway([route], emitter=emitter)
+        from mcp_runtime.telemetry import open_telemetry
+
+        gateway = Gateway([route], emitter=emitter, telemetry=open_telemetry("mcp-gateway", traces))
     except ValueError as exc:
         raise CliError(str(exc), hint="check --upstream, --ca-file and the credential") from None
     if emitter is not None and ingest_url is not None and ingest_key_file is not None:
@@ -149,7 +153,7 @@ def run(
     revision = doc.revision[:12] if doc else "none yet"
     typer.echo(f"mcp-gateway for {who}: http://{host}:{port}{route.public_path()} -> {upstream} "
                f"(policy {revision} from {source.describe()}, analytics {'on' if emitter else 'off'}, "
-               f"OAuth resource {resource_url or 'off'})", err=True)
+               f"OAuth resource {resource_url or 'off'}, traces {traces or 'off'})", err=True)
     serve(gateway, host, port, log_level=log_level.lower())
 
 

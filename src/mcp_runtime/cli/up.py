@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from mcp_runtime.cli.common.errors import CliError
-from mcp_runtime.cli.common.serving import check_port_free, configure_logging
+from mcp_runtime.cli.common.serving import OTLP_HELP, check_port_free, configure_logging, otlp_endpoint
 from mcp_runtime.platform.settings import ADMIN_PASSWORD_FILE, DEFAULT_DATA_DIR, PlatformSettings
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ def up(
     runtime: str = typer.Option("process", "--runtime",
                                 help="process (local subprocesses) or podman (pods from the platform registry)."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+    otlp: str | None = typer.Option(None, "--otlp-endpoint", metavar="URL", help=OTLP_HELP),
 ) -> None:
     """Run the platform API, the dashboard and the gateway for every deployed server.
 
@@ -44,8 +45,9 @@ def up(
     public_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     if runtime not in ("process", "podman"):
         raise CliError(f"--runtime {runtime!r} is not known", hint="use process or podman")
+    traces = otlp_endpoint(otlp)
     stack = _podman_stack(data_dir, host, port) if runtime == "podman" else None
-    embedded = _start(settings, public_url, stack)
+    embedded = _start(settings, public_url, stack, traces)
     _print_banner(embedded, settings, public_url, password_file, had_password_file)
     config = uvicorn.Config(embedded.asgi, host=host, port=port, lifespan="on", interface="asgi3",
                             http=CoalescingHttpToolsProtocol,
@@ -69,14 +71,15 @@ def _data_dir(data_dir: Path) -> Path:
     return data_dir
 
 
-def _start(settings: PlatformSettings, public_url: str, stack: PodmanStack | None) -> EmbeddedPlatform:
+def _start(settings: PlatformSettings, public_url: str, stack: PodmanStack | None,
+           traces: str | None) -> EmbeddedPlatform:
     """The one-process platform, wired to the podman stack when there is one; a failure stops the stack."""
     from mcp_runtime.compose.embedded import EmbeddedPlatform
 
     try:
         if stack is not None:
             settings.registry_host = stack.registry_host
-        embedded = EmbeddedPlatform(settings, public_url=public_url,
+        embedded = EmbeddedPlatform(settings, public_url=public_url, otlp_endpoint=traces,
                                     runtime_factory=stack.runtime_factory if stack is not None else None)
         if stack is not None:
             embedded.runtime_name = "podman"

@@ -55,8 +55,10 @@ from mcp_runtime.resources import (
     MCPServerStatus,
     ServerPhase,
 )
+from mcp_runtime.resources.common import utcnow
 from mcp_runtime.runtime.process import ProcessRuntime, RuntimeStatus
 from mcp_runtime.sentinel.emitter import Emitter
+from mcp_runtime.telemetry import open_telemetry
 from mcp_runtime.web import create_dashboard
 
 log = logging.getLogger("mcp_runtime.up")
@@ -83,21 +85,24 @@ class EmbeddedPlatform:
 
     def __init__(self, settings: PlatformSettings, *, public_url: str,
                  runtime_factory: Callable[[Callable[[str, str, RuntimeStatus], None]], ServerRuntime]
-                 | None = None, gateway_clock: Callable[[], datetime] | None = None) -> None:
-        """`gateway_clock`: the time the gateway decides at (default the system clock; tests fast-forward it)."""
+                 | None = None, gateway_clock: Callable[[], datetime] | None = None,
+                 otlp_endpoint: str | None = None) -> None:
+        """`gateway_clock`: the time the gateway decides at (default the system clock; tests fast-forward it);
+        `otlp_endpoint`: where the gateway's and the API's spans go (None: tracing off)."""
         self.settings = settings
         self.public_url = public_url.rstrip("/")
         if settings.public_url is None:  # the authorization server's issuer and every resource URI start here
             settings.public_url = self.public_url
         self.platform = Platform(settings)
-        self.api = create_app(platform=self.platform)
+        self.api_telemetry = open_telemetry("mcp-runtime-platform", otlp_endpoint)
+        self.api = create_app(platform=self.platform, telemetry=self.api_telemetry)
         # the gateway's analytics go to this platform's ingest with the local ingest key; while the ingest
         # cannot answer (starting, stopping) they wait in a spool in the data directory
         self.emitter = Emitter(ingest_url=f"{self.public_url}{API_PREFIX}/ingest/events",
                                api_key=self.platform.ingest_keys.local_key,
                                spool_path=Path(settings.data_dir) / "gateway-events.spool")
-        self.gateway = Gateway(emitter=self.emitter) if gateway_clock is None else \
-            Gateway(emitter=self.emitter, clock=gateway_clock)
+        self.gateway = Gateway(emitter=self.emitter, clock=gateway_clock or utcnow,
+                               telemetry=open_telemetry("mcp-gateway", otlp_endpoint))
         self.gateway.drift_listener = self._on_tools_seen
         self.gateway.request_path.approvals = InProcessApprovals(self.platform.approvals)
         self.gateway.probe_unpinned = True
@@ -122,6 +127,7 @@ class EmbeddedPlatform:
         """Start the gateway, subscribe to policies, and bring back every stored server."""
         self._loop = asyncio.get_running_loop()
         await self.platform.ingest.start()
+        await self.platform.checkpoints.start()
         await self.gateway.start()
         self._unsubscribe = self.platform.publisher.subscribe(self._on_policy, replay=True)
         for server in self.platform.repo.list(MCPServer):
@@ -134,8 +140,11 @@ class EmbeddedPlatform:
             self._unsubscribe()
         await self.runtime.shutdown()
         await self.gateway.close()
+        await self.platform.checkpoints.close()
         await self.platform.ingest.close()
         self.platform.close()
+        if self.api_telemetry is not None:
+            await asyncio.to_thread(self.api_telemetry.shutdown)
 
     # --- RuntimeHooks (called by the platform after a change is stored) -------------------------
 

@@ -7,13 +7,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mcp_runtime.platform.app import create_app
 from mcp_runtime.platform.core import Platform
 from mcp_runtime.platform.oauth.routes import WELL_KNOWN_PREFIXES
+from mcp_runtime.telemetry import Telemetry
 from mcp_runtime.web import create_dashboard
 
 
-def create_site(platform: Platform) -> ASGIApp:
+def create_site(platform: Platform, telemetry: Telemetry | None = None) -> ASGIApp:
     """The platform API under /api/v1 and the dashboard at / in one ASGI app (`platform serve`; `up`
     does the same dispatch with its gateway routes in between). Lifespan events go to the API."""
-    api = create_app(platform=platform)
+    api = create_app(platform=platform, telemetry=telemetry)
     dashboard = create_dashboard(platform)
 
     async def site(scope: Scope, receive: Receive, send: Send) -> None:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -23,6 +23,7 @@ from mcp_runtime.gateway.metrics import GatewayMetrics
 from mcp_runtime.gateway.pinning import DriftListener, drift_events
 from mcp_runtime.gateway.pipeline import MAX_BODY, RequestPath
 from mcp_runtime.gateway.probe import list_server_tools
+from mcp_runtime.gateway.quota_metrics import QuotaCollector
 from mcp_runtime.gateway.relay import send_json
 from mcp_runtime.gateway.resource_metadata import RESOURCE_METADATA_PREFIX, metadata_document, route_for_metadata
 from mcp_runtime.gateway.routes import BoundRoute, GatewayRoute, RouteTable
@@ -33,6 +34,9 @@ from mcp_runtime.policy.pinning import pinning_active
 from mcp_runtime.resources.common import utcnow
 from mcp_runtime.resources.pinning import PinMode
 from mcp_runtime.wire.asgi import Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from mcp_runtime.telemetry import Telemetry
 
 __all__ = ["MAX_BODY", "Gateway"]
 
@@ -50,15 +54,21 @@ class Gateway:
 
     def __init__(self, routes: Iterable[GatewayRoute] = (), *, emitter: Any = None,
                  metrics: GatewayMetrics | None = None, max_body: int = MAX_BODY,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow, telemetry: Telemetry | None = None) -> None:
         """`clock` is the time decisions are made at (and events are stamped with); tests pass a
-        fast-forwarded one to record a week of traffic without waiting a week."""
+        fast-forwarded one to record a week of traffic without waiting a week. `telemetry`: export a
+        span per request (gateway/tracing.py); None, tracing is off."""
         self.routes = RouteTable()
         self.metrics = metrics or GatewayMetrics(getattr(emitter, "registry", None))
         self.emitter = emitter
         self.auditor = Auditor(emitter)
         self.request_path = RequestPath(self.metrics, self.auditor, max_body=max_body, clock=clock)
         self.request_path.tools_seen = self.report_tools
+        self.metrics.registry.register(QuotaCollector(lambda: list(self.routes), clock))
+        if telemetry is not None:
+            from mcp_runtime.gateway.tracing import GatewayTracing
+
+            self.request_path.tracing = GatewayTracing(telemetry)
         self.drift_listener: DriftListener | None = None
         """Told when a server's tool definitions stand differently against their pins (pinning.py)."""
         self.probe_interval = PROBE_INTERVAL
@@ -237,6 +247,9 @@ class Gateway:
             await self._stop_route(bound)
         if self.emitter is not None:
             await self.emitter.close()
+        tracing = self.request_path.tracing
+        if tracing is not None:
+            await asyncio.to_thread(tracing.shutdown)  # flushes the last spans (bounded by the export timeout)
 
     @property
     def ready(self) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence, Set
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mcp_runtime.wire.asgi import Receive, Scope, Send
 
@@ -25,13 +25,22 @@ if TYPE_CHECKING:
 _NO_IDS: Set[str] = frozenset()
 
 
+class RequestSpan(Protocol):
+    """The trace span of one request (gateway/tracing.py); a protocol so this module needs no tracing import."""
+
+    def propagate(self, ex: Exchange, headers: list[tuple[bytes, bytes]],
+                  body: bytes | None) -> tuple[list[tuple[bytes, bytes]], bytes | None]: ...
+
+    def end(self, ex: Exchange) -> None: ...
+
+
 class Exchange:
     """One request as it goes through the steps; see `pipeline.py` for who sets what."""
 
     __slots__ = (
         "alias", "authorization", "body", "bytes_in", "bytes_out", "caller", "content_length", "content_type",
         "decisions", "denials", "denied_reason", "doc", "elicits", "forward", "is_batch", "list_ids", "messages", "now",
-        "origin", "receive", "response", "route", "scope", "send", "status", "trace_id", "traceparent",
+        "origin", "receive", "response", "route", "scope", "send", "span", "status", "trace_id", "traceparent",
     )
 
     def __init__(self, route: BoundRoute, scope: Scope, receive: Receive, send: Send) -> None:
@@ -74,6 +83,8 @@ class Exchange:
         self.response: UpstreamResponse | None = None
         self.status = 500
         self.bytes_out = 0
+        self.span: RequestSpan | None = None
+        """The request's trace span when tracing is on (gateway/tracing.py)."""
 
     @property
     def has_requests(self) -> bool:

@@ -26,7 +26,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from mcp_runtime.policy import AppliedLimit
 
@@ -99,6 +99,19 @@ class Limiter:
     def used_today(self, applied: AppliedLimit, now: datetime) -> int:
         """Calls counted today against a quota (what `/metrics` and the tests read)."""
         return self._quotas.get((applied.scope, applied.key, applied.limit.params, now.date()), 0)
+
+    def quota_use(self, day: date) -> dict[tuple[str, int], tuple[int, int, int]]:
+        """For `/metrics`, per (limit scope, calls per day): calls counted on `day` over all keys, the most
+        one key used, and how many keys counted (read at scrape time, nothing on the request path)."""
+        use: dict[tuple[str, int], tuple[int, int, int]] = {}
+        for (scope, _key, params, counted_day), count in list(self._quotas.items()):
+            if counted_day != day:
+                continue
+            assert isinstance(params, tuple) and isinstance(scope, str)
+            per_day = int(params[2] or 0)
+            total, most, keys = use.get((scope, per_day), (0, 0, 0))
+            use[(scope, per_day)] = (total + count, max(most, count), keys + 1)
+        return use
 
     def _bucket(self, key: _BucketKey, burst: int, mono: float) -> _Bucket:
         bucket = self._buckets.get(key)

@@ -82,6 +82,8 @@ class RenderOptions:
         ingest_url: the Sentinel ingest endpoint (the operator's `MCP_SENTINEL_INGEST_URL`);
             `spec.analytics.ingestURL` wins. Analytics is on when the gateway is on, the server did not
             opt out and an ingest URL is known.
+        otlp_endpoint: where every gateway sidecar exports its traces (`gateway run --otlp-endpoint`; the
+            operator's `MCP_RUNTIME_OTLP_ENDPOINT`, docs/observability.md); None: tracing off.
         ingest_key_secret: the namespace-local Secret key holding the ingest API key;
             `spec.analytics.apiKeySecretRef` wins. Without one the gateway sends events unauthenticated
             and ingest rejects them with 401, as the publish guide warns.
@@ -139,6 +141,7 @@ class RenderOptions:
     default_namespace: str = "mcp-servers"
     ingest_url: str | None = None
     approvals_url: str | None = None
+    otlp_endpoint: str | None = None
     ingest_key_secret: SecretKey | None = None
     ingest_key_mount_dir: str = DEFAULT_INGEST_KEY_MOUNT_DIR
     public_url: str | None = None

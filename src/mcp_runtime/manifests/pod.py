@@ -269,6 +269,8 @@ def _gateway_container(ctx: RenderContext) -> tuple[Manifest, list[Manifest]]:
                 "secretName": ingest_key.name,
                 "defaultMode": 0o440 if options.run_as_group is not None else 0o444,
                 "items": [{"key": ingest_key.key, "path": INGEST_KEY_FILE}]}})
+    if options.otlp_endpoint:
+        args += ["--otlp-endpoint", options.otlp_endpoint]
     port_name = options.gateway_port_name
     container: Manifest = {
         "name": GATEWAY_CONTAINER,

@@ -56,6 +56,7 @@ class OperatorSettings:
             registry_host=env.get("MCP_REGISTRY_HOST") or None,
             ingest_url=env.get("MCP_SENTINEL_INGEST_URL") or None,
             approvals_url=env.get("MCP_PLATFORM_APPROVALS_URL") or None,
+            otlp_endpoint=env.get("MCP_RUNTIME_OTLP_ENDPOINT") or None,
             ingest_key_secret=ingest_key,
             watch_policy_via_api=_flag(env.get("MCP_OPERATOR_WATCH_POLICY_VIA_API"), True),
             tls_enabled=issuer is not None,

@@ -9,14 +9,16 @@ public). A member of a third team sees none of Acme's server rows.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from mcp_runtime.platform.errors import ApiError
 from mcp_runtime.platform.principal import Principal
+from mcp_runtime.platform.quota_usage import quota_rows
 from mcp_runtime.platform.repository import ResourceRepository
 from mcp_runtime.platform.visibility import CATALOG_NAMESPACES
+from mcp_runtime.policy import PolicyDocument
 from mcp_runtime.resources import MCPServer
 from mcp_runtime.sentinel.events import AnalyticsEvent
 from mcp_runtime.sentinel.store import (
@@ -29,7 +31,7 @@ from mcp_runtime.sentinel.store import (
 )
 from mcp_runtime.store import ControlPlaneStore
 
-SECTIONS = ("totals", "servers", "tools", "actors", "decisions", "timeseries", "recent")
+SECTIONS = ("totals", "servers", "tools", "actors", "decisions", "timeseries", "recent", "quotas")
 _RELATIVE = re.compile(r"^(\d{1,6})\s*(s|m|h|d|w)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -41,7 +43,10 @@ def parse_time(value: str | None, *, now: datetime | None = None, field: str = "
     text = value.strip()
     match = _RELATIVE.match(text)
     if match:
-        return (now or datetime.now(UTC)) - timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
+        try:
+            return (now or datetime.now(UTC)) - timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
+        except OverflowError:  # e.g. 999999w: before the year 1
+            raise ApiError(422, "invalid_request", f"{field}: {value!r} reaches back before the year 1") from None
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -57,8 +62,11 @@ def _iso(value: datetime) -> str:
 class AnalyticsService:
     """The queries of `analytics/*` and the dashboard, as a given caller may see them."""
 
-    def __init__(self, store: ControlPlaneStore, repo: ResourceRepository, events: EventStore) -> None:
+    def __init__(self, store: ControlPlaneStore, repo: ResourceRepository, events: EventStore,
+                 documents: Callable[[str, str], PolicyDocument | None] | None = None) -> None:
         self.store, self.repo, self.events = store, repo, events
+        self.documents = documents
+        """A server's compiled policy (its quotas), for the `quotas` section."""
 
     # visibility and filters ---------------------------------------------------------------------------
     def visibility(self, caller: Principal) -> dict[str, Any]:
@@ -119,7 +127,19 @@ class AnalyticsService:
                                         "points": [_bucket(b) for b in self.events.time_series(flt, bucket)]}
             elif section == "recent":
                 answer["recent"] = [names.event(e) for e in self.events.recent(flt, limit)]
+            elif section == "quotas":
+                answer["quotas"] = self.quotas(flt)
         return answer
+
+    def quotas(self, flt: UsageFilter) -> list[dict[str, Any]]:
+        """Calls today against every daily quota, per key (quota_usage.py); the filter's visibility applies."""
+        if self.documents is None:
+            return []
+        servers = self.repo.list(MCPServer)
+        if flt.server is not None:
+            servers = [s for s in servers if s.metadata.name == flt.server]
+        docs = [d for s in servers if (d := self.documents(s.metadata.namespace or "", s.metadata.name or ""))]
+        return quota_rows(self.events, docs, flt)
 
     def list_events(self, flt: UsageFilter, *, limit: int = 100, after: str | None = None) -> dict[str, Any]:
         """A page of events in emission order; `next` is the cursor for the following page (or to follow)."""

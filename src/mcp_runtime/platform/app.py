@@ -33,14 +33,16 @@ from mcp_runtime.platform.routers import (
 )
 from mcp_runtime.platform.settings import PlatformSettings
 from mcp_runtime.store import ControlPlaneStore
+from mcp_runtime.telemetry import Telemetry
 
 API_PREFIX = "/api/v1"
 
 
 def create_app(settings: PlatformSettings | None = None, *, store: ControlPlaneStore | None = None,
                hooks: RuntimeHooks | None = None, publisher: PolicyPublisher | None = None,
-               platform: Platform | None = None) -> FastAPI:
-    """The platform API. `app.state.platform` holds the services (store, publisher, hooks, ...)."""
+               platform: Platform | None = None, telemetry: Telemetry | None = None) -> FastAPI:
+    """The platform API. `app.state.platform` holds the services (store, publisher, hooks, ...);
+    `telemetry`: a span per API request (OpenTelemetry's FastAPI instrumentation), None: off."""
     if platform is None:
         platform = Platform(settings or PlatformSettings.from_env(), store=store, hooks=hooks,
                             publisher=publisher)
@@ -48,9 +50,13 @@ def create_app(settings: PlatformSettings | None = None, *, store: ControlPlaneS
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await platform.ingest.start()
+        await platform.checkpoints.start()
         yield
+        await platform.checkpoints.close()
         await platform.ingest.close()
         platform.close()
+        if telemetry is not None:
+            telemetry.shutdown()
 
     app = FastAPI(
         title="MCP Runtime platform API",
@@ -77,7 +83,17 @@ def create_app(settings: PlatformSettings | None = None, *, store: ControlPlaneS
     app.add_middleware(BodyLimitMiddleware, max_bytes=platform.settings.max_body_bytes,
                        overrides={f"{API_PREFIX}/ingest/": platform.settings.ingest_max_body_bytes})
     app.openapi = lambda: _openapi_with_resources(app)  # type: ignore[method-assign]
+    if telemetry is not None:
+        instrument(app, telemetry)
     return app
+
+
+def instrument(app: FastAPI, telemetry: Telemetry) -> None:
+    """A SERVER span per API request, named by route template (`POST /api/v1/auth/login`), with the
+    caller's `traceparent` as its parent; health checks are left out."""
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=telemetry.provider, excluded_urls="healthz,metrics")
 
 
 def _openapi_with_resources(app: FastAPI) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from mcp_runtime.platform.access import AccessService
 from mcp_runtime.platform.analytics import AnalyticsService
 from mcp_runtime.platform.approvals import ApprovalService
+from mcp_runtime.platform.checkpoints import ChainHeads, Checkpointer
 from mcp_runtime.platform.hooks import NoRuntime, PolicyPublisher, RuntimeHooks
 from mcp_runtime.platform.identity import IdentityService, load_keyring
 from mcp_runtime.platform.ingest import IngestKeys, IngestService
@@ -65,8 +66,11 @@ class Platform:
             event_store = open_event_store(settings.analytics_url or str(Path(settings.data_dir) / "analytics.db"))
         self.events = event_store
         self.ingest_keys = IngestKeys(store, settings)
-        self.ingest = IngestService(event_store, settings)
-        self.analytics = AnalyticsService(store, self.repo, event_store)
+        self.chain_heads = ChainHeads()
+        self.ingest = IngestService(event_store, settings, self.chain_heads)
+        self.checkpoints = Checkpointer(store, self.keyring, self.chain_heads, settings.checkpoint_interval)
+        """Signs the chains' heads into the audit log every `checkpoint_interval` (started with the ingest)."""
+        self.analytics = AnalyticsService(store, self.repo, event_store, self.policies.document)
         self.oauth: OAuthService | None = None
         if settings.public_url:
             self.oauth = OAuthService(store, self.access, settings.public_url, settings.access_token_ttl,

@@ -28,6 +28,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from mcp_runtime.platform.checkpoints import ChainHeads
 from mcp_runtime.platform.settings import PlatformSettings
 from mcp_runtime.security.secrets import API_KEY_PREFIX, hash_secret, new_api_key, secret_matches
 from mcp_runtime.sentinel.events import AnalyticsEvent, IngestResult
@@ -124,8 +125,10 @@ class IngestService:
     """Writes ingested batches to the event store, or publishes them to NATS JetStream (`nats_url`) with a
     background writer moving them into the store (`nats_writer`)."""
 
-    def __init__(self, store: EventStore, settings: PlatformSettings) -> None:
+    def __init__(self, store: EventStore, settings: PlatformSettings, heads: ChainHeads | None = None) -> None:
         self.store = store
+        self.heads = heads
+        """The decision chains' heads as ingested, for the signed checkpoints (checkpoints.py)."""
         self.nats_url = settings.nats_url
         self.run_writer = settings.nats_writer
         self.stream = (settings.nats_stream, settings.nats_subject_prefix)
@@ -159,6 +162,8 @@ class IngestService:
     async def ingest(self, events: Sequence[AnalyticsEvent]) -> IngestResult:
         """Store the batch (idempotent on event_id). In NATS mode the answer counts every event as
         accepted once JetStream stored the batch: duplicates are only known to the store, which drops them."""
+        if self.heads is not None:
+            self.heads.observe(events)
         if self.nats_url:
             await self.start()
             await self._publisher.publish(events)

@@ -56,6 +56,7 @@ class PlatformSettings:
     nats_writer: bool = True  # run the JetStream -> store writer in this process (NATS mode)
     nats_stream: str = "MCP_EVENTS"
     nats_subject_prefix: str = "mcp.events"
+    checkpoint_interval: float = 60.0  # seconds between signed audit checkpoints; $MCP_RUNTIME_CHECKPOINT_INTERVAL
 
     @classmethod
     def from_env(cls, data_dir: Path | str | None = None, **overrides: object) -> PlatformSettings:
@@ -73,6 +74,13 @@ class PlatformSettings:
                           ("public_url", PUBLIC_URL_ENV), ("servers_url", SERVERS_URL_ENV)):
             if getattr(settings, attr) is None and os.environ.get(env):
                 setattr(settings, attr, os.environ[env])
+        interval = os.environ.get("MCP_RUNTIME_CHECKPOINT_INTERVAL", "").strip()
+        if interval:
+            try:
+                settings.checkpoint_interval = float(interval)
+            except ValueError:
+                raise ValueError(f"MCP_RUNTIME_CHECKPOINT_INTERVAL must be a number of seconds, got {interval!r}") \
+                    from None
         clickhouse = os.environ.get("MCP_SENTINEL_CLICKHOUSE_URL")  # the Helm chart's name, http(s)://
         if settings.analytics_url is None and clickhouse:
             settings.analytics_url = clickhouse_store_url(clickhouse)

@@ -6,10 +6,10 @@ empty for the first) and `record_hash`: SHA-256 over the event's canonical JSON 
 spaces, every field but `record_hash` itself). Changing any stored field of a record breaks its own
 hash; deleting or reordering records breaks the sequence and the links. `verify` names what broke.
 
-What this does not catch, and why (docs/analytics.md, "Verifying the decision log"): the newest records
-of a chain deleted together (nothing after them links to them), a whole chain deleted, or a chain
-rewritten from scratch by someone who can write the store (SHA-256 without a key). Signed checkpoints
-would close these; they are not built yet.
+What this alone does not catch: the newest records of a chain deleted together (nothing after them
+links to them), a whole chain deleted, or a chain rewritten from scratch by someone who can write the
+store (SHA-256 without a key). The platform's signed checkpoints close these (platform/checkpoints.py,
+checked by `audit verify`, docs/audit.md).
 """
 
 from __future__ import annotations

@@ -68,7 +68,8 @@ class UsageFilter:
     others being None count as empty: a filter that restricts at all fails closed.
 
     Narrowing (all optional, combined with AND): exact `server`, `namespace`, calling `team`
-    (`subject_team_id`), `human`, `agent`, `tool`, `decision`, JSON-RPC `method` (`rpc_method`);
+    (`subject_team_id`), `human`, `agent`, `tool`, `decision`, JSON-RPC `method` (`rpc_method`), the
+    deciding `grant` (`matched_grant`), `reason`;
     `since` inclusive, `until` exclusive.
     """
 
@@ -83,6 +84,8 @@ class UsageFilter:
     tool: str | None = None
     decision: Literal["allow", "deny"] | None = None
     method: str | None = None
+    grant: str | None = None  # matched_grant: the grant that decided
+    reason: str | None = None
     since: datetime | None = None
     until: datetime | None = None
 
@@ -390,7 +393,8 @@ def where_clause(flt: UsageFilter, params: ParamCollector, *, ts_column: str, ts
         clauses.append("(" + " OR ".join(visible) + ")" if visible else "1 = 0")
     for column, value in (("server", flt.server), ("namespace", flt.namespace), (CALLER_TEAM, flt.team),
                           ("human_id", flt.human), ("agent_id", flt.agent), ("tool_name", flt.tool),
-                          ("decision", flt.decision), ("rpc_method", flt.method)):
+                          ("decision", flt.decision), ("rpc_method", flt.method), ("matched_grant", flt.grant),
+                          ("reason", flt.reason)):
         if value is not None:
             clauses.append(f"{column} = {params.add(value)}")
     if flt.since is not None:

@@ -103,6 +103,8 @@ class ControlPlaneStore(Protocol):
 
     # audit
     def append_audit(self, record: AuditRecord) -> None: ...
+    def audit_since(self, since: datetime | None = None, *, after_id: int = 0,
+                    limit: int = 1000) -> list[AuditEntry]: ...
     def list_audit(self, *, limit: int = 100, before_id: int | None = None, kind: str | None = None,
                    namespace: str | None = None, name: str | None = None) -> list[AuditEntry]:
         """Newest first; each filter given narrows the list (e.g. one resource's history)."""

@@ -148,6 +148,9 @@ class AuditEntry:
     name: str | None
     before: Any
     after: Any
+    seq: int | None = None  # the hash chain (store/audit_chain.py); None on entries older than the chain
+    prev_hash: str | None = None
+    record_hash: str | None = None
 
 
 @dataclass(frozen=True)

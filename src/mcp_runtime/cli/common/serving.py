@@ -29,3 +29,17 @@ def configure_logging(level: str, *, quiet: tuple[str, ...] = ()) -> None:
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
     for name in quiet:
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+OTLP_HELP = ("Export OpenTelemetry traces over OTLP/HTTP to this base URL (e.g. http://127.0.0.1:4318); "
+             "default $OTEL_EXPORTER_OTLP_ENDPOINT, off when neither is set.")
+
+
+def otlp_endpoint(flag: str | None) -> str | None:
+    """The traces URL from `--otlp-endpoint` or the standard environment (None: tracing off), checked."""
+    from mcp_runtime.telemetry import traces_endpoint
+
+    try:
+        return traces_endpoint(flag)
+    except ValueError as exc:
+        raise CliError(str(exc), hint="check --otlp-endpoint or OTEL_EXPORTER_OTLP_ENDPOINT") from None

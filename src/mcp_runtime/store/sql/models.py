@@ -111,3 +111,6 @@ class AuditRow(Base):
     name: Mapped[str | None] = mapped_column(String(253), nullable=True)
     before: Mapped[Any] = mapped_column(JSON, nullable=True)
     after: Mapped[Any] = mapped_column(JSON, nullable=True)
+    seq: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the audit hash chain (store/audit_chain.py)
+    prev_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    record_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -33,6 +33,7 @@ from mcp_runtime.store.records import (
     User,
 )
 from mcp_runtime.store.sql import migrate
+from mcp_runtime.store.sql.audit import append_audit_entry, audit_entry
 from mcp_runtime.store.sql.engine import make_engine
 from mcp_runtime.store.sql.models import (
     ApiKeyRow,
@@ -108,12 +109,6 @@ def _reason(exc: Exception) -> str:
     return text[:300]
 
 
-def _audit_entry(row: AuditRow) -> AuditEntry:
-    return AuditEntry(id=row.id, at=_aware(row.at) or utcnow(), actor=row.actor, action=row.action,
-                      kind=row.kind, namespace=row.namespace, name=row.name, before=row.before,
-                      after=row.after)
-
-
 class SqlStore:
     """The SQL implementation of `ControlPlaneStore` (SQLite or PostgreSQL)."""
 
@@ -143,17 +138,15 @@ class SqlStore:
             with self._sessions.begin() as session:
                 yield session
                 if audit is not None:
-                    session.add(self._audit_row(audit))
+                    self._append_audit(session, audit)
         except (OperationalError, InterfaceError, PoolTimeout) as exc:
             if not _transient(exc):
                 raise
             raise StoreUnavailable(_reason(exc)) from exc
 
     @staticmethod
-    def _audit_row(record: AuditRecord) -> AuditRow:
-        return AuditRow(at=utcnow(), actor=record.actor, action=record.action, kind=record.kind,
-                        namespace=record.namespace, name=record.name, before=record.before,
-                        after=record.after)
+    def _append_audit(session: Session, record: AuditRecord) -> None:
+        append_audit_entry(session, record)
 
     # settings -----------------------------------------------------------------------------------
     def get_setting(self, key: str) -> str | None:
@@ -282,7 +275,8 @@ class SqlStore:
                 s.add(row)
                 s.flush()  # the user row first: the membership refers to it
                 s.add(MembershipRow(team_id=team_id, user_id=row.id, role=str(role)))
-                s.add_all([self._audit_row(audit) for audit in audits])
+                for audit in audits:
+                    self._append_audit(s, audit)
                 return Membership(team=_team(team), user=_user(row), role=role)
         except IntegrityError as exc:
             raise AlreadyExists(f"user {email} already exists") from exc
@@ -492,7 +486,16 @@ class SqlStore:
     # audit --------------------------------------------------------------------------------------
     def append_audit(self, record: AuditRecord) -> None:
         with self._tx() as s:
-            s.add(self._audit_row(record))
+            self._append_audit(s, record)
+
+    def audit_since(self, since: datetime | None = None, *, after_id: int = 0, limit: int = 1000) -> list[AuditEntry]:
+        """Entries after `after_id` (and at or after `since`), oldest first: the pages of `audit export`."""
+        with self._tx() as s:
+            query = select(AuditRow).where(AuditRow.id > after_id)
+            if since is not None:
+                query = query.where(AuditRow.at >= since)
+            rows = s.scalars(query.order_by(AuditRow.id).limit(max(1, min(limit, 5000))))
+            return [audit_entry(r) for r in rows]
 
     def list_audit(self, *, limit: int = 100, before_id: int | None = None, kind: str | None = None,
                    namespace: str | None = None, name: str | None = None) -> list[AuditEntry]:
@@ -507,4 +510,4 @@ class SqlStore:
             if name is not None:
                 query = query.where(AuditRow.name == name)
             rows = s.scalars(query.order_by(AuditRow.id.desc()).limit(max(1, min(limit, 1000))))
-            return [_audit_entry(r) for r in rows]
+            return [audit_entry(r) for r in rows]
