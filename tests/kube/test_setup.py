@@ -23,6 +23,7 @@ import yaml
 
 from fixtures.cli import run_cli
 from fixtures.kube_cluster import KubeCluster
+from fixtures.kube_images import platform_image_in_containerd
 
 ROOT = Path(__file__).resolve().parents[2]
 PLATFORM_NAMESPACES = ("mcp-runtime", "mcp-servers-org", "mcp-servers-public")
@@ -189,27 +190,10 @@ def test_setup_with_helm_installs_the_chart_and_helm_uninstalls_it(no_platform: 
     assert cluster.get("crd", "mcpservers.mcpruntime.org") is not None  # helm never deletes CRDs
 
 
-PLATFORM_IMAGE = "localhost/mcp-runtime-kubetest:latest"
-
-
-def platform_image_in_containerd(cluster: KubeCluster, tmp_path: Path) -> str:
-    """The platform image built from this checkout by `mcp-runtime image platform` (podman; the mmdebstrap
-    base when missing; skipped when the sources did not change), copied into the node's containerd: no
-    registry is needed, pods use it with imagePullPolicy Never."""
-    built = run_cli(["image", "platform", "--name", PLATFORM_IMAGE], timeout=1800)
-    assert built.returncode == 0, built.stderr[-3000:]
-    archive = tmp_path / "platform.tar"
-    subprocess.run(["podman", "save", "--format", "oci-archive", "-o", str(archive), PLATFORM_IMAGE],
-                   check=True, capture_output=True, timeout=300)
-    subprocess.run([cluster.tools["CTR"], "--address", cluster.tools["CONTAINERD_ADDRESS"], "-n", "k8s.io",
-                    "images", "import", "--local", str(archive)], check=True, capture_output=True, timeout=300)
-    return PLATFORM_IMAGE
-
-
 def test_helm_install_runs_the_platform_and_its_operator_reconciles_in_the_cluster(
-        no_platform: KubeCluster, kube_namespace: str, tmp_path: Path) -> None:
+        no_platform: KubeCluster, kube_namespace: str) -> None:
     cluster = no_platform
-    image = platform_image_in_containerd(cluster, tmp_path)
+    image = platform_image_in_containerd(cluster)
     repository, tag = image.rsplit(":", 1)
     # The bundled registry's image (docker.io/library/registry) is not available here: an external registry.
     cluster.helm("install", "mcp-runtime", str(ROOT / "deploy" / "helm" / "mcp-runtime"), "-n", "mcp-runtime",
