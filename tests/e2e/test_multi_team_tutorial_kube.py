@@ -1,12 +1,14 @@
 """The multi-team tutorial (docs/multi-team.md) on the REAL test cluster (tests/kube/cluster.sh, tier 2).
 
 What runs where:
+- `mcp-runtime setup --test-mode --platform-mode none --registry-mode external --image <platform image>`
+  installs the CRDs, namespaces, RBAC and the operator, which runs in a pod with its ServiceAccount; the
+  platform image is built from this checkout and pulled by containerd from a loopback registry;
 - the platform API: `mcp-runtime platform serve --runtime kubernetes` on this machine (the node), listening
-  on the node's address so the pods' sidecars reach its ingest; servers, grants and sessions are CRDs, users
-  and teams in SQLite; it publishes its JWKS into `mcp-runtime` and applies each team's namespace;
-- the operator: `mcp-runtime operator run` on this machine with the platform image (built from this
-  checkout, pulled by containerd from a loopback registry) as the `mcp-gateway` sidecar and the API's ingest
-  for analytics. (In a pod it would reach the ingest by a Service DNS name: the test cluster has no DNS.)
+  on the node's address; servers, grants and sessions are CRDs, users and teams in SQLite; it publishes its
+  JWKS into `mcp-runtime` and applies each team's namespace. The operator's gateways send analytics to its
+  ingest by address (`kubectl set env`: the in-cluster default is a Service DNS name, and the test cluster
+  has no DNS);
 - payments: the data-utility example's image built by the project, pushed to that registry, pulled by the node.
 
 Steps, each as the tutorial types them: the admin creates teams acme and globex (namespaces appear on the
@@ -40,7 +42,6 @@ from test_multi_team_tutorial import Background, answers, call, list_tools, wait
 from fixtures.cli import cli_env, free_port, run_cli
 from fixtures.kube_cluster import KubeCluster
 from fixtures.kube_images import EXAMPLE_DIR
-from fixtures.kube_servers import operator_process
 from fixtures.servers import run_data_utility_server
 
 pytestmark = pytest.mark.slow
@@ -59,17 +60,29 @@ def team_slugs(kube_pods_cluster: KubeCluster) -> Iterator[dict[str, str]]:
         kube_pods_cluster.kubectl("delete", "namespace", f"mcp-team-{slug}", "--ignore-not-found", "--wait=false")
 
 
+PLATFORM_NAMESPACES = ("mcp-runtime", "mcp-servers-org", "mcp-servers-public")
+
+
+def remove_platform(cluster: KubeCluster) -> None:
+    """What `setup` applied, except the CRDs (other tests share them)."""
+    cluster.kubectl("delete", "namespace", *PLATFORM_NAMESPACES, "--ignore-not-found", "--timeout=120s", timeout=150)
+    cluster.kubectl("delete", "clusterrole", "mcp-runtime-team-owner", "mcp-runtime-team-member",
+                    "mcp-runtime-operator", "--ignore-not-found")
+    cluster.kubectl("delete", "clusterrolebinding", "mcp-runtime-operator", "--ignore-not-found")
+
+
 @pytest.fixture
-def system_namespace(kube_pods_cluster: KubeCluster) -> str:
-    """`mcp-runtime`, where the API publishes its JWKS (setup creates it; tests/kube/test_setup.py)."""
-    kube_pods_cluster.kubectl("create", "namespace", "mcp-runtime", check=False)
-    return "mcp-runtime"
+def fresh_cluster(kube_pods_cluster: KubeCluster, platform_crds: list[str]) -> Iterator[KubeCluster]:
+    """The cluster without the platform installed, before and after."""
+    remove_platform(kube_pods_cluster)
+    yield kube_pods_cluster
+    remove_platform(kube_pods_cluster)
 
 
 def test_multi_team_tutorial_on_kubernetes(
-        kube_pods_cluster: KubeCluster, platform_crds: list[str], system_namespace: str,
-        team_slugs: dict[str, str], kube_platform_image: str, kube_example_image: str, tmp_path: Path) -> None:
-    cluster = kube_pods_cluster
+        fresh_cluster: KubeCluster, team_slugs: dict[str, str], kube_platform_image: str, kube_example_image: str,
+        tmp_path: Path) -> None:
+    cluster = fresh_cluster
     acme, globex = team_slugs["acme"], team_slugs["globex"]
     acme_ns = f"mcp-team-{acme}"
     node_ip = urlparse(cluster.api_url).hostname or ""
@@ -81,6 +94,23 @@ def test_multi_team_tutorial_on_kubernetes(
     kube_env = {"KUBECONFIG": str(cluster.kubeconfig)}
     started = time.monotonic()
 
+    # Step 0: the platform team runs setup: CRDs, namespaces, RBAC and the operator in a pod, pulling the
+    # platform image from the registry. The platform API runs on the node (below), outside the cluster: the
+    # gateways send analytics to it by address (this cluster has no DNS), and the operator watches only the
+    # tutorial's namespaces (other tests share the cluster).
+    env_file = tmp_path / "mcpruntime.env"
+    env_file.write_text(f"MCP_SETUP_EXTERNAL_REGISTRY={kube_platform_image.split('/')[0]}\n")
+    setup = run_cli(["setup", "--env-file", str(env_file), "--test-mode", "--ingress", "none", "--platform-mode",
+                     "none", "--registry-mode", "external", "--image", kube_platform_image], env=kube_env, timeout=180)
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    assert "MCP Runtime is installed in namespace mcp-runtime." in setup.stdout
+    cluster.kubectl("-n", "mcp-runtime", "set", "env", "deployment/mcp-runtime-operator",
+                    f"MCP_SENTINEL_INGEST_URL={url}/api/v1/ingest/events",
+                    f"MCP_OPERATOR_NAMESPACES=mcp-runtime,{acme_ns},mcp-team-{globex}")
+    cluster.kubectl("-n", "mcp-runtime", "rollout", "status", "deployment/mcp-runtime-operator",
+                    "--timeout=300s", timeout=320)
+    print(f"\n[tutorial kube] setup done, operator pod Ready {time.monotonic() - started:.1f}s into the test")
+
     api = Background(["platform", "serve", "--runtime", "kubernetes", "--host", node_ip, "--port", str(port),
                       "--data-dir", str(tmp_path / "data"), "--log-level", "warning", "--no-dashboard"],
                      cli_env({**base_env, **kube_env, "MCP_RUNTIME_ADMIN_EMAIL": ADMIN_EMAIL,
@@ -89,9 +119,10 @@ def test_multi_team_tutorial_on_kubernetes(
                               "MCP_SENTINEL_NATS_URL": "", "MCP_SENTINEL_CLICKHOUSE_URL": ""}),
                      tmp_path / "api.log", tmp_path)
     adapter: Background | None = None
-    operator_env = {"MCP_SENTINEL_INGEST_URL": f"{url}/api/v1/ingest/events",
-                    "MCP_SENTINEL_INGEST_KEY_SECRET": "mcp-sentinel-ingest-key:api-key"}
-    operator_log = tmp_path / "operator.log"
+
+    def operator_log() -> str:
+        return cluster.kubectl("-n", "mcp-runtime", "logs", "deployment/mcp-runtime-operator", "--tail=60",
+                               check=False).stdout
     try:
         def healthy() -> bool:
             api.check_alive()
@@ -100,7 +131,7 @@ def test_multi_team_tutorial_on_kubernetes(
             except httpx.TransportError:
                 return False
         wait_for(healthy, f"platform serve --runtime kubernetes on {url}", api.output)
-        jwks = cluster.get("configmap", "mcp-runtime-jwks", system_namespace) or {}
+        jwks = cluster.get("configmap", "mcp-runtime-jwks", "mcp-runtime") or {}
         assert json.loads(jwks["data"]["jwks.json"])["keys"], jwks
 
         def cli(*args: str, admin: bool = False, cwd: Path = tmp_path, ok: bool = True
@@ -133,96 +164,94 @@ def test_multi_team_tutorial_on_kubernetes(
         cluster.kubectl("-n", acme_ns, "create", "secret", "generic", "mcp-sentinel-ingest-key",
                         f"--from-literal=api-key={ingest_key}")
 
-        with operator_process(cluster, [acme_ns, system_namespace], system_namespace, operator_log,
-                              kube_platform_image, env=operator_env):
-            # Step 2: Alice deploys payments through the platform API ------------------------------
-            cli("auth", "login", "--api-url", url, "--email", "alice@acme.com", "--password", "alice123",
-                "--profile", "alice")
-            cli("auth", "use", "alice")
-            app = tmp_path / "data-utility-mcp"
-            shutil.copytree(EXAMPLE_DIR, app, ignore=shutil.ignore_patterns("__pycache__", ".mcp", "wheels"))
-            with run_data_utility_server() as example:
-                init = cli("server", "init", "payments", "--from-server", example.base_url, cwd=app)
-            assert f"Discovered: {TOOLS}" in init.stdout
-            image, _, tag = kube_example_image.rpartition(":")
-            deployed = cli("server", "deploy", "payments", "--scope", "tenant", "--metadata-dir", ".mcp",
-                           "--image", image, "--tag", tag, cwd=app).stdout
-            assert f"to namespace {acme_ns}" in deployed, deployed
-            assert cluster.get("mcpserver", "payments", acme_ns) is not None  # a CRD, not a SQL row
+        # Step 2: Alice deploys payments through the platform API ------------------------------
+        cli("auth", "login", "--api-url", url, "--email", "alice@acme.com", "--password", "alice123",
+            "--profile", "alice")
+        cli("auth", "use", "alice")
+        app = tmp_path / "data-utility-mcp"
+        shutil.copytree(EXAMPLE_DIR, app, ignore=shutil.ignore_patterns("__pycache__", ".mcp", "wheels"))
+        with run_data_utility_server() as example:
+            init = cli("server", "init", "payments", "--from-server", example.base_url, cwd=app)
+        assert f"Discovered: {TOOLS}" in init.stdout
+        image, _, tag = kube_example_image.rpartition(":")
+        deployed = cli("server", "deploy", "payments", "--scope", "tenant", "--metadata-dir", ".mcp",
+                       "--image", image, "--tag", tag, cwd=app).stdout
+        assert f"to namespace {acme_ns}" in deployed, deployed
+        assert cluster.get("mcpserver", "payments", acme_ns) is not None  # a CRD, not a SQL row
 
-            def listed_ready() -> str | None:
-                table = cli("server", "list").stdout
-                return table if re.search(rf"^payments\s+{acme_ns}\s+1/1\s+Ready\b", table, re.M) else None
-            wait_for(listed_ready, "payments 1/1 Ready in `server list`",
-                     lambda: operator_log.read_text()[-3000:] + cluster.kubectl(
-                         "-n", acme_ns, "get", "pods,events", check=False).stdout)
-            pods = json.loads(cluster.kubectl("-n", acme_ns, "get", "pods", "-l", "mcpruntime.org/server=payments",
-                                              "-o", "json").stdout)["items"]
-            assert [sorted(s["name"] for s in p["status"]["containerStatuses"] if s["ready"]) for p in pods] == [
-                ["mcp-gateway", "mcp-server"]]
-            print(f"\n[tutorial kube] payments 2/2 Ready {time.monotonic() - started:.1f}s into the test")
+        def listed_ready() -> str | None:
+            table = cli("server", "list").stdout
+            return table if re.search(rf"^payments\s+{acme_ns}\s+1/1\s+Ready\b", table, re.M) else None
+        wait_for(listed_ready, "payments 1/1 Ready in `server list`",
+                 lambda: operator_log()[-3000:] + cluster.kubectl(
+                     "-n", acme_ns, "get", "pods,events", check=False).stdout)
+        pods = json.loads(cluster.kubectl("-n", acme_ns, "get", "pods", "-l", "mcpruntime.org/server=payments",
+                                          "-o", "json").stdout)["items"]
+        assert [sorted(s["name"] for s in p["status"]["containerStatuses"] if s["ready"]) for p in pods] == [
+            ["mcp-gateway", "mcp-server"]]
+        print(f"\n[tutorial kube] payments 2/2 Ready {time.monotonic() - started:.1f}s into the test")
 
-            # Steps 4-5: Alice grants Globex's cursor agent echo and add; the admin applies a session --
-            cli("access", "grant", "init", "payments-to-globex", "--server", "payments", "--namespace", acme_ns,
-                "--team-id", globex_id, "--agent-id", "cursor", "--tool", "echo", "--tool", "add",
-                "--output", "grant-cross.yaml", cwd=app)
-            assert f"grant payments-to-globex created in {acme_ns} (Active)" in cli(
-                "access", "grant", "apply", "--file", "grant-cross.yaml", cwd=app).stdout
-            assert cluster.get("mcpaccessgrant", "payments-to-globex", acme_ns) is not None
-            cli("access", "session", "init", "globex-payments-session", "--server", "payments", "--namespace",
-                acme_ns, "--team-id", globex_id, "--agent-id", "cursor", "--trust", "low", "--expires-in", "4h",
-                "--output", "session-cross.yaml", cwd=app)
-            cli("access", "session", "apply", "--file", "session-cross.yaml", admin=True, cwd=app)
+        # Steps 4-5: Alice grants Globex's cursor agent echo and add; the admin applies a session --
+        cli("access", "grant", "init", "payments-to-globex", "--server", "payments", "--namespace", acme_ns,
+            "--team-id", globex_id, "--agent-id", "cursor", "--tool", "echo", "--tool", "add",
+            "--output", "grant-cross.yaml", cwd=app)
+        assert f"grant payments-to-globex created in {acme_ns} (Active)" in cli(
+            "access", "grant", "apply", "--file", "grant-cross.yaml", cwd=app).stdout
+        assert cluster.get("mcpaccessgrant", "payments-to-globex", acme_ns) is not None
+        cli("access", "session", "init", "globex-payments-session", "--server", "payments", "--namespace",
+            acme_ns, "--team-id", globex_id, "--agent-id", "cursor", "--trust", "low", "--expires-in", "4h",
+            "--output", "session-cross.yaml", cwd=app)
+        cli("access", "session", "apply", "--file", "session-cross.yaml", admin=True, cwd=app)
 
-            # Step 6: Bob connects through the adapter, to the Service (kube-proxy) ------------------
-            service = cluster.get("service", "payments", acme_ns) or {}
-            runtime_url = f"http://{service['spec']['clusterIP']}/payments/mcp"
-            cli("auth", "login", "--api-url", url, "--email", "bob@globex.com", "--password", "bob456",
-                "--profile", "bob")
-            cli("auth", "use", "bob")
-            listen = free_port()
-            adapter = Background(["adapter", "proxy", "--runtime-url", runtime_url, "--server", "payments",
-                                  "--agent", "cursor", "--agent-id", "cursor", "--auto-refresh",
-                                  "--listen", f"127.0.0.1:{listen}"], cli_env(base_env), tmp_path / "adapter.log",
-                                 tmp_path)
-            bob_url = f"http://127.0.0.1:{listen}/mcp"
+        # Step 6: Bob connects through the adapter, to the Service (kube-proxy) ------------------
+        service = cluster.get("service", "payments", acme_ns) or {}
+        runtime_url = f"http://{service['spec']['clusterIP']}/payments/mcp"
+        cli("auth", "login", "--api-url", url, "--email", "bob@globex.com", "--password", "bob456",
+            "--profile", "bob")
+        cli("auth", "use", "bob")
+        listen = free_port()
+        adapter = Background(["adapter", "proxy", "--runtime-url", runtime_url, "--server", "payments",
+                              "--agent", "cursor", "--agent-id", "cursor", "--auto-refresh",
+                              "--listen", f"127.0.0.1:{listen}"], cli_env(base_env), tmp_path / "adapter.log",
+                             tmp_path)
+        bob_url = f"http://127.0.0.1:{listen}/mcp"
 
-            def adapter_up() -> bool:
-                assert adapter is not None
-                adapter.check_alive()
-                return answers(bob_url)
-            wait_for(adapter_up, "the adapter listening", adapter.output)
-            log: list[str] = []
-            assert list_tools(bob_url) == ["add", "echo"]
-            assert call(bob_url, "echo", {"text": "hello from globex"}, log) == ("ok", "hello from globex")
-            assert call(bob_url, "add", {"a": 2, "b": 3}, log) == ("ok", "5")
-            assert call(bob_url, "reverse", {"text": "abc"}, log) == ("denied", "tool_not_granted")
+        def adapter_up() -> bool:
+            assert adapter is not None
+            adapter.check_alive()
+            return answers(bob_url)
+        wait_for(adapter_up, "the adapter listening", adapter.output)
+        log: list[str] = []
+        assert list_tools(bob_url) == ["add", "echo"]
+        assert call(bob_url, "echo", {"text": "hello from globex"}, log) == ("ok", "hello from globex")
+        assert call(bob_url, "add", {"a": 2, "b": 3}, log) == ("ok", "5")
+        assert call(bob_url, "reverse", {"text": "abc"}, log) == ("denied", "tool_not_granted")
 
-            # Step 7: no grant, no access; re-applied, access is back ----------------------------
-            cli("auth", "use", "alice")
-            assert f"grant payments-to-globex deleted in {acme_ns}" in cli(
-                "access", "grant", "delete", "payments-to-globex", "--namespace", acme_ns).stdout
-            wait_for(lambda: call(bob_url, "echo", {"text": "again"}, log) == ("denied", "no_matching_grant"),
-                     "the deleted grant to deny bob's next call", adapter.output)
-            cli("access", "grant", "apply", "--file", "grant-cross.yaml", cwd=app)
-            wait_for(lambda: call(bob_url, "echo", {"text": "back"}, log) == ("ok", "back"),
-                     "the re-applied grant to allow echo again", adapter.output)
+        # Step 7: no grant, no access; re-applied, access is back ----------------------------
+        cli("auth", "use", "alice")
+        assert f"grant payments-to-globex deleted in {acme_ns}" in cli(
+            "access", "grant", "delete", "payments-to-globex", "--namespace", acme_ns).stdout
+        wait_for(lambda: call(bob_url, "echo", {"text": "again"}, log) == ("denied", "no_matching_grant"),
+                 "the deleted grant to deny bob's next call", adapter.output)
+        cli("access", "grant", "apply", "--file", "grant-cross.yaml", cwd=app)
+        wait_for(lambda: call(bob_url, "echo", {"text": "back"}, log) == ("ok", "back"),
+                 "the re-applied grant to allow echo again", adapter.output)
 
-            # Step 8: bob's traffic in analytics (the sidecar -> the API's ingest) -----------------
-            def bob_rows() -> list[dict[str, Any]] | None:
-                rows = json.loads(cli("analytics", "tools", "--server", "payments", "-o", "json").stdout)
-                mine = [r for r in rows if r["user"] == "bob@globex.com"]
-                tools = {r["tool"] for r in mine}
-                return mine if {"echo", "add", "reverse"} <= tools else None
-            rows = wait_for(bob_rows, "bob's calls in `analytics tools`", lambda: "\n".join(log))
-            by_tool = {r["tool"]: r for r in rows}
-            assert (by_tool["add"]["calls"], by_tool["add"]["denied"]) == (1, 0)
-            assert (by_tool["reverse"]["calls"], by_tool["reverse"]["denied"]) == (1, 1)
-            assert by_tool["echo"]["denied"] >= 1 and by_tool["echo"]["calls"] >= 3
-            for row in rows:
-                assert (row["server"], row["team"], row["agent"]) == ("payments", globex, "cursor"), row
-            print(f"[tutorial kube] done {time.monotonic() - started:.1f}s into the test")
-            cluster.kubectl("-n", acme_ns, "delete", "mcpservers", "--all", "--timeout=60s", timeout=90)
+        # Step 8: bob's traffic in analytics (the sidecar -> the API's ingest) -----------------
+        def bob_rows() -> list[dict[str, Any]] | None:
+            rows = json.loads(cli("analytics", "tools", "--server", "payments", "-o", "json").stdout)
+            mine = [r for r in rows if r["user"] == "bob@globex.com"]
+            tools = {r["tool"] for r in mine}
+            return mine if {"echo", "add", "reverse"} <= tools else None
+        rows = wait_for(bob_rows, "bob's calls in `analytics tools`", lambda: "\n".join(log))
+        by_tool = {r["tool"]: r for r in rows}
+        assert (by_tool["add"]["calls"], by_tool["add"]["denied"]) == (1, 0)
+        assert (by_tool["reverse"]["calls"], by_tool["reverse"]["denied"]) == (1, 1)
+        assert by_tool["echo"]["denied"] >= 1 and by_tool["echo"]["calls"] >= 3
+        for row in rows:
+            assert (row["server"], row["team"], row["agent"]) == ("payments", globex, "cursor"), row
+        print(f"[tutorial kube] done {time.monotonic() - started:.1f}s into the test")
+        cluster.kubectl("-n", acme_ns, "delete", "mcpservers", "--all", "--timeout=60s", timeout=90)
     finally:
         if adapter is not None:
             adapter.stop()
