@@ -39,6 +39,7 @@ from harness import (
     mcp_handshake,
     run_load,
     session_cpu_seconds,
+    session_io_calls,
     settle,
 )
 from scenarios import (
@@ -62,6 +63,10 @@ class Point:
     cpu_us: float
     """CPU per answered call of the target's processes (for direct: the upstream's)."""
     upstream_cpu_us: float
+    reads: float = 0.0
+    """Read system calls of the target's processes per call sent."""
+    writes: float = 0.0
+    """Write system calls of the target's processes per call sent."""
 
 
 @dataclass
@@ -109,13 +114,15 @@ def measure(target: Target, headers: dict[str, str], up: RunningUpstream, concur
     settle(target.pid)
     settle(up.pid)
     before_target, before_up = session_cpu_seconds(target.pid), session_cpu_seconds(up.pid)
+    before_io = session_io_calls(target.pid)
     load = run_load(target.url, headers, target.tool, concurrency, how.seconds, ids.take(), timeout_s=how.timeout_s)
     settle(target.pid)
     settle(up.pid)
     calls = max(load.sent, 1)
     cpu = (session_cpu_seconds(target.pid) - before_target) / calls * 1e6
     upstream_cpu = (session_cpu_seconds(up.pid) - before_up) / calls * 1e6
-    return Point(load, cpu, upstream_cpu)
+    after_io = session_io_calls(target.pid)
+    return Point(load, cpu, upstream_cpu, (after_io[0] - before_io[0]) / calls, (after_io[1] - before_io[1]) / calls)
 
 
 def prepared(target: Target) -> dict[str, str]:
@@ -169,7 +176,7 @@ def bench_upstream(name: str, scenario_names: list[str], ctx: Context, concurren
 
 
 HEADER = ("upstream  scenario              conc  direct/s     via/s  ratio  direct p50  added p50  added p99"
-          "  CPU/call  x server  upstream CPU/call  wrk CPU/call  errors")
+          "  CPU/call  x server  upstream CPU/call  wrk CPU/call  reads+writes/call  errors")
 
 
 def table(rows: list[Row]) -> str:
@@ -182,7 +189,7 @@ def table(rows: list[Row]) -> str:
             f" {d.load.p50_ms:>8.3f}ms {v.load.p50_ms - d.load.p50_ms:>8.3f}ms {v.load.p99_ms - d.load.p99_ms:>8.3f}ms"
             f" {v.cpu_us:>7.0f}us {v.cpu_us / max(d.upstream_cpu_us, 1e-9):>8.2f}x"
             f" {d.upstream_cpu_us:>7.0f} -> {v.upstream_cpu_us:>5.0f}us"
-            f" {v.load.wrk_cpu_us:>10.1f}us {d.load.errors + v.load.errors:>7}")
+            f" {v.load.wrk_cpu_us:>10.1f}us {v.reads:>9.2f}+{v.writes:<6.2f}  {d.load.errors + v.load.errors:>7}")
     return "\n".join(out)
 
 

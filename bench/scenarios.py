@@ -26,6 +26,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -33,18 +36,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from harness import REPO, free_port, process, repo_env
+import httpx
+from harness import ACCEPT, REPO, free_port, mcp_handshake, process, repo_env
 
 sys.path.insert(0, str(REPO / "src"))
 
 from mcp_runtime.policy import compile_policy
 from mcp_runtime.resources import MCPAccessGrant, MCPAgentSession, MCPServer
+from mcp_runtime.resources.pinning import ToolPin
 from mcp_runtime.security import KeyRing, SessionClaims, issue_session_token
 
 NAMESPACE = "bench"
 AGENT = "bench-agent"
 TEAM = "bench-team"
 SESSION = "s-bench"
+GO_BINARY = REPO / "examples" / "workspace-assistant-mcp" / "dist" / "workspace-assistant-mcp"
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,8 @@ UPSTREAMS: dict[str, Upstream] = {
                          [sys.executable, "app.py"],
                          {"HOST": "127.0.0.1", "LOG_LEVEL": "WARNING", "MCP_JSON_RESPONSE": "1"}, "json",
                          REPO / "examples" / "data-utility-mcp"),
+    "go-json": Upstream("go-json", "examples/workspace-assistant-mcp (official Go SDK), JSON answers",
+                        [str(GO_BINARY)], {"HOST": "127.0.0.1", "MCP_PATH": "/mcp"}, "json", GO_BINARY.parent.parent),
     "sdk-sse": Upstream("sdk-sse", "examples/data-utility-mcp (Python SDK), SSE answers (its default)",
                         [sys.executable, "app.py"], {"HOST": "127.0.0.1", "LOG_LEVEL": "WARNING"}, "sse",
                         REPO / "examples" / "data-utility-mcp"),
@@ -119,11 +127,22 @@ class Scenario:
 
 @contextlib.contextmanager
 def start_upstream(upstream: Upstream, workdir: Path) -> Iterator[RunningUpstream]:
+    if upstream.argv[0] == str(GO_BINARY):
+        build_go_example()
     port = free_port()
     url = f"http://127.0.0.1:{port}/mcp"
     env = {**repo_env(), **upstream.env, "PORT": str(port)}
     with process(upstream.argv, url, env=env, cwd=upstream.cwd, log=workdir / f"{upstream.name}.log") as proc:
         yield RunningUpstream(upstream, url, port, proc.pid)
+
+
+def build_go_example() -> None:
+    """`go build` the Go example as its README does (Go's caches make a rebuild take a second)."""
+    go = shutil.which("go", path=f"/usr/local/go/bin{os.pathsep}{os.environ.get('PATH', '')}")
+    if go is None:
+        raise SystemExit("the go-json upstream needs Go: install it (https://go.dev/dl) or leave go-json out")
+    subprocess.run([go, "build", "-ldflags=-s -w", "-o", str(GO_BINARY), "."], cwd=GO_BINARY.parent.parent,
+                   check=True)
 
 
 def direct(up: RunningUpstream) -> Target:
@@ -204,11 +223,35 @@ def limited_gateway(up: RunningUpstream, ctx: Context) -> Iterator[Target]:
         yield target
 
 
+def upstream_tools(up: RunningUpstream) -> list[dict[str, Any]]:
+    """The upstream's `tools/list` answer (JSON or SSE), as `server init --from-server` reads it to pin."""
+    session = mcp_handshake(up.url, {})
+    answer = httpx.post(up.url, headers={**ACCEPT, **session}, timeout=30,
+                        json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+    text = answer.text
+    if answer.headers.get("content-type", "").startswith("text/event-stream"):
+        text = next(line[5:] for line in text.splitlines() if line.startswith("data:"))
+    tools: list[dict[str, Any]] = json.loads(text)["result"]["tools"]
+    return tools
+
+
+@contextlib.contextmanager
+def pinned_gateway(up: RunningUpstream, ctx: Context) -> Iterator[Target]:
+    """The gateway with every tool pinned (mode enforce): what checking pins costs per call. The gateway
+    lists the upstream's tools itself when the policy loads, so the calls go to checked tools."""
+    tools = [{"name": t["name"], "sideEffect": "read", "pin": ToolPin.of(t).model_dump(by_alias=True)}
+             for t in upstream_tools(up)]
+    with governed_gateway(up, ctx, server_spec={"tools": tools, "pinning": {"mode": "enforce"}}) as target:
+        yield target
+
+
 SCENARIOS: dict[str, Scenario] = {
     "gateway": Scenario("gateway", "mcp-runtime gateway: session token verified, policy decides each call",
                         governed_gateway),
     "limits": Scenario("limits", "gateway + an argument condition and three rate limits on each call",
                        limited_gateway),
+    "pinned": Scenario("pinned", "gateway + every tool pinned (definitions checked, mode enforce)",
+                       pinned_gateway),
 }
 
 PEERS: dict[str, str] = {

@@ -206,3 +206,19 @@ def test_platform_serve_runs_the_api_on_a_sqlite_file(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+def test_team_init_is_deprecated_and_creates_the_team(api: LivePlatform, run: Callable[..., Any],
+                                                      home: Path) -> None:
+    config_dir = home / "team-init"
+    run("auth", "login", "--api-url", api.url, "--email", ADMIN_EMAIL, "--password", ADMIN_PASSWORD,
+        config_dir=config_dir)
+    done = run("team", "init", "initech", "--name", "Initech", "-o", "json", config_dir=config_dir)
+    assert done.stderr.strip() == "Note: team init is deprecated. Use team create."
+    team = json.loads(done.stdout)  # the note is on stderr: -o json stays parseable
+    assert team["slug"] == "initech" and team["name"] == "Initech" and team["namespace"] == "mcp-team-initech"
+    listed = {t["slug"]: t for t in json.loads(run("team", "list", "-o", "json", config_dir=config_dir).stdout)}
+    assert listed["initech"]["id"] == team["id"]
+    again = run("team", "init", "initech", ok=False, config_dir=config_dir)
+    assert again.returncode == 1 and "initech" in again.stderr and "Traceback" not in again.stderr
+    assert "Deprecated: use `team create`" in run("team", "--help", config_dir=config_dir).stdout

@@ -1,4 +1,4 @@
-"""`mcp-runtime sentinel status|logs|restart|port-forward` over the Kubernetes API.
+"""`mcp-runtime sentinel status|events|logs|restart|port-forward` over the Kubernetes API.
 
 Components this platform runs: `api` / `ui` (the platform API serves the dashboard), `ingest`, `gateway`
 (the sidecar of every MCP server), `registry`, `operator`. ClickHouse, NATS, Grafana and Prometheus are
@@ -23,8 +23,9 @@ from mcp_runtime.cli.common.kube import (
     kube_failure,
     print_pod_logs,
 )
-from mcp_runtime.cli.common.output import OutputFormat, OutputOption, emit
+from mcp_runtime.cli.common.output import OutputFormat, OutputOption, emit, emit_structured
 from mcp_runtime.kube import KubeClient, KubeError
+from mcp_runtime.kube.events import list_events
 from mcp_runtime.kube.platform import API, INGEST, OPERATOR, REGISTRY
 from mcp_runtime.manifests import GATEWAY_CONTAINER
 from mcp_runtime.manifests.common import LABEL_COMPONENT, LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY
@@ -80,6 +81,40 @@ def status(namespace: str = PlatformNamespaceOption, output: OutputFormat = Outp
         raise kube_failure(exc, "cannot read the Sentinel components") from None
     emit(rows, output, columns=[("COMPONENT", "component"), ("DEPLOYMENT", "deployment"), ("READY", "ready"),
                                 ("STATUS", "status")])
+
+
+EVENT_COLUMNS = [("LAST SEEN", "lastSeen"), ("TYPE", "type"), ("REASON", "reason"), ("OBJECT", "object"),
+                 ("COUNT", "count"), ("MESSAGE", "message")]
+
+
+@app.command("events")
+def events(
+    component: str | None = typer.Argument(None, help="Only this component's objects: api, ingest, registry, "
+                                                      "operator (default: every event in the namespace)."),
+    warnings: bool = typer.Option(False, "--warnings", help="Only Warning events."),
+    limit: int = typer.Option(50, "--limit", min=1, max=500, help="At most this many, newest first."),
+    namespace: str = PlatformNamespaceOption,
+    output: OutputFormat = OutputOption,
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
+) -> None:
+    """Recent Kubernetes events of the platform's components (scheduling, image pulls, crashes), newest first."""
+    if component == "gateway":
+        raise CliError("the gateway runs beside each server: its events are the server's",
+                       hint="mcp-runtime server status NAME --namespace NS --use-kube")
+    prefixes = [_deployment_for(component)] if component else []
+    client = kube_client(kubeconfig, context)
+    try:
+        rows = list_events(client, namespace, name_prefixes=prefixes, warnings_only=warnings, limit=limit)
+    except KubeError as exc:
+        raise kube_failure(exc, f"cannot list the events in {namespace}") from None
+    if emit_structured(rows, output):
+        return
+    if not rows:
+        typer.echo(f"No {'warning ' if warnings else ''}events in {namespace}"
+                   + (f" for {component}" if component else "") + " (Kubernetes keeps them about an hour).")
+        return
+    emit(rows, output, columns=EVENT_COLUMNS)
 
 
 def _pods(client: KubeClient, component: str, namespace: str) -> tuple[list[dict[str, Any]], str | None]:

@@ -19,6 +19,7 @@ from mcp_runtime.cli.common.errors import CliError
 from mcp_runtime.cli.common.kube import ContextOption, KubeconfigOption, kube_client, kube_failure
 from mcp_runtime.cli.common.output import OutputFormat, OutputOption, emit_structured
 from mcp_runtime.kube import KubeClient, KubeError
+from mcp_runtime.kube.certs import CERT_MANAGER_URL, CERT_MANAGER_VERSION
 from mcp_runtime.kube.doctor import DoctorOptions, Level, run_doctor
 from mcp_runtime.kube.platform import (
     DATABASE_SECRET,
@@ -30,9 +31,6 @@ from mcp_runtime.kube.platform import (
 )
 from mcp_runtime.kube.teams import reapply_team_namespaces
 
-CERT_MANAGER_VERSION = "v1.16.2"
-CERT_MANAGER_URL = (f"https://github.com/cert-manager/cert-manager/releases/download/{CERT_MANAGER_VERSION}/"
-                    "cert-manager.yaml")
 CHART_DIR = Path(__file__).resolve().parents[3] / "deploy" / "helm" / "mcp-runtime"
 
 # env-file key -> (PlatformConfig field, kind)

@@ -26,6 +26,15 @@ def create(slug: str = typer.Argument(..., help="Team slug: lowercase letters, d
     typer.echo(f"Created team {team['slug']} ({team['name']}) namespace {team['namespace']} id {team['id']}")
 
 
+@app.command("init", help="Deprecated: use `team create` (same arguments); this prints a note, then creates the "
+                          "team.")
+def init(slug: str = typer.Argument(..., help="Team slug: lowercase letters, digits, '-'."),
+         name: str = typer.Option("", "--name", help="Display name, e.g. \"Acme Corp\"."),
+         output: OutputFormat = OutputOption) -> None:
+    typer.echo("Note: team init is deprecated. Use team create.", err=True)
+    create(slug=slug, name=name, output=output)
+
+
 @app.command("list")
 def list_teams(output: OutputFormat = OutputOption) -> None:
     """List teams with their namespace and UUID (cross-team grants need the UUID)."""

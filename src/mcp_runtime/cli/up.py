@@ -33,6 +33,8 @@ def up(
     """
     import uvicorn
 
+    from mcp_runtime.gateway.coalesce import CoalescingHttpToolsProtocol
+
     configure_logging(log_level, quiet=("alembic",))
     check_port_free(host, port, in_use_hint="stop what runs there or pass --port", other_hint="check --host")
     data_dir = _data_dir(data_dir)
@@ -46,6 +48,7 @@ def up(
     embedded = _start(settings, public_url, stack)
     _print_banner(embedded, settings, public_url, password_file, had_password_file)
     config = uvicorn.Config(embedded.asgi, host=host, port=port, lifespan="on", interface="asgi3",
+                            http=CoalescingHttpToolsProtocol,
                             log_level=log_level.lower(),
                             access_log=False, server_header=False, timeout_graceful_shutdown=5)
     try:

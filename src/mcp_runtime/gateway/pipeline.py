@@ -302,8 +302,10 @@ class RequestPath:
                 visible = visible_tools(ex)
                 rewriter = SseRewriter(lambda m: filter_tools(m, list_ids, visible))
             tail = b"".join(sse_event(d) for d in ex.denials)
+            one_answer = not ex.is_batch and ex.has_requests  # one request: its answer ends the stream
             ex.bytes_out = await stream(response, ex.send, ex.receive, response.status,
-                                        response_headers(response), rewriter, tail, self.stream_failed(ex))
+                                        response_headers(response), rewriter, tail, self.stream_failed(ex),
+                                        one_answer=one_answer)
         elif (ex.list_ids or ex.denials) and 200 <= response.status < 300:
             await self.relay_rewritten(ex)
         elif ex.forward and 200 <= response.status < 300 and _small(response):

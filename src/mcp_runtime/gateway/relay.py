@@ -104,50 +104,70 @@ async def pass_through(response: UpstreamResponse, send: Send, receive: Receive,
 
 async def stream(response: UpstreamResponse, send: Send, receive: Receive, status: int,
                  headers: list[tuple[bytes, bytes]], rewriter: SseRewriter | None, tail: bytes,
-                 on_failure: StreamFailed | None = None) -> int:
+                 on_failure: StreamFailed | None = None, *, one_answer: bool = False) -> int:
     """Relay a body as it arrives; stop (and drop the upstream connection) when the client leaves.
 
     When the upstream breaks off (dies, stalls past the read timeout, sends too much), the client gets
     what `on_failure` returns (the request path: an error event per unanswered request) and then a
     clean end of the stream, never a connection cut in the middle of a chunk.
 
+    Fewer writes per answer (each is a system call, and they dominate the gateway's CPU): a body that
+    is already whole when its head arrives goes out in one piece with a length; with `one_answer` (the
+    client awaits exactly one answer, after which the server ends the stream) the chunk carrying that
+    answer is held until the stream ends and sent together with its end.
+
     Most streams (a tool call's SSE answer) end within milliseconds, so the task that watches for
     the client going away is only started once a stream has lasted `DISCONNECT_WATCH_AFTER`.
     """
+    if response.complete:
+        return await _send_whole(response, send, status, headers, rewriter, tail)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     watch = _DisconnectWatch(receive, response)
     timer = asyncio.get_running_loop().call_later(DISCONNECT_WATCH_AFTER, watch.start)
     sent = 0
+    held = b""  # the answer chunk kept back to go out with the end of the stream
     answered = False  # whether a JSON-RPC answer seems to have passed (a cheap byte search, no parsing)
+    last: bytes | None = None  # what ends the stream; None when it ended in a way the client must not see
     try:
         async for chunk in response.chunks():
             if rewriter is not None:
                 chunk = rewriter.feed(chunk)
-            if chunk:
-                if not answered and (b'"result"' in chunk or b'"error"' in chunk):
-                    answered = True
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                sent += len(chunk)
-        rest = (rewriter.flush() if rewriter is not None else b"") + tail
-        if rest:
-            await send({"type": "http.response.body", "body": rest, "more_body": True})
-            sent += len(rest)
+            if not chunk:
+                continue
+            if held:
+                await send({"type": "http.response.body", "body": held, "more_body": True})
+                sent += len(held)
+                held = b""
+            if not answered and (b'"result"' in chunk or b'"error"' in chunk):
+                answered = True
+                if one_answer:
+                    held = chunk
+                    continue
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            sent += len(chunk)
+        last = held + (rewriter.flush() if rewriter is not None else b"") + tail
     except UpstreamError as exc:
         if not watch.client_left:
             log.warning("upstream stream ended abnormally: %s", exc)
-            rest = (on_failure(exc, answered) if on_failure is not None else b"") + tail
-            if rest:
-                with contextlib.suppress(OSError):
-                    await send({"type": "http.response.body", "body": rest, "more_body": True})
-                    sent += len(rest)
+            last = held + (on_failure(exc, answered) if on_failure is not None else b"") + tail
     except OSError:
         response.abort()
     finally:
         timer.cancel()
         await watch.stop()
     with contextlib.suppress(OSError):
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await send({"type": "http.response.body", "body": last or b"", "more_body": False})
+        sent += len(last or b"")
     return sent
+
+
+async def _send_whole(response: UpstreamResponse, send: Send, status: int, headers: list[tuple[bytes, bytes]],
+                      rewriter: SseRewriter | None, tail: bytes) -> int:
+    """A stream whose every byte has already arrived, sent with a length in one write."""
+    body = await response.read()
+    if rewriter is not None:
+        body = rewriter.feed(body) + rewriter.flush()
+    return await send_raw(send, status, headers, body + tail)
 
 
 class _DisconnectWatch:

@@ -8,6 +8,7 @@ from typing import Any
 import uvicorn
 
 from mcp_runtime.gateway.app import Gateway
+from mcp_runtime.gateway.coalesce import CoalescingHttpToolsProtocol
 
 
 def _have(module: str) -> bool:
@@ -15,12 +16,13 @@ def _have(module: str) -> bool:
 
 
 def uvicorn_config(gateway: Gateway, host: str, port: int, **overrides: Any) -> uvicorn.Config:
-    """A uvicorn config tuned for the gateway: uvloop, httptools, no access log, no Server header."""
+    """A uvicorn config tuned for the gateway: uvloop, httptools with one write per answer
+    (`coalesce.py`), no access log, no Server header."""
     options: dict[str, Any] = {
         "host": host,
         "port": port,
         "loop": "uvloop" if _have("uvloop") else "asyncio",
-        "http": "httptools" if _have("httptools") else "h11",
+        "http": CoalescingHttpToolsProtocol,
         "lifespan": "on",
         "access_log": False,
         "server_header": False,

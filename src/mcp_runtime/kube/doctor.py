@@ -221,9 +221,9 @@ class _Doctor:
             return _ok(f"IngressClass {self.options.ingress_class} exists")
         if classes:
             return (Level.warn, f"no IngressClass {self.options.ingress_class} (found: {', '.join(classes)})",
-                    "set spec.ingressClass on servers, or install Traefik")
+                    "set spec.ingressClass on servers, or: mcp-runtime cluster config --ingress traefik")
         return Level.fail, "no IngressClass at all: servers are unreachable from outside", \
-            "install Traefik (k3s ships it) or run setup --ingress traefik"
+            "mcp-runtime cluster config --ingress traefik (k3s ships Traefik already)"
 
     def ingress_controller(self) -> tuple[Level, str, str | None]:
         names = {n["metadata"]["name"] for n in self.all("Namespace")}
@@ -232,7 +232,7 @@ class _Doctor:
             if any("traefik" in d["metadata"]["name"] for d in deployments):
                 return _ok(f"Traefik runs in {candidate}")
         return (Level.warn, "no Traefik Deployment found in traefik or kube-system",
-                "install Traefik, and allow its namespace in team NetworkPolicies")
+                "mcp-runtime cluster config --ingress traefik (team NetworkPolicies admit namespace traefik)")
 
     def cert_manager(self) -> tuple[Level, str, str | None]:
         if self.client.get("CustomResourceDefinition", "clusterissuers.cert-manager.io") is None:

@@ -63,6 +63,7 @@ KINDS: dict[str, Kind] = {k.kind: k for k in [
     Kind("CustomResourceDefinition", "apiextensions.k8s.io/v1", "customresourcedefinitions", namespaced=False,
          has_status=True),
     Kind("ClusterIssuer", "cert-manager.io/v1", "clusterissuers", namespaced=False, has_status=True),
+    Kind("Certificate", "cert-manager.io/v1", "certificates", has_status=True),
     *(Kind(k.kind, GROUP_VERSION, k.plural, has_status=True) for k in RESOURCE_KINDS),
 ]}
 

@@ -255,3 +255,9 @@ def render_platform(config: PlatformConfig) -> list[Manifest]:
                                           "solvers": [{"http01": {"ingress": {"ingressClassName":
                                                                               config.ingress_class}}}]}}})
     return objects
+
+
+def render_foundation(config: PlatformConfig) -> list[Manifest]:
+    """What `cluster init` applies: the CRDs and the platform's namespaces (the first objects `setup` applies),
+    so resources can be created and RBAC granted before the platform itself is installed."""
+    return [o for o in render_platform(config) if o["kind"] in ("CustomResourceDefinition", "Namespace")]

@@ -68,3 +68,16 @@ def print_checks(results: list[CheckResult]) -> None:
         typer.echo(f"{result.level.value.upper():<4}  {result.id:<24} {result.detail}")
         if result.fix:
             typer.echo(f"      fix: {result.fix}")
+
+
+def object_ref(obj: Mapping[str, Any]) -> str:
+    """`kind/name -n namespace`, as kubectl prints an applied object."""
+    meta = obj.get("metadata") or {}
+    ns = meta.get("namespace")
+    return f"{str(obj.get('kind', '')).lower()}/{meta.get('name')}" + (f" -n {ns}" if ns else "")
+
+
+def print_applied(results: list[tuple[str, dict[str, Any]]]) -> None:
+    """One `kind/name [-n ns] <action>` line per applied object."""
+    for action, obj in results:
+        typer.echo(f"{object_ref(obj)} {action}")

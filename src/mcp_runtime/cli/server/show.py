@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from mcp_runtime.cli.common.api import NamespaceOption
+from mcp_runtime.cli.common.errors import CliError
 from mcp_runtime.cli.common.output import (
     OutputFormat,
     OutputOption,
@@ -19,6 +20,7 @@ from mcp_runtime.cli.common.output import (
     print_table,
 )
 from mcp_runtime.cli.server.common import locate, public_url, summary_row
+from mcp_runtime.cli.server.kube_status import kube_status
 from mcp_runtime.client import client
 
 LIST_COLUMNS = [("NAME", "name"), ("NAMESPACE", "namespace"), ("READY", "ready"), ("STATUS", "phase"),
@@ -96,8 +98,19 @@ def _image(spec: dict[str, Any]) -> str | None:
 
 
 def status(name: str | None = typer.Argument(None, help="One server (default: all you can see)."),
-           namespace: str | None = NamespaceOption, output: OutputFormat = OutputOption) -> None:
-    """Phase, readiness and the runtime's message; with NAME also its conditions and recent events."""
+           namespace: str | None = NamespaceOption, output: OutputFormat = OutputOption,
+           use_kube: bool = typer.Option(False, "--use-kube", help="Read the MCPServers and their pods from the "
+                                         "Kubernetes API (admin; needs RBAC): pod detail."),
+           # not the shared KubeconfigOption: these only matter with --use-kube, and say so
+           kubeconfig: str | None = typer.Option(None, "--kubeconfig", help="With --use-kube: kubeconfig file."),
+           context: str | None = typer.Option(None, "--context", help="With --use-kube: kubeconfig context.")) -> None:
+    """Phase, readiness and the runtime's message; with NAME also its conditions and recent events. With
+    --use-kube, from the cluster, with each pod's readiness, container states, restarts and node."""
+    if use_kube:
+        if name is not None and not namespace:
+            raise CliError("--use-kube with a NAME needs --namespace", hint=f"e.g. --namespace mcp-team-<team> {name}")
+        kube_status(name, namespace, output, kubeconfig, context)
+        return
     if name is None:
         _status_all(namespace, output)
         return

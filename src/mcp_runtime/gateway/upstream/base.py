@@ -81,6 +81,11 @@ class UpstreamResponse(Protocol):
     def header(self, name: bytes) -> bytes | None:
         """The first value of header `name` (lower case), or None."""
 
+    @property
+    def complete(self) -> bool:
+        """Whether the whole body has already arrived (a fast upstream's answer often comes in one
+        segment with its head): the relay can then send it in one piece instead of streaming it."""
+
     def chunks(self) -> AsyncIterator[bytes]:
         """The body, chunk by chunk as it arrives; raises UpstreamError when the upstream breaks off, stays
         silent longer than the read timeout (answers to POSTs), or sends more than the answer limit."""

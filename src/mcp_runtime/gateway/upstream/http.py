@@ -65,6 +65,10 @@ class HttpResponse:
                 return value
         return None
 
+    @property
+    def complete(self) -> bool:
+        return self._done and self._error is None
+
     # -- fed by the connection -------------------------------------------------------------------
     def _wake(self) -> None:
         waiter = self._waiter

@@ -14,10 +14,7 @@ from mcp_runtime.cli.common.kube import (
 from mcp_runtime.cli.common.output import OutputFormat, OutputOption, emit_structured
 from mcp_runtime.kube.doctor import DoctorOptions, Level, run_doctor
 
-app = typer.Typer(help="Inspect the cluster MCP Runtime runs on.", no_args_is_help=True)
 
-
-@app.command("doctor")
 def doctor(
     namespace: str = PlatformNamespaceOption,
     ingress_class: str = typer.Option(DoctorOptions.ingress_class, "--ingress-class",
