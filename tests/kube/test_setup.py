@@ -4,8 +4,9 @@ team runs them (the CLI as a subprocess with KUBECONFIG).
 `setup` installs the default image (ghcr.io/mcp-runtime/mcp-runtime), which no registry serves here, so
 its Deployments never get ready: `cluster doctor` fails those readiness checks, and the test asserts exactly
 which checks pass and which fail, and why. The last test builds the platform image from this checkout
-(podman), copies it into the node's containerd and installs the chart with it: the operator, API and
-ingest pods get Ready and the in-cluster operator reconciles an MCPServer.
+(podman), pushes it to a loopback registry (tests/fixtures/kube_images.py) and installs the chart with it:
+containerd pulls it, the operator, API and ingest pods get Ready and the in-cluster operator reconciles an
+MCPServer.
 Each test starts and ends without the platform installed (the CRDs stay: other tests share them).
 """
 
@@ -23,7 +24,6 @@ import yaml
 
 from fixtures.cli import run_cli
 from fixtures.kube_cluster import KubeCluster
-from fixtures.kube_images import platform_image_in_containerd
 
 ROOT = Path(__file__).resolve().parents[2]
 PLATFORM_NAMESPACES = ("mcp-runtime", "mcp-servers-org", "mcp-servers-public")
@@ -191,15 +191,15 @@ def test_setup_with_helm_installs_the_chart_and_helm_uninstalls_it(no_platform: 
 
 
 def test_helm_install_runs_the_platform_and_its_operator_reconciles_in_the_cluster(
-        no_platform: KubeCluster, kube_namespace: str) -> None:
+        no_platform: KubeCluster, kube_namespace: str, kube_platform_image: str) -> None:
     cluster = no_platform
-    image = platform_image_in_containerd(cluster)
-    repository, tag = image.rsplit(":", 1)
+    # The platform image built from this checkout, pulled by containerd from the loopback registry.
+    repository, tag = kube_platform_image.rsplit(":", 1)
     # The bundled registry's image (docker.io/library/registry) is not available here: an external registry.
     cluster.helm("install", "mcp-runtime", str(ROOT / "deploy" / "helm" / "mcp-runtime"), "-n", "mcp-runtime",
                  "--set", "testMode=true", "--set", "ingress.enabled=false", "--set", "registry.mode=external",
                  "--set", "registry.external=registry.example.com", "--set", f"image.repository={repository}",
-                 "--set", f"image.tag={tag}", "--set", "image.pullPolicy=Never",
+                 "--set", f"image.tag={tag}", "--set", "image.pullPolicy=IfNotPresent",
                  "--create-namespace", "--wait", "--timeout=240s", timeout=300)
     for name in ("mcp-runtime-operator", "mcp-runtime-api", "mcp-sentinel-ingest"):
         status = (cluster.get("deployment", name, "mcp-runtime") or {}).get("status", {})
