@@ -104,8 +104,12 @@ def test_multi_team_tutorial_on_kubernetes(
                      "none", "--registry-mode", "external", "--image", kube_platform_image], env=kube_env, timeout=180)
     assert setup.returncode == 0, setup.stdout + setup.stderr
     assert "MCP Runtime is installed in namespace mcp-runtime." in setup.stdout
+    operator = (cluster.get("deployment", "mcp-runtime-operator", "mcp-runtime") or {})["spec"]["template"]
+    # No ingest runs with --platform-mode none, so setup points the gateways at none.
+    assert "MCP_SENTINEL_INGEST_URL" not in {e["name"] for e in operator["spec"]["containers"][0]["env"]}
     cluster.kubectl("-n", "mcp-runtime", "set", "env", "deployment/mcp-runtime-operator",
                     f"MCP_SENTINEL_INGEST_URL={url}/api/v1/ingest/events",
+                    "MCP_SENTINEL_INGEST_KEY_SECRET=mcp-sentinel-ingest-key:api-key",
                     f"MCP_OPERATOR_NAMESPACES=mcp-runtime,{acme_ns},mcp-team-{globex}")
     cluster.kubectl("-n", "mcp-runtime", "rollout", "status", "deployment/mcp-runtime-operator",
                     "--timeout=300s", timeout=320)
