@@ -4,8 +4,9 @@ team runs them (the CLI as a subprocess with KUBECONFIG).
 `setup` installs the default image (ghcr.io/mcp-runtime/mcp-runtime), which no registry serves here, so
 its Deployments never get ready: `cluster doctor` fails those readiness checks, and the test asserts exactly
 which checks pass and which fail, and why. The last test builds the platform image from this checkout
-(podman), copies it into the node's containerd and installs the chart with it: the operator, API and
-ingest pods get Ready and the in-cluster operator reconciles an MCPServer.
+(podman), pushes it to a loopback registry (tests/fixtures/kube_images.py) and installs the chart with it:
+containerd pulls it, the operator, API and ingest pods get Ready and the in-cluster operator reconciles an
+MCPServer.
 Each test starts and ends without the platform installed (the CRDs stay: other tests share them).
 """
 
@@ -190,33 +191,16 @@ def test_setup_with_helm_installs_the_chart_and_helm_uninstalls_it(no_platform: 
     assert cluster.get("crd", "mcpservers.mcpruntime.org") is not None  # helm never deletes CRDs
 
 
-PLATFORM_IMAGE = "localhost/mcp-runtime-kubetest:latest"
-
-
-def platform_image_in_containerd(cluster: KubeCluster, tmp_path: Path) -> str:
-    """The platform image built from this checkout by `mcp-runtime image platform` (podman; the mmdebstrap
-    base when missing; skipped when the sources did not change), copied into the node's containerd: no
-    registry is needed, pods use it with imagePullPolicy Never."""
-    built = run_cli(["image", "platform", "--name", PLATFORM_IMAGE], timeout=1800)
-    assert built.returncode == 0, built.stderr[-3000:]
-    archive = tmp_path / "platform.tar"
-    subprocess.run(["podman", "save", "--format", "oci-archive", "-o", str(archive), PLATFORM_IMAGE],
-                   check=True, capture_output=True, timeout=300)
-    subprocess.run([cluster.tools["CTR"], "--address", cluster.tools["CONTAINERD_ADDRESS"], "-n", "k8s.io",
-                    "images", "import", "--local", str(archive)], check=True, capture_output=True, timeout=300)
-    return PLATFORM_IMAGE
-
-
 def test_helm_install_runs_the_platform_and_its_operator_reconciles_in_the_cluster(
-        no_platform: KubeCluster, kube_namespace: str, tmp_path: Path) -> None:
+        no_platform: KubeCluster, kube_namespace: str, kube_platform_image: str) -> None:
     cluster = no_platform
-    image = platform_image_in_containerd(cluster, tmp_path)
-    repository, tag = image.rsplit(":", 1)
+    # The platform image built from this checkout, pulled by containerd from the loopback registry.
+    repository, tag = kube_platform_image.rsplit(":", 1)
     # The bundled registry's image (docker.io/library/registry) is not available here: an external registry.
     cluster.helm("install", "mcp-runtime", str(ROOT / "deploy" / "helm" / "mcp-runtime"), "-n", "mcp-runtime",
                  "--set", "testMode=true", "--set", "ingress.enabled=false", "--set", "registry.mode=external",
                  "--set", "registry.external=registry.example.com", "--set", f"image.repository={repository}",
-                 "--set", f"image.tag={tag}", "--set", "image.pullPolicy=Never",
+                 "--set", f"image.tag={tag}", "--set", "image.pullPolicy=IfNotPresent",
                  "--create-namespace", "--wait", "--timeout=240s", timeout=300)
     for name in ("mcp-runtime-operator", "mcp-runtime-api", "mcp-sentinel-ingest"):
         status = (cluster.get("deployment", name, "mcp-runtime") or {}).get("status", {})

@@ -189,7 +189,7 @@ def render_platform(config: PlatformConfig) -> list[Manifest]:
     ]
     if config.registry_host:
         operator_env.append({"name": "MCP_REGISTRY_HOST", "value": config.registry_host})
-    if config.with_sentinel:
+    if config.with_sentinel and config.platform_mode != "none":  # no ingest runs without the platform
         operator_env += [{"name": "MCP_SENTINEL_INGEST_URL", "value": config.ingest_url},
                          {"name": "MCP_SENTINEL_INGEST_KEY_SECRET", "value": f"{INGEST_KEY_SECRET}:api-key"},
                          {"name": "MCP_PLATFORM_APPROVALS_URL",

@@ -7,6 +7,7 @@ import os
 import re
 import secrets as pysecrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +73,8 @@ def load_keyring(store: ControlPlaneStore) -> KeyRing:
 class IdentityService:
     def __init__(self, store: ControlPlaneStore, keyring: KeyRing, settings: PlatformSettings) -> None:
         self.store, self.keyring, self.settings = store, keyring, settings
+        self.team_listeners: list[Callable[[Team], None]] = []
+        """Called after a team is created (the kubernetes runtime applies its namespace)."""
         self.public_keys = keyring.public_keys()
         self.limiter = LoginRateLimiter(settings.login_max_failures, settings.login_window.total_seconds())
 
@@ -192,11 +195,17 @@ class IdentityService:
                            "(not at either end)")
         namespace = TEAM_NAMESPACE_PREFIX + slug
         try:
-            return self.store.create_team(slug, name or slug, namespace, audit=AuditRecord(
+            team = self.store.create_team(slug, name or slug, namespace, audit=AuditRecord(
                 actor=principal.email, action="create", kind="Team", name=slug,
                 after={"slug": slug, "name": name, "namespace": namespace}))
         except AlreadyExists as exc:
             raise ApiError(409, "already_exists", f"team {slug} already exists") from exc
+        for listener in self.team_listeners:
+            try:
+                listener(team)
+            except Exception:  # a runtime's failure never undoes the stored team (as RuntimeHooks)
+                log.exception("team %s: the runtime could not prepare its namespace %s", slug, namespace)
+        return team
 
     def team(self, slug: str) -> Team:
         team = self.store.get_team(slug)
