@@ -215,6 +215,24 @@ def _remote_parts(ctx: RenderContext, args: list[str], mounts: list[Manifest], v
         "items": [{"key": secret.key, "path": REMOTE_CREDENTIAL_FILE}]}})
 
 
+def _ingest_parts(ctx: RenderContext, args: list[str], mounts: list[Manifest], volumes: list[Manifest]) -> None:
+    """Where the sidecar sends its decisions and holds calls for approval, and the key it sends them with."""
+    options = ctx.options
+    ingest_url, ingest_key = _ingest(ctx)
+    if ingest_url:
+        args += ["--ingest-url", ingest_url]
+        if options.approvals_url:  # the API process, which the CLI and the dashboard ask (docs/approvals.md)
+            args += ["--approvals-url", options.approvals_url]
+        if ingest_key is not None:
+            ingest_dir = options.ingest_key_mount_dir.rstrip("/")
+            args += ["--ingest-key-file", f"{ingest_dir}/{INGEST_KEY_FILE}"]
+            mounts.append({"name": "ingest-key", "mountPath": ingest_dir, "readOnly": True})
+            volumes.append({"name": "ingest-key", "secret": {
+                "secretName": ingest_key.name,
+                "defaultMode": 0o440 if options.run_as_group is not None else 0o444,
+                "items": [{"key": ingest_key.key, "path": INGEST_KEY_FILE}]}})
+
+
 def _gateway_container(ctx: RenderContext) -> tuple[Manifest, list[Manifest]]:
     spec = ctx.server.spec
     options = ctx.options
@@ -256,19 +274,7 @@ def _gateway_container(ctx: RenderContext) -> tuple[Manifest, list[Manifest]]:
     resource = resource_url(ctx.server, options)
     if resource is not None and options.oauth_issuer:
         args += ["--resource-url", resource, "--authorization-server", options.oauth_issuer]
-    ingest_url, ingest_key = _ingest(ctx)
-    if ingest_url:
-        args += ["--ingest-url", ingest_url]
-        if options.approvals_url:  # the API process, which the CLI and the dashboard ask (docs/approvals.md)
-            args += ["--approvals-url", options.approvals_url]
-        if ingest_key is not None:
-            ingest_dir = options.ingest_key_mount_dir.rstrip("/")
-            args += ["--ingest-key-file", f"{ingest_dir}/{INGEST_KEY_FILE}"]
-            mounts.append({"name": "ingest-key", "mountPath": ingest_dir, "readOnly": True})
-            volumes.append({"name": "ingest-key", "secret": {
-                "secretName": ingest_key.name,
-                "defaultMode": 0o440 if options.run_as_group is not None else 0o444,
-                "items": [{"key": ingest_key.key, "path": INGEST_KEY_FILE}]}})
+    _ingest_parts(ctx, args, mounts, volumes)
     if options.otlp_endpoint:
         args += ["--otlp-endpoint", options.otlp_endpoint]
     port_name = options.gateway_port_name
