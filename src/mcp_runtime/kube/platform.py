@@ -175,6 +175,14 @@ def render_platform(config: PlatformConfig) -> list[Manifest]:
     for catalog in (ORG_NAMESPACE, PUBLIC_NAMESPACE):  # servers published with scope org / public
         objects.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": catalog, "labels": {
             **PART_OF, "pod-security.kubernetes.io/enforce": "restricted"}}})
+    for part in (_operator_objects, _platform_objects, _registry_objects, _issuer_objects):
+        objects.extend(part(config))
+    return objects
+
+
+def _operator_objects(config: PlatformConfig) -> list[Manifest]:
+    """The operator: its cluster role, service account and Deployment, with the env that shapes every sidecar."""
+    objects: list[Manifest] = []
     objects.extend(render_cluster_roles())
     objects.append(operator_cluster_role())
     objects.append({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(OPERATOR, config, "operator")})
@@ -208,68 +216,86 @@ def render_platform(config: PlatformConfig) -> list[Manifest]:
         "livenessProbe": _http_probe(8080, "/healthz"),
         "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
     }, service_account=OPERATOR))
+    return objects
 
-    if config.platform_mode != "none":
-        api_env: list[Manifest] = [
-            {"name": "MCP_RUNTIME_DATABASE_URL",
-             "valueFrom": {"secretKeyRef": {"name": DATABASE_SECRET, "key": "url", "optional": config.test_mode}}},
-            {"name": "MCP_RUNTIME_PLATFORM_DOMAIN", "value": config.domain},
-            # MCP authorization: the platform is the OAuth authorization server of the servers at mcp.<domain>
-            {"name": "MCP_RUNTIME_PUBLIC_URL", "value": config.url_of(config.platform_host)},
-            {"name": "MCP_RUNTIME_SERVERS_URL", "value": config.url_of(config.mcp_host)},
-            # the key gateways send to ingest: the same Secret the operator mounts into sidecars
-            {"name": "MCP_RUNTIME_INGEST_API_KEY",
-             "valueFrom": {"secretKeyRef": {"name": INGEST_KEY_SECRET, "key": "api-key", "optional": True}}},
-        ]
-        if config.clickhouse_url:
-            api_env.append({"name": "MCP_SENTINEL_CLICKHOUSE_URL", "value": config.clickhouse_url})
-        if config.nats_url:
-            api_env.append({"name": "MCP_SENTINEL_NATS_URL", "value": config.nats_url})
-        api_env += [{"name": k, "value": v} for k, v in sorted(config.extra_env.items())]
-        serve = {"image": config.image, "command": ["mcp-runtime"],
-                 "args": ["platform", "serve", "--host", "0.0.0.0", "--port", "8080", "--data-dir", "/data"],
-                 "env": api_env, "ports": [{"name": "http", "containerPort": 8080}],
-                 "readinessProbe": _http_probe(8080, "/api/v1/healthz"),
-                 "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "tmp", "mountPath": "/tmp"}],
-                 "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}}
-        volumes = [{"name": "data", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
-        objects.append(_deployment(API, config, "api", {"name": "api", **serve}, volumes=volumes))
-        objects.append(_service(API, config, "api", 80, 8080))
-        if config.ingress != "none":
-            objects.append(_ingress(API, config, "api", config.platform_host, API, 80))
-        if config.with_sentinel:
-            objects.append(_deployment(INGEST, config, "ingest", {"name": "ingest", **serve}, volumes=volumes))
-            objects.append(_service(INGEST, config, "ingest", 80, 8080))
 
-    if config.registry_mode != "external":
-        storage: Manifest = {"name": "storage", "emptyDir": {}}
-        if not config.test_mode:
-            objects.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                            "metadata": _meta(REGISTRY, config, "registry"),
-                            "spec": {"accessModes": ["ReadWriteOnce"],
-                                     "resources": {"requests": {"storage": config.registry_storage}}}})
-            storage = {"name": "storage", "persistentVolumeClaim": {"claimName": REGISTRY}}
-        objects.append(_deployment(REGISTRY, config, "registry", {
-            "name": "registry", "image": config.registry_image,
-            "env": [{"name": "REGISTRY_HTTP_ADDR", "value": "0.0.0.0:5000"},
-                    {"name": "REGISTRY_STORAGE_DELETE_ENABLED", "value": "true"}],
-            "ports": [{"name": "registry", "containerPort": 5000}],
-            "readinessProbe": _http_probe(5000, "/v2/"),
-            "volumeMounts": [{"name": "storage", "mountPath": "/var/lib/registry"}],
-            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}},
-        }, volumes=[storage]))
-        objects.append(_service(REGISTRY, config, "registry", 5000, 5000))
-        if config.registry_mode == "bundled-https" and config.ingress != "none":
-            objects.append(_ingress(REGISTRY, config, "registry", f"registry.{config.domain}", REGISTRY, 5000))
+def _platform_objects(config: PlatformConfig) -> list[Manifest]:
+    """The platform API (and the ingest, when analytics are on), unless --platform-mode none."""
+    objects: list[Manifest] = []
+    if config.platform_mode == "none":
+        return objects
+    api_env: list[Manifest] = [
+        {"name": "MCP_RUNTIME_DATABASE_URL",
+         "valueFrom": {"secretKeyRef": {"name": DATABASE_SECRET, "key": "url", "optional": config.test_mode}}},
+        {"name": "MCP_RUNTIME_PLATFORM_DOMAIN", "value": config.domain},
+        # MCP authorization: the platform is the OAuth authorization server of the servers at mcp.<domain>
+        {"name": "MCP_RUNTIME_PUBLIC_URL", "value": config.url_of(config.platform_host)},
+        {"name": "MCP_RUNTIME_SERVERS_URL", "value": config.url_of(config.mcp_host)},
+        # the key gateways send to ingest: the same Secret the operator mounts into sidecars
+        {"name": "MCP_RUNTIME_INGEST_API_KEY",
+         "valueFrom": {"secretKeyRef": {"name": INGEST_KEY_SECRET, "key": "api-key", "optional": True}}},
+    ]
+    if config.clickhouse_url:
+        api_env.append({"name": "MCP_SENTINEL_CLICKHOUSE_URL", "value": config.clickhouse_url})
+    if config.nats_url:
+        api_env.append({"name": "MCP_SENTINEL_NATS_URL", "value": config.nats_url})
+    api_env += [{"name": k, "value": v} for k, v in sorted(config.extra_env.items())]
+    serve = {"image": config.image, "command": ["mcp-runtime"],
+             "args": ["platform", "serve", "--host", "0.0.0.0", "--port", "8080", "--data-dir", "/data"],
+             "env": api_env, "ports": [{"name": "http", "containerPort": 8080}],
+             "readinessProbe": _http_probe(8080, "/api/v1/healthz"),
+             "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "tmp", "mountPath": "/tmp"}],
+             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}}
+    volumes = [{"name": "data", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+    objects.append(_deployment(API, config, "api", {"name": "api", **serve}, volumes=volumes))
+    objects.append(_service(API, config, "api", 80, 8080))
+    if config.ingress != "none":
+        objects.append(_ingress(API, config, "api", config.platform_host, API, 80))
+    if config.with_sentinel:
+        objects.append(_deployment(INGEST, config, "ingest", {"name": "ingest", **serve}, volumes=volumes))
+        objects.append(_service(INGEST, config, "ingest", 80, 8080))
+    return objects
 
-    if config.with_tls and config.acme_email and not config.tls_cluster_issuer:
-        objects.append({"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer",
-                        "metadata": {"name": "letsencrypt", "labels": dict(PART_OF)},
-                        "spec": {"acme": {"email": config.acme_email,
-                                          "server": "https://acme-v02.api.letsencrypt.org/directory",
-                                          "privateKeySecretRef": {"name": "letsencrypt-account"},
-                                          "solvers": [{"http01": {"ingress": {"ingressClassName":
-                                                                              config.ingress_class}}}]}}})
+
+def _registry_objects(config: PlatformConfig) -> list[Manifest]:
+    """The bundled image registry, unless the registry is external."""
+    objects: list[Manifest] = []
+    if config.registry_mode == "external":
+        return objects
+    storage: Manifest = {"name": "storage", "emptyDir": {}}
+    if not config.test_mode:
+        objects.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                        "metadata": _meta(REGISTRY, config, "registry"),
+                        "spec": {"accessModes": ["ReadWriteOnce"],
+                                 "resources": {"requests": {"storage": config.registry_storage}}}})
+        storage = {"name": "storage", "persistentVolumeClaim": {"claimName": REGISTRY}}
+    objects.append(_deployment(REGISTRY, config, "registry", {
+        "name": "registry", "image": config.registry_image,
+        "env": [{"name": "REGISTRY_HTTP_ADDR", "value": "0.0.0.0:5000"},
+                {"name": "REGISTRY_STORAGE_DELETE_ENABLED", "value": "true"}],
+        "ports": [{"name": "registry", "containerPort": 5000}],
+        "readinessProbe": _http_probe(5000, "/v2/"),
+        "volumeMounts": [{"name": "storage", "mountPath": "/var/lib/registry"}],
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}},
+    }, volumes=[storage]))
+    objects.append(_service(REGISTRY, config, "registry", 5000, 5000))
+    if config.registry_mode == "bundled-https" and config.ingress != "none":
+        objects.append(_ingress(REGISTRY, config, "registry", f"registry.{config.domain}", REGISTRY, 5000))
+    return objects
+
+
+def _issuer_objects(config: PlatformConfig) -> list[Manifest]:
+    """A Let's Encrypt ClusterIssuer when TLS is on, an ACME email is given and no issuer is named."""
+    objects: list[Manifest] = []
+    if not config.with_tls or not config.acme_email or config.tls_cluster_issuer:
+        return objects
+    objects.append({"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer",
+                    "metadata": {"name": "letsencrypt", "labels": dict(PART_OF)},
+                    "spec": {"acme": {"email": config.acme_email,
+                                      "server": "https://acme-v02.api.letsencrypt.org/directory",
+                                      "privateKeySecretRef": {"name": "letsencrypt-account"},
+                                      "solvers": [{"http01": {"ingress": {"ingressClassName":
+                                                                          config.ingress_class}}}]}}})
     return objects
 
 
