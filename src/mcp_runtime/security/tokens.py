@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeGuard
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from mcp_runtime.security.keys import KeyRing, PublicKeySet
 
@@ -199,6 +200,33 @@ def _verified_payload(
     token: str, keys: PublicKeySet, *, typ: str, audience: str, now: datetime | None, leeway: timedelta
 ) -> dict[str, Any]:
     """Check everything common to both token kinds and return the payload."""
+    public_key = _signing_key(token, keys)
+    try:
+        payload = jwt.decode(
+            token,
+            public_key,
+            algorithms=["EdDSA"],
+            options={
+                "verify_signature": True,
+                "verify_exp": False,  # checked below against the caller's clock
+                "verify_nbf": False,
+                "verify_iat": False,
+                "verify_aud": False,
+                "verify_iss": False,
+            },
+        )
+    except jwt.InvalidSignatureError as exc:
+        raise TokenError("invalid_token", "The token signature does not verify.") from exc
+    except jwt.PyJWTError as exc:
+        raise TokenError("invalid_token") from exc
+    if not isinstance(payload, dict):
+        raise TokenError("invalid_token")
+    _check_claims(payload, typ=typ, audience=audience, now=now, leeway=leeway)
+    return payload
+
+
+def _signing_key(token: str, keys: PublicKeySet) -> Ed25519PublicKey:
+    """The public key a well-formed EdDSA JWT names by its `kid` (before any signature work is spent on it)."""
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
         raise TokenError("invalid_token", "The token is missing or too long.")
     segments = token.split(".")
@@ -223,29 +251,14 @@ def _verified_payload(
     public_key = keys.get(kid)
     if public_key is None:
         raise TokenError("unknown_key")
-    try:
-        payload = jwt.decode(
-            token,
-            public_key,
-            algorithms=["EdDSA"],
-            options={
-                "verify_signature": True,
-                "verify_exp": False,  # checked below against the caller's clock
-                "verify_nbf": False,
-                "verify_iat": False,
-                "verify_aud": False,
-                "verify_iss": False,
-            },
-        )
-    except jwt.InvalidSignatureError as exc:
-        raise TokenError("invalid_token", "The token signature does not verify.") from exc
-    except jwt.PyJWTError as exc:
-        raise TokenError("invalid_token") from exc
-    if not isinstance(payload, dict):
-        raise TokenError("invalid_token")
+    return public_key
+
+
+def _check_claims(payload: dict[str, Any], *, typ: str, audience: str, now: datetime | None,
+                  leeway: timedelta) -> None:
+    """The claims both token kinds need: type, exp/iat, audience, and the time window (the caller's clock)."""
     if payload.get("typ") != typ:
         raise TokenError("invalid_token", f"The token is not a {typ} token.")
-
     exp, iat = payload.get("exp"), payload.get("iat")
     if not _is_number(exp) or not _is_number(iat):
         raise TokenError("invalid_token", "The token has no valid exp or iat claim.")
@@ -254,7 +267,6 @@ def _verified_payload(
         raise TokenError("invalid_token", "The token has no audience.")
     if aud != audience:
         raise TokenError("wrong_audience", f"The token is for {aud!r}, not {audience!r}.")
-
     current = _now(now)
     if current.timestamp() >= exp + leeway.total_seconds():
         raise TokenError("token_expired")
@@ -264,7 +276,6 @@ def _verified_payload(
             raise TokenError("invalid_token", "The token has an invalid nbf claim.")
         if current.timestamp() + leeway.total_seconds() < nbf:
             raise TokenError("invalid_token", "The token is not valid yet.")
-    return payload
 
 
 # Unix times we accept in exp/iat/nbf: year 1970 to 9999 (also rules out NaN and infinity).
