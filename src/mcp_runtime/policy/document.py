@@ -264,45 +264,12 @@ def compile_policy(
     def ours(ref_name: str, ref_ns: str | None, obj_ns: str | None) -> bool:
         return ref_name == server.metadata.name and (ref_ns or obj_ns or namespace) == namespace
 
-    policy_grants = [
-        PolicyGrant(
-            name=g.metadata.name,
-            subject=_subject(g.spec.subject),
-            max_trust=g.spec.max_trust,
-            allowed_side_effects=tuple(g.spec.allowed_side_effects),
-            tool_rules=tuple(
-                PolicyToolRule(name=r.name, decision=r.decision, required_trust=r.required_trust,
-                               condition=r.condition, rate_limit=PolicyRateLimit.of(r.rate_limit),
-                               approval=r.approval)
-                for r in g.spec.tool_rules
-            ),
-            disabled=g.spec.disabled,
-            expires_at=g.spec.expires_at,
-            rate_limit=PolicyRateLimit.of(g.spec.rate_limit),
-        )
-        for g in sorted(grants, key=lambda g: g.metadata.name)
-        if ours(g.spec.server_ref.name, g.spec.server_ref.namespace, g.metadata.namespace)
-    ]
-    policy_sessions = [
-        PolicySession(
-            name=s.metadata.name,
-            subject=_subject(s.spec.subject),
-            consented_trust=s.spec.consented_trust,
-            expires_at=s.spec.expires_at,
-            revoked=s.spec.revoked,
-        )
-        for s in sorted(sessions, key=lambda s: s.metadata.name)
-        if ours(s.spec.server_ref.name, s.spec.server_ref.namespace, s.metadata.namespace)
-    ]
-    policy_sessions += sorted((
-        PolicySession(
-            name=qualified_session(s.metadata.namespace or "", s.metadata.name),
-            subject=_subject(s.spec.subject),
-            consented_trust=s.spec.consented_trust,
-            expires_at=s.spec.expires_at,
-            revoked=s.spec.revoked,
-        )
-        for s in virtual_sessions), key=lambda s: s.name)
+    policy_grants = [_policy_grant(g) for g in sorted(grants, key=lambda g: g.metadata.name)
+                     if ours(g.spec.server_ref.name, g.spec.server_ref.namespace, g.metadata.namespace)]
+    policy_sessions = [_policy_session(s, s.metadata.name) for s in sorted(sessions, key=lambda s: s.metadata.name)
+                       if ours(s.spec.server_ref.name, s.spec.server_ref.namespace, s.metadata.namespace)]
+    policy_sessions += sorted((_policy_session(s, qualified_session(s.metadata.namespace or "", s.metadata.name))
+                               for s in virtual_sessions), key=lambda s: s.name)
     doc = PolicyDocument(
         server=PolicyServer(name=server.metadata.name, namespace=namespace, team_id=server.spec.team_id),
         mode=server.spec.policy.mode,
@@ -322,4 +289,28 @@ def compile_policy(
                                       MAX_APPROVAL_TIMEOUT_SECONDS)),
     )
     return doc.model_copy(update={"revision": revision_of(doc.body())})
+
+
+def _policy_grant(g: MCPAccessGrant) -> PolicyGrant:
+    return PolicyGrant(
+        name=g.metadata.name,
+        subject=_subject(g.spec.subject),
+        max_trust=g.spec.max_trust,
+        allowed_side_effects=tuple(g.spec.allowed_side_effects),
+        tool_rules=tuple(
+            PolicyToolRule(name=r.name, decision=r.decision, required_trust=r.required_trust,
+                           condition=r.condition, rate_limit=PolicyRateLimit.of(r.rate_limit),
+                           approval=r.approval)
+            for r in g.spec.tool_rules
+        ),
+        disabled=g.spec.disabled,
+        expires_at=g.spec.expires_at,
+        rate_limit=PolicyRateLimit.of(g.spec.rate_limit),
+    )
+
+
+def _policy_session(s: MCPAgentSession, name: str) -> PolicySession:
+    """A session under `name`: its own for this server's sessions, qualified for a virtual server's."""
+    return PolicySession(name=name, subject=_subject(s.spec.subject), consented_trust=s.spec.consented_trust,
+                         expires_at=s.spec.expires_at, revoked=s.spec.revoked)
 
