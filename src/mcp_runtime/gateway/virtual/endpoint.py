@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from mcp_runtime.gateway import jsonrpc
+from mcp_runtime.gateway.approval import ApprovalBroker
 from mcp_runtime.gateway.audit import Auditor, call_arguments
 from mcp_runtime.gateway.auth import Authenticated, TokenVerifier, bearer_challenge, extract_token
 from mcp_runtime.gateway.keys_source import JwksFile
@@ -94,8 +95,13 @@ class VirtualEndpoint:
     """The ASGI handler of one virtual server."""
 
     def __init__(self, route: VirtualRoute, auditor: Auditor, clock: Callable[[], datetime],
-                 metrics: GatewayMetrics | None = None) -> None:
+                 metrics: GatewayMetrics | None = None, *, tools_seen: Callable[[BoundRoute], None] | None = None,
+                 approvals: Callable[[], ApprovalBroker | None] = lambda: None) -> None:
+        """`tools_seen`: told after a member's tools were listed (the gateway reports drift, as after its
+        own route's list); `approvals`: the gateway's broker at the time of a call (approve.py)."""
         self.route = route
+        self.tools_seen = tools_seen
+        self.approvals = approvals
         self.metrics = metrics
         self.auditor = auditor
         self.clock = clock
@@ -327,6 +333,8 @@ class VirtualEndpoint:
             tools = await member_list(session, key, "tools/list", "tools")
             if tools is not None:
                 listed[key] = govern.visible(route, session.identity, now, tools)
+                if self.tools_seen is not None:
+                    self.tools_seen(route)  # drift first seen here is reported now, not at the next probe
         if refused and not listed and all(d.is_authentication_failure for d in refused):
             self.refuse_if_unauthenticated(session.identity)
         session.tool_map = build_tool_map(self.members, listed, self.route.server.spec.conflict_policy)
