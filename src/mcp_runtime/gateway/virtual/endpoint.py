@@ -31,7 +31,7 @@ from mcp_runtime.gateway.resource_metadata import origin_allowed
 from mcp_runtime.gateway.routes import BoundRoute
 from mcp_runtime.gateway.sse import sse_event
 from mcp_runtime.gateway.upstream import UpstreamError
-from mcp_runtime.gateway.virtual import catalog, govern
+from mcp_runtime.gateway.virtual import approve, catalog, govern
 from mcp_runtime.gateway.virtual.fanout import member_list
 from mcp_runtime.gateway.virtual.mapping import (
     MemberKey,
@@ -291,7 +291,10 @@ class VirtualEndpoint:
                 await link.post(raw)
 
     async def client_answer(self, session: VirtualSession, raw: dict[str, Any]) -> None:
-        """The client answered a request a member sent it: back to that member, with the member's id."""
+        """The client answered a request a member sent it: back to that member, with the member's id (or
+        one of the gateway's own approval questions: approve.py)."""
+        if approve.answered(session, raw):
+            return
         target = session.server_requests.back(raw.get("id"))
         if target is None:
             return
@@ -368,14 +371,16 @@ class VirtualEndpoint:
             await self.member_unavailable(session, msg, key, send)
             return
         decision = govern.call_decision(route, session.identity, tool, call_arguments(msg.raw), now)
+        if decision is not None and decision.needs_approval:  # waits for a person, as on the member's route
+            send = approve.CallAnswer(send)
+            decision = await approve.settle(self, session, key, route, tool, msg.raw, decision, receive, send, now)
         if decision is None or not decision.allowed:
-            status = 200
             body = denial_error(msg, decision) if decision is not None else error_object(
                 msg.id, DENIED, f"no policy is loaded for member {key[1]} yet", {"reason": "policy_unavailable"})
             if decision is not None:
                 body["error"]["data"]["virtualServer"] = self.route.name
-            self.audit(session, key, route, "tools/call", tool, decision, status, now, msg.raw)
-            await send_json(send, status, body)
+            self.audit(session, key, route, "tools/call", tool, decision, 200, now, msg.raw)
+            await approve.respond(send, 200, body)
             return
         await self.forward_call(session, msg, key, route, tool, decision, now, receive, send)
 
