@@ -454,7 +454,7 @@ class VirtualEndpoint:
 
     async def member_unavailable(self, session: VirtualSession, msg: jsonrpc.RpcMessage, key: MemberKey,
                                  send: Send) -> None:
-        await send_json(send, 200, self.unavailable_error(session, msg.id, key))
+        await approve.respond(send, 200, self.unavailable_error(session, msg.id, key))  # on the stream if open
 
     # -- the client's stream -------------------------------------------------------------------------
     async def stream(self, session: VirtualSession, receive: Receive, send: Send) -> None:
