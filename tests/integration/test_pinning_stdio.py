@@ -79,14 +79,6 @@ def serve_gateway_for(upstream: RunningServer, kit: PinnedKit
         yield url, source, reports
 
 
-def test_a_reviewed_stdio_server_works_as_before(server: tuple[RunningServer, Path],
-                                                 pins: dict[str, dict[str, Any]]) -> None:
-    kit = PinnedKit(pins)
-    with serve_gateway_for(server[0], kit) as (url, _source, _reports):
-        assert listed(url, kit) == ["greet", "lookup"]
-        assert call(url, kit, "lookup", {"customer_id": "c1"}) == "customer c1"
-
-
 @pytest.mark.parametrize("variant", ["poisoned", "schema"])
 def test_a_stdio_tool_that_changed_disappears_is_denied_and_comes_back_when_approved(
         server: tuple[RunningServer, Path], pins: dict[str, dict[str, Any]], variant: str) -> None:
