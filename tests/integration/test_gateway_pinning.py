@@ -65,21 +65,21 @@ async def _session(url: str, token: str, body: Any) -> Any:
         return await body(session)
 
 
-def listed(url: str, kit: PinnedKit) -> list[str]:
+def listed(url: str, kit: PinnedKit, token: str | None = None) -> list[str]:
     async def body(session: ClientSession) -> list[str]:
         return sorted(t.name for t in (await session.list_tools()).tools)
-    return anyio.run(_session, url, kit.token("s-cursor", "cursor"), body)  # type: ignore[no-any-return]
+    return anyio.run(_session, url, token or kit.token("s-cursor", "cursor"), body)  # type: ignore[no-any-return]
 
 
-def call(url: str, kit: PinnedKit, tool: str, arguments: dict[str, Any]) -> Any:
-    """The tool's text, or the denial's JSON-RPC error."""
+def call(url: str, kit: PinnedKit, tool: str, arguments: dict[str, Any], token: str | None = None) -> Any:
+    """The tool's text, or the denial's JSON-RPC error (`token`: another session's than s-cursor's)."""
     async def body(session: ClientSession) -> Any:
         try:
             result = await session.call_tool(tool, arguments)
         except MCPError as exc:
             return exc.error
         return result.content[0].text
-    return anyio.run(_session, url, kit.token("s-cursor", "cursor"), body)
+    return anyio.run(_session, url, token or kit.token("s-cursor", "cursor"), body)
 
 
 @pytest.fixture(scope="module")

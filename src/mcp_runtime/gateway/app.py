@@ -191,7 +191,8 @@ class Gateway:
         """Mount (or replace) a virtual server; members are looked up in this gateway's routes per request."""
         route.resolve = self.member_route
         await self.remove_virtual(route.path)
-        endpoint = VirtualEndpoint(route, self.auditor, self.request_path.clock, self.metrics)
+        endpoint = VirtualEndpoint(route, self.auditor, self.request_path.clock, self.metrics,
+                                   tools_seen=self.report_tools, approvals=lambda: self.request_path.approvals)
         self.virtual[route.path] = endpoint
         return endpoint
 

@@ -95,12 +95,18 @@ def take_answers(ex: Exchange, ours: list[RpcMessage], access: Decision | None) 
 
 def pending_call(ex: Exchange, msg: RpcMessage, decision: Decision) -> PendingCall:
     assert ex.doc is not None and decision.approval is not None
-    arguments = tool_arguments(msg.raw)
+    return pending_call_of(ex.route.namespace, ex.route.server, msg.tool or "", msg.raw, ex.identity or Identity(),
+                           decision.approval, ex.doc.approval_timeout)
+
+
+def pending_call_of(namespace: str, server: str, tool: str, raw: dict[str, Any], identity: Identity,
+                    approver: Approver, timeout: float) -> PendingCall:
+    """The call as it waits, bound to the digest of its exact arguments (a virtual server's call too)."""
+    arguments = tool_arguments(raw)
     shown = json.dumps({} if arguments is None else arguments, sort_keys=True, separators=(",", ":"),
                        ensure_ascii=False)
-    return PendingCall(namespace=ex.route.namespace, server=ex.route.server, tool=msg.tool or "",
-                       arguments=shown, digest=arguments_digest(arguments), identity=ex.identity or Identity(),
-                       approver=decision.approval, timeout=ex.doc.approval_timeout)
+    return PendingCall(namespace=namespace, server=server, tool=tool, arguments=shown,
+                       digest=arguments_digest(arguments), identity=identity, approver=approver, timeout=timeout)
 
 
 async def settle(ex: Exchange, decisions: list[Decision | None], broker: ApprovalBroker | None) -> None:
@@ -125,9 +131,13 @@ async def settle(ex: Exchange, decisions: list[Decision | None], broker: Approva
 
 
 async def _until_disconnect(ex: Exchange, asking: Any) -> Verdict:
+    return await until_disconnect(ex.receive, asking)
+
+
+async def until_disconnect(receive: Receive, asking: Any) -> Verdict:
     """The verdict, unless the caller goes away first: then the question is withdrawn and the request ends."""
     task: asyncio.Task[Verdict] = asyncio.ensure_future(asking)
-    watch = asyncio.ensure_future(_disconnected(ex.receive))
+    watch = asyncio.ensure_future(_disconnected(receive))
     try:
         done, _ = await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -156,7 +166,7 @@ async def _elicit(ex: Exchange, call: PendingCall, caller_session: str | None) -
     try:
         stream = await open_stream(ex)
         await stream.event({"jsonrpc": "2.0", "id": question_id, "method": "elicitation/create",
-                            "params": _question(call)})
+                            "params": question(call)})
         try:
             reply = await asyncio.wait_for(answer, call.timeout)
         except TimeoutError:
@@ -171,7 +181,8 @@ async def _elicit(ex: Exchange, call: PendingCall, caller_session: str | None) -
     return Verdict(Reason.approval_declined)
 
 
-def _question(call: PendingCall) -> dict[str, Any]:
+def question(call: PendingCall) -> dict[str, Any]:
+    """The `elicitation/create` params that ask the person about exactly this call."""
     shown = call.arguments if len(call.arguments) <= MAX_SHOWN_ARGUMENTS else \
         f"({len(call.arguments)} bytes, SHA-256 {call.digest.removeprefix('sha256:')})"
     message = (f"Approve this call?\nServer: {call.server} (namespace {call.namespace})\nTool: {call.tool}\n"

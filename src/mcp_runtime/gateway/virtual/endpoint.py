@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from mcp_runtime.gateway import jsonrpc
+from mcp_runtime.gateway.approval import ApprovalBroker
 from mcp_runtime.gateway.audit import Auditor, call_arguments
 from mcp_runtime.gateway.auth import Authenticated, TokenVerifier, bearer_challenge, extract_token
 from mcp_runtime.gateway.keys_source import JwksFile
@@ -30,7 +31,7 @@ from mcp_runtime.gateway.resource_metadata import origin_allowed
 from mcp_runtime.gateway.routes import BoundRoute
 from mcp_runtime.gateway.sse import sse_event
 from mcp_runtime.gateway.upstream import UpstreamError
-from mcp_runtime.gateway.virtual import catalog, govern
+from mcp_runtime.gateway.virtual import approve, catalog, govern
 from mcp_runtime.gateway.virtual.fanout import member_list
 from mcp_runtime.gateway.virtual.mapping import (
     MemberKey,
@@ -94,8 +95,13 @@ class VirtualEndpoint:
     """The ASGI handler of one virtual server."""
 
     def __init__(self, route: VirtualRoute, auditor: Auditor, clock: Callable[[], datetime],
-                 metrics: GatewayMetrics | None = None) -> None:
+                 metrics: GatewayMetrics | None = None, *, tools_seen: Callable[[BoundRoute], None] | None = None,
+                 approvals: Callable[[], ApprovalBroker | None] = lambda: None) -> None:
+        """`tools_seen`: told after a member's tools were listed (the gateway reports drift, as after its
+        own route's list); `approvals`: the gateway's broker at the time of a call (approve.py)."""
         self.route = route
+        self.tools_seen = tools_seen
+        self.approvals = approvals
         self.metrics = metrics
         self.auditor = auditor
         self.clock = clock
@@ -285,7 +291,10 @@ class VirtualEndpoint:
                 await link.post(raw)
 
     async def client_answer(self, session: VirtualSession, raw: dict[str, Any]) -> None:
-        """The client answered a request a member sent it: back to that member, with the member's id."""
+        """The client answered a request a member sent it: back to that member, with the member's id (or
+        one of the gateway's own approval questions: approve.py)."""
+        if approve.answered(session, raw):
+            return
         target = session.server_requests.back(raw.get("id"))
         if target is None:
             return
@@ -327,6 +336,8 @@ class VirtualEndpoint:
             tools = await member_list(session, key, "tools/list", "tools")
             if tools is not None:
                 listed[key] = govern.visible(route, session.identity, now, tools)
+                if self.tools_seen is not None:
+                    self.tools_seen(route)  # drift first seen here is reported now, not at the next probe
         if refused and not listed and all(d.is_authentication_failure for d in refused):
             self.refuse_if_unauthenticated(session.identity)
         session.tool_map = build_tool_map(self.members, listed, self.route.server.spec.conflict_policy)
@@ -360,14 +371,16 @@ class VirtualEndpoint:
             await self.member_unavailable(session, msg, key, send)
             return
         decision = govern.call_decision(route, session.identity, tool, call_arguments(msg.raw), now)
+        if decision is not None and decision.needs_approval:  # waits for a person, as on the member's route
+            send = approve.CallAnswer(send)
+            decision = await approve.settle(self, session, key, route, tool, msg.raw, decision, receive, send, now)
         if decision is None or not decision.allowed:
-            status = 200
             body = denial_error(msg, decision) if decision is not None else error_object(
                 msg.id, DENIED, f"no policy is loaded for member {key[1]} yet", {"reason": "policy_unavailable"})
             if decision is not None:
                 body["error"]["data"]["virtualServer"] = self.route.name
-            self.audit(session, key, route, "tools/call", tool, decision, status, now, msg.raw)
-            await send_json(send, status, body)
+            self.audit(session, key, route, "tools/call", tool, decision, 200, now, msg.raw)
+            await approve.respond(send, 200, body)
             return
         await self.forward_call(session, msg, key, route, tool, decision, now, receive, send)
 
@@ -441,7 +454,7 @@ class VirtualEndpoint:
 
     async def member_unavailable(self, session: VirtualSession, msg: jsonrpc.RpcMessage, key: MemberKey,
                                  send: Send) -> None:
-        await send_json(send, 200, self.unavailable_error(session, msg.id, key))
+        await approve.respond(send, 200, self.unavailable_error(session, msg.id, key))  # on the stream if open
 
     # -- the client's stream -------------------------------------------------------------------------
     async def stream(self, session: VirtualSession, receive: Receive, send: Send) -> None:

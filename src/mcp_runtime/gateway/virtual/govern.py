@@ -38,6 +38,11 @@ def call_decision(route: BoundRoute, identity: Identity, tool: str, arguments: d
     if doc is None:
         return None
     decision = evaluate(doc, identity, tool, now, arguments, observed=route.tools.observation(doc))
+    return count_limits(route, decision, now)
+
+
+def count_limits(route: BoundRoute, decision: Decision, now: datetime) -> Decision:
+    """An allowed call (or one a person just approved) counted against the member's rate limits."""
     if decision.allowed and decision.limits:
         refused = route.limiter.take(decision.limits, now)
         if refused is not None:

@@ -48,12 +48,22 @@ class VirtualSession:
         self.server_requests = ServerRequests()
         self.inflight: dict[str, tuple[MemberKey, int, asyncio.Task[Any]]] = {}
         self.streaming = False
+        self.questions: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        """The gateway's own approval questions to the client in flight, by id (approve.py)."""
+        self.waiting = 0
+        """Calls waiting for a person's approval (the session is not idle meanwhile)."""
         self.last_used = time.monotonic()
         self._recovery: asyncio.Task[None] | None = None
 
     def idle_for(self, now: float) -> float:
         """Seconds since the client last sent anything (0 while its stream is open)."""
-        return 0.0 if self.streaming or self.inflight else now - self.last_used
+        return 0.0 if self.streaming or self.inflight or self.waiting else now - self.last_used
+
+    @property
+    def elicits(self) -> bool:
+        """Whether the client declared the `elicitation` capability at `initialize` (it may be asked)."""
+        caps = self.init_params.get("capabilities")
+        return isinstance(caps, dict) and caps.get("elicitation") is not None
 
     def owned_by(self, caller: Authenticated) -> bool:
         return caller.claims.session_id == self.caller.claims.session_id and \
@@ -134,6 +144,9 @@ class VirtualSession:
             self.push(message)
 
     async def close(self) -> None:
+        for waiting in self.questions.values():  # a question the client can no longer answer: cancelled
+            if not waiting.done():
+                waiting.set_result({"result": {"action": "cancel"}})
         if self._recovery is not None:
             self._recovery.cancel()
         for _, _, task in list(self.inflight.values()):
