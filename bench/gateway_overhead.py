@@ -25,6 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,6 +103,15 @@ def plan(duration: float, concurrency: int, scenario_floor: float, scenario_time
     return Plan(seconds, timeout, concurrency if queue < 0.5 else 1)
 
 
+def cpu_seconds(sessions: Iterable[int]) -> float:
+    return sum(session_cpu_seconds(sid) for sid in sessions)
+
+
+def io_calls(sessions: Iterable[int]) -> tuple[int, int]:
+    counts = [session_io_calls(sid) for sid in sessions]
+    return sum(c[0] for c in counts), sum(c[1] for c in counts)
+
+
 def measure(target: Target, headers: dict[str, str], up: RunningUpstream, concurrency: int, how: Plan,
             ids: IdRange) -> Point:
     """Warm up, wait for quiet, load, wait for quiet again; CPU per call = CPU until quiet / calls sent.
@@ -111,17 +121,18 @@ def measure(target: Target, headers: dict[str, str], up: RunningUpstream, concur
     handful among thousands, for a slow peer at concurrency 64 they are a large share of the run.
     """
     run_load(target.url, headers, target.tool, how.warm_concurrency, 1, ids.take(), timeout_s=how.timeout_s)
-    settle(target.pid)
-    settle(up.pid)
-    before_target, before_up = session_cpu_seconds(target.pid), session_cpu_seconds(up.pid)
-    before_io = session_io_calls(target.pid)
+    ours, servers = target.sessions, target.server_sessions(up)
+    for sid in (*ours, *servers):
+        settle(sid)
+    before_target, before_up = cpu_seconds(ours), cpu_seconds(servers)
+    before_io = io_calls(ours)
     load = run_load(target.url, headers, target.tool, concurrency, how.seconds, ids.take(), timeout_s=how.timeout_s)
-    settle(target.pid)
-    settle(up.pid)
+    for sid in (*ours, *servers):
+        settle(sid)
     calls = max(load.sent, 1)
-    cpu = (session_cpu_seconds(target.pid) - before_target) / calls * 1e6
-    upstream_cpu = (session_cpu_seconds(up.pid) - before_up) / calls * 1e6
-    after_io = session_io_calls(target.pid)
+    cpu = (cpu_seconds(ours) - before_target) / calls * 1e6
+    upstream_cpu = (cpu_seconds(servers) - before_up) / calls * 1e6
+    after_io = io_calls(ours)
     return Point(load, cpu, upstream_cpu, (after_io[0] - before_io[0]) / calls, (after_io[1] - before_io[1]) / calls)
 
 
