@@ -256,7 +256,7 @@ def profile(names: list[str], ctx: Context, concurrency: int, duration: float, n
             _, err = spy.communicate(timeout=duration + 60)
             if spy.returncode != 0 or not out.exists():
                 raise SystemExit(f"py-spy failed: {err.decode(errors='replace')}")
-            title = (f"gateway in front of {name} ({UPSTREAMS[name].description}), c={concurrency}, "
+            title = (f"{scenario_name} in front of {name} ({UPSTREAMS[name].description}), c={concurrency}, "
                      f"{load.rps:.0f} calls/s while sampled, {load.errors} errors")
             print(f"\n{threads}{'; main thread only below' if main_only else ''}")
             print(hotpath_profile.report(title, hotpath_profile.fold(out, main_only=main_only)), flush=True)

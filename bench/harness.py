@@ -249,4 +249,4 @@ def check_call(url: str, headers: Mapping[str, str], tool: str) -> str:
         "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": {"text": "hello"}}})
     if answer.status_code != 200 or '"result"' not in answer.text or '"isError":true' in answer.text.replace(" ", ""):
         raise RuntimeError(f"tools/call {tool} via {url} failed: {answer.status_code} {answer.text[:500]}")
-    return answer.headers.get("content-type", "")
+    return str(answer.headers.get("content-type", ""))
