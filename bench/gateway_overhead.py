@@ -1,7 +1,8 @@
 """What a gateway costs per tool call: the same tools/call load direct to an upstream and through it.
 
     .venv/bin/python bench/gateway_overhead.py [--duration 5] [--concurrency 1 16 64]
-        [--upstreams fast-json fast-sse sdk-json sdk-sse] [--scenarios gateway contextforge toolhive]
+        [--upstreams fast-json fast-sse sdk-json sdk-sse]
+        [--scenarios gateway oauth approvals pinned limits tracing virtual stdio bridge contextforge toolhive]
     .venv/bin/python bench/gateway_overhead.py --profile [--upstreams fast-sse] [--concurrency 16]
 
 In one run on this machine: each upstream (a minimal fast responder and the Python SDK example

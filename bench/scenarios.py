@@ -6,8 +6,8 @@ yields a `Target`: the URL to load, the headers a client sends, the tool name as
 process whose CPU counts as that scenario's cost. The runner measures every scenario against the
 upstream itself (the direct baseline), in the same run and with the same load.
 
-Adding a row (stdio bridge, virtual-server hop, OAuth-token validation, pinning checks, approvals that
-do not trigger, limits and conditions) is one function and one entry in `SCENARIOS`:
+Adding a row (as `oauth`, `approvals`, `pinned`, `limits`, `virtual`, `stdio` and `bridge` were) is one
+function and one entry in `SCENARIOS`:
 
     @contextlib.contextmanager
     def pinned(up: RunningUpstream, ctx: Context) -> Iterator[Target]:
@@ -18,8 +18,8 @@ do not trigger, limits and conditions) is one function and one entry in `SCENARI
 
 `governed_gateway` takes the extra pieces such a scenario usually needs (fields merged into the
 server / grant / session specs the policy is compiled from, extra `gateway run` arguments, another
-token); a scenario that needs something else entirely (a stdio child, a second gateway hop) starts its
-own processes with `harness.process` and yields their Target. Peers (`bench/peers/`) are scenarios too.
+token); a scenario that needs something else entirely (the stdio bridge, a virtual server) starts its
+own processes (`hops.py`) and yields their Target. Peers (`bench/peers/`) are scenarios too.
 """
 
 from __future__ import annotations
