@@ -7,7 +7,8 @@ taken with 202) and keeps no session: the point is an upstream so cheap that the
 With env `FAST_SSE=1` it answers the way the Python SDK server does by default: a `text/event-stream`
 response (chunked, no length) with one `message` event, then the end of the stream, in three writes.
 A GET opens a server-to-client SSE stream (see `stream`), for the load bench's open streams
-(`bench/gateway_load.py`).
+(`bench/gateway_load.py`). `python bench/fast_upstream.py --stdio` gives the same answers over stdio (one
+JSON-RPC message a line), the server the stdio bridge scenarios put behind `mcp-runtime bridge stdio`.
 """
 
 from __future__ import annotations
@@ -117,7 +118,23 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": out})
 
 
-if __name__ == "__main__":
+def stdio() -> None:
+    """Answer each request line on stdin with one line on stdout; notifications and answers get none."""
+    out = sys.stdout.buffer
+    for line in sys.stdin.buffer:
+        try:
+            request = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(request, dict) and "id" in request and "method" in request:
+            result = _result(request["method"], request.get("params"))
+            out.write(json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": result}).encode() + b"\n")
+            out.flush()
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--stdio"]:
+    stdio()
+elif __name__ == "__main__":
     import uvicorn
 
     port = int(sys.argv[1] if len(sys.argv) > 1 else os.environ["PORT"])

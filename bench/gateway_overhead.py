@@ -1,7 +1,8 @@
 """What a gateway costs per tool call: the same tools/call load direct to an upstream and through it.
 
     .venv/bin/python bench/gateway_overhead.py [--duration 5] [--concurrency 1 16 64]
-        [--upstreams fast-json fast-sse sdk-json sdk-sse] [--scenarios gateway contextforge toolhive]
+        [--upstreams fast-json fast-sse sdk-json sdk-sse]
+        [--scenarios gateway oauth approvals pinned limits tracing virtual stdio bridge contextforge toolhive]
     .venv/bin/python bench/gateway_overhead.py --profile [--upstreams fast-sse] [--concurrency 16]
 
 In one run on this machine: each upstream (a minimal fast responder and the Python SDK example
@@ -25,6 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,6 +104,15 @@ def plan(duration: float, concurrency: int, scenario_floor: float, scenario_time
     return Plan(seconds, timeout, concurrency if queue < 0.5 else 1)
 
 
+def cpu_seconds(sessions: Iterable[int]) -> float:
+    return sum(session_cpu_seconds(sid) for sid in sessions)
+
+
+def io_calls(sessions: Iterable[int]) -> tuple[int, int]:
+    counts = [session_io_calls(sid) for sid in sessions]
+    return sum(c[0] for c in counts), sum(c[1] for c in counts)
+
+
 def measure(target: Target, headers: dict[str, str], up: RunningUpstream, concurrency: int, how: Plan,
             ids: IdRange) -> Point:
     """Warm up, wait for quiet, load, wait for quiet again; CPU per call = CPU until quiet / calls sent.
@@ -111,17 +122,18 @@ def measure(target: Target, headers: dict[str, str], up: RunningUpstream, concur
     handful among thousands, for a slow peer at concurrency 64 they are a large share of the run.
     """
     run_load(target.url, headers, target.tool, how.warm_concurrency, 1, ids.take(), timeout_s=how.timeout_s)
-    settle(target.pid)
-    settle(up.pid)
-    before_target, before_up = session_cpu_seconds(target.pid), session_cpu_seconds(up.pid)
-    before_io = session_io_calls(target.pid)
+    ours, servers = target.sessions, target.server_sessions(up)
+    for sid in (*ours, *servers):
+        settle(sid)
+    before_target, before_up = cpu_seconds(ours), cpu_seconds(servers)
+    before_io = io_calls(ours)
     load = run_load(target.url, headers, target.tool, concurrency, how.seconds, ids.take(), timeout_s=how.timeout_s)
-    settle(target.pid)
-    settle(up.pid)
+    for sid in (*ours, *servers):
+        settle(sid)
     calls = max(load.sent, 1)
-    cpu = (session_cpu_seconds(target.pid) - before_target) / calls * 1e6
-    upstream_cpu = (session_cpu_seconds(up.pid) - before_up) / calls * 1e6
-    after_io = session_io_calls(target.pid)
+    cpu = (cpu_seconds(ours) - before_target) / calls * 1e6
+    upstream_cpu = (cpu_seconds(servers) - before_up) / calls * 1e6
+    after_io = io_calls(ours)
     return Point(load, cpu, upstream_cpu, (after_io[0] - before_io[0]) / calls, (after_io[1] - before_io[1]) / calls)
 
 
@@ -245,7 +257,7 @@ def profile(names: list[str], ctx: Context, concurrency: int, duration: float, n
             _, err = spy.communicate(timeout=duration + 60)
             if spy.returncode != 0 or not out.exists():
                 raise SystemExit(f"py-spy failed: {err.decode(errors='replace')}")
-            title = (f"gateway in front of {name} ({UPSTREAMS[name].description}), c={concurrency}, "
+            title = (f"{scenario_name} in front of {name} ({UPSTREAMS[name].description}), c={concurrency}, "
                      f"{load.rps:.0f} calls/s while sampled, {load.errors} errors")
             print(f"\n{threads}{'; main thread only below' if main_only else ''}")
             print(hotpath_profile.report(title, hotpath_profile.fold(out, main_only=main_only)), flush=True)

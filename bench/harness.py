@@ -103,6 +103,21 @@ def session_cpu_seconds(sid: int) -> float:
     return total / _TICK
 
 
+def children(pid: int) -> list[int]:
+    """The live child processes of `pid` (the stdio servers a bridge started, each in a session of its own)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
 def session_io_calls(sid: int) -> tuple[int, int]:
     """Read and write system calls (read/readv, write/writev: how uvloop moves socket bytes) made so far
     by every live process in session `sid`, from /proc/PID/io. Unlike CPU time, counts do not change
@@ -234,4 +249,4 @@ def check_call(url: str, headers: Mapping[str, str], tool: str) -> str:
         "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": {"text": "hello"}}})
     if answer.status_code != 200 or '"result"' not in answer.text or '"isError":true' in answer.text.replace(" ", ""):
         raise RuntimeError(f"tools/call {tool} via {url} failed: {answer.status_code} {answer.text[:500]}")
-    return answer.headers.get("content-type", "")
+    return str(answer.headers.get("content-type", ""))

@@ -12,22 +12,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import anyio
-import httpx
 import httpx2
+from harness import REPO
+from hops import stdio_bridge
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-ROOT = Path(__file__).resolve().parents[1]
-SERVER = ROOT / "tests" / "fixtures" / "stdio" / "counter_server.py"
+SERVER = REPO / "tests" / "fixtures" / "stdio" / "counter_server.py"
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -71,35 +69,13 @@ async def bridged(url: str, calls: int, bridge_pid: int) -> tuple[list[float], f
         return took, _cpu_seconds(bridge_pid) - cpu_before
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=300)
     args = parser.parse_args()
-    port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    bridge = subprocess.Popen(
-        [sys.executable, "-m", "mcp_runtime", "bridge", "stdio", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning", "--", sys.executable, str(SERVER)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    with stdio_bridge([sys.executable, str(SERVER)]) as bridge:
         base = anyio.run(direct, args.calls)
-        through, cpu = anyio.run(bridged, f"http://127.0.0.1:{port}/mcp", args.calls, bridge.pid)
-    finally:
-        bridge.terminate()
-        bridge.wait(timeout=15)
+        through, cpu = anyio.run(bridged, bridge.url, args.calls, bridge.pid)
 
     def ms(values: list[float], q: float) -> float:
         return statistics.quantiles(values, n=100)[int(q) - 1] * 1000
