@@ -21,20 +21,9 @@ from pydantic import ValidationError
 
 from mcp_runtime.platform.checkpoints import CHECKPOINT_KIND, signature_valid
 from mcp_runtime.security import PublicKeySet
-from mcp_runtime.sentinel.chain import Problem, Verdict, record_hash
+from mcp_runtime.sentinel.chain import Link, Problem, Verdict, check_links, record_hash
 from mcp_runtime.sentinel.events import AnalyticsEvent
 from mcp_runtime.store.audit_chain import body_hash
-
-
-@dataclass
-class Link:
-    """One chained record as the checks need it."""
-
-    seq: int
-    record_id: str
-    prev_hash: str | None
-    stored_hash: str | None
-    computed_hash: str
 
 
 @dataclass
@@ -111,39 +100,6 @@ def _add_decision(item: dict[str, Any], parsed: Parsed, number: int) -> None:
         return
     link = Link(event.chain_seq, event.event_id, event.prev_hash, event.record_hash, record_hash(event))
     parsed.chains.setdefault(event.chain_id, []).append(link)
-
-
-def check_links(chain_id: str, links: list[Link], anchored: bool, problems: list[Problem]) -> None:
-    """Order, gaps, duplicates, hashes and links of one chain, in file order."""
-    highest = -1
-    by_seq: dict[int, Link] = {}
-    for link in links:
-        if link.seq < highest:
-            problems.append(Problem("reordered", chain_id, link.seq, link.record_id,
-                                    f"record {link.seq} comes after record {highest}"))
-        highest = max(highest, link.seq)
-        if link.seq in by_seq:
-            problems.append(Problem("duplicate", chain_id, link.seq, link.record_id,
-                                    f"two records carry sequence number {link.seq}"))
-        by_seq[link.seq] = link
-    expected = 0 if anchored else min(by_seq)
-    previous: Link | None = None
-    for seq in sorted(by_seq):
-        link = by_seq[seq]
-        if seq != expected:
-            problems.append(Problem("missing", chain_id, expected, None,
-                                    f"records {expected}-{seq - 1} are missing (before {link.record_id})"))
-            previous = None
-        if link.stored_hash != link.computed_hash:
-            problems.append(Problem("modified", chain_id, seq, link.record_id,
-                                    "the record's content does not match its hash"))
-        elif previous is not None and link.prev_hash != previous.stored_hash:
-            problems.append(Problem("modified", chain_id, seq, link.record_id,
-                                    f"its link does not match record {seq - 1}'s hash"))
-        elif seq == 0 and link.prev_hash is not None:
-            problems.append(Problem("modified", chain_id, seq, link.record_id, "the first record links to another"))
-        previous = link
-        expected = seq + 1
 
 
 def check_checkpoint(checkpoint: dict[str, Any], chains: dict[str, list[Link]], keys: PublicKeySet,

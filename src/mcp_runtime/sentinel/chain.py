@@ -104,41 +104,51 @@ def verify(events: Iterable[AnalyticsEvent]) -> Verdict:
 
 
 def _verify_chain(chain_id: str, members: list[tuple[int, AnalyticsEvent]], problems: list[Problem]) -> None:
-    # Stored order against sequence order: a record that comes before one with a lower seq was moved.
+    links = [Link(event.chain_seq, event.event_id, event.prev_hash, event.record_hash, record_hash(event))
+             for _, event in members if event.chain_seq is not None]
+    check_links(chain_id, links, True, problems)
+
+
+@dataclass
+class Link:
+    """One chained record as the checks need it."""
+
+    seq: int
+    record_id: str
+    prev_hash: str | None
+    stored_hash: str | None
+    computed_hash: str
+
+
+def check_links(chain_id: str, links: list[Link], anchored: bool, problems: list[Problem]) -> None:
+    """Order, gaps, duplicates, hashes and links of one chain, given in stored (or file) order; `anchored`:
+    the chain must start at record 0 (false for an export that starts midway)."""
     highest = -1
-    for _, event in members:
-        seq = event.chain_seq
-        assert seq is not None
-        if seq < highest:
-            problems.append(Problem("reordered", chain_id, seq, event.event_id,
-                                    f"record {seq} is stored after record {highest}"))
-        highest = max(highest, seq)
-    by_seq: dict[int, AnalyticsEvent] = {}
-    for _, event in members:
-        assert event.chain_seq is not None
-        if event.chain_seq in by_seq:
-            problems.append(Problem("duplicate", chain_id, event.chain_seq, event.event_id,
-                                    f"two records carry sequence number {event.chain_seq}"))
-        by_seq[event.chain_seq] = event
-    previous: AnalyticsEvent | None = None
-    expected = min(by_seq)
-    if expected != 0:
-        problems.append(Problem("missing", chain_id, 0, None, f"records 0-{expected - 1} are missing"))
+    by_seq: dict[int, Link] = {}
+    for link in links:
+        if link.seq < highest:
+            problems.append(Problem("reordered", chain_id, link.seq, link.record_id,
+                                    f"record {link.seq} comes after record {highest}"))
+        highest = max(highest, link.seq)
+        if link.seq in by_seq:
+            problems.append(Problem("duplicate", chain_id, link.seq, link.record_id,
+                                    f"two records carry sequence number {link.seq}"))
+        by_seq[link.seq] = link
+    expected = 0 if anchored else min(by_seq)
+    previous: Link | None = None
     for seq in sorted(by_seq):
-        event = by_seq[seq]
+        link = by_seq[seq]
         if seq != expected:
             problems.append(Problem("missing", chain_id, expected, None,
-                                    f"records {expected}-{seq - 1} are missing (between "
-                                    f"{by_seq[expected - 1].event_id if expected - 1 in by_seq else '?'} "
-                                    f"and {event.event_id})"))
+                                    f"records {expected}-{seq - 1} are missing (before {link.record_id})"))
             previous = None
-        if event.record_hash != record_hash(event):
-            problems.append(Problem("modified", chain_id, seq, event.event_id,
+        if link.stored_hash != link.computed_hash:
+            problems.append(Problem("modified", chain_id, seq, link.record_id,
                                     "the record's content does not match its hash"))
-        elif previous is not None and event.prev_hash != previous.record_hash:
-            problems.append(Problem("modified", chain_id, seq, event.event_id,
+        elif previous is not None and link.prev_hash != previous.stored_hash:
+            problems.append(Problem("modified", chain_id, seq, link.record_id,
                                     f"its link does not match record {seq - 1}'s hash"))
-        elif seq == 0 and event.prev_hash is not None:
-            problems.append(Problem("modified", chain_id, seq, event.event_id, "the first record links to another"))
-        previous = event
+        elif seq == 0 and link.prev_hash is not None:
+            problems.append(Problem("modified", chain_id, seq, link.record_id, "the first record links to another"))
+        previous = link
         expected = seq + 1
