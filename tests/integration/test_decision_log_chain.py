@@ -183,15 +183,15 @@ def _client_chain() -> list[AnalyticsEvent]:
 
 
 def test_records_made_before_client_id_existed_still_verify(recorded: list[AnalyticsEvent]) -> None:
-    """A record without a client keeps the hash it had before the field was added (its canonical JSON has no
-    `client_id` key), so decision logs written by older gateways verify unchanged."""
+    """A record without a client (or a virtual server) keeps the hash it had before those fields were added
+    (its canonical JSON has neither key), so decision logs written by older gateways verify unchanged."""
     import hashlib
 
     from mcp_runtime.sentinel.chain import record_hash
 
     event = recorded[0]
-    assert event.client_id is None
-    body = event.model_dump(mode="json", exclude={"record_hash", "client_id"})
+    assert event.client_id is None and event.virtual_server is None
+    body = event.model_dump(mode="json", exclude={"record_hash", "client_id", "virtual_server"})
     body["timestamp"] = event.timestamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     old_style = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     assert record_hash(event) == old_style == event.record_hash

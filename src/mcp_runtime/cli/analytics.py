@@ -22,6 +22,7 @@ import yaml
 
 from mcp_runtime.cli.common.errors import CliError
 from mcp_runtime.cli.common.output import OutputFormat, OutputOption, console, emit, emit_structured
+from mcp_runtime.cli.common.verdict import report_verdict
 from mcp_runtime.client import ApiClient, client
 from mcp_runtime.platform.settings import DEFAULT_DATA_DIR
 from mcp_runtime.sentinel.events import AnalyticsEvent
@@ -170,18 +171,7 @@ def verify(
 
     events = _events_from_file(file) if file is not None else _events_from_store(store, data_dir)
     verdict = verify_chain(events)
-    answer = {"ok": verdict.ok, "records": verdict.records, "chains": verdict.chains,
-              "unchained": verdict.unchained, "problems": [p.as_dict() for p in verdict.problems]}
-    if not emit_structured(answer, output):
-        for problem in verdict.problems:
-            typer.echo(f"{problem.kind.upper():<10} chain {problem.chain_id} record {problem.seq} "
-                       f"{problem.event_id or '-'}: {problem.detail}")
-        state = "intact" if verdict.ok else f"BROKEN ({len(verdict.problems)} problem(s))"
-        typer.echo(f"{verdict.records} record(s) in {verdict.chains} chain(s): {state}"
-                   + (f"; {verdict.unchained} record(s) carry no chain (older gateways), not verifiable"
-                      if verdict.unchained else ""))
-    if not verdict.ok:
-        raise typer.Exit(1)
+    report_verdict(verdict, output, unchained_because="older gateways")
 
 
 def _events_from_store(url: str | None, data_dir: Path) -> Iterator[AnalyticsEvent]:

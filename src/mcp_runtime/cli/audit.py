@@ -19,7 +19,8 @@ from typing import IO, Any
 import typer
 
 from mcp_runtime.cli.common.errors import CliError
-from mcp_runtime.cli.common.output import OutputFormat, OutputOption, emit_structured
+from mcp_runtime.cli.common.output import OutputFormat, OutputOption
+from mcp_runtime.cli.common.verdict import report_verdict
 from mcp_runtime.client import client
 
 app = typer.Typer(help="Export the audit trail (mutations, decisions, signed checkpoints) and verify an export.",
@@ -93,18 +94,7 @@ def verify(
     except ValueError as exc:
         raise CliError(f"{file}: {exc}", hint="pass a file written by `mcp-runtime audit export`") from None
     problems = sorted(verdict.problems, key=lambda p: (PROBLEM_ORDER.index(p.kind), p.chain_id, p.seq or 0))
-    answer: dict[str, Any] = {"ok": verdict.ok, "records": verdict.records, "chains": verdict.chains,
-                              "unchained": verdict.unchained, "problems": [p.as_dict() for p in problems]}
-    if not emit_structured(answer, output):
-        for p in problems:
-            typer.echo(f"{p.kind.upper():<10} chain {p.chain_id} record {p.seq if p.seq is not None else '-'} "
-                       f"{p.event_id or '-'}: {p.detail}")
-        state = "intact" if verdict.ok else f"BROKEN ({len(problems)} problem(s))"
-        typer.echo(f"{verdict.records} record(s) in {verdict.chains} chain(s): {state}"
-                   + (f"; {verdict.unchained} record(s) carry no chain (older than the chain), not verifiable"
-                      if verdict.unchained else ""))
-    if not verdict.ok:
-        raise typer.Exit(1)
+    report_verdict(verdict, output, problems=problems, unchained_because="older than the chain")
 
 
 def _keys(jwks_file: Path | None, profile: str | None) -> Any:

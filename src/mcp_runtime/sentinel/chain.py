@@ -139,8 +139,9 @@ def check_links(chain_id: str, links: list[Link], anchored: bool, problems: list
     for seq in sorted(by_seq):
         link = by_seq[seq]
         if seq != expected:
+            after = f"between {by_seq[expected - 1].record_id} and" if expected - 1 in by_seq else "before"
             problems.append(Problem("missing", chain_id, expected, None,
-                                    f"records {expected}-{seq - 1} are missing (before {link.record_id})"))
+                                    f"records {expected}-{seq - 1} are missing ({after} {link.record_id})"))
             previous = None
         if link.stored_hash != link.computed_hash:
             problems.append(Problem("modified", chain_id, seq, link.record_id,
