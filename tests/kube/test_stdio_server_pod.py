@@ -1,0 +1,160 @@
+"""A stdio package server (`pypi:mcp-server-time`) running for real on the test cluster behind the bridge.
+
+The image is what `server build image` makes of the package spec, the same pinned version the podman test
+builds (tests/platform/test_podman_stdio.py): the platform image this checkout builds plus the package's
+wheels and `uv`, so `uvx` installs offline and nothing downloads at pod start. It is pushed to the loopback
+registry and pulled by the node's containerd. The operator renders the MCPServer's `stdio` form with the
+bridge (`mcp-runtime bridge stdio ... -- uvx mcp-server-time==...`) as the app container's command, under
+the pod's restricted security context (non-root, read-only root filesystem, /tmp an emptyDir). The pod gets
+2/2 Ready with its `mcp-gateway` sidecar; the official SDK client through the Service sees only the granted
+tool, gets the real time from it, and the ungranted one is denied with the policy's reason. Two concurrent
+MCP sessions get two server processes (the bridge logs each process it starts, with its pid, to the
+container's log), and ending a session stops its process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
+
+from fixtures.kube_cluster import KubeCluster
+from fixtures.kube_images import PLATFORM_IMAGE, LocalRegistry
+from fixtures.kube_servers import PodServer, operator_process
+from fixtures.package_images import TIME_PACKAGE, TIME_TOOLS, build_package_image
+from mcp_runtime.runtime.base_image import source_digest, source_root
+
+NAME = "time"
+STARTED = re.compile(r"\[session (\w+)\] started pid (\d+): uvx ")
+STOPPED = re.compile(r"\[session (\w+)\] pid (\d+) stopped")
+
+
+@pytest.fixture(scope="module")
+def kube_time_image(kube_registry: LocalRegistry, kube_platform_image: str,
+                    tmp_path_factory: pytest.TempPathFactory) -> str:
+    """`server build image time` FROM the platform image the sidecars run (this checkout's bridge), tagged
+    with the sources' digest, pushed to the cluster's registry; rebuilt only when the platform image is newer."""
+    tag = f"src-{source_digest(source_root())[:16]}"
+    built = build_package_image(tmp_path_factory.mktemp("time"), NAME, TIME_PACKAGE, registry="localhost", tag=tag,
+                                base=PLATFORM_IMAGE, reuse_newer_than=PLATFORM_IMAGE)
+    started = time.monotonic()
+    ref = kube_registry.push(built.reference, f"acme/{NAME}:{tag}")
+    build = "reused" if built.build_seconds is None else f"built in {built.build_seconds:.1f}s"
+    print(f"\n[stdio pod] {ref}: {build}, pushed in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    return ref
+
+
+@contextlib.asynccontextmanager
+async def _client(url: str, token: str) -> AsyncIterator[ClientSession]:
+    async with create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}) as http, \
+            streamable_http_client(url, http_client=http) as (read, write), ClientSession(read, write) as session:
+        yield session
+
+
+async def _now(session: ClientSession) -> dict[str, Any]:
+    result = await session.call_tool("get_current_time", {"timezone": "UTC"})
+    assert not result.is_error, result  # type: ignore[union-attr]
+    answer: dict[str, Any] = json.loads(result.content[0].text)  # type: ignore[union-attr]
+    return answer
+
+
+async def _governed(url: str, token: str, calls: int) -> dict[str, Any]:
+    """One MCP session: open it, list tools, call the granted tool `calls` times, call the denied one."""
+    seen: dict[str, Any] = {}
+    started = time.perf_counter()
+    async with _client(url, token) as session:
+        await session.initialize()  # the bridge starts this session's `uvx` here
+        seen["initialize"] = time.perf_counter() - started
+        seen["tools"] = sorted(t.name for t in (await session.list_tools()).tools)
+        latencies = []
+        for _ in range(calls):
+            call = time.perf_counter()
+            seen["now"] = await _now(session)
+            latencies.append(time.perf_counter() - call)
+        seen["latencies"] = latencies
+        try:
+            await session.call_tool("convert_time", {"source_timezone": "UTC", "time": "12:00",
+                                                     "target_timezone": "Europe/Paris"})
+            seen["convert"] = "allowed"
+        except MCPError as exc:
+            seen["convert"] = (exc.error.message, (exc.error.data or {}).get("reason"))
+    return seen
+
+
+async def _two_sessions(url: str, token: str, logs: Any) -> tuple[list[dict[str, Any]], str]:
+    """Two sessions open at once, each calling the tool; the container's log read while both are open."""
+    async with _client(url, token) as first, _client(url, token) as second:
+        await first.initialize()
+        await second.initialize()
+        answers = [await _now(first), await _now(second)]
+        during = await anyio.to_thread.run_sync(logs)
+    return answers, during
+
+
+def _sessions(pattern: re.Pattern[str], text: str) -> dict[str, str]:
+    """session tag -> pid, for each log line the pattern matches."""
+    return {m.group(1): m.group(2) for m in pattern.finditer(text)}
+
+
+def test_a_stdio_package_server_runs_as_a_pod_behind_the_bridge_and_is_governed(
+        kube_pods_cluster: KubeCluster, platform_crds: list[str], kube_namespace: str, jwks_namespace: str,
+        kube_platform_image: str, kube_time_image: str, tmp_path: Path) -> None:
+    cluster, ns = kube_pods_cluster, kube_namespace
+    log = tmp_path / "operator.log"
+    with operator_process(cluster, [ns, jwks_namespace], jwks_namespace, log, kube_platform_image):
+        server = PodServer(cluster, ns, jwks_namespace, kube_time_image, name=NAME, tools=TIME_TOOLS,
+                           granted=("get_current_time",), stdio={"package": TIME_PACKAGE})
+        started = time.monotonic()
+        server.apply_all()
+        server.wait_ready(log)
+        ready = time.monotonic() - started
+        print(f"\n[stdio pod] {NAME} Ready 2/2 {ready:.1f}s after apply", file=sys.stderr)
+
+        containers = {c["name"]: c for c in server.pod()["spec"]["containers"]}
+        app = containers["mcp-server"]
+        assert app["image"] == kube_time_image
+        assert app["command"][:3] == ["mcp-runtime", "bridge", "stdio"], app["command"]  # the bridge is the entrypoint
+        assert app["command"][-2:] == ["uvx", TIME_PACKAGE.removeprefix("pypi:")], app["command"]
+        assert app["securityContext"]["readOnlyRootFilesystem"] is True
+        assert containers["mcp-gateway"]["image"] == kube_platform_image
+
+        url, token = server.url(), server.token()
+        seen = anyio.run(_governed, url, token, 10)
+        assert seen["tools"] == ["get_current_time"]  # convert_time is filtered out of tools/list
+        assert seen["now"]["timezone"] == "UTC"
+        answered = datetime.fromisoformat(seen["now"]["datetime"])
+        assert abs((answered - datetime.now(UTC)).total_seconds()) < 300, seen["now"]  # the pod's real clock
+        message, reason = seen["convert"]
+        assert reason == "tool_not_granted", seen["convert"]
+        assert "convert_time" in message, message
+        latencies = sorted(seen["latencies"])
+        print(f"[stdio pod] session open (initialize, starts uvx) {seen['initialize'] * 1000:.0f} ms; "
+              f"get_current_time p50 {statistics.median(latencies) * 1000:.1f} ms, "
+              f"max {latencies[-1] * 1000:.1f} ms over {len(latencies)} calls", file=sys.stderr)
+
+        def app_logs() -> str:
+            return cluster.kubectl("-n", ns, "logs", server.pod()["metadata"]["name"], "-c", "mcp-server").stdout
+
+        before = _sessions(STARTED, app_logs())
+        answers, during = anyio.run(_two_sessions, url, token, app_logs)
+        assert all(a["timezone"] == "UTC" for a in answers), answers
+        opened = {tag: pid for tag, pid in _sessions(STARTED, during).items() if tag not in before}
+        assert len(opened) == 2 and len(set(opened.values())) == 2, during[-3000:]  # two processes, two pids
+        # the clients' DELETE ends each session, and its process with it
+        cluster.wait_for("both sessions' processes to stop", lambda: set(opened) <= set(_sessions(STOPPED, app_logs())),
+                         timeout=30)
+        cluster.kubectl("-n", ns, "delete", "mcpservers", "--all", "--timeout=60s", timeout=90)
