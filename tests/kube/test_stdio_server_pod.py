@@ -9,7 +9,8 @@ the pod's restricted security context (non-root, read-only root filesystem, /tmp
 2/2 Ready with its `mcp-gateway` sidecar; the official SDK client through the Service sees only the granted
 tool, gets the real time from it, and the ungranted one is denied with the policy's reason. Two concurrent
 MCP sessions get two server processes (the bridge logs each process it starts, with its pid, to the
-container's log), and ending a session stops its process.
+container's log), ending a session stops its process, and deleting the pod with a session open stops that
+session's process (the bridge is PID 1 and handles the kubelet's SIGTERM) well inside the grace period.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import contextlib
 import json
 import re
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
@@ -105,6 +108,15 @@ async def _two_sessions(url: str, token: str, logs: Any) -> tuple[list[dict[str,
     return answers, during
 
 
+def _initialize(url: str, token: str) -> str:
+    """A session opened with a bare `initialize` POST and never ended (no DELETE); returns its id."""
+    answer = httpx.post(url, timeout=60, json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "left-open", "version": "1"}}},
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"})
+    assert answer.status_code == 200 and "mcp-time" in answer.text, answer.text
+    return answer.headers["mcp-session-id"]
+
+
 def _sessions(pattern: re.Pattern[str], text: str) -> dict[str, str]:
     """session tag -> pid, for each log line the pattern matches."""
     return {m.group(1): m.group(2) for m in pattern.finditer(text)}
@@ -157,4 +169,18 @@ def test_a_stdio_package_server_runs_as_a_pod_behind_the_bridge_and_is_governed(
         # the clients' DELETE ends each session, and its process with it
         cluster.wait_for("both sessions' processes to stop", lambda: set(opened) <= set(_sessions(STOPPED, app_logs())),
                          timeout=30)
+
+        # a session left open when the pod stops: the bridge (PID 1) gets SIGTERM and stops its process
+        left_open = _initialize(url, token)
+        pod = server.pod()["metadata"]["name"]
+        follow = subprocess.Popen([str(cluster.kubectl_bin), "--kubeconfig", str(cluster.kubeconfig), "-n", ns, "logs",
+                                   "-f", pod, "-c", "mcp-server"], stdout=subprocess.PIPE, text=True)
+        deleting = time.monotonic()
+        cluster.kubectl("-n", ns, "delete", "pod", pod, "--wait=true", timeout=90)
+        stopped_in = time.monotonic() - deleting
+        final = follow.communicate(timeout=30)[0]
+        assert left_open[:8] in _sessions(STOPPED, final), final[-3000:]
+        assert "Finished server process" in final, final[-3000:]
+        assert stopped_in < 20, stopped_in  # well inside the 30s grace period: nothing waited for SIGKILL
+        print(f"[stdio pod] pod with an open session deleted in {stopped_in:.1f}s", file=sys.stderr)
         cluster.kubectl("-n", ns, "delete", "mcpservers", "--all", "--timeout=60s", timeout=90)
