@@ -184,3 +184,72 @@ def test_a_stdio_package_server_runs_as_a_pod_behind_the_bridge_and_is_governed(
         assert stopped_in < 20, stopped_in  # well inside the 30s grace period: nothing waited for SIGKILL
         print(f"[stdio pod] pod with an open session deleted in {stopped_in:.1f}s", file=sys.stderr)
         cluster.kubectl("-n", ns, "delete", "mcpservers", "--all", "--timeout=60s", timeout=90)
+
+
+def _rpc(url: str, token: str, session: str, message: dict[str, Any]) -> httpx.Response:
+    return httpx.post(url, json=message, timeout=60, headers={
+        "Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream",
+        "Mcp-Session-Id": session, "Mcp-Protocol-Version": "2025-06-18"})
+
+
+def _answer(response: httpx.Response) -> dict[str, Any]:
+    """The JSON-RPC answer of a POST (a JSON body, or the `data:` line of an SSE one)."""
+    text = response.text
+    data = next((line[5:] for line in text.splitlines() if line.startswith("data:")), text)
+    answer: dict[str, Any] = json.loads(data)
+    return answer
+
+
+def _open(url: str, token: str) -> tuple[httpx.Response, str | None]:
+    """A session opened by hand and left open: initialize, then the initialized notification."""
+    answer = httpx.post(url, timeout=60, json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "held", "version": "1"}}},
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"})
+    session = answer.headers.get("mcp-session-id")
+    if answer.status_code == 200 and session:
+        _rpc(url, token, session, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+    return answer, session
+
+
+def test_a_stdio_pod_at_its_memory_limit_refuses_a_session_instead_of_being_oom_killed(
+        kube_pods_cluster: KubeCluster, platform_crds: list[str], kube_namespace: str, jwks_namespace: str,
+        kube_platform_image: str, kube_time_image: str, tmp_path: Path) -> None:
+    """Every session is a process: under a 256Mi limit a few `uvx` servers fill the container. Without the
+    bridge's memory check the next one got the container OOM-killed, ending every session in it (seen on this
+    cluster under the team namespaces' default 512Mi at the 8th session). Now that session gets a 503 that
+    says why, the open ones go on, and ending one makes room again."""
+    cluster, ns = kube_pods_cluster, kube_namespace
+    log = tmp_path / "operator.log"
+    with operator_process(cluster, [ns, jwks_namespace], jwks_namespace, log, kube_platform_image):
+        server = PodServer(cluster, ns, jwks_namespace, kube_time_image, name=NAME, tools=TIME_TOOLS,
+                           granted=("get_current_time",), stdio={"package": TIME_PACKAGE},
+                           resources={"limits": {"memory": "256Mi"}, "requests": {"memory": "256Mi"}})
+        server.apply_all()
+        server.wait_ready(log)
+        url, token = server.url(), server.token()
+        held: list[str] = []
+        refused = None
+        for _ in range(8):
+            answer, session = _open(url, token)
+            if answer.status_code != 200:
+                refused = answer
+                break
+            assert session is not None
+            held.append(session)
+        assert refused is not None and refused.status_code == 503, (held, refused and refused.text)
+        assert "Not enough memory for another server process" in _answer(refused)["error"]["message"], refused.text
+        print(f"\n[stdio pod] 256Mi limit: {len(held)} sessions open, the next refused: "
+              f"{_answer(refused)['error']['message']}", file=sys.stderr)
+        statuses = {s["name"]: s for s in server.pod()["status"]["containerStatuses"]}
+        assert statuses["mcp-server"]["restartCount"] == 0, statuses["mcp-server"]  # not OOM-killed
+        assert len(held) >= 1
+        for session in held:  # the open sessions go on
+            call = _rpc(url, token, session, {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+                "name": "get_current_time", "arguments": {"timezone": "UTC"}}})
+            assert call.status_code == 200 and "UTC" in _answer(call)["result"]["content"][0]["text"], call.text
+        ended = httpx.delete(url, timeout=30, headers={"Authorization": f"Bearer {token}",
+                                                       "Mcp-Session-Id": held[-1]})
+        assert ended.status_code < 300, ended.text
+        cluster.wait_for("a new session to fit again after one ended",
+                         lambda: _open(url, token)[0].status_code == 200, timeout=30, interval=1)
+        cluster.kubectl("-n", ns, "delete", "mcpservers", "--all", "--timeout=60s", timeout=90)

@@ -4,7 +4,8 @@ The HTTP side is the official SDK's `StreamableHTTPServerTransport` (session ids
 to POSTs, the GET stream, DELETE, protocol-version checks), one per session; the session bookkeeping
 around it follows the SDK's `StreamableHTTPSessionManager`, which cannot be used as is because it
 runs the SDK's own server where we run a process. A new session starts its process only once the
-pool has room: a full pool answers 503 with a JSON-RPC error and starts nothing.
+pool has room and the container's memory limit has room for its process (`bridge.memory`): otherwise
+it answers 503 with a JSON-RPC error and starts nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import anyio
 import anyio.abc
@@ -22,6 +24,7 @@ from mcp_types import INTERNAL_ERROR, INVALID_REQUEST, ErrorData, JSONRPCError
 from starlette.types import Message, Receive, Scope, Send
 
 from mcp_runtime.bridge.child import DEFAULT_MAX_LINE, StdioChild
+from mcp_runtime.bridge.memory import CGROUP_ROOT, DEFAULT_HEADROOM, read_memory, refusal
 from mcp_runtime.bridge.session import INITIALIZE_TIMEOUT, BridgeSession
 from mcp_runtime.wire.body import BodyTooLarge, ClientDisconnected, read_body
 
@@ -45,6 +48,9 @@ class BridgeConfig:
     initialize_timeout: float = INITIALIZE_TIMEOUT
     max_line: int = DEFAULT_MAX_LINE
     max_body: int = MAX_BODY
+    memory_headroom: float = DEFAULT_HEADROOM
+    """A new session must leave the cgroup's working set under this share of its memory limit (0: no check)."""
+    cgroup_root: Path = CGROUP_ROOT
 
 
 async def _json_error(send: Send, status: int, code: int, message: str,
@@ -81,10 +87,13 @@ class StdioBridge:
         self.children: dict[str, StdioChild] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
         self._admit = anyio.Lock()
+        self._baseline = 0  # the working set before any session: what the bridge itself takes
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Hold the sessions' task group; leaving it stops every session and its process tree."""
+        use = read_memory(self.config.cgroup_root)
+        self._baseline = use.working_set if use is not None else 0
         async with anyio.create_task_group() as tg:
             self._task_group = tg
             try:
@@ -144,11 +153,16 @@ class StdioBridge:
             return
         async with self._admit:
             transport = None
-            if len(self.sessions) < self.config.max_sessions:
+            short = self._memory_short()
+            if len(self.sessions) < self.config.max_sessions and short is None:
                 transport = StreamableHTTPServerTransport(
                     mcp_session_id=uuid.uuid4().hex, idle_timeout=self.config.idle_timeout)
                 assert transport.mcp_session_id is not None
                 self.sessions[transport.mcp_session_id] = transport
+        if short is not None:
+            log.warning("refusing a new session (%d open): %s", len(self.sessions), short)
+            await _json_error(send, 503, INTERNAL_ERROR, short, [(b"retry-after", b"5")])
+            return
         if transport is None:
             log.warning("refusing a new session: %d sessions are open (the limit)", self.config.max_sessions)
             await _json_error(send, 503, INTERNAL_ERROR,
@@ -157,6 +171,13 @@ class StdioBridge:
                               [(b"retry-after", b"5")])
             return
         await self._open(transport, scope, receive, send)
+
+    def _memory_short(self) -> str | None:
+        """Why the container's memory limit has no room for another process, or None."""
+        if self.config.memory_headroom <= 0 or not self.children:
+            return None
+        return refusal(read_memory(self.config.cgroup_root), self._baseline, len(self.children),
+                       self.config.memory_headroom)
 
     async def _open(self, transport: StreamableHTTPServerTransport, scope: Scope, receive: Receive,
                     send: Send) -> None:
