@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mcp_runtime.bridge.memory import MIB, MemoryUse, read_memory, refusal
+from mcp_runtime.bridge.memory import MIB, MemoryUse, admission, read_memory
 
 
 def _write(directory: Path, files: dict[str, str]) -> None:
@@ -42,9 +42,19 @@ def test_v1_container_reads_the_mounted_memory_cgroup_and_ignores_the_host_path(
 
 def test_a_session_is_refused_only_when_the_average_one_would_pass_the_headroom() -> None:
     limit = 256 * MIB
-    assert refusal(None, 0, 3) is None  # no limit known
-    assert refusal(MemoryUse(limit, 200 * MIB), 60 * MIB, 0) is None  # no session yet: nothing to go by
-    assert refusal(MemoryUse(limit, 120 * MIB), 60 * MIB, 1) is None  # 120 + 60 <= 230
-    reason = refusal(MemoryUse(limit, 180 * MIB), 60 * MIB, 2)  # 180 + 60 > 230
-    assert reason is not None and "180 MiB of its 256 MiB limit" in reason and "about 60 MiB" in reason
-    assert refusal(MemoryUse(limit, 180 * MIB), 60 * MIB, 2, headroom=0) is None  # the check is off
+    assert admission(None, 0, 3, 0) == ("admit", None)  # no limit known
+    assert admission(MemoryUse(limit, 60 * MIB), 60 * MIB, 0, 0) == ("admit", None)  # the first session
+    assert admission(MemoryUse(limit, 120 * MIB), 60 * MIB, 1, 0) == ("admit", None)  # 120 + 60 <= 230
+    verdict, why = admission(MemoryUse(limit, 180 * MIB), 60 * MIB, 2, 0)  # 180 + 60 > 230
+    assert verdict == "refuse" and why is not None
+    assert "180 MiB of its 256 MiB limit" in why and "about 60 MiB" in why
+    assert admission(MemoryUse(limit, 180 * MIB), 60 * MIB, 2, 0, headroom=0) == ("admit", None)  # check off
+
+
+def test_starting_sessions_count_at_the_average_and_make_the_next_one_wait_not_fail() -> None:
+    limit = 256 * MIB
+    # nothing measured yet: one process starts at a time
+    assert admission(MemoryUse(limit, 70 * MIB), 60 * MIB, 0, 1)[0] == "wait"
+    # one settled at 60 MiB, one starting: 120 + 60 * 2 > 230, but it hangs on the starting one
+    assert admission(MemoryUse(limit, 120 * MIB), 60 * MIB, 1, 1)[0] == "wait"
+    assert admission(MemoryUse(limit, 100 * MIB), 60 * MIB, 1, 1) == ("admit", None)  # 100 + 40 * 2 <= 230

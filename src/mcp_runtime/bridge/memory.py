@@ -9,8 +9,8 @@ The limit is the bridge's cgroup's: v2 `memory.max`, `memory.current` and `inact
 `memory.stat`; v1 `memory.limit_in_bytes`, `memory.usage_in_bytes` and `total_inactive_file`. What counts
 is the working set, usage less the inactive file cache the kernel reclaims first (what the kubelet
 reports). No limit (a host process, an unlimited container) means no check. A session costs what the
-open ones cost on average; sessions opening at the same moment are not counted against each other
-(a best effort, not a reservation).
+open ones cost on average; one still starting counts at that average, and while the answer hangs on one
+the next waits for it to settle (so a burst of clients against a fresh pod does not overshoot either).
 """
 
 from __future__ import annotations
@@ -76,13 +76,22 @@ def read_memory(root: Path = CGROUP_ROOT, proc_cgroup: Path = Path("/proc/self/c
     return MemoryUse(limit=limit, working_set=max(0, usage - inactive))
 
 
-def refusal(use: MemoryUse | None, baseline: int, sessions: int, headroom: float = DEFAULT_HEADROOM) -> str | None:
-    """None when one more session fits (or nothing is known yet); else the reason for the client."""
-    if use is None or sessions == 0 or headroom <= 0:
-        return None
-    per_session = max(0, use.working_set - baseline) // sessions
-    if use.working_set + per_session <= use.limit * headroom:
-        return None
-    return (f"Not enough memory for another server process: this container uses {use.working_set // MIB} MiB "
-            f"of its {use.limit // MIB} MiB limit and a session takes about {per_session // MIB} MiB; retry "
-            "later, end an unused session (DELETE), or raise the memory limit (spec.resources)")
+def admission(use: MemoryUse | None, baseline: int, settled: int, starting: int,
+              headroom: float = DEFAULT_HEADROOM) -> tuple[str, str | None]:
+    """("admit", None), ("wait", why) or ("refuse", why) for one more session.
+
+    `settled` sessions answered `initialize` (their memory is in the working set); `starting` ones have
+    not yet, so they count at the average of the settled ones. While the answer depends on a starting
+    session it is "wait" (ask again when it settled), not a refusal; with nothing measured yet, one
+    session starts at a time."""
+    if use is None or headroom <= 0 or settled + starting == 0:
+        return ("admit", None)
+    if settled == 0:
+        return ("wait", "the first server process is still starting")
+    per_session = max(0, use.working_set - baseline) // settled
+    if use.working_set + per_session * (1 + starting) <= use.limit * headroom:
+        return ("admit", None)
+    why = (f"Not enough memory for another server process: this container uses {use.working_set // MIB} MiB "
+           f"of its {use.limit // MIB} MiB limit and a session takes about {per_session // MIB} MiB; retry "
+           "later, end an unused session (DELETE), or raise the memory limit (spec.resources)")
+    return ("wait" if starting else "refuse", why)
