@@ -15,24 +15,12 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from fixtures.kube_cluster import KubeCluster
 from fixtures.kube_servers import PodServer, call_tool, list_tools, operator_process
-
-
-@pytest.fixture
-def jwks_namespace(kube_cluster: KubeCluster) -> Iterator[str]:
-    """A namespace standing in for `mcp-runtime` (where the platform API publishes its JWKS)."""
-    name = f"p-{uuid.uuid4().hex[:10]}"
-    kube_cluster.kubectl("create", "namespace", name)
-    yield name
-    kube_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def test_server_pod_runs_with_its_gateway_sidecar_and_the_sdk_client_is_governed(

@@ -24,6 +24,7 @@ import pytest
 from platform_support import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORDS, grant_doc
 from podman_support import Served, call_tool, ensure_images, ok, run_cli, timed, wait_for
 
+from fixtures.package_images import TIME_PACKAGE, build_package_image
 from mcp_runtime.manifests.options import DEFAULT_GATEWAY_IMAGE
 
 pytestmark = [pytest.mark.slow]
@@ -142,18 +143,9 @@ def test_a_pypi_package_image_runs_its_server_without_network(tmp_path: Path) ->
     """`server build image` for `pypi:mcp-server-time==...`: in the image, `uvx` installs the server from the
     wheels it carries, with no network and a read-only root (as in a pod), and the server answers."""
     ensure_images()
-    reference = "127.0.0.1:5999/acme/time:ci"
-    package = "pypi:mcp-server-time==2026.10.19"
-    built, platform = _created(reference), _created(DEFAULT_GATEWAY_IMAGE)
-    if built is None or platform is None or built < platform:
-        (tmp_path / ".mcp").mkdir()
-        (tmp_path / ".mcp" / "servers.yaml").write_text(
-            f"version: v1\nservers:\n  - name: time\n    stdio:\n      package: \"{package}\"\n")
-        started = time.monotonic()
-        result = run_cli(["server", "build", "image", "time", "--tag", "ci", "--team", "acme"], cwd=tmp_path,
-                         env={"MCP_RUNTIME_REGISTRY": "127.0.0.1:5999"}, timeout=600)
-        timed("pypi package image build", started)
-        assert result.returncode == 0 and result.stdout.strip().splitlines()[-1] == reference, result.stderr
+    package = TIME_PACKAGE
+    reference = build_package_image(tmp_path, "time", package, registry="127.0.0.1:5999", tag="ci",
+                                    reuse_newer_than=DEFAULT_GATEWAY_IMAGE).reference
     initialize = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
     answer = subprocess.run(["podman", "run", "--rm", "-i", "--network", "none", "--read-only", "--tmpfs", "/tmp",

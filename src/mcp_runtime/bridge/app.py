@@ -4,7 +4,8 @@ The HTTP side is the official SDK's `StreamableHTTPServerTransport` (session ids
 to POSTs, the GET stream, DELETE, protocol-version checks), one per session; the session bookkeeping
 around it follows the SDK's `StreamableHTTPSessionManager`, which cannot be used as is because it
 runs the SDK's own server where we run a process. A new session starts its process only once the
-pool has room: a full pool answers 503 with a JSON-RPC error and starts nothing.
+pool has room and the container's memory limit has room for its process (`bridge.memory`): otherwise
+it answers 503 with a JSON-RPC error and starts nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import anyio
 import anyio.abc
@@ -22,6 +24,7 @@ from mcp_types import INTERNAL_ERROR, INVALID_REQUEST, ErrorData, JSONRPCError
 from starlette.types import Message, Receive, Scope, Send
 
 from mcp_runtime.bridge.child import DEFAULT_MAX_LINE, StdioChild
+from mcp_runtime.bridge.memory import CGROUP_ROOT, DEFAULT_HEADROOM, admission, read_memory
 from mcp_runtime.bridge.session import INITIALIZE_TIMEOUT, BridgeSession
 from mcp_runtime.wire.body import BodyTooLarge, ClientDisconnected, read_body
 
@@ -45,6 +48,9 @@ class BridgeConfig:
     initialize_timeout: float = INITIALIZE_TIMEOUT
     max_line: int = DEFAULT_MAX_LINE
     max_body: int = MAX_BODY
+    memory_headroom: float = DEFAULT_HEADROOM
+    """A new session must leave the cgroup's working set under this share of its memory limit (0: no check)."""
+    cgroup_root: Path = CGROUP_ROOT
 
 
 async def _json_error(send: Send, status: int, code: int, message: str,
@@ -81,10 +87,15 @@ class StdioBridge:
         self.children: dict[str, StdioChild] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
         self._admit = anyio.Lock()
+        self._baseline = 0  # the working set before any session: what the bridge itself takes
+        self._starting: set[str] = set()  # sessions whose process has not answered initialize yet
+        self._settled = anyio.Event()  # set (and replaced) whenever a starting session settles
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Hold the sessions' task group; leaving it stops every session and its process tree."""
+        use = read_memory(self.config.cgroup_root)
+        self._baseline = use.working_set if use is not None else 0
         async with anyio.create_task_group() as tg:
             self._task_group = tg
             try:
@@ -142,21 +153,48 @@ class StdioBridge:
         if scope["method"] != "POST":
             await _json_error(send, 400, INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id header")
             return
-        async with self._admit:
-            transport = None
-            if len(self.sessions) < self.config.max_sessions:
-                transport = StreamableHTTPServerTransport(
-                    mcp_session_id=uuid.uuid4().hex, idle_timeout=self.config.idle_timeout)
-                assert transport.mcp_session_id is not None
-                self.sessions[transport.mcp_session_id] = transport
-        if transport is None:
-            log.warning("refusing a new session: %d sessions are open (the limit)", self.config.max_sessions)
-            await _json_error(send, 503, INTERNAL_ERROR,
-                              f"Too many open sessions: this server runs at most {self.config.max_sessions} "
-                              "processes at once; retry later or end an unused session (DELETE)",
-                              [(b"retry-after", b"5")])
+        admitted = await self._admit_one()
+        if isinstance(admitted, str):
+            log.warning("refusing a new session (%d open): %s", len(self.sessions), admitted)
+            await _json_error(send, 503, INTERNAL_ERROR, admitted, [(b"retry-after", b"5")])
             return
-        await self._open(transport, scope, receive, send)
+        await self._open(admitted, scope, receive, send)
+
+    async def _admit_one(self) -> StreamableHTTPServerTransport | str:
+        """A new session's transport, or why there is none: the pool is full, or the memory limit has no
+        room (after waiting, up to the initialize timeout, for starting sessions to settle)."""
+        with anyio.move_on_after(self.config.initialize_timeout):
+            while True:
+                async with self._admit:
+                    if len(self.sessions) >= self.config.max_sessions:
+                        return (f"Too many open sessions: this server runs at most {self.config.max_sessions} "
+                                "processes at once; retry later or end an unused session (DELETE)")
+                    verdict, why = self._memory_verdict()
+                    if verdict == "refuse":
+                        return why or "not enough memory"
+                    if verdict == "admit":
+                        transport = StreamableHTTPServerTransport(
+                            mcp_session_id=uuid.uuid4().hex, idle_timeout=self.config.idle_timeout)
+                        assert transport.mcp_session_id is not None
+                        self.sessions[transport.mcp_session_id] = transport
+                        self._starting.add(transport.mcp_session_id)
+                        return transport
+                    settled = self._settled
+                await settled.wait()
+        return self._memory_verdict()[1] or "timed out waiting for a starting server process"
+
+    def _memory_verdict(self) -> tuple[str, str | None]:
+        if self.config.memory_headroom <= 0 or not self.sessions:
+            return ("admit", None)
+        starting = len(self._starting)
+        return admission(read_memory(self.config.cgroup_root), self._baseline, len(self.sessions) - starting,
+                         starting, self.config.memory_headroom)
+
+    def _settle(self, session_id: str) -> None:
+        if session_id in self._starting:
+            self._starting.discard(session_id)
+            self._settled.set()
+            self._settled = anyio.Event()
 
     async def _open(self, transport: StreamableHTTPServerTransport, scope: Scope, receive: Receive,
                     send: Send) -> None:
@@ -168,6 +206,7 @@ class StdioBridge:
                                            tag=tag, max_line=self.config.max_line)
         except OSError as exc:
             self.sessions.pop(session_id, None)
+            self._settle(session_id)
             log.error("[%s] cannot start %s: %s", tag, self.config.argv[0], exc)
             await _json_error(send, 502, INTERNAL_ERROR,
                               f"cannot start the MCP server process {self.config.argv[0]!r}: {exc}")
@@ -184,6 +223,7 @@ class StdioBridge:
         try:
             await transport.handle_request(scope, receive, watch)
         finally:
+            self._settle(session_id)  # initialize answered (or failed): its memory is in the working set now
             if not status or status[0] >= 400:  # the opening request was refused: nothing was established
                 self.sessions.pop(session_id, None)
                 with anyio.CancelScope(shield=True):
@@ -207,6 +247,7 @@ class StdioBridge:
         finally:
             self.sessions.pop(session_id, None)
             self.children.pop(session_id, None)
+            self._settle(session_id)
             await child.stop()
             with anyio.CancelScope(shield=True):
                 if not transport.is_terminated:
