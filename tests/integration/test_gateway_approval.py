@@ -4,7 +4,8 @@
 The gateway asks the person on the request's own SSE stream (`elicitation/create`, showing the server,
 the tool and the arguments); accept runs the call, decline and cancel refuse it with `approval_declined`.
 A client without the capability gets the out-of-band path (here no broker: `approval_unavailable`), and
-calls that need no approval never see any of it.
+calls that need no approval never see any of it. The client cancelling the call while it is asked
+(`notifications/cancelled`, sent by the SDK when the call's cancel scope is cancelled) ends the wait at once.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from mcp.shared.exceptions import MCPError
 
 from fixtures.gateway import NAMESPACE, SERVER, TOOLS, PolicyKit, serve_gateway
 from fixtures.servers import run_data_utility_server
-from mcp_runtime.gateway import Gateway
+from mcp_runtime.gateway import Gateway, jsonrpc
 from mcp_runtime.gateway.elicitation import Elicitations, is_our_answer
 from mcp_runtime.gateway.jsonrpc import RpcMessage
 from mcp_runtime.resources import MCPServer
@@ -131,3 +132,73 @@ def test_an_answer_counts_only_from_the_session_that_was_asked() -> None:
         assert elicitations.answer(msg, b"mcp-a", "s-bob") and answer.result()["result"]["action"] == "accept"
     finally:
         loop.close()
+
+
+def _cancelled(gateway: Gateway) -> float:
+    """How many calls the gateway recorded as `approval_cancelled` (its decision metric)."""
+    value = gateway.metrics.registry.get_sample_value(
+        "mcp_gateway_decisions_total", {"server": SERVER, "decision": "deny", "reason": "approval_cancelled"})
+    return value or 0.0
+
+
+async def _cancel_while_asked(url: str, token: str, asked: list[types.ElicitRequestParams]) -> float:
+    """Call `reverse`, and cancel the call (the SDK's cancel scope: it sends `notifications/cancelled` for
+    it) once the person is asked; returns how long the call took from the cancel to the gateway's end."""
+    question = anyio.Event()
+
+    async def on_elicit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params)
+        question.set()
+        await anyio.sleep(30)  # the person never answers: only the cancellation can end the wait
+        return types.ElicitResult(action="accept")
+
+    async with create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}) as http, \
+            streamable_http_client(url, http_client=http) as (read, write), \
+            ClientSession(read, write, elicitation_callback=on_elicit) as session:
+        await session.initialize()
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tasks:
+                async def cancel_when_asked() -> None:
+                    await question.wait()
+                    scope.cancel()
+                tasks.start_soon(cancel_when_asked)
+                await session.call_tool("reverse", {"text": "stressed"})
+        assert scope.cancelled_caught
+        return time.monotonic()
+
+
+def test_the_client_cancelling_a_call_it_is_asked_about_ends_the_wait(
+        world: tuple[str, ApprovalKit, Gateway]) -> None:
+    url, kit, gateway = world
+    before = _cancelled(gateway)
+    asked: list[types.ElicitRequestParams] = []
+    started = time.monotonic()
+    anyio.run(_cancel_while_asked, url, kit.token("s-cursor", "cursor"), asked)
+    assert len(asked) == 1
+    deadline = time.monotonic() + 2.5  # well inside the policy's approvalTimeout (3 s from the call)
+    while _cancelled(gateway) == before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _cancelled(gateway) == before + 1, "the cancellation did not end the wait"
+    assert time.monotonic() - started < 3  # not the timeout (which would be counted approval_timeout)
+    assert all(not route.elicitations.calls and not route.elicitations.waiting for route in gateway.routes)
+
+
+def test_a_cancellation_counts_only_from_the_waiting_calls_own_session_and_caller() -> None:
+    elicitations = Elicitations()
+
+    def cancel(request_id: Any) -> RpcMessage:
+        return RpcMessage({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": request_id}})
+
+    async def run() -> None:
+        waiting = elicitations.hold((b"mcp-a", "s-bob", jsonrpc.id_key(7)))
+        assert not elicitations.cancel(cancel(7), b"mcp-b", "s-bob")  # another MCP session
+        assert not elicitations.cancel(cancel(7), b"mcp-a", "s-mallory")  # another caller in that session
+        assert not elicitations.cancel(cancel("7"), b"mcp-a", "s-bob")  # another request ("7" is not 7)
+        assert not elicitations.cancel(cancel(7), None, "s-bob")  # no MCP session to bind it to
+        assert not waiting.done()
+        assert elicitations.cancel(cancel(7), b"mcp-a", "s-bob") and waiting.done()
+        elicitations.release((b"mcp-a", "s-bob", jsonrpc.id_key(7)), waiting)
+        assert not elicitations.calls  # a cancel for it now is forwarded as any other (no longer ours)
+        assert not elicitations.cancel(cancel(7), b"mcp-a", "s-bob")
+
+    asyncio.run(run())
