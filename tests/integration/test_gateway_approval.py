@@ -11,11 +11,14 @@ calls that need no approval never see any of it. The client cancelling the call 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from mcp import types
 from mcp.client.session import ClientSession
@@ -23,7 +26,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
-from fixtures.gateway import NAMESPACE, SERVER, TOOLS, PolicyKit, serve_gateway
+from fixtures.gateway import NAMESPACE, SERVER, TOOLS, EchoUpstream, PolicyKit, serve_app, serve_gateway
 from fixtures.servers import run_data_utility_server
 from mcp_runtime.gateway import Gateway, jsonrpc
 from mcp_runtime.gateway.elicitation import Elicitations, is_our_answer
@@ -202,3 +205,85 @@ def test_a_cancellation_counts_only_from_the_waiting_calls_own_session_and_calle
         assert not elicitations.cancel(cancel(7), b"mcp-a", "s-bob")
 
     asyncio.run(run())
+
+
+class HeldBroker:
+    """An out-of-band approval channel nobody answers: records what waits and what was withdrawn."""
+
+    def __init__(self) -> None:
+        self.waiting: list[str] = []
+        self.withdrawn: list[str] = []
+
+    async def decide(self, call: Any) -> Any:
+        self.waiting.append(call.arguments)
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            self.withdrawn.append(call.arguments)
+            raise
+        raise AssertionError("nobody decides")
+
+
+def test_a_cancelled_call_is_never_forwarded_and_other_cancellations_still_are() -> None:
+    """Through a real gateway in front of an upstream that records what reaches it: only the waiting call's
+    own client (its MCP session and its caller) can cancel it; then the call never reaches the upstream and
+    its POST ends with an empty SSE stream. Cancellations of anything else are forwarded as before."""
+    kit = ApprovalKit()
+    kit.grant("g-cursor", "cursor", tools=["echo", "reverse"]).session("s-cursor", "cursor") \
+        .session("s-other", "cursor")
+    upstream, broker = EchoUpstream(), HeldBroker()
+
+    def post(session: str, mcp_session: str, body: Any, timeout: float = 10) -> httpx.Response:
+        return httpx.post(url, json=body, timeout=timeout, headers={
+            "Authorization": f"Bearer {kit.token(session, 'cursor')}", "Mcp-Session-Id": mcp_session,
+            "Accept": "application/json, text/event-stream"})
+
+    def cancel(request_id: Any) -> dict[str, Any]:
+        return {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": request_id}}
+
+    def reached(method: str) -> list[Any]:
+        bodies = [json.loads(r["body"]) for r in upstream.requests if r["body"]]
+        flat = [m for b in bodies for m in (b if isinstance(b, list) else [b])]
+        return [m for m in flat if m.get("method") == method]
+
+    def waits_for(count: int) -> None:
+        deadline = time.monotonic() + 10
+        while len(broker.waiting) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(broker.waiting) == count
+
+    reverse = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+               "params": {"name": "reverse", "arguments": {"text": "stressed"}}}
+    with serve_app(upstream) as upstream_url, serve_gateway(upstream_url + "/mcp", kit) as (url, gateway), \
+            ThreadPoolExecutor(2) as pool:
+        gateway.request_path.approvals = broker
+        waiting = pool.submit(post, "s-cursor", "mcp-a", reverse, 30)
+        waits_for(1)
+        assert post("s-cursor", "mcp-a", cancel(99)).status_code == 202  # not a waiting call: forwarded
+        assert post("s-cursor", "mcp-b", cancel(1)).status_code == 202  # another MCP session: forwarded
+        assert post("s-other", "mcp-a", cancel(1)).status_code == 202  # another caller: forwarded
+        assert [m["params"]["requestId"] for m in reached("notifications/cancelled")] == [99, 1, 1]
+        time.sleep(0.2)
+        assert not waiting.done() and broker.withdrawn == []  # none of those ended the wait
+
+        cancelled_at = time.monotonic()
+        assert post("s-cursor", "mcp-a", cancel(1)).status_code == 202
+        answer = waiting.result(timeout=5)
+        assert time.monotonic() - cancelled_at < 2
+        assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/event-stream")
+        assert answer.text == ""  # MCP: a cancelled request gets no answer
+        assert broker.withdrawn == ['{"text":"stressed"}']
+        assert len(reached("notifications/cancelled")) == 3  # the gateway's own: not forwarded
+        assert reached("tools/call") == []  # the call never reached the server
+
+        # in a batch, the cancelled call gets no answer and the rest goes on
+        batch = pool.submit(post, "s-cursor", "mcp-a", [
+            {**reverse, "params": {"name": "reverse", "arguments": {"text": "batch"}}},
+            {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {}}}], 30)
+        waits_for(2)
+        post("s-cursor", "mcp-a", cancel(1))
+        events = [json.loads(line[5:]) for line in batch.result(timeout=5).text.splitlines()
+                  if line.startswith("data:")]
+        assert [e["id"] for e in events] == [2] and "result" in events[0]
+        assert [m["params"]["name"] for m in reached("tools/call")] == ["echo"]
+    assert _cancelled(gateway) == 2
