@@ -222,9 +222,10 @@ def decided(world: World, arguments: str) -> list[Any]:
     return mine
 
 
-async def cancelled_call(world: World, arguments: dict[str, Any], elicit: bool) -> str:
+async def cancelled_call(world: World, arguments: dict[str, Any], elicit: bool) -> tuple[set[str], str]:
     """Call `u_reverse` with the official SDK client and cancel the call (its cancel scope: the SDK sends
-    `notifications/cancelled`) once it waits; then, in the same session, call `u_echo`."""
+    `notifications/cancelled`) once it waits; the call's analytics reasons, taken while the client is still
+    connected (so not the disconnect's doing), and then `u_echo`'s answer in the same session."""
     asked = anyio.Event()
 
     async def on_elicit(_context: Any, _params: types.ElicitRequestParams) -> types.ElicitResult:
@@ -251,19 +252,20 @@ async def cancelled_call(world: World, arguments: dict[str, Any], elicit: bool) 
                 tasks.start_soon(cancel_once_waiting)
                 await session.call_tool("u_reverse", arguments)
         assert scope.cancelled_caught
-        return str((await session.call_tool("u_echo", {"text": "on"})).content[0].text)  # type: ignore[union-attr]
+        reasons = await anyio.to_thread.run_sync(analytics_reasons, world, arguments, "approval_cancelled")
+        return reasons, str((await session.call_tool("u_echo", {"text": "on"})).content[0].text)  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("elicit", [False, True], ids=["out-of-band", "elicitation"])
 def test_the_client_cancelling_a_waiting_call_through_the_virtual_server_ends_it(world: World, elicit: bool) -> None:
     text = f"cancel-{'asked' if elicit else 'pending'}"
     started = time.monotonic()
-    assert anyio.run(cancelled_call, world, {"text": text}, elicit) == "on"  # the session goes on
+    reasons, after = anyio.run(cancelled_call, world, {"text": text}, elicit)
+    assert reasons == {"approval_cancelled"} and after == "on"  # the session goes on
     assert time.monotonic() - started < 20  # not the policy's approvalTimeout (30 s)
     if not elicit:
         assert [a.status for a in decided(world, f'{{"text":"{text}"}}')] == ["cancelled"]
     assert not world.site.platform.approvals.pending()
-    assert analytics_reasons(world, {"text": text}, "approval_cancelled") == {"approval_cancelled"}
     events = world.site.platform.events.recent(UsageFilter(server=SERVER), limit=500)
     assert any(e.reason == "approval_cancelled" and e.virtual_server == f"{NS}/{VIRTUAL}" for e in events)
 
