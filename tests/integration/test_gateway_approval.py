@@ -148,12 +148,16 @@ async def _cancel_while_asked(url: str, token: str, asked: list[types.ElicitRequ
                               before: float) -> None:
     """Call `reverse`, and cancel the call (the SDK's cancel scope: it sends `notifications/cancelled` for
     it) once the person is asked; the gateway must end the wait while the client is still connected."""
-    question = anyio.Event()
+    question, withdrawn = anyio.Event(), anyio.Event()
 
     async def on_elicit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
         asked.append(params)
         question.set()
-        await anyio.sleep(30)  # the person never answers: only the cancellation can end the wait
+        try:
+            await anyio.sleep(30)  # the person never answers: only the cancellation can end the wait
+        except anyio.get_cancelled_exc_class():
+            withdrawn.set()  # the gateway withdrew its question (notifications/cancelled for it)
+            raise
         return types.ElicitResult(action="accept")
 
     async with create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}) as http, \
@@ -172,6 +176,8 @@ async def _cancel_while_asked(url: str, token: str, asked: list[types.ElicitRequ
         while _cancelled(gateway) == before and time.monotonic() < deadline:
             await anyio.sleep(0.02)
         assert _cancelled(gateway) == before + 1, "the cancellation did not end the wait"
+        with anyio.fail_after(2):
+            await withdrawn.wait()  # the person is not left looking at a question nobody waits for
 
 
 def test_the_client_cancelling_a_call_it_is_asked_about_ends_the_wait(

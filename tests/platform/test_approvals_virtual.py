@@ -226,11 +226,15 @@ async def cancelled_call(world: World, arguments: dict[str, Any], elicit: bool) 
     """Call `u_reverse` with the official SDK client and cancel the call (its cancel scope: the SDK sends
     `notifications/cancelled`) once it waits; the call's analytics reasons, taken while the client is still
     connected (so not the disconnect's doing), and then `u_echo`'s answer in the same session."""
-    asked = anyio.Event()
+    asked, withdrawn = anyio.Event(), anyio.Event()
 
     async def on_elicit(_context: Any, _params: types.ElicitRequestParams) -> types.ElicitResult:
         asked.set()
-        await anyio.sleep(30)  # nobody answers: only the cancellation ends the wait
+        try:
+            await anyio.sleep(30)  # nobody answers: only the cancellation ends the wait
+        except anyio.get_cancelled_exc_class():
+            withdrawn.set()  # the gateway withdrew its question too
+            raise
         return types.ElicitResult(action="accept")
 
     async def waits() -> None:
@@ -253,6 +257,9 @@ async def cancelled_call(world: World, arguments: dict[str, Any], elicit: bool) 
                 await session.call_tool("u_reverse", arguments)
         assert scope.cancelled_caught
         reasons = await anyio.to_thread.run_sync(analytics_reasons, world, arguments, "approval_cancelled")
+        if elicit:
+            with anyio.fail_after(2):
+                await withdrawn.wait()
         return reasons, str((await session.call_tool("u_echo", {"text": "on"})).content[0].text)  # type: ignore[union-attr]
 
 

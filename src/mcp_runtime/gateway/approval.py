@@ -210,6 +210,10 @@ async def _elicit(ex: Exchange, call: PendingCall, caller_session: str | None) -
             reply = await asyncio.wait_for(answer, call.timeout)
         except TimeoutError:
             return Verdict(Reason.approval_timeout)
+        except asyncio.CancelledError:  # the call was cancelled (or its caller left): so is the question
+            with contextlib.suppress(Exception):
+                await stream.event(withdrawal(question_id))
+            raise
     finally:
         elicitations.waiting.pop(question_id, None)
     result = reply.get("result")
@@ -218,6 +222,13 @@ async def _elicit(ex: Exchange, call: PendingCall, caller_session: str | None) -
         who = call.identity.human_id or call.identity.agent_id or "the caller"
         return Verdict(Reason.approved, f"{who} (elicitation)")
     return Verdict(Reason.approval_declined)
+
+
+def withdrawal(question_id: str) -> dict[str, Any]:
+    """MCP's cancellation of the gateway's own question: the client may stop asking the person (the SDK
+    cancels its elicitation callback)."""
+    return {"jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": {"requestId": question_id, "reason": "the call this question was about was cancelled"}}
 
 
 def question(call: PendingCall) -> dict[str, Any]:

@@ -19,6 +19,7 @@ same caller: endpoint.py hands it to `cancel`); the call's stream then ends with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import Callable
 from dataclasses import replace
@@ -33,6 +34,7 @@ from mcp_runtime.gateway.approval import (
     pending_call_of,
     question,
     until_disconnect,
+    withdrawal,
 )
 from mcp_runtime.gateway.elicitation import ELICIT_PREFIX
 from mcp_runtime.gateway.jsonrpc import id_key
@@ -168,6 +170,10 @@ async def _elicit(session: VirtualSession, call: PendingCall, answer: CallAnswer
             result = (await asyncio.wait_for(reply, call.timeout)).get("result")
         except TimeoutError:
             return Verdict(Reason.approval_timeout)
+        except asyncio.CancelledError:  # the call was cancelled (or its caller left): so is the question
+            with contextlib.suppress(Exception):
+                await answer.event(withdrawal(question_id))
+            raise
     finally:
         session.questions.pop(question_id, None)
     if isinstance(result, dict) and result.get("action") == "accept":
