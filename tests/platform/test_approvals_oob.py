@@ -365,3 +365,23 @@ def test_the_official_sdk_cancelling_a_waiting_call_withdraws_it(world: World) -
     anyio.run(run)
     assert not world.site.platform.approvals.pending()
     assert analytics_reasons(world, {"text": "sdk-cancel"}, "approval_cancelled") == {"approval_cancelled"}
+
+
+def test_a_sidecar_gateway_withdraws_a_cancelled_call_through_the_api(world: World) -> None:
+    """The sidecar's approval is the platform's over HTTP: the client's cancellation withdraws it there too."""
+    key = world.site.platform.ingest_keys.local_key
+    sidecar = Gateway([GatewayRoute(upstream=world.upstream, policy=InProcessPolicySource(world.kit.document()),
+                                    keys=world.kit.keyring.public_keys(), path="/mcp")])
+    sidecar.request_path.approvals = HttpApprovals(f"{world.site.url}/api/v1/ingest/approvals", key)
+    with serve_app(sidecar) as base, ThreadPoolExecutor(1) as pool:
+        caller = Caller(replace(world, url=base + "/mcp"))
+        waiting = pool.submit(httpx.post, caller.url, headers=caller.headers, timeout=60, json={
+            "jsonrpc": "2.0", "id": "call-1", "method": "tools/call",
+            "params": {"name": "reverse", "arguments": {"text": "sidecar-cancel"}}})
+        [row] = world.pending("reverse")
+        httpx.post(caller.url, headers=caller.headers, timeout=10, json={
+            "jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "call-1"}})
+        answer = waiting.result(timeout=10)
+        assert answer.status_code == 200 and answer.text == ""
+    assert [a.status for a in cancelled_approval(world, '{"text":"sidecar-cancel"}')] == ["cancelled"]
+    assert row["id"] not in [r["id"] for r in (a.to_json() for a in world.site.platform.approvals.pending())]
