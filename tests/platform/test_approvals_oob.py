@@ -3,9 +3,10 @@ in `mcp-runtime up`), a real MCP server (the data-utility example), the platform
 
 A call that needs approval waits in the gateway as a pending approval bound to the digest of its exact
 arguments, its caller and its session. `access approvals list|approve|deny` decides it; approving one call
-never lets another (other arguments) run; nobody deciding is `approval_timeout`; the caller going away
-cancels it; of two approvers racing, one wins and the other hears "already decided"; every decision is in
-the audit log and the call's analytics event carries the outcome.
+never lets another (other arguments) run; nobody deciding is `approval_timeout`; the caller going away,
+or their client cancelling the call (`notifications/cancelled`), cancels it; of two approvers racing, one
+wins and the other hears "already decided"; every decision is in the audit log and the call's analytics
+event carries the outcome.
 """
 
 from __future__ import annotations
@@ -19,9 +20,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from dashboard_support import LiveSite, serve_site
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 from platform_support import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORDS, platform_settings
 from test_dashboard import _api, _token
 
@@ -288,3 +293,95 @@ def test_a_sidecar_gateway_waits_through_the_api(world: World) -> None:
     forged = httpx.post(f"{world.site.url}/api/v1/ingest/approvals", json={}, timeout=10,
                         headers={"Authorization": "Bearer not-a-key"})
     assert forged.status_code == 401
+
+
+def cancelled_approval(world: World, arguments: str) -> Any:
+    """The decided approval of the call with `arguments` (10 s at most)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        mine = [a for a in world.site.platform.approvals.decided() if a.call.arguments == arguments]
+        if mine:
+            return mine
+        time.sleep(0.05)
+    raise AssertionError(f"no decided approval of {arguments}")
+
+
+def test_the_client_cancelling_the_call_withdraws_the_approval(world: World) -> None:
+    """MCP cancellation (`notifications/cancelled`, a later POST of the same MCP session): the pending approval
+    is withdrawn at once, the waiting POST ends with no answer, and approving it afterwards is refused. A
+    cancellation from another MCP session, or from another caller, ends nobody's wait."""
+    bob, bob_elsewhere = Caller(world), Caller(world)
+    dave = Caller(world, "s-claude", "claude", human="dave@globex.com")
+    pool = ThreadPoolExecutor(1)
+    waiting = pool.submit(httpx.post, bob.url, headers=bob.headers, timeout=60, json={
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "reverse",
+                                                                     "arguments": {"text": "withdrawn"}}})
+    pool.shutdown(wait=False)
+    [row] = world.pending("reverse")
+    cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1, "reason": "stop"}}
+    httpx.post(bob.url, headers=bob_elsewhere.headers, json=cancel, timeout=10)  # bob, another MCP session
+    httpx.post(bob.url, headers={**dave.headers, "Mcp-Session-Id": bob.headers["Mcp-Session-Id"]}, json=cancel,
+               timeout=10)  # bob's MCP session, another caller
+    time.sleep(0.3)
+    assert not waiting.done() and [r["id"] for r in world.pending("reverse")] == [row["id"]]
+
+    cancelled_at = time.monotonic()
+    assert httpx.post(bob.url, headers=bob.headers, json=cancel, timeout=10).status_code == 202
+    answer = waiting.result(timeout=10)
+    assert time.monotonic() - cancelled_at < 2
+    assert answer.status_code == 200 and answer.text == ""  # an SSE stream that ends without an answer
+    assert [a.status for a in cancelled_approval(world, '{"text":"withdrawn"}')] == ["cancelled"]
+    assert row["id"] not in world.cli("access", "approvals", "list", profile="alice").stdout
+    alice = _token(world.site, "alice@acme.com", PASSWORDS["alice@acme.com"])
+    late = httpx.post(f"{world.site.url}/api/v1/runtime/approvals/{row['id']}/approve", timeout=30,
+                      headers={"Authorization": f"Bearer {alice}"})
+    assert late.status_code == 409 and "cancelled" in late.json()["message"]
+    assert analytics_reasons(world, {"text": "withdrawn"}, "approval_cancelled") == {"approval_cancelled"}
+    audit = world.site.platform.store.list_audit(limit=100, kind="Approval")
+    assert any(e.action == "approval_cancelled" and e.after["id"] == row["id"] for e in audit)
+
+
+def test_the_official_sdk_cancelling_a_waiting_call_withdraws_it(world: World) -> None:
+    """The SDK client sends `notifications/cancelled` when the call's cancel scope is cancelled."""
+    async def run() -> None:
+        token = world.kit.token("s-cursor", "cursor")
+        async with create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}) as http, \
+                streamable_http_client(world.url, http_client=http) as (read, write), \
+                ClientSession(read, write) as session:
+            await session.initialize()
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as tasks:
+                    async def cancel_once_pending() -> None:
+                        await anyio.to_thread.run_sync(world.pending, "reverse")
+                        scope.cancel()
+                    tasks.start_soon(cancel_once_pending)
+                    await session.call_tool("reverse", {"text": "sdk-cancel"})
+            assert scope.cancelled_caught
+            # withdrawn while the client is still connected: the cancellation's doing, not a disconnect's
+            mine = await anyio.to_thread.run_sync(cancelled_approval, world, '{"text":"sdk-cancel"}')
+            assert [a.status for a in mine] == ["cancelled"]
+            assert (await session.call_tool("echo", {"text": "still here"})).content[0].text == "still here"  # type: ignore[union-attr]
+
+    anyio.run(run)
+    assert not world.site.platform.approvals.pending()
+    assert analytics_reasons(world, {"text": "sdk-cancel"}, "approval_cancelled") == {"approval_cancelled"}
+
+
+def test_a_sidecar_gateway_withdraws_a_cancelled_call_through_the_api(world: World) -> None:
+    """The sidecar's approval is the platform's over HTTP: the client's cancellation withdraws it there too."""
+    key = world.site.platform.ingest_keys.local_key
+    sidecar = Gateway([GatewayRoute(upstream=world.upstream, policy=InProcessPolicySource(world.kit.document()),
+                                    keys=world.kit.keyring.public_keys(), path="/mcp")])
+    sidecar.request_path.approvals = HttpApprovals(f"{world.site.url}/api/v1/ingest/approvals", key)
+    with serve_app(sidecar) as base, ThreadPoolExecutor(1) as pool:
+        caller = Caller(replace(world, url=base + "/mcp"))
+        waiting = pool.submit(httpx.post, caller.url, headers=caller.headers, timeout=60, json={
+            "jsonrpc": "2.0", "id": "call-1", "method": "tools/call",
+            "params": {"name": "reverse", "arguments": {"text": "sidecar-cancel"}}})
+        [row] = world.pending("reverse")
+        httpx.post(caller.url, headers=caller.headers, timeout=10, json={
+            "jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "call-1"}})
+        answer = waiting.result(timeout=10)
+        assert answer.status_code == 200 and answer.text == ""
+    assert [a.status for a in cancelled_approval(world, '{"text":"sidecar-cancel"}')] == ["cancelled"]
+    assert row["id"] not in [r["id"] for r in (a.to_json() for a in world.site.platform.approvals.pending())]

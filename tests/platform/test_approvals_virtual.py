@@ -5,7 +5,8 @@ member without a person's yes.
 A real gateway with the platform's pending approvals in process (as in `mcp-runtime up`), a real member
 (the data-utility example, `reverse` destructive: the caller approves; `upper`: the owners do) behind a
 virtual server, and the official MCP SDK client: with the elicitation capability it is asked on the call's
-own stream; without it the call waits as a pending approval that the owner decides through the API.
+own stream; without it the call waits as a pending approval that the owner decides through the API. The
+client cancelling a waiting call (`notifications/cancelled`, in the same virtual session) ends the wait.
 """
 
 from __future__ import annotations
@@ -210,3 +211,99 @@ def test_without_an_approval_channel_the_call_is_refused(world: World) -> None:
     finally:
         world.gateway.request_path.approvals = broker
     assert call(world, "u_echo", {"text": "x"}) == "x"  # a call that needs no approval never waits
+
+
+def decided(world: World, arguments: str) -> list[Any]:
+    deadline = time.monotonic() + 10
+    mine: list[Any] = []
+    while not mine and time.monotonic() < deadline:
+        mine = [a for a in world.site.platform.approvals.decided() if a.call.arguments == arguments]
+        time.sleep(0.05)
+    return mine
+
+
+async def cancelled_call(world: World, arguments: dict[str, Any], elicit: bool) -> tuple[set[str], str]:
+    """Call `u_reverse` with the official SDK client and cancel the call (its cancel scope: the SDK sends
+    `notifications/cancelled`) once it waits; the call's analytics reasons, taken while the client is still
+    connected (so not the disconnect's doing), and then `u_echo`'s answer in the same session."""
+    asked, withdrawn = anyio.Event(), anyio.Event()
+
+    async def on_elicit(_context: Any, _params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.set()
+        try:
+            await anyio.sleep(30)  # nobody answers: only the cancellation ends the wait
+        except anyio.get_cancelled_exc_class():
+            withdrawn.set()  # the gateway withdrew its question too
+            raise
+        return types.ElicitResult(action="accept")
+
+    async def waits() -> None:
+        if elicit:
+            await asked.wait()
+        else:
+            await anyio.to_thread.run_sync(world.pending, "reverse")
+
+    callbacks: dict[str, Any] = {"elicitation_callback": on_elicit} if elicit else {}
+    async with create_mcp_http_client(headers={"Authorization": f"Bearer {world.token}"}) as http, \
+            streamable_http_client(world.url, http_client=http) as (read, write), \
+            ClientSession(read, write, **callbacks) as session:
+        await session.initialize()
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tasks:
+                async def cancel_once_waiting() -> None:
+                    await waits()
+                    scope.cancel()
+                tasks.start_soon(cancel_once_waiting)
+                await session.call_tool("u_reverse", arguments)
+        assert scope.cancelled_caught
+        reasons = await anyio.to_thread.run_sync(analytics_reasons, world, arguments, "approval_cancelled")
+        if elicit:
+            with anyio.fail_after(2):
+                await withdrawn.wait()
+        return reasons, str((await session.call_tool("u_echo", {"text": "on"})).content[0].text)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("elicit", [False, True], ids=["out-of-band", "elicitation"])
+def test_the_client_cancelling_a_waiting_call_through_the_virtual_server_ends_it(world: World, elicit: bool) -> None:
+    text = f"cancel-{'asked' if elicit else 'pending'}"
+    started = time.monotonic()
+    reasons, after = anyio.run(cancelled_call, world, {"text": text}, elicit)
+    assert reasons == {"approval_cancelled"} and after == "on"  # the session goes on
+    assert time.monotonic() - started < 20  # not the policy's approvalTimeout (30 s)
+    if not elicit:
+        assert [a.status for a in decided(world, f'{{"text":"{text}"}}')] == ["cancelled"]
+    assert not world.site.platform.approvals.pending()
+    events = world.site.platform.events.recent(UsageFilter(server=SERVER), limit=500)
+    assert any(e.reason == "approval_cancelled" and e.virtual_server == f"{NS}/{VIRTUAL}" for e in events)
+
+
+def test_a_cancellation_from_another_virtual_session_or_caller_ends_nobodys_wait(world: World) -> None:
+    initialize = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+
+    def session() -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {world.token}", "Accept": "application/json, text/event-stream"}
+        headers["Mcp-Session-Id"] = httpx.post(world.url, json=initialize, headers=headers,
+                                               timeout=30).headers["mcp-session-id"]
+        return headers
+
+    mine, other = session(), session()
+    pool = ThreadPoolExecutor(1)
+    waiting = pool.submit(httpx.post, world.url, headers=mine, timeout=60, json={
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "u_reverse",
+                                                                     "arguments": {"text": "bound"}}})
+    pool.shutdown(wait=False)
+    [row] = world.pending("reverse")
+    cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}}
+    assert httpx.post(world.url, headers=other, json=cancel, timeout=10).status_code == 202  # same caller
+    stranger = PolicyKit.token(world.kit, "vs-mallory", "cursor", server=VIRTUAL, namespace=NS)
+    refused = httpx.post(world.url, json=cancel, timeout=10,
+                         headers={**mine, "Authorization": f"Bearer {stranger}"})  # another caller, my session
+    assert refused.status_code == 404
+    time.sleep(0.3)
+    assert not waiting.done() and [r["id"] for r in world.pending("reverse")] == [row["id"]]
+    assert httpx.post(world.url, headers=mine, json=cancel, timeout=10).status_code == 202
+    answer = waiting.result(timeout=10)
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/event-stream")
+    assert answer.text == ""  # MCP: a cancelled request gets no answer
+    assert [a.status for a in decided(world, '{"text":"bound"}')] == ["cancelled"]

@@ -46,10 +46,15 @@ class InProcessApprovals:
         def heard(approval: Approval) -> None:
             loop.call_soon_threadsafe(_settle, decided, approval)
 
+        opening = asyncio.ensure_future(asyncio.to_thread(self.service.open, approval_call(call), heard))
         try:
-            approval = await asyncio.to_thread(self.service.open, approval_call(call), heard)
+            approval = await asyncio.shield(opening)
         except ApprovalsFull:
             return Verdict(Reason.approval_unavailable)
+        except asyncio.CancelledError:  # withdrawn while it opened (a quick cancel): it must not stay pending
+            with contextlib.suppress(Exception):
+                self.service.finish((await opening).id, ApprovalStatus.cancelled)
+            raise
         try:
             return verdict_of(await asyncio.wait_for(asyncio.shield(decided), call.timeout))
         except TimeoutError:

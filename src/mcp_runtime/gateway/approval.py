@@ -13,8 +13,12 @@ other arguments or from another caller, could reuse):
   (the platform's pending approvals, in process in `mcp-runtime up`, over HTTP for a sidecar) holds the
   call until someone approves or denies it, or the timeout passes.
 
-Either way the caller going away ends the wait (`approval_cancelled`), and a call that needs no approval
-never reaches this module: `authorize` only calls `settle` when a decision says `approval_required`.
+Either way the caller going away ends the wait (`approval_cancelled`), and so does their client's
+`notifications/cancelled` for the call (MCP cancellation, a later POST of the same MCP session and caller):
+the approval is withdrawn, the call never forwarded, and its stream ends with no answer, as MCP says a
+cancelled request gets none. A call that needs no approval never reaches this module: `authorize` only
+calls `settle` when a decision says `approval_required`, and looks at a `notifications/cancelled` only
+while some call of the route waits.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from mcp_runtime.gateway.audit import tool_arguments
 from mcp_runtime.gateway.elicitation import ELICIT_PREFIX, declares_elicitation, is_our_answer
+from mcp_runtime.gateway.jsonrpc import id_key
 from mcp_runtime.gateway.sse import sse_event
 from mcp_runtime.policy import Decision, Identity, Reason
 from mcp_runtime.resources.approval import Approver, arguments_digest
@@ -62,6 +67,11 @@ class Verdict:
     by: str | None = None
 
 
+class CallCancelled(ClientDisconnected):
+    """The client cancelled the waiting call (`notifications/cancelled`): it ends as if the caller had gone
+    away (audited `approval_cancelled`, status 499), except that its stream is closed cleanly first."""
+
+
 class ApprovalBroker(Protocol):
     """Holds a call until a person decides; cancelled when the caller goes away (then it withdraws it)."""
 
@@ -69,9 +79,13 @@ class ApprovalBroker(Protocol):
 
 
 def note_elicitation(ex: Exchange, msg: RpcMessage, ours: list[RpcMessage]) -> None:
-    """An `initialize` declaring `elicitation` (its MCP session may be asked), or an answer to our question."""
+    """An `initialize` declaring `elicitation` (its MCP session may be asked), an answer to our question, or
+    a `notifications/cancelled` while calls of the route wait (it may be for one of them)."""
     if is_our_answer(msg):
         ours.append(msg)
+    elif msg.method == "notifications/cancelled":
+        if ex.route.elicitations.calls:
+            ours.append(msg)
     elif msg.method is not None and declares_elicitation(msg):
         ex.elicits = True
 
@@ -85,12 +99,22 @@ def remember_elicitation(ex: Exchange) -> None:
 
 
 def take_answers(ex: Exchange, ours: list[RpcMessage], access: Decision | None) -> None:
-    """A client's answers to the gateway's own approval questions: resolved here, never forwarded."""
-    ex.forward = [m for m in ex.forward if m not in ours]
-    if access is not None and access.allowed:
-        session = ex.identity.session_id if ex.identity is not None else None
-        for msg in ours:
-            ex.route.elicitations.answer(msg, ex.mcp_session, session)
+    """A client's answers to the gateway's own approval questions: resolved here, never forwarded. Its
+    cancellation of a call waiting here ends that wait and goes no further (the server never saw the
+    call); any other `notifications/cancelled` is forwarded as usual."""
+    allowed = access is not None and access.allowed
+    session = ex.identity.session_id if ex.identity is not None else None
+    elicitations, mcp_session = ex.route.elicitations, ex.mcp_session
+    taken = []
+    for msg in ours:
+        if msg.method is None:
+            taken.append(msg)
+            if allowed:
+                elicitations.answer(msg, mcp_session, session)
+        elif allowed and elicitations.cancel(msg, mcp_session, session):
+            taken.append(msg)
+    if taken:
+        ex.forward = [m for m in ex.forward if all(m is not t for t in taken)]
 
 
 def pending_call(ex: Exchange, msg: RpcMessage, decision: Decision) -> PendingCall:
@@ -110,36 +134,49 @@ def pending_call_of(namespace: str, server: str, tool: str, raw: dict[str, Any],
 
 
 async def settle(ex: Exchange, decisions: list[Decision | None], broker: ApprovalBroker | None) -> None:
-    """Ask about each call that needs approval, one after another; replace its decision with the outcome."""
+    """Ask about each call that needs approval, one after another; replace its decision with the outcome.
+    A call its client cancels meanwhile is `approval_cancelled` and gets no answer: alone in its request, the
+    request ends (CallCancelled); in a batch, the batch goes on without it."""
     caller_session = ex.identity.session_id if ex.identity is not None else None
+    mcp_session = ex.mcp_session
+    elicitations = ex.route.elicitations
     for index, (msg, decision) in enumerate(zip(ex.messages, decisions, strict=False)):
         if decision is None or not decision.needs_approval:
             continue
         call = pending_call(ex, msg, decision)
+        key = (mcp_session, caller_session, id_key(msg.id)) if mcp_session is not None and msg.has_id else None
+        cancelled = elicitations.hold(key) if key is not None else None
         try:
-            if call.approver == Approver.caller and ex.route.elicitations.can_ask(ex.mcp_session, caller_session):
-                verdict = await _until_disconnect(ex, _elicit(ex, call, caller_session))
+            if call.approver == Approver.caller and elicitations.can_ask(mcp_session, caller_session):
+                verdict = await until_disconnect(ex.receive, _elicit(ex, call, caller_session), cancelled)
             elif broker is not None:
-                verdict = await _until_disconnect(ex, broker.decide(call))
+                verdict = await until_disconnect(ex.receive, broker.decide(call), cancelled)
             else:
                 verdict = Verdict(Reason.approval_unavailable)
-        except ClientDisconnected:
+        except ClientDisconnected as gone:
             decisions[index] = replace(decision, reason=Reason.approval_cancelled)
-            raise
+            if not isinstance(gone, CallCancelled):
+                raise
+            stream = await open_stream(ex)  # a request's POST is answered by a stream; this one ends empty
+            if not ex.is_batch:
+                await stream.end()
+                raise
+            continue
+        finally:
+            if key is not None and cancelled is not None:
+                elicitations.release(key, cancelled)
         decisions[index] = replace(decision, allowed=verdict.reason is Reason.approved, reason=verdict.reason,
                                    approved_by=verdict.by)
 
 
-async def _until_disconnect(ex: Exchange, asking: Any) -> Verdict:
-    return await until_disconnect(ex.receive, asking)
-
-
-async def until_disconnect(receive: Receive, asking: Any) -> Verdict:
-    """The verdict, unless the caller goes away first: then the question is withdrawn and the request ends."""
+async def until_disconnect(receive: Receive, asking: Any, cancelled: asyncio.Future[None] | None = None) -> Verdict:
+    """The verdict, unless the caller goes away (ClientDisconnected) or their client cancels the call
+    (CallCancelled, when `cancelled` is set) first: then the question is withdrawn and the request ends."""
     task: asyncio.Task[Verdict] = asyncio.ensure_future(asking)
     watch = asyncio.ensure_future(_disconnected(receive))
+    waits: set[asyncio.Future[Any]] = {task, watch} if cancelled is None else {task, watch, cancelled}
     try:
-        done, _ = await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for pending in (task, watch):
             if not pending.done():
@@ -148,6 +185,8 @@ async def until_disconnect(receive: Receive, asking: Any) -> Verdict:
                     await pending
     if task in done:
         return task.result()
+    if cancelled is not None and cancelled in done:
+        raise CallCancelled()
     raise ClientDisconnected()
 
 
@@ -171,6 +210,10 @@ async def _elicit(ex: Exchange, call: PendingCall, caller_session: str | None) -
             reply = await asyncio.wait_for(answer, call.timeout)
         except TimeoutError:
             return Verdict(Reason.approval_timeout)
+        except asyncio.CancelledError:  # the call was cancelled (or its caller left): so is the question
+            with contextlib.suppress(Exception):
+                await stream.event(withdrawal(question_id))
+            raise
     finally:
         elicitations.waiting.pop(question_id, None)
     result = reply.get("result")
@@ -179,6 +222,13 @@ async def _elicit(ex: Exchange, call: PendingCall, caller_session: str | None) -
         who = call.identity.human_id or call.identity.agent_id or "the caller"
         return Verdict(Reason.approved, f"{who} (elicitation)")
     return Verdict(Reason.approval_declined)
+
+
+def withdrawal(question_id: str) -> dict[str, Any]:
+    """MCP's cancellation of the gateway's own question: the client may stop asking the person (the SDK
+    cancels its elicitation callback)."""
+    return {"jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": {"requestId": question_id, "reason": "the call this question was about was cancelled"}}
 
 
 def question(call: PendingCall) -> dict[str, Any]:
@@ -213,6 +263,10 @@ class StreamedAnswer:
     async def event(self, message: dict[str, Any]) -> None:
         """One event of the gateway's own (an `elicitation/create`) on the open stream."""
         await self._send({"type": "http.response.body", "body": sse_event(message), "more_body": True})
+
+    async def end(self) -> None:
+        """Close the stream with nothing more on it (a cancelled call: MCP sends it no answer)."""
+        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":

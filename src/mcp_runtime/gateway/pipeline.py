@@ -17,7 +17,8 @@ Where the features of this milestone plug in, without changing the flows:
 - Tool-definition pinning: `authorize` denies a call whose tool changed; `visible_tools` hides such a
   tool from `tools/list` answers.
 - Human approval: `authorize` is a coroutine: a call the evaluator says needs approval waits there
-  (approval.py: MCP elicitation on the request's own SSE stream, or the route's `ApprovalBroker`).
+  (approval.py: MCP elicitation on the request's own SSE stream, or the route's `ApprovalBroker`), until
+  decided, timed out, or ended by its caller (a disconnect, or a `notifications/cancelled` for it).
 - Virtual servers, stdio and remote upstreams: `forward` only knows `route.upstream`, an `Upstream`
   (upstream/base.py) that gets the allowed messages already parsed.
 - OpenTelemetry (tracing.py): a span per request, begun in `__call__`, made the upstream's parent in
@@ -243,8 +244,9 @@ class RequestPath:
                 if access is None:
                     access = evaluate_access(doc, identity, now)
                 decision = access
-                if msg.method is None or msg.method == "initialize":
-                    note_elicitation(ex, msg, ours)  # approval.py: its capability, or an answer to us
+                method = msg.method
+                if method is None or method == "initialize" or method == "notifications/cancelled":
+                    note_elicitation(ex, msg, ours)  # approval.py: its capability, an answer to us, a cancel
             decisions.append(decision)
             if decision.is_authentication_failure:
                 decisions.extend([decision] * (len(messages) - len(decisions)))
@@ -470,7 +472,8 @@ class RequestPath:
 
 def _sort_messages(ex: Exchange, decisions: list[Decision | None]) -> None:
     """Allowed messages go upstream (noting the `tools/list` requests, whose answers get filtered);
-    denied requests get a JSON-RPC error; denied notifications and responses are dropped."""
+    denied requests get a JSON-RPC error (but a call its client cancelled while it waited for approval gets
+    none); denied notifications and responses are dropped."""
     allowed = []
     denials = []
     list_ids: set[str] = set()
@@ -480,7 +483,7 @@ def _sort_messages(ex: Exchange, decisions: list[Decision | None]) -> None:
             allowed.append(msg)
             if msg.method == "tools/list" and msg.has_id:
                 list_ids.add(jsonrpc.id_key(msg.id))
-        elif msg.has_id:
+        elif msg.has_id and verdict.reason is not Reason.approval_cancelled:  # a cancelled call: no answer
             denials.append(denial_error(msg, verdict))
     ex.forward = allowed
     ex.denials = denials

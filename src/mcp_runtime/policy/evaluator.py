@@ -59,7 +59,7 @@ class Reason(StrEnum):
     approval_denied = "approval_denied"
     approval_timeout = "approval_timeout"
     approval_unavailable = "approval_unavailable"
-    approval_cancelled = "approval_cancelled"  # the caller went away while the call waited
+    approval_cancelled = "approval_cancelled"  # the caller went away, or cancelled the call, while it waited
 
 
 AUTHENTICATION_REASONS = frozenset({
@@ -408,7 +408,8 @@ _APPROVAL_TEXT = {
     Reason.approval_denied: "{by} denied this call of {tool} on {server}: it did not run",
     Reason.approval_timeout: ("nobody approved this call of {tool} on {server} in time: it did not run; call again "
                               "and ask an approver to run 'mcp-runtime access approvals approve ID'"),
-    Reason.approval_cancelled: "the caller went away while {tool} on {server} waited for approval: it did not run",
+    Reason.approval_cancelled: "the caller went away or cancelled the call while {tool} on {server} waited for "
+                               "approval: it did not run",
     Reason.approval_unavailable: ("{tool} on {server} needs a person's approval and the gateway cannot ask for one "
                                   "now (no approval channel, or too many calls waiting): it did not run"),
 }

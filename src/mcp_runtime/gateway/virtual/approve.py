@@ -11,12 +11,15 @@ forwarded only once a person approved exactly that call.
   caller and the virtual server's session (its qualified name, as the member's document knows it).
 - No broker (a gateway without the platform): `approval_unavailable`; the call never reaches the member.
 
-The caller going away while the call waits withdraws the question (`approval_cancelled`).
+The caller going away while the call waits withdraws the question (`approval_cancelled`), and so does
+their client's `notifications/cancelled` for the call (a later POST of the same virtual session, hence the
+same caller: endpoint.py hands it to `cancel`); the call's stream then ends with no answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import Callable
 from dataclasses import replace
@@ -25,13 +28,16 @@ from typing import Any, Protocol
 
 from mcp_runtime.gateway.approval import (
     ApprovalBroker,
+    CallCancelled,
     PendingCall,
     Verdict,
     pending_call_of,
     question,
     until_disconnect,
+    withdrawal,
 )
 from mcp_runtime.gateway.elicitation import ELICIT_PREFIX
+from mcp_runtime.gateway.jsonrpc import id_key
 from mcp_runtime.gateway.relay import send_json
 from mcp_runtime.gateway.routes import BoundRoute
 from mcp_runtime.gateway.sse import sse_event
@@ -64,6 +70,11 @@ class CallAnswer:
     async def event(self, message: dict[str, Any], *, last: bool = False) -> None:
         await self._send({"type": "http.response.body", "body": sse_event(message), "more_body": not last})
 
+    async def end(self) -> None:
+        """The call was cancelled: its stream (opened now if need be) ends with no answer, as MCP says."""
+        await self.open()
+        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start" and self.streaming:
             return  # the stream is open already: the member's answer continues it
@@ -89,6 +100,16 @@ def answered(session: VirtualSession, raw: dict[str, Any]) -> bool:
     return True
 
 
+def cancel(session: VirtualSession, request_id: Any) -> bool:
+    """The client's `notifications/cancelled` for a call of this session that waits for approval: end the wait."""
+    cancelled = session.cancels.get(id_key(request_id))
+    if cancelled is None:
+        return False
+    if not cancelled.done():
+        cancelled.set_result(None)
+    return True
+
+
 class Endpoint(Protocol):
     """What settling needs of the virtual endpoint (endpoint.py)."""
 
@@ -103,26 +124,34 @@ async def settle(endpoint: Endpoint, session: VirtualSession, key: MemberKey, ro
                  raw: dict[str, Any], decision: Decision, receive: Receive, answer: CallAnswer,
                  now: datetime) -> Decision:
     """The outcome of asking a person about this call (allowed only when approved, then rate-limited as
-    any allowed call). The caller going away meanwhile is audited `approval_cancelled` and ends the request
-    (ClientDisconnected): nothing is answered, nothing forwarded."""
+    any allowed call). The caller going away or cancelling the call meanwhile is audited
+    `approval_cancelled` and ends the request (ClientDisconnected, CallCancelled): nothing is answered,
+    nothing forwarded."""
     doc = route.source.document
     assert doc is not None and decision.approval is not None
     call = pending_call_of(key[0], key[1], tool, raw, session.identity, decision.approval, doc.approval_timeout)
     broker = endpoint.approvals()
+    request = id_key(raw.get("id"))
+    cancelled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    session.cancels[request] = cancelled
     session.waiting += 1
     try:
         if call.approver == Approver.caller and session.elicits and len(session.questions) < MAX_QUESTIONS:
-            verdict = await until_disconnect(receive, _elicit(session, call, answer))
+            verdict = await until_disconnect(receive, _elicit(session, call, answer), cancelled)
         elif broker is not None:
-            verdict = await until_disconnect(receive, broker.decide(call))
+            verdict = await until_disconnect(receive, broker.decide(call), cancelled)
         else:
             verdict = Verdict(Reason.approval_unavailable)
-    except ClientDisconnected:
-        cancelled = replace(decision, reason=Reason.approval_cancelled)
-        endpoint.audit(session, key, route, "tools/call", tool, cancelled, 499, now, raw)
+    except ClientDisconnected as gone:
+        withdrawn = replace(decision, reason=Reason.approval_cancelled)
+        endpoint.audit(session, key, route, "tools/call", tool, withdrawn, 499, now, raw)
+        if isinstance(gone, CallCancelled):
+            await answer.end()
         raise
     finally:
         session.waiting -= 1
+        if session.cancels.get(request) is cancelled:  # a later call reusing the id keeps its own
+            del session.cancels[request]
     settled = replace(decision, allowed=verdict.reason is Reason.approved, reason=verdict.reason,
                       approved_by=verdict.by)
     return govern.count_limits(route, settled, now)
@@ -141,6 +170,10 @@ async def _elicit(session: VirtualSession, call: PendingCall, answer: CallAnswer
             result = (await asyncio.wait_for(reply, call.timeout)).get("result")
         except TimeoutError:
             return Verdict(Reason.approval_timeout)
+        except asyncio.CancelledError:  # the call was cancelled (or its caller left): so is the question
+            with contextlib.suppress(Exception):
+                await answer.event(withdrawal(question_id))
+            raise
     finally:
         session.questions.pop(question_id, None)
     if isinstance(result, dict) and result.get("action") == "accept":

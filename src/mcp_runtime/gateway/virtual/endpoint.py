@@ -276,7 +276,9 @@ class VirtualEndpoint:
             raw_params = raw.get("params")
             request_id = raw_params.get("requestId") if isinstance(raw_params, dict) else None
             entry = session.inflight.pop(jsonrpc.id_key(request_id), None)
-            if entry is None:
+            if entry is None:  # not forwarded: perhaps waiting for approval (approve.py), else nothing to do
+                if session.waiting:
+                    approve.cancel(session, request_id)
                 return
             key, member_id, task = entry
             link = session.links.get(key)

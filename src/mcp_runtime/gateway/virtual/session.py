@@ -50,6 +50,8 @@ class VirtualSession:
         self.streaming = False
         self.questions: dict[str, asyncio.Future[dict[str, Any]]] = {}
         """The gateway's own approval questions to the client in flight, by id (approve.py)."""
+        self.cancels: dict[str, asyncio.Future[None]] = {}
+        """Calls waiting for approval, by `jsonrpc.id_key` of their id: set by the client's cancellation."""
         self.waiting = 0
         """Calls waiting for a person's approval (the session is not idle meanwhile)."""
         self.last_used = time.monotonic()
