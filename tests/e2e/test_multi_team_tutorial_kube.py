@@ -189,10 +189,16 @@ def test_multi_team_tutorial_on_kubernetes(
         wait_for(listed_ready, "payments 1/1 Ready in `server list`",
                  lambda: operator_log()[-3000:] + cluster.kubectl(
                      "-n", acme_ns, "get", "pods,events", check=False).stdout)
-        pods = json.loads(cluster.kubectl("-n", acme_ns, "get", "pods", "-l", "mcpruntime.org/server=payments",
-                                          "-o", "json").stdout)["items"]
-        assert [sorted(s["name"] for s in p["status"]["containerStatuses"] if s["ready"]) for p in pods] == [
-            ["mcp-gateway", "mcp-server"]]
+        def one_pod_2_of_2() -> list[list[str]] | None:
+            # `server list` may say Ready while a rollout still ends (the old pod terminating or the new one
+            # starting): wait for the one pod the Deployment keeps, both containers ready
+            pods = json.loads(cluster.kubectl("-n", acme_ns, "get", "pods", "-l", "mcpruntime.org/server=payments",
+                                              "-o", "json").stdout)["items"]
+            ready = [sorted(s["name"] for s in p["status"].get("containerStatuses", []) if s["ready"])
+                     for p in pods if not p["metadata"].get("deletionTimestamp")]
+            return ready if ready == [["mcp-gateway", "mcp-server"]] else None
+        wait_for(one_pod_2_of_2, "one payments pod with mcp-gateway and mcp-server ready",
+                 lambda: cluster.kubectl("-n", acme_ns, "get", "pods,replicasets,events", check=False).stdout)
         print(f"\n[tutorial kube] payments 2/2 Ready {time.monotonic() - started:.1f}s into the test")
 
         # Steps 4-5: Alice grants Globex's cursor agent echo and add; the admin applies a session --

@@ -55,18 +55,20 @@ def test_the_api_on_the_kubernetes_runtime_keeps_servers_as_crds_and_applies_tea
                                     "-o", "jsonpath={.items[*].kind}").stdout.split()
             assert {"ResourceQuota", "LimitRange", "NetworkPolicy", "RoleBinding"} <= set(kinds), kinds
 
+            # a name of its own: routes are cluster-wide, and other tests' servers may still be going away
+            server = f"payments-{team_slug}"
             deployed = api.post("/api/v1/runtime/servers", headers=auth, json={
-                "name": "payments", "team": team_slug, "image": "registry.example.com/acme/payments",
-                "imageTag": "v1", "metadata": {"name": "payments", "tools": [{"name": "echo", "sideEffect": "read"}]}})
+                "name": server, "team": team_slug, "image": "registry.example.com/acme/payments",
+                "imageTag": "v1", "metadata": {"name": server, "tools": [{"name": "echo", "sideEffect": "read"}]}})
             assert deployed.status_code == 201, deployed.text
-            crd = cluster.get("mcpserver", "payments", namespace) or {}
+            crd = cluster.get("mcpserver", server, namespace) or {}
             assert crd["spec"]["image"] == "registry.example.com/acme/payments" and crd["spec"]["imageTag"] == "v1"
             assert crd["spec"]["teamID"] == created.json()["id"]
             listed = api.get("/api/v1/runtime/servers", headers=auth).json()
-            assert "payments" in json.dumps(listed)
+            assert server in json.dumps(listed)
             audit = api.get("/api/v1/audit", headers=auth).json()
-            assert any(e.get("kind") == "MCPServer" and e.get("name") == "payments" for e in audit["items"]), audit
-            cluster.kubectl("-n", namespace, "delete", "mcpserver", "payments")
+            assert any(e.get("kind") == "MCPServer" and e.get("name") == server for e in audit["items"]), audit
+            cluster.kubectl("-n", namespace, "delete", "mcpserver", server)
     finally:
         platform.close()
 

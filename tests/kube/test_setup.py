@@ -85,7 +85,7 @@ def test_setup_refuses_a_cluster_without_an_ingress_class_and_changes_nothing(no
     assert done.returncode == 1
     assert "pre-flight pass nodes-ready: 1 node(s) Ready" in done.stdout
     assert done.stderr.startswith("error: pre-flight check ingress-class failed: no IngressClass at all")
-    assert "setup --ingress traefik" in done.stderr
+    assert "cluster config --ingress traefik" in done.stderr  # the fix it names (setup installs no Traefik)
     assert cluster.get("namespace", "mcp-runtime") is None
 
 
