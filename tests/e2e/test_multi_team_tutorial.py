@@ -89,8 +89,9 @@ class Background:
             self.process.wait(timeout=10)
 
 
-def wait_for(condition: Callable[[], Any], what: str, context: Callable[[], str] = lambda: "") -> Any:
-    deadline = time.monotonic() + WAIT
+def wait_for(condition: Callable[[], Any], what: str, context: Callable[[], str] = lambda: "",
+             wait: float = WAIT) -> Any:
+    deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         value = condition()
         if value:
@@ -226,7 +227,10 @@ def test_multi_team_tutorial(tmp_path: Path, processes: list[Background]) -> Non
         def listed_ready() -> str | None:
             table = cli("server", "list").stdout
             return table if re.search(rf"^payments\s+{ACME}\s+1/1\s+Ready\b", table, re.M) else None
-        server_table = wait_for(listed_ready, "payments 1/1 Ready in `server list`", up.output)
+        server_table = wait_for(listed_ready, "payments 1/1 Ready in `server list`", lambda: "\n".join((
+            up.output(), cli("server", "list", ok=False).stdout, cli("server", "logs", "payments", ok=False).stdout)),
+            # the first server start of a fresh checkout compiles its imports; once (CI), it took over a minute
+            wait=2 * WAIT)
         assert re.search(r"^NAME\s+NAMESPACE\s+READY\s+STATUS\b", server_table, re.M), server_table
 
         # Step 4: Alice grants Globex's cursor agent echo and add ------------------------------
