@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -204,21 +205,27 @@ async def _elicit(ex: Exchange, call: PendingCall, caller_session: str | None) -
     elicitations.waiting[question_id] = (ex.mcp_session, caller_session, answer)
     try:
         stream = await open_stream(ex)
-        await stream.event({"jsonrpc": "2.0", "id": question_id, "method": "elicitation/create",
-                            "params": question(call)})
-        try:
-            reply = await asyncio.wait_for(answer, call.timeout)
-        except TimeoutError:
-            return Verdict(Reason.approval_timeout)
-        except asyncio.CancelledError:  # the call was cancelled (or its caller left): so is the question
-            with contextlib.suppress(Exception):
-                await stream.event(withdrawal(question_id))
-            raise
+        return await ask_by_elicitation(call, question_id, answer, stream.event)
     finally:
         elicitations.waiting.pop(question_id, None)
-    result = reply.get("result")
-    action = result.get("action") if isinstance(result, dict) else None
-    if action == "accept":
+
+
+async def ask_by_elicitation(call: PendingCall, question_id: str, reply: asyncio.Future[dict[str, Any]],
+                             send: Callable[[dict[str, Any]], Awaitable[None]]) -> Verdict:
+    """Ask the caller about `call` (MCP elicitation, sent by `send` on the call's own open stream) and turn
+    their answer, or the timeout, into a verdict; a wait that is cancelled withdraws the question. The
+    caller registers `reply` under `question_id` where the client's answer is routed, and removes it."""
+    await send({"jsonrpc": "2.0", "id": question_id, "method": "elicitation/create", "params": question(call)})
+    try:
+        answer = await asyncio.wait_for(reply, call.timeout)
+    except TimeoutError:
+        return Verdict(Reason.approval_timeout)
+    except asyncio.CancelledError:  # the call was cancelled (or its caller left): so is the question
+        with contextlib.suppress(Exception):
+            await send(withdrawal(question_id))
+        raise
+    result = answer.get("result")
+    if isinstance(result, dict) and result.get("action") == "accept":
         who = call.identity.human_id or call.identity.agent_id or "the caller"
         return Verdict(Reason.approved, f"{who} (elicitation)")
     return Verdict(Reason.approval_declined)

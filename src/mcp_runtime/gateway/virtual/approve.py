@@ -19,7 +19,6 @@ same caller: endpoint.py hands it to `cancel`); the call's stream then ends with
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 from collections.abc import Callable
 from dataclasses import replace
@@ -31,10 +30,9 @@ from mcp_runtime.gateway.approval import (
     CallCancelled,
     PendingCall,
     Verdict,
+    ask_by_elicitation,
     pending_call_of,
-    question,
     until_disconnect,
-    withdrawal,
 )
 from mcp_runtime.gateway.elicitation import ELICIT_PREFIX
 from mcp_runtime.gateway.jsonrpc import id_key
@@ -164,19 +162,6 @@ async def _elicit(session: VirtualSession, call: PendingCall, answer: CallAnswer
     session.questions[question_id] = reply
     try:
         await answer.open()
-        await answer.event({"jsonrpc": "2.0", "id": question_id, "method": "elicitation/create",
-                            "params": question(call)})
-        try:
-            result = (await asyncio.wait_for(reply, call.timeout)).get("result")
-        except TimeoutError:
-            return Verdict(Reason.approval_timeout)
-        except asyncio.CancelledError:  # the call was cancelled (or its caller left): so is the question
-            with contextlib.suppress(Exception):
-                await answer.event(withdrawal(question_id))
-            raise
+        return await ask_by_elicitation(call, question_id, reply, answer.event)
     finally:
         session.questions.pop(question_id, None)
-    if isinstance(result, dict) and result.get("action") == "accept":
-        who = call.identity.human_id or call.identity.agent_id or "the caller"
-        return Verdict(Reason.approved, f"{who} (elicitation)")
-    return Verdict(Reason.approval_declined)
