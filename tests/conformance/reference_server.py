@@ -7,7 +7,8 @@ elicitation, and close their SSE stream mid-call (SEP-1699 polling); static and 
 with subscribe/unsubscribe; prompts with arguments, images and embedded resources; completion; and
 `logging/setLevel`. The conformance package ships no server of its own (only its client harness).
 
-Run: `PORT=8123 python tests/conformance/reference_server.py` (serves http://127.0.0.1:$PORT/mcp).
+Run: `PORT=8123 python tests/conformance/reference_server.py` (serves http://127.0.0.1:$PORT/mcp), or with
+`--stdio` to speak MCP on stdin/stdout (the stdio differential runs it behind `mcp-runtime bridge stdio`).
 The test declares every tool in the gateway's policy from this server's own tools/list.
 """
 
@@ -17,6 +18,7 @@ import asyncio
 import base64
 import json
 import os
+import sys
 from typing import Any
 
 import uvicorn
@@ -324,4 +326,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if "--stdio" in sys.argv[1:]:
+        mcp.run("stdio")
+    else:
+        main()
