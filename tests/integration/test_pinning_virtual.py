@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import pytest
 from test_gateway_pinning import PinnedKit, call, drifting_server, listed, reviewed_pins, wait_for
 from test_pinning_stdio import stdio_bridge
 
-from fixtures.gateway import CALLER_TEAM, NAMESPACE, SERVER, serve_app
+from fixtures.gateway import NAMESPACE, SERVER, serve_app, virtual_session
 from mcp_runtime.gateway import Gateway, GatewayRoute, InProcessPolicySource
 from mcp_runtime.gateway.pinning import DriftReport
 from mcp_runtime.gateway.virtual.endpoint import VirtualRoute
@@ -38,13 +37,9 @@ class VirtualPinnedKit(PinnedKit):
     platform compiles it into every member's)."""
 
     def document(self) -> PolicyDocument:
-        virtual_session = MCPAgentSession.model_validate({
-            "metadata": {"name": "vs-cursor", "namespace": NAMESPACE},
-            "spec": {"serverRef": {"name": VIRTUAL}, "consentedTrust": "high",
-                     "subject": {"agentID": "cursor", "teamID": CALLER_TEAM, "humanID": "bob@globex.com"},
-                     "expiresAt": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}})
         return compile_policy(self.server(), [MCPAccessGrant.model_validate(g) for g in self.grants],
-                              [MCPAgentSession.model_validate(s) for s in self.sessions], [virtual_session])
+                              [MCPAgentSession.model_validate(s) for s in self.sessions],
+                              [virtual_session(virtual=VIRTUAL)])
 
 
 @dataclass

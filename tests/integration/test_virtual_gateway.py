@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
@@ -23,7 +22,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
 from fixtures import virtual_member
-from fixtures.gateway import CALLER_TEAM, NAMESPACE, PolicyKit, serve_app, standard_kit
+from fixtures.gateway import CALLER_TEAM, NAMESPACE, PolicyKit, serve_app, standard_kit, virtual_session
 from fixtures.servers import run_data_utility_server, serve_asgi
 from mcp_runtime.gateway import Gateway, GatewayRoute, InProcessPolicySource
 from mcp_runtime.gateway.virtual.endpoint import VirtualRoute
@@ -32,14 +31,6 @@ from mcp_runtime.resources import MCPAccessGrant, MCPAgentSession, MCPServer, MC
 
 HELPER_NS = "team-tools"
 VIRTUAL = "toolbox"
-
-
-def virtual_session(name: str = "vs-cursor", *, revoked: bool = False, trust: str = "high") -> MCPAgentSession:
-    return MCPAgentSession.model_validate({
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {"serverRef": {"name": VIRTUAL}, "consentedTrust": trust, "revoked": revoked,
-                 "subject": {"agentID": "cursor", "teamID": CALLER_TEAM, "humanID": "bob@globex.com"},
-                 "expiresAt": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}})
 
 
 def helper_document(sessions: list[MCPAgentSession], name: str = "helper") -> PolicyDocument:

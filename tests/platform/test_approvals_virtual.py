@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ from test_approvals_oob import NS, SERVER, Kit, analytics_reasons
 from test_approvals_oob import World as OobWorld
 from test_dashboard import _api, _token
 
-from fixtures.gateway import CALLER_TEAM, PolicyKit, serve_app
+from fixtures.gateway import PolicyKit, serve_app, virtual_session
 from fixtures.servers import run_data_utility_server
 from mcp_runtime.compose.approvals import InProcessApprovals
 from mcp_runtime.gateway import Gateway, GatewayRoute, InProcessPolicySource
@@ -52,13 +51,9 @@ class VirtualKit(Kit):
 
     def document(self) -> PolicyDocument:
         super().document()  # points the fixture's grants and sessions at the member
-        virtual_session = MCPAgentSession.model_validate({
-            "metadata": {"name": "vs-cursor", "namespace": NS},
-            "spec": {"serverRef": {"name": VIRTUAL}, "consentedTrust": "high",
-                     "subject": {"agentID": "cursor", "teamID": CALLER_TEAM, "humanID": "bob@globex.com"},
-                     "expiresAt": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}})
         return compile_policy(self.server(), [MCPAccessGrant.model_validate(g) for g in self.grants],
-                              [MCPAgentSession.model_validate(s) for s in self.sessions], [virtual_session])
+                              [MCPAgentSession.model_validate(s) for s in self.sessions],
+                              [virtual_session(namespace=NS, virtual=VIRTUAL)])
 
 
 @dataclass
