@@ -172,3 +172,24 @@ def test_secret_env_for_a_stdio_server_is_refused_by_the_process_runtime(tmp_pat
         assert problem is not None and "TOKEN" in problem and "stdio.envVars" in problem
 
     _run(scenario, tmp_path)
+
+
+def test_a_server_slower_than_the_ready_timeout_shows_error_then_becomes_ready(tmp_path: Path) -> None:
+    async def main() -> None:
+        runtime = ProcessRuntime(tmp_path, ready_timeout=1)
+        try:
+            # sleeps past the ready timeout before it serves: slow, not broken
+            code = "import runpy, time; time.sleep(3); runpy.run_path('app.py', run_name='__main__')"
+            await runtime.deploy(_server("slow", f'{sys.executable} -c "{code}"'))
+            await _until(lambda: (st := runtime.status("mcp-team-acme", "slow")) is not None
+                         and st.phase == ServerPhase.error)
+            status = runtime.status("mcp-team-acme", "slow")
+            assert status is not None and "after 1s; still waiting for it" in status.message
+            await _until(lambda: (st := runtime.status("mcp-team-acme", "slow")) is not None
+                         and st.phase == ServerPhase.ready)
+            ready = runtime.status("mcp-team-acme", "slow")
+            assert ready is not None and ready.restarts == 0  # the same process, never restarted
+        finally:
+            await runtime.shutdown()
+
+    asyncio.run(main())

@@ -132,6 +132,7 @@ def operator(kube_cluster: KubeCluster, platform_crds: list[str], kube_namespace
         kube_cluster.kubectl("-n", kube_namespace, "delete", "mcpservers", "--all", "--timeout=60s", timeout=90)
     finally:
         stop_process(process)
+        print(f"--- the operator's log (tail) ---\n{log_path.read_text()[-6000:]}")  # shown if the test failed
 
 
 def wait_for_object(cluster: KubeCluster, kind: str, name: str, ns: str, log: Path,
@@ -279,7 +280,7 @@ def test_an_invalid_server_gets_an_error_status_and_no_deployment(
 
 def test_the_phase_sweep_moves_an_expired_grant_to_expired(
         kube_cluster: KubeCluster, platform_crds: list[str], kube_namespace: str) -> None:
-    # The operator's minute sweep, run in-process with a clock a day past the grant's expiry.
+    # The operator's sweep, run in-process with a clock a day past the grant's expiry.
     cluster, ns = kube_cluster, kube_namespace
     reconciler = Reconciler(KubeClient.from_environment(str(cluster.kubeconfig)),
                             OperatorSettings(jwks_source=None, namespaces=(ns,)))
@@ -290,3 +291,19 @@ def test_the_phase_sweep_moves_an_expired_grant_to_expired(
     assert reconciler.refresh_access_phases(later) == 1
     assert phase(cluster.get("mcpaccessgrant", "cursor-echo", ns)) == "Expired"
     assert reconciler.refresh_access_phases(later) == 0
+
+
+def test_the_sweep_copies_a_rotated_jwks_that_no_event_announced(
+        kube_cluster: KubeCluster, platform_crds: list[str], kube_namespace: str, platform_namespace: str) -> None:
+    # No operator process, so no watch event: only the sweep's `sync_jwks` can notice the rotation.
+    cluster, ns = kube_cluster, kube_namespace
+    reconciler = Reconciler(KubeClient.from_environment(str(cluster.kubeconfig)),
+                            OperatorSettings(jwks_source=(platform_namespace, "mcp-runtime-jwks"), namespaces=(ns,)))
+    publish_jwks(cluster, platform_namespace, JWKS)
+    cluster.apply(server(ns))
+    assert reconciler.sync_jwks() == 1
+    assert jwks_kids(cluster, ns) == ["k1"]
+    assert reconciler.sync_jwks() is None  # unchanged source: no work
+    publish_jwks(cluster, platform_namespace, {"keys": [{"kid": "k2"}, {"kid": "k1"}]})
+    assert reconciler.sync_jwks() == 1
+    assert jwks_kids(cluster, ns) == ["k2", "k1"]

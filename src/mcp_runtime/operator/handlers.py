@@ -24,7 +24,7 @@ log = logging.getLogger("mcp_runtime.operator")
 
 _state: dict[str, Reconciler] = {}
 RETRY_DELAY = 5.0
-ACCESS_STATUS_INTERVAL = 60.0
+SWEEP_INTERVAL = 30.0
 STORAGE_PREFIX = "operator.mcpruntime.org"
 
 
@@ -99,7 +99,7 @@ def server_event(type: str, namespace: str | None, name: str, **_: Any) -> None:
     if type == "DELETED" and namespace is not None:
         try:
             reconciler().refresh_access_of_server(namespace, name)
-        except KubeError as exc:  # events are not retried; the phase sweep catches up
+        except KubeError as exc:  # events are not retried; the sweep catches up
             log.warning("access status for deleted MCPServer %s/%s not refreshed: %s", namespace, name, exc)
 
 
@@ -124,8 +124,13 @@ def _is_jwks_source(name: str, namespace: str | None, **_: Any) -> bool:
 def jwks_changed(type: str, **_: Any) -> None:
     """The platform rotated its signing keys: copy them to every server namespace."""
     if type in ("ADDED", "MODIFIED", None):
-        count = reconciler().reconcile_all()
-        log.info("JWKS changed; reconciled %d server(s)", count)
+        try:
+            count = reconciler().sync_jwks()
+        except KubeError as exc:  # events are not retried; the sweep tries again
+            log.warning("JWKS changed but not copied yet (the sweep retries): %s", exc)
+            return
+        if count is not None:
+            log.info("JWKS changed; reconciled %d server(s)", count)
 
 
 # MCPAccessGrant / MCPAgentSession -------------------------------------------------------------------
@@ -180,7 +185,8 @@ def session_event(type: str, namespace: str | None, body: Any, **_: Any) -> None
 
 @kopf.on.startup()
 async def start_phase_sweeper(memo: kopf.Memo, **_: Any) -> None:
-    """Every minute, move grants and sessions whose expiry passed to phase Expired.
+    """Every SWEEP_INTERVAL, move grants and sessions whose expiry passed to phase Expired, and copy the
+    JWKS again if its source changed without an event reaching `jwks_changed` (or its copy failed).
 
     A sweep, not kopf timers: timers make kopf put a finalizer on every grant and session, and deletes
     would then hang whenever the operator is down. Expiry itself is enforced by the gateway from the
@@ -198,13 +204,16 @@ async def stop_phase_sweeper(memo: kopf.Memo, **_: Any) -> None:
 
 async def _sweep_forever() -> None:
     while True:
-        await asyncio.sleep(ACCESS_STATUS_INTERVAL)
+        await asyncio.sleep(SWEEP_INTERVAL)
         try:
             changed = await asyncio.to_thread(reconciler().refresh_access_phases)
             if changed:
                 log.info("moved %d grant(s)/session(s) to a new phase", changed)
+            copied = await asyncio.to_thread(reconciler().sync_jwks)
+            if copied is not None:
+                log.info("JWKS source changed since the last copy; reconciled %d server(s)", copied)
         except Exception as exc:  # keep sweeping; the next round retries
-            log.warning("phase sweep failed: %s", exc)
+            log.warning("sweep failed: %s", exc)
 
 
 def run(namespaces: list[str] | None = None, *, standalone: bool = True, liveness: str | None = None) -> None:

@@ -6,6 +6,7 @@ grant, session, deployment and server events trigger for the same server.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -48,10 +49,24 @@ class Reconciler:
         self.settings = settings or OperatorSettings()
         self._locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
         self._locks_guard = threading.Lock()
+        self._copied_jwks: str | None = None  # digest of the JWKS source every server was last reconciled with
 
     def _lock(self, namespace: str, name: str) -> threading.Lock:
         with self._locks_guard:
             return self._locks[(namespace, name)]
+
+    def sync_jwks(self) -> int | None:
+        """Reconcile every server when the JWKS source differs from what was last copied; None if it did not.
+
+        The watch event on the source calls this; so does the periodic sweep, which makes a missed or
+        failed event (the operator restarting, an API error) heal within one sweep interval.
+        """
+        digest = hashlib.sha256(json.dumps(self._jwks(), sort_keys=True).encode()).hexdigest()
+        if digest == self._copied_jwks:
+            return None
+        count = self.reconcile_all()
+        self._copied_jwks = digest
+        return count
 
     def _jwks(self) -> dict[str, object] | None:
         if self.settings.jwks_source is None:

@@ -7,7 +7,8 @@ A server's `spec.run.command` starts in its working directory with `PORT` (picke
 restarts of `up` in `run/`) and `MCP_PATH` set. It counts as Ready once MCP `initialize` answers on
 that port from a process of this start (ownership, see `ownership.py`). A crash restarts it with
 capped exponential backoff; a server that dies before it is ever ready shows phase Error with the
-tail of its log, so the user sees why without digging for files.
+tail of its log, so the user sees why without digging for files. One that is only slow shows Error
+after the ready timeout and becomes Ready when it answers.
 
 Servers never outlive the runtime: each runs in its own process group with the kernel's parent-death
 signal, and a lifeline process stops every group and every descendant when the runtime dies, even by
@@ -57,6 +58,7 @@ STABLE_AFTER = 30.0  # a process that ran this long resets the backoff
 STOP_GRACE = 5.0  # SIGTERM, then SIGKILL after this long
 OUTPUT_DRAIN = 2.0  # seconds to read what an exited server wrote last
 LOG_LINE_LIMIT = 64 * 1024  # a longer output line is cut
+LATE_PROBE_INTERVAL = 2.0  # between readiness probes once the ready timeout has passed
 STDIO_RETRY = 5.0  # between readiness probes of a stdio server whose process failed (each starts one)
 
 
@@ -432,13 +434,25 @@ class ProcessRuntime:
                 queue.put_nowait(line)
 
     async def _wait_ready(self, managed: ManagedServer) -> bool:
+        """Probe until MCP `initialize` answers from this launch; False if the process ends or stops first.
+
+        Past the ready timeout the server shows phase Error saying so, and probing goes on (slower): a
+        server that is only slow to start (a loaded machine, a cold package cache) becomes Ready when it
+        answers instead of staying in Error for the life of its process.
+        """
         assert managed.process is not None
         deadline = time.monotonic() + self._ready_timeout
-        delay = 0.05
-        while time.monotonic() < deadline and managed.process.returncode is None and not managed.stopping:
+        delay, late = 0.05, False
+        while managed.process.returncode is None and not managed.stopping:
+            if not late and time.monotonic() >= deadline:
+                late = True
+                self._report(managed, ServerPhase.error, self._error_message(
+                    managed, f"no MCP answer on {managed.upstream_url} after {self._ready_timeout:.0f}s; "
+                             "still waiting for it"))
             try:
                 remaining = max(deadline - time.monotonic(), 0.5)
-                await probe_initialize(managed.upstream_url, timeout=min(managed.probe_timeout, remaining))
+                timeout = managed.probe_timeout if late else min(managed.probe_timeout, remaining)
+                await probe_initialize(managed.upstream_url, timeout=timeout)
             except DiscoveryError as exc:
                 if managed.bridged and exc.reason == "protocol_error":
                     # the bridge answers, the stdio process behind it does not: say why now, keep probing
@@ -446,7 +460,7 @@ class ProcessRuntime:
                         managed, f"the stdio server did not start: {exc.message}"))
                     delay = STDIO_RETRY
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.5)
+                delay = min(delay * 2, LATE_PROBE_INTERVAL if late else 0.5)
                 continue
             owned = await asyncio.to_thread(listener_owned_by, managed.port, managed.launch)
             if owned is not False:
@@ -458,10 +472,6 @@ class ProcessRuntime:
             managed.port = pick_free_port()
             await self._terminate(managed)
             return False
-        if managed.process.returncode is None and not managed.stopping:
-            self._report(managed, ServerPhase.error,
-                         self._error_message(managed, f"no MCP answer on {managed.upstream_url} after "
-                                                      f"{self._ready_timeout:.0f}s"))
         return False
 
     async def _terminate(self, managed: ManagedServer, grace: float = STOP_GRACE) -> None:
