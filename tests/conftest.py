@@ -6,6 +6,7 @@ The helpers live in `fixtures.cli` so test modules import them by a name no othe
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,23 +25,37 @@ def cli():
 # storage) and the Kubernetes test cluster (the images loaded into its containerd, cluster-wide objects)
 # share the group "containers"; the load tests share "load" so that two never compete for the CPU.
 # Everything else (per-test ports, data directories, PostgreSQL schemas) runs wherever a worker is free.
+# The groups are given to xdist by a scheduler of our own rather than by `xdist_group` marks: xdist 3.8
+# renames marked items through a node attribute pytest 9.2 no longer reads, so the marks do nothing.
 CONTAINER_WORDS = ("podman", "kube_cluster", "kube_pods_cluster", "kube_images", "package_images")
 LOAD_MODULES = {"test_gateway_load.py", "test_soak_short.py", "test_api_fuzz.py", "test_gateway_fuzz.py"}
+_GROUPS: dict[Path, str | None] = {}
 
 
-def _group_of(module: Path, source: str) -> str | None:
-    if module.parent.name == "kube" or any(word in source for word in CONTAINER_WORDS):
-        return "containers"
-    if module.name in LOAD_MODULES:
-        return "load"
-    return None
+def group_of(module: Path) -> str | None:
+    """The group a test module runs in (None: any worker, test by test)."""
+    if module not in _GROUPS:
+        source = module.read_text(errors="replace") if module.is_file() else ""
+        if module.parent.name == "kube" or any(word in source for word in CONTAINER_WORDS):
+            _GROUPS[module] = "containers"
+        elif module.name in LOAD_MODULES:
+            _GROUPS[module] = "load"
+        else:
+            _GROUPS[module] = None
+    return _GROUPS[module]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    groups: dict[Path, str | None] = {}
-    for item in items:
-        module = Path(str(item.fspath))
-        if module not in groups:
-            groups[module] = _group_of(module, module.read_text(errors="replace"))
-        if groups[module] is not None:
-            item.add_marker(pytest.mark.xdist_group(groups[module]))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With `--dist loadgroup`: one work unit per group, every other test a unit of its own."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    root = config.rootpath
+
+    class GroupScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(root / nodeid.split("::", 1)[0]) or nodeid
+
+    return GroupScheduling(config, log)

@@ -226,7 +226,12 @@ def test_process_runtime_first_try(up: Up, tmp_path: Path, cli: Callable[..., An
 
     def listed_ready() -> bool:
         return bool(re.search(rf"^payments\s+{ACME}\s+1/1\s+Ready\s", cli("server", "list").stdout, re.M))
-    wait_for(listed_ready, "payments Ready in server list", up.output)
+    def payments_state() -> str:
+        status = cli("server", "status", "payments", "--namespace", ACME, ok=False)
+        logs = cli("server", "logs", "payments", "--tail", "40", ok=False)
+        return (f"{up.output()}\n--- server status ---\n{status.stdout}{status.stderr}\n"
+                f"--- server logs ---\n{logs.stdout}")
+    wait_for(listed_ready, "payments Ready in server list", payments_state)
     assert "serving on http://127.0.0.1:" in server_json("payments")["message"]
 
     # a grant for the team, then an adapter session for alice's agent

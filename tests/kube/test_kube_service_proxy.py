@@ -44,6 +44,10 @@ def test_local_requests_reach_the_pod_behind_the_service_through_the_api_server(
          "spec": {"selector": {"app": "api"}, "ports": [{"port": 80, "targetPort": 8080}]}},
         namespace=ns)
     cluster.kubectl("-n", ns, "wait", "--for=condition=Ready", "pod/api", "--timeout=120s", timeout=150)
+    # the endpoint controller lists a ready pod shortly after it is Ready, not at once
+    cluster.wait_for("the Service's endpoint", lambda: "api" in cluster.kubectl(
+        "-n", ns, "get", "endpointslices", "-l", "kubernetes.io/service-name=mcp-runtime-api", "-o",
+        "jsonpath={.items[*].endpoints[?(@.conditions.ready==true)].targetRef.name}").stdout, timeout=60)
 
     response = asyncio.run(_through_proxy(cluster, ns, "mcp-runtime-api", "/api/v1/auth/whoami"))
     assert response.status_code == 200, response.text

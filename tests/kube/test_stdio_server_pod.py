@@ -250,5 +250,5 @@ def test_a_stdio_pod_at_its_memory_limit_refuses_a_session_instead_of_being_oom_
                                                        "Mcp-Session-Id": held[-1]})
         assert ended.status_code < 300, ended.text
         cluster.wait_for("a new session to fit again after one ended",
-                         lambda: _open(url, token)[0].status_code == 200, timeout=30, interval=1)
+                         lambda: _open(url, token)[0].status_code == 200, timeout=60, interval=1)
         cluster.kubectl("-n", ns, "delete", "mcpservers", "--all", "--timeout=60s", timeout=90)

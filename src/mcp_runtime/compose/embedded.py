@@ -18,7 +18,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -113,6 +113,9 @@ class EmbeddedPlatform:
         self._per_caller: dict[tuple[str, str], SessionCredentials] = {}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Status and observed-tools writes read, change and write the server's record: one thread applies
+        # them in the order they were made, so a late "Pending" never overwrites the "Ready" after it.
+        self._status_writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mcp-status")
         self._unsubscribe: Callable[[], None] | None = None
         self.virtual = VirtualMounts(self.platform, self.gateway, self.public_url, self._submit)
         self.dashboard: ASGIApp = create_dashboard(self.platform)
@@ -139,6 +142,7 @@ class EmbeddedPlatform:
         if self._unsubscribe is not None:
             self._unsubscribe()
         await self.runtime.shutdown()
+        await asyncio.to_thread(self._status_writes.shutdown, wait=True)  # the last statuses are stored
         await self.gateway.close()
         await self.platform.checkpoints.close()
         await self.platform.ingest.close()
@@ -318,11 +322,18 @@ class EmbeddedPlatform:
             except Exception:
                 log.exception("could not record the tools of %s/%s", report.namespace, report.server)
 
+        self._write_in_order(write)
+
+    def _write_in_order(self, write: Callable[[], None]) -> None:
+        """Run a status write off the event loop, after every write submitted before it."""
         loop = self._loop
-        if loop is not None and loop.is_running():
-            loop.run_in_executor(None, write)
-        else:
+        if loop is None or not loop.is_running():
             write()
+            return
+        try:
+            loop.run_in_executor(self._status_writes, write)
+        except RuntimeError:  # stopping: the store is closing, a status after that has nowhere to go
+            log.debug("a status write after stop was dropped")
 
     def _on_runtime_status(self, namespace: str, name: str, status: RuntimeStatus) -> None:
         self._write_status(namespace, name, status)
@@ -356,11 +367,7 @@ class EmbeddedPlatform:
             except Exception:
                 log.exception("could not record status of %s/%s", namespace, name)
 
-        loop = self._loop
-        if loop is not None and loop.is_running():
-            loop.run_in_executor(None, write)
-        else:
-            write()
+        self._write_in_order(write)
 
     # --- the ASGI app ---------------------------------------------------------------------------
 
