@@ -233,16 +233,14 @@ def _ingest_parts(ctx: RenderContext, args: list[str], mounts: list[Manifest], v
                 "items": [{"key": ingest_key.key, "path": INGEST_KEY_FILE}]}})
 
 
-def _gateway_container(ctx: RenderContext) -> tuple[Manifest, list[Manifest]]:
-    spec = ctx.server.spec
-    options = ctx.options
-    policy_dir = options.policy_mount_dir.rstrip("/")
-    jwks_dir = options.jwks_mount_dir.rstrip("/")
+def _gateway_args(ctx: RenderContext) -> list[str]:
+    """`mcp-runtime gateway run`'s flags for the sidecar: upstream, policy and JWKS files, listen, timeouts."""
+    spec, options = ctx.server.spec, ctx.options
     args = [
         "gateway", "run",
         "--upstream", gateway_upstream(ctx.server),
-        "--policy-file", f"{policy_dir}/{POLICY_KEY}",
-        "--jwks-file", f"{jwks_dir}/jwks.json",
+        "--policy-file", f"{options.policy_mount_dir.rstrip('/')}/{POLICY_KEY}",
+        "--jwks-file", f"{options.jwks_mount_dir.rstrip('/')}/jwks.json",
         "--listen", f"0.0.0.0:{spec.gateway.port}",
         "--path", route_path(ctx.server),
     ]
@@ -253,6 +251,13 @@ def _gateway_container(ctx: RenderContext) -> tuple[Manifest, list[Manifest]]:
         args += ["--connect-timeout", timeouts.connect]
     if timeouts.read != DEFAULT_READ_TIMEOUT:
         args += ["--read-timeout", timeouts.read]
+    return args
+
+
+def _gateway_storage(ctx: RenderContext) -> tuple[list[Manifest], list[Manifest]]:
+    """The sidecar's mounts and the pod volumes behind them: policy (plus a remote's CA), JWKS, /tmp."""
+    options = ctx.options
+    policy_dir, jwks_dir = options.policy_mount_dir.rstrip("/"), options.jwks_mount_dir.rstrip("/")
     policy_items = [{"key": POLICY_KEY, "path": POLICY_KEY}] + [
         {"key": key, "path": key} for key in remote_ca_data(ctx.server)]
     mounts: list[Manifest] = [
@@ -269,6 +274,14 @@ def _gateway_container(ctx: RenderContext) -> tuple[Manifest, list[Manifest]]:
     if options.watch_policy_via_api:
         mounts.append({"name": "kube-api-access", "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": True})
         volumes.append(_api_access_volume())
+    return mounts, volumes
+
+
+def _gateway_container(ctx: RenderContext) -> tuple[Manifest, list[Manifest]]:
+    spec = ctx.server.spec
+    options = ctx.options
+    args = _gateway_args(ctx)
+    mounts, volumes = _gateway_storage(ctx)
     if spec.remote is not None:
         _remote_parts(ctx, args, mounts, volumes)
     resource = resource_url(ctx.server, options)

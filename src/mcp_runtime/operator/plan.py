@@ -14,6 +14,7 @@ from typing import Any
 
 from mcp_runtime.kube.client import ANNOTATION_APPLIED_HASH, manifest_hash
 from mcp_runtime.manifests import (
+    RenderedServer,
     RenderError,
     RenderOptions,
     owner_reference_for,
@@ -143,6 +144,9 @@ def plan_server(
     generation = server.metadata.generation
     namespace = server.namespace or options.default_namespace
 
+    def condition(kind: str, ok: bool | None, reason: str, message: str) -> Manifest:
+        return _condition(kind, ok, reason, message, generation, previous, now)
+
     def status_of(conditions: list[Manifest], phase: str, message: str, ready: int | None) -> Manifest:
         status: Manifest = {"phase": phase, "message": message, "url": server_url(server, options.tls_enabled),
                             "conditions": conditions, "observedGeneration": generation}
@@ -151,20 +155,13 @@ def plan_server(
         return status
 
     try:
-        policy = compile_policy(server, list(grants), list(sessions))
-        render_options = replace(options, owner_reference=owner_reference_for(server))
-        if server.spec.rollout is not None and server.spec.rollout.strategy == RolloutStrategy.canary:
-            render_options = replace(render_options, canary_stable_image=_live_stable_image(
-                server, observed, render_server(server, policy, render_options).deployment["metadata"]["name"]))
-        rendered = render_server(server, policy, render_options)
+        policy, rendered = _render(server, grants, sessions, observed, options)
     except (RenderError, ValueError) as exc:
         message = f"cannot render {server.name}: {exc}"
-        conditions = [
-            _condition("Ready", False, "RenderFailed", message, generation, previous, now),
-            _condition("DeploymentReady", None, "RenderFailed", "nothing was applied", generation, previous, now),
-            _condition("GatewayReady", None, "RenderFailed", "nothing was applied", generation, previous, now),
-            _condition("PolicyReady", False, "RenderFailed", message, generation, previous, now),
-        ]
+        conditions = [condition("Ready", False, "RenderFailed", message),
+                      condition("DeploymentReady", None, "RenderFailed", "nothing was applied"),
+                      condition("GatewayReady", None, "RenderFailed", "nothing was applied"),
+                      condition("PolicyReady", False, "RenderFailed", message)]
         return ServerPlan(apply=[], delete=[], status=status_of(conditions, "Error", message, None))
 
     desired = rendered.all()
@@ -175,50 +172,81 @@ def plan_server(
               for kind in OWNED_KINDS for o in observed.owned.get(kind, ())
               if (kind, o["metadata"]["name"]) not in wanted]
 
-    wanted_total = 0
-    ready_total = 0
-    problems: list[str] = []
-    for deployment in rendered.deployments:
-        want, ready, problem = _deployment_readiness(deployment, observed.live("Deployment",
-                                                                               deployment["metadata"]["name"]))
-        wanted_total += want
-        ready_total += ready
-        if problem:
-            problems.append(problem)
-    deployment_ok = not problems
-    deployment_message = "; ".join(problems) if problems else (
-        f"{ready_total}/{wanted_total} replicas ready" if wanted_total else "scaled to zero replicas")
-    if server.spec.gateway.enabled:
-        gateway_ok = deployment_ok
-        gateway_reason = "SidecarReady" if gateway_ok else "SidecarNotReady"
-        gateway_message = (f"the mcp-gateway sidecar is ready in {ready_total}/{wanted_total} pods (it is "
-                           "ready only once it has loaded the policy)" if gateway_ok else
-                           "waiting for the pods (the sidecar turns ready once it has loaded the policy): "
-                           + deployment_message)
-    else:
-        gateway_ok, gateway_reason = True, "GatewayDisabled"
-        gateway_message = "spec.gateway.enabled is false: traffic reaches the app ungoverned"
+    replicas = _Replicas.of(rendered, observed)
+    gateway_ok, gateway_reason, gateway_message = _gateway_state(server, replicas)
     configmap = rendered.policy_configmap["metadata"]["name"]
     policy_message = (f"policy revision {policy.revision[:12]} with {len(policy.grants)} grant(s) and "
                       f"{len(policy.sessions)} session(s) is in ConfigMap {configmap}")
-    ready = deployment_ok and gateway_ok
+    ready = replicas.ok and gateway_ok
     conditions = [
-        _condition("Ready", ready, "Ready" if ready else "NotReady",
-                   "the server is serving through its gateway" if ready else deployment_message,
-                   generation, previous, now),
-        _condition("DeploymentReady", deployment_ok, "ReplicasReady" if deployment_ok else "ReplicasNotReady",
-                   deployment_message, generation, previous, now),
-        _condition("GatewayReady", gateway_ok, gateway_reason, gateway_message, generation, previous, now),
-        _condition("PolicyReady", True, "Published", policy_message, generation, previous, now),
+        condition("Ready", ready, "Ready" if ready else "NotReady",
+                  "the server is serving through its gateway" if ready else replicas.message),
+        condition("DeploymentReady", replicas.ok, "ReplicasReady" if replicas.ok else "ReplicasNotReady",
+                  replicas.message),
+        condition("GatewayReady", gateway_ok, gateway_reason, gateway_message),
+        condition("PolicyReady", True, "Published", policy_message),
     ]
     if ready:
-        phase, message = "Ready", f"{ready_total}/{wanted_total} replicas ready"
-    elif ready_total > 0:
-        phase, message = "PartiallyReady", deployment_message
+        phase, message = "Ready", f"{replicas.ready}/{replicas.wanted} replicas ready"
+    elif replicas.ready > 0:
+        phase, message = "PartiallyReady", replicas.message
     else:
-        phase, message = "Pending", deployment_message
-    return ServerPlan(apply=desired, delete=delete, status=status_of(conditions, phase, message, ready_total),
+        phase, message = "Pending", replicas.message
+    return ServerPlan(apply=desired, delete=delete, status=status_of(conditions, phase, message, replicas.ready),
                       policy=policy)
+
+
+def _render(server: MCPServer, grants: Sequence[MCPAccessGrant], sessions: Sequence[MCPAgentSession],
+            observed: Observed, options: RenderOptions) -> tuple[PolicyDocument, RenderedServer]:
+    """The policy document and the rendered objects; a canary keeps the stable image the live Deployment runs."""
+    policy = compile_policy(server, list(grants), list(sessions))
+    render_options = replace(options, owner_reference=owner_reference_for(server))
+    if server.spec.rollout is not None and server.spec.rollout.strategy == RolloutStrategy.canary:
+        render_options = replace(render_options, canary_stable_image=_live_stable_image(
+            server, observed, render_server(server, policy, render_options).deployment["metadata"]["name"]))
+    return policy, render_server(server, policy, render_options)
+
+
+@dataclass(frozen=True)
+class _Replicas:
+    """Readiness summed over the server's Deployments (one, or stable and canary)."""
+
+    wanted: int
+    ready: int
+    problems: tuple[str, ...]
+
+    @classmethod
+    def of(cls, rendered: RenderedServer, observed: Observed) -> _Replicas:
+        wanted = ready = 0
+        problems: list[str] = []
+        for deployment in rendered.deployments:
+            want, up, problem = _deployment_readiness(deployment, observed.live("Deployment",
+                                                                               deployment["metadata"]["name"]))
+            wanted, ready = wanted + want, ready + up
+            if problem:
+                problems.append(problem)
+        return cls(wanted, ready, tuple(problems))
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def message(self) -> str:
+        if self.problems:
+            return "; ".join(self.problems)
+        return f"{self.ready}/{self.wanted} replicas ready" if self.wanted else "scaled to zero replicas"
+
+
+def _gateway_state(server: MCPServer, replicas: _Replicas) -> tuple[bool, str, str]:
+    """GatewayReady's status, reason and message: the sidecar is ready once it has loaded the policy."""
+    if not server.spec.gateway.enabled:
+        return True, "GatewayDisabled", "spec.gateway.enabled is false: traffic reaches the app ungoverned"
+    if replicas.ok:
+        return True, "SidecarReady", (f"the mcp-gateway sidecar is ready in {replicas.ready}/{replicas.wanted} pods "
+                                      "(it is ready only once it has loaded the policy)")
+    return False, "SidecarNotReady", ("waiting for the pods (the sidecar turns ready once it has loaded the policy): "
+                                      + replicas.message)
 
 
 def plan_access_status(obj: MCPAccessGrant | MCPAgentSession, server_exists: bool, now: datetime) -> Manifest:
