@@ -164,7 +164,9 @@ def test_a_virtual_servers_gateway_pod_serves_the_members_tools_governed_by_each
     payments = PodServer(cluster, ns, jwks_namespace, kube_example_image, keyring=keyring, granted=("echo", "add"))
     helper = PodServer(cluster, other, jwks_namespace, kube_example_image, keyring=keyring, name="helper",
                        granted=("upper",))
-    with operator_process(cluster, [ns, other, jwks_namespace], jwks_namespace, log, kube_platform_image):
+    # the test cluster runs no DNS: V's gateway reaches the members' direct Services by ClusterIP
+    with operator_process(cluster, [ns, other, jwks_namespace], jwks_namespace, log, kube_platform_image,
+                          env={"MCP_OPERATOR_VIRTUAL_MEMBER_ADDRESS": "cluster-ip"}):
         payments.apply_all()
         helper.apply_all()
         cluster.apply(virtual_session(ns), virtual(ns, other), namespace=ns)

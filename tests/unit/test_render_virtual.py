@@ -236,3 +236,25 @@ def test_the_plan_says_which_member_is_missing_deletes_what_is_stale_and_turns_r
     broken = plan_virtual(v, {(NS, "payments"): member("payments", NS, remote={"url": "https://x.example/mcp"})},
                           [], None, None, RenderOptions(), NOW)
     assert broken.status["phase"] == "Error" and broken.apply == []
+
+
+def test_without_cluster_dns_the_gateway_reaches_members_by_their_direct_services_cluster_ip() -> None:
+    from mcp_runtime.operator.settings import OperatorSettings
+    from mcp_runtime.operator.virtual import cluster_ips
+
+    v = virtual()
+    first = rendered()
+    services = [dict(o, spec={**o["spec"], "clusterIP": f"10.0.0.{i}"})
+                for i, o in enumerate((o for o in first.cross if o["kind"] == "Service"), start=2)]
+    hosts = cluster_ips(v, [PAYMENTS, HELPER], services)
+    assert sorted(hosts.values()) == ["10.0.0.2", "10.0.0.3"]
+    plan = plan_virtual(v, {(NS, "payments"): PAYMENTS, (OTHER, "helper"): HELPER}, services, None, None,
+                        RenderOptions(), NOW, hosts)
+    [config] = [o for o in plan.apply if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "toolbox-virtual"]
+    upstreams = sorted(m["upstream"] for m in json.loads(config["data"][CONFIG_KEY])["members"])
+    assert upstreams == ["http://10.0.0.2:8088/payments/mcp", "http://10.0.0.3:9000/tools/helper/mcp"]
+    assert OperatorSettings.from_env({"MCP_OPERATOR_VIRTUAL_MEMBER_ADDRESS": "cluster-ip"}).virtual_member_address \
+        == "cluster-ip"
+    assert OperatorSettings.from_env({}).virtual_member_address == "dns"
+    with pytest.raises(ValueError, match="dns or cluster-ip"):
+        OperatorSettings.from_env({"MCP_OPERATOR_VIRTUAL_MEMBER_ADDRESS": "ip"})

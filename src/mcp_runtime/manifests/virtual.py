@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mcp_runtime.manifests.common import (
@@ -107,10 +107,16 @@ def direct_service_name(virtual: MCPVirtualServer, member: MCPServer) -> str:
     return object_name(f"{_base(virtual)}-{member.name}", "-direct")
 
 
-def member_upstream(virtual: MCPVirtualServer, member: MCPServer) -> str:
-    """The member's app, reached through V's direct Service in the member's namespace."""
-    return (f"http://{direct_service_name(virtual, member)}.{member.namespace}.svc:{member.spec.port}"
-            f"{route_path(member)}")
+Hosts = Mapping[tuple[str, str], str]
+"""Member key -> the address of its direct Service, where cluster DNS is missing (the test cluster)."""
+
+
+def member_upstream(virtual: MCPVirtualServer, member: MCPServer, hosts: Hosts | None = None) -> str:
+    """The member's app, reached through V's direct Service in the member's namespace (its DNS name,
+    unless `hosts` gives the Service's ClusterIP)."""
+    host = (hosts or {}).get((member.namespace or "", member.name)) or \
+        f"{direct_service_name(virtual, member)}.{member.namespace}.svc"
+    return f"http://{host}:{member.spec.port}{route_path(member)}"
 
 
 def _meta(virtual: MCPVirtualServer, name: str, namespace: str, owner: OwnerReference | None,
@@ -132,8 +138,9 @@ def _check_member(virtual: MCPVirtualServer, member: MCPServer) -> None:
 
 
 def render_virtual(virtual: MCPVirtualServer, members: Sequence[MCPServer],
-                   options: RenderOptions | None = None) -> RenderedVirtual:
-    """Render V over the `members` the caller could read (missing members are left out by the caller)."""
+                   options: RenderOptions | None = None, hosts: Hosts | None = None) -> RenderedVirtual:
+    """Render V over the `members` the caller could read (missing members are left out by the caller);
+    `hosts`: member direct-Service addresses to use instead of their DNS names."""
     options = options or RenderOptions()
     namespace = virtual.metadata.namespace
     if not namespace:
@@ -141,7 +148,7 @@ def render_virtual(virtual: MCPVirtualServer, members: Sequence[MCPServer],
     for member in members:
         _check_member(virtual, member)
     owner = options.owner_reference
-    config = _config(virtual, members, owner)
+    config = _config(virtual, members, owner, hosts)
     deployment = _deployment(virtual, config, options, owner)
     service = _service(virtual, owner)
     ingress = _ingress(virtual, options, owner) if options.ingress_enabled else None
@@ -156,21 +163,23 @@ def render_virtual(virtual: MCPVirtualServer, members: Sequence[MCPServer],
                            owned=owned, cross=cross)
 
 
-def virtual_config(virtual: MCPVirtualServer, members: Sequence[MCPServer]) -> dict[str, object]:
+def virtual_config(virtual: MCPVirtualServer, members: Sequence[MCPServer],
+                   hosts: Hosts | None = None) -> dict[str, object]:
     """What `gateway virtual --config` reads: V itself and, per member, where it is and its policy."""
     body = virtual.model_dump(by_alias=True, mode="json", exclude_none=True, exclude={"status"})
     meta = body.get("metadata", {})
     body["metadata"] = {k: meta[k] for k in ("name", "namespace", "uid", "generation") if k in meta}
     timeouts = {m.name: m.spec.gateway.timeouts for m in members}
     return {"virtualServer": body, "members": [{
-        "namespace": m.namespace, "name": m.name, "upstream": member_upstream(virtual, m),
+        "namespace": m.namespace, "name": m.name, "upstream": member_upstream(virtual, m, hosts),
         "policyConfigMap": f"{m.namespace}/{policy_configmap_name(m.name)}",
         "connectTimeout": timeouts[m.name].connect, "readTimeout": timeouts[m.name].read,
     } for m in members]}
 
 
-def _config(virtual: MCPVirtualServer, members: Sequence[MCPServer], owner: OwnerReference | None) -> Manifest:
-    text = json.dumps(virtual_config(virtual, members), sort_keys=True, indent=1)
+def _config(virtual: MCPVirtualServer, members: Sequence[MCPServer], owner: OwnerReference | None,
+            hosts: Hosts | None) -> Manifest:
+    text = json.dumps(virtual_config(virtual, members, hosts), sort_keys=True, indent=1)
     namespace = virtual.metadata.namespace or ""
     return {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": _meta(virtual, config_name(virtual.metadata.name), namespace, owner),

@@ -16,7 +16,7 @@ from mcp_runtime.kube import KubeClient, NotFoundError
 from mcp_runtime.manifests.virtual import LABEL_VIRTUAL, LABEL_VIRTUAL_NAMESPACE, gateway_name, virtual_selector
 from mcp_runtime.operator.plan import known_status
 from mcp_runtime.operator.settings import OperatorSettings
-from mcp_runtime.operator.virtual import VIRTUAL_KINDS, VirtualPlan, plan_virtual
+from mcp_runtime.operator.virtual import VIRTUAL_KINDS, VirtualPlan, cluster_ips, plan_virtual
 from mcp_runtime.resources import SERVER_KIND, SESSION_KIND, MCPAgentSession, MCPServer, MCPVirtualServer
 
 
@@ -115,20 +115,35 @@ def reconcile_virtual(rec: Reconciler, namespace: str, name: str, now: datetime 
                 "observedGeneration": raw.get("metadata", {}).get("generation")})
             return None
         members = {key: _member(rec, *key) for key in virtual.member_keys()}
+        found = [m for m in members.values() if m is not None]
+        by_ip = rec.settings.virtual_member_address == "cluster-ip"
         live = rec.client.get("Deployment", gateway_name(name), namespace)
-        plan = plan_virtual(virtual, members, _labelled(rec, namespace, name), live, rec._jwks(),
-                            rec.settings.render, now)
-        for obj in plan.apply:
-            action, _ = rec.client.apply(obj)
-            if action != "unchanged":
-                log.info("%s %s %s/%s (virtual server %s/%s)", action, obj["kind"],
-                         obj["metadata"]["namespace"], obj["metadata"]["name"], namespace, name)
-        for ref in plan.delete:
-            if rec.client.delete(ref.kind, ref.name, ref.namespace):
-                log.info("deleted %s %s/%s (no longer rendered for %s/%s)", ref.kind, ref.namespace, ref.name,
-                         namespace, name)
+
+        def planned() -> tuple[VirtualPlan, int]:
+            existing = _labelled(rec, namespace, name)
+            hosts = cluster_ips(virtual, found, existing) if by_ip else None
+            return plan_virtual(virtual, members, existing, live, rec._jwks(), rec.settings.render, now,
+                                hosts), len(hosts or {})
+
+        plan, addressed = planned()
+        _carry_out(rec, plan, namespace, name)
+        if by_ip and addressed < len(found):  # direct Services just created: render again with their addresses
+            plan, _ = planned()
+            _carry_out(rec, plan, namespace, name)
         rec._write_status(VIRTUAL_KIND, namespace, name, raw.get("status"), plan.status)
         return plan
+
+
+def _carry_out(rec: Reconciler, plan: VirtualPlan, namespace: str, name: str) -> None:
+    for obj in plan.apply:
+        action, _ = rec.client.apply(obj)
+        if action != "unchanged":
+            log.info("%s %s %s/%s (virtual server %s/%s)", action, obj["kind"], obj["metadata"]["namespace"],
+                     obj["metadata"]["name"], namespace, name)
+    for ref in plan.delete:
+        if rec.client.delete(ref.kind, ref.name, ref.namespace):
+            log.info("deleted %s %s/%s (no longer rendered for %s/%s)", ref.kind, ref.namespace, ref.name,
+                     namespace, name)
 
 
 def delete_virtual_objects(rec: Reconciler, namespace: str, name: str) -> int:

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from mcp_runtime.manifests import RenderError, RenderOptions, render_jwks_configmap
 from mcp_runtime.manifests.options import OwnerReference
-from mcp_runtime.manifests.virtual import render_virtual
+from mcp_runtime.manifests.virtual import Hosts, direct_service_name, render_virtual
 from mcp_runtime.operator.plan import (
     Manifest,
     ObjectRef,
@@ -45,6 +45,18 @@ def owner_of(virtual: MCPVirtualServer) -> OwnerReference:
                           uid=virtual.metadata.uid)
 
 
+def cluster_ips(virtual: MCPVirtualServer, members: Sequence[MCPServer], existing: Sequence[Manifest]) -> Hosts:
+    """The ClusterIPs of the members' direct Services that exist now (for clusters without DNS)."""
+    live = {(o["metadata"].get("namespace"), o["metadata"]["name"]): (o.get("spec") or {}).get("clusterIP")
+            for o in existing if o.get("kind") == "Service"}
+    hosts: dict[tuple[str, str], str] = {}
+    for member in members:
+        ip = live.get((member.namespace, direct_service_name(virtual, member)))
+        if ip and ip != "None":
+            hosts[(member.namespace or "", member.name)] = ip
+    return hosts
+
+
 def _ref(obj: Manifest) -> ObjectRef:
     meta = obj["metadata"]
     return ObjectRef(obj["kind"], meta.get("namespace") or "", meta["name"])
@@ -52,9 +64,10 @@ def _ref(obj: Manifest) -> ObjectRef:
 
 def plan_virtual(virtual: MCPVirtualServer, members: Mapping[tuple[str, str], MCPServer | None],
                  existing: Sequence[Manifest], live_deployment: Manifest | None,
-                 jwks: Mapping[str, object] | None, options: RenderOptions, now: datetime) -> VirtualPlan:
+                 jwks: Mapping[str, object] | None, options: RenderOptions, now: datetime,
+                 hosts: Hosts | None = None) -> VirtualPlan:
     """`members`: each member key to the MCPServer read (None: not found); `existing`: every object that
-    carries V's labels now, in any namespace (the stale ones are deleted)."""
+    carries V's labels now, in any namespace (the stale ones are deleted); `hosts`: see render_virtual."""
     previous = _previous_conditions(virtual.status.model_dump(by_alias=True, mode="json")
                                     if virtual.status else None)
     generation = virtual.metadata.generation
@@ -66,7 +79,7 @@ def plan_virtual(virtual: MCPVirtualServer, members: Mapping[tuple[str, str], MC
                 "conditions": conditions, "observedGeneration": generation}
 
     try:
-        rendered = render_virtual(virtual, found, replace(options, owner_reference=owner_of(virtual)))
+        rendered = render_virtual(virtual, found, replace(options, owner_reference=owner_of(virtual)), hosts)
     except (RenderError, ValueError) as exc:
         message = f"cannot render {virtual.metadata.name}: {exc}"
         return VirtualPlan(apply=[], delete=[], status=status("Error", message, [
