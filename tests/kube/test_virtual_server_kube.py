@@ -17,6 +17,8 @@ policies are checked as objects, not as blocked traffic.
 from __future__ import annotations
 
 import json
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -170,11 +172,14 @@ def test_a_virtual_servers_gateway_pod_serves_the_members_tools_governed_by_each
         payments.apply_all()
         helper.apply_all()
         cluster.apply(virtual_session(ns), virtual(ns, other), namespace=ns)
+        applied = time.monotonic()
         payments.wait_ready(log)
         helper.wait_ready(log)
         try:
             cluster.wait_for("V Ready (its gateway loaded both members' policies)",
                              lambda: status(cluster, ns).get("phase") == "Ready", timeout=180)
+            print(f"\n[virtual pod] V Ready {time.monotonic() - applied:.1f}s after apply (members' pods included)",
+                  file=sys.stderr)
         except BaseException:
             pods = cluster.kubectl("-n", ns, "get", "pods", "-l", LABELS, "-o", "wide", check=False).stdout
             logs = cluster.kubectl("-n", ns, "logs", "-l", LABELS, "--tail=50", check=False).stdout
@@ -188,7 +193,10 @@ def test_a_virtual_servers_gateway_pod_serves_the_members_tools_governed_by_each
             agent_id="cursor", team_id=CALLER_TEAM, trust="low", expires_at=now + timedelta(hours=1),
             issued_at=now - timedelta(seconds=5)))
 
+        started = time.monotonic()
         assert list_tools(url, token) == ["h_upper", "payments_add", "payments_echo"]
+        print(f"[virtual pod] first session + tools/list through V: {(time.monotonic() - started) * 1000:.0f} ms",
+              file=sys.stderr)
         assert call_tool(url, token, "payments_add", {"a": 2, "b": 3})[0] == "ok"
         assert call_tool(url, token, "h_upper", {"text": "virtual"}) == ("ok", "VIRTUAL")
         assert call_tool(url, token, "payments_reverse", {"text": "abc"}) == ("denied", "tool_not_granted")
