@@ -20,7 +20,7 @@ import pytest
 from mcp_runtime.cli.common.errors import CliError
 from mcp_runtime.cli.gateway_virtual import load_config, member_routes
 from mcp_runtime.kube.client import ANNOTATION_APPLIED_HASH, manifest_hash
-from mcp_runtime.manifests import RenderError, RenderOptions
+from mcp_runtime.manifests import RenderError, RenderOptions, SecretKey
 from mcp_runtime.manifests.virtual import (
     ANNOTATION_CONFIG,
     CONFIG_KEY,
@@ -37,6 +37,7 @@ OTHER = "mcp-team-tools"
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 UID = "0b6f7c1e-1111-4222-8333-944455556666"
+INGEST = "http://sentinel-ingest.mcp-runtime.svc/api/v1/ingest/events"
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
 
@@ -85,7 +86,8 @@ def by(objects: list[dict[str, Any]], kind: str, namespace: str) -> list[dict[st
 def test_every_object_is_one_the_api_server_accepts_with_valid_names_and_labels() -> None:
     long = virtual("a" * 63, [("payments", None), ("b" * 60, OTHER)])
     for objects in (rendered().all(), rendered(long, [PAYMENTS, member("b" * 60, OTHER)]).all(),
-                    rendered(ingress_enabled=False, tls_enabled=True, otlp_endpoint="http://otel:4318").all()):
+                    rendered(ingress_enabled=False, tls_enabled=True, otlp_endpoint="http://otel:4318").all(),
+                    rendered(ingest_url=INGEST, ingest_key_secret=SecretKey("ingest", "api-key")).all()):
         for obj in objects:
             kubernetes_validate.validate(obj, "1.30", strict=True)
             assert len(obj["metadata"]["name"]) <= 63 and DNS_1035.match(obj["metadata"]["name"])
@@ -171,6 +173,19 @@ def test_the_gateway_deployment_is_locked_down_and_serves_the_virtual_path() -> 
     annotation = r.deployment["spec"]["template"]["metadata"]["annotations"][ANNOTATION_CONFIG]
     assert fewer.deployment["spec"]["template"]["metadata"]["annotations"][ANNOTATION_CONFIG] != annotation
     assert rendered().all() == r.all()  # deterministic
+
+
+def test_with_analytics_the_gateway_sends_events_and_holds_approvals_with_the_namespaces_ingest_key() -> None:
+    r = rendered(ingest_url=INGEST, ingest_key_secret=SecretKey("ingest", "key"),
+                 approvals_url="http://api.mcp-runtime.svc/api/v1/ingest/approvals")
+    pod = r.deployment["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    assert args[args.index("--ingest-url") + 1] == INGEST
+    assert args[args.index("--ingest-key-file") + 1] == "/etc/mcp-runtime/ingest/api-key"
+    assert args[args.index("--approvals-url") + 1].endswith("/ingest/approvals")
+    [secret] = [v["secret"] for v in pod["volumes"] if "secret" in v]
+    assert secret["secretName"] == "ingest" and secret["items"] == [{"key": "key", "path": "api-key"}]
+    assert "--ingest-url" not in rendered().deployment["spec"]["template"]["spec"]["containers"][0]["args"]
 
 
 def test_a_member_it_cannot_govern_is_refused_with_the_reason() -> None:

@@ -16,12 +16,13 @@ import typer
 
 from mcp_runtime.cli.common.errors import CliError
 from mcp_runtime.cli.common.serving import OTLP_HELP, configure_logging, otlp_endpoint
-from mcp_runtime.cli.gateway import _keys, _listen, _readable, _seconds
+from mcp_runtime.cli.gateway import _emitter, _keys, _listen, _readable, _report_tools, _seconds
 
 if TYPE_CHECKING:
     from mcp_runtime.gateway import Gateway, GatewayRoute
     from mcp_runtime.gateway.keys_source import JwksFile
     from mcp_runtime.resources import MCPVirtualServer
+    from mcp_runtime.sentinel.emitter import Emitter
 
 
 def member_path(namespace: str, name: str) -> str:
@@ -74,12 +75,22 @@ def virtual(
     jwks_file: Path = typer.Option(..., "--jwks-file", metavar="FILE",
                                    help="Public keys (JWKS) session tokens are checked with; reloaded on change."),
     listen: str = typer.Option("0.0.0.0:8091", "--listen", metavar="HOST:PORT", help="Address to serve on."),
+    ingest_url: str | None = typer.Option(None, "--ingest-url", metavar="URL",
+                                          help="Sentinel ingest endpoint for analytics events."),
+    ingest_key_file: Path | None = typer.Option(None, "--ingest-key-file", metavar="FILE",
+                                                help="File holding the ingest API key."),
+    approvals_url: str | None = typer.Option(
+        None, "--approvals-url", metavar="URL",
+        help="Where calls wait for a person's approval, with the ingest key (default: next to --ingest-url)."),
+    spool_dir: Path | None = typer.Option(None, "--spool-dir", metavar="DIR",
+                                          help="Where undelivered events wait (kept across restarts)."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
     otlp: str | None = typer.Option(None, "--otlp-endpoint", metavar="URL", help=OTLP_HELP),
 ) -> None:
     """Serve one virtual server at /v/<name>/mcp until interrupted (the operator's virtual gateway).
 
-    Each member call is decided by that member's policy, watched from its ConfigMap through the API.
+    Each member call is decided by that member's policy, watched from its ConfigMap through the API;
+    with --ingest-url each call is an event of the member with the virtual server named.
 
     /readyz answers 200 once every member's policy is loaded (and names the missing ones until then).
     """
@@ -90,16 +101,20 @@ def virtual(
     keys = _keys(jwks_file)
     routes = member_routes(members, keys)
     traces = otlp_endpoint(otlp)
+    emitter = _emitter(ingest_url, ingest_key_file, spool_dir)
     configure_logging(log_level)
-    gateway = _build(server, routes, keys, traces)
+    gateway = _build(server, routes, keys, traces, emitter)
+    if emitter is not None and ingest_url is not None and ingest_key_file is not None:
+        _report_tools(gateway, ingest_url, ingest_key_file, approvals_url)  # drift reports and approvals too
     names = ", ".join(f"{m['namespace']}/{m['name']}" for m in members) or "none"
     typer.echo(f"mcp-gateway for virtual server {server.metadata.namespace}/{server.metadata.name}: "
-               f"http://{host}:{port}/v/{server.metadata.name}/mcp (members {names}; analytics off, "
-               f"traces {traces or 'off'})", err=True)
+               f"http://{host}:{port}/v/{server.metadata.name}/mcp (members {names}; analytics "
+               f"{'on' if emitter else 'off'}, traces {traces or 'off'})", err=True)
     serve(gateway, host, port, log_level=log_level.lower())
 
 
-def _build(server: MCPVirtualServer, routes: list[GatewayRoute], keys: JwksFile, traces: str | None) -> Gateway:
+def _build(server: MCPVirtualServer, routes: list[GatewayRoute], keys: JwksFile, traces: str | None,
+           emitter: Emitter | None) -> Gateway:
     """The gateway with the member routes and the virtual server mounted; its verifier follows key rotation."""
     import asyncio
 
@@ -109,7 +124,7 @@ def _build(server: MCPVirtualServer, routes: list[GatewayRoute], keys: JwksFile,
     from mcp_runtime.telemetry import open_telemetry
 
     try:
-        gateway = Gateway(routes, telemetry=open_telemetry("mcp-gateway", traces))
+        gateway = Gateway(routes, emitter=emitter, telemetry=open_telemetry("mcp-gateway", traces))
     except ValueError as exc:
         raise CliError(str(exc), hint="check the members' upstream URLs in --config") from None
     endpoint = asyncio.run(gateway.add_virtual(VirtualRoute(server, keys)))  # nothing to await yet: no loop kept

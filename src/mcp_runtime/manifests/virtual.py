@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mcp_runtime.manifests.common import (
+    INGEST_KEY_FILE,
     LABEL_COMPONENT,
     LABEL_INSTANCE,
     LABEL_MANAGED_BY,
@@ -225,6 +226,15 @@ def _container(virtual: MCPVirtualServer, options: RenderOptions) -> Manifest:
             "--jwks-file", f"{jwks_dir}/jwks.json", "--listen", f"0.0.0.0:{VIRTUAL_GATEWAY_PORT}"]
     if options.otlp_endpoint:
         args += ["--otlp-endpoint", options.otlp_endpoint]
+    mounts: list[Manifest] = []
+    if options.ingest_url:  # analytics and approvals, as the members' sidecars send them
+        args += ["--ingest-url", options.ingest_url]
+        if options.approvals_url:
+            args += ["--approvals-url", options.approvals_url]
+        if options.ingest_key_secret is not None:
+            args += ["--ingest-key-file", f"{options.ingest_key_mount_dir.rstrip('/')}/{INGEST_KEY_FILE}"]
+            mounts.append({"name": "ingest-key", "mountPath": options.ingest_key_mount_dir.rstrip("/"),
+                           "readOnly": True})
     port = options.gateway_port_name
     container: Manifest = {
         "name": "mcp-gateway", "image": options.gateway_image, "command": list(options.gateway_command),
@@ -240,6 +250,7 @@ def _container(virtual: MCPVirtualServer, options: RenderOptions) -> Manifest:
             {"name": "jwks", "mountPath": jwks_dir, "readOnly": True},
             {"name": "gateway-tmp", "mountPath": "/tmp"},
             {"name": "kube-api-access", "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": True},
+            *mounts,
         ],
     }
     if options.image_pull_policy:
@@ -258,7 +269,11 @@ def _volumes(virtual: MCPVirtualServer, options: RenderOptions) -> list[Manifest
                                        "items": [{"key": options.jwks_key, "path": "jwks.json"}]}},
         {"name": "gateway-tmp", "emptyDir": {}},
         _api_access_volume(),
-    ]
+    ] + ([{"name": "ingest-key", "secret": {
+        "secretName": options.ingest_key_secret.name,
+        "defaultMode": 0o440 if options.run_as_group is not None else 0o444,
+        "items": [{"key": options.ingest_key_secret.key, "path": INGEST_KEY_FILE}]}}]
+        if options.ingest_url and options.ingest_key_secret is not None else [])
 
 
 def _service(virtual: MCPVirtualServer, owner: OwnerReference | None) -> Manifest:
