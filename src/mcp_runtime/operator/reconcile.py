@@ -136,10 +136,12 @@ class Reconciler:
 
     def reconcile_access(self, kind: str, namespace: str, name: str, *, previous_server: str | None = None,
                          now: datetime | None = None) -> None:
-        """Write a grant's or session's status and re-render the policy of the server(s) it names."""
+        """Re-render the policy of the server(s) a grant or session names, then write its status (so a
+        status that says Disabled or Revoked is already in the policy)."""
         now = now or datetime.now(UTC)
         raw = self.client.get(kind, name, namespace)
         servers = {previous_server} if previous_server else set()
+        status: dict[str, Any] | None = None
         if raw is not None:
             model = MCPAccessGrant if kind == GRANT_KIND else MCPAgentSession
             try:
@@ -151,10 +153,11 @@ class Reconciler:
             else:
                 server_name = obj.spec.server_ref.name
                 servers.add(server_name)
-                exists = self._target_exists(namespace, server_name)
-                self._write_status(kind, namespace, name, raw.get("status"), plan_access_status(obj, exists, now))
+                status = plan_access_status(obj, self._target_exists(namespace, server_name), now)
         for server_name in sorted(s for s in servers if s):
             self.reconcile_target(namespace, server_name, now)
+        if raw is not None and status is not None:
+            self._write_status(kind, namespace, name, raw.get("status"), status)
 
     def _target_exists(self, namespace: str, name: str) -> bool:
         """A grant's or session's server: an MCPServer, or (sessions) an MCPVirtualServer."""
