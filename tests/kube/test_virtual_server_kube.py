@@ -17,6 +17,7 @@ policies are checked as objects, not as blocked traffic.
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 import time
 import uuid
@@ -25,7 +26,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio
+import httpx
 import pytest
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 from fixtures.kube_cluster import KubeCluster
 from fixtures.kube_servers import CALLER_TEAM, GROUP_VERSION, PodServer, call_tool, list_tools, operator_process
@@ -201,6 +207,41 @@ def test_a_virtual_servers_gateway_pod_serves_the_members_tools_governed_by_each
         assert call_tool(url, token, "h_upper", {"text": "virtual"}) == ("ok", "VIRTUAL")
         assert call_tool(url, token, "payments_reverse", {"text": "abc"}) == ("denied", "tool_not_granted")
         assert call_tool(url, token, "h_echo", {"text": "x"}) == ("denied", "tool_not_granted")
+        through_v = anyio.run(_latencies, url, token, "payments_add", 20)
+        direct = anyio.run(_latencies, payments.url(), payments.token(), "add", 20)
+        print(f"[virtual pod] tools/call p50 through V {statistics.median(through_v) * 1000:.1f} ms, through the "
+              f"member's own Service and sidecar {statistics.median(direct) * 1000:.1f} ms (20 calls each)",
+              file=sys.stderr)
+
+        # Revoking V's session reaches V's gateway through its watch of the members' ConfigMaps.
+        revoked_at = time.monotonic()
+        cluster.kubectl("-n", ns, "patch", "mcpagentsession", "toolbox-cursor", "--type=merge", "-p",
+                        '{"spec": {"revoked": true}}')
+        cluster.wait_for("V refusing the revoked session", lambda: _initialize_status(url, token) == 401, timeout=30,
+                         interval=0.1)
+        print(f"[virtual pod] session revoked -> V refuses it in {time.monotonic() - revoked_at:.2f}s",
+              file=sys.stderr)
         cluster.kubectl("-n", ns, "delete", "mcpvirtualserver", "toolbox", "--timeout=60s", timeout=90)
         cluster.kubectl("-n", ns, "delete", "mcpservers", "--all", "--timeout=60s", timeout=90)
         cluster.kubectl("-n", other, "delete", "mcpservers", "--all", "--timeout=60s", timeout=90)
+
+
+async def _latencies(url: str, token: str, tool: str, calls: int) -> list[float]:
+    """Seconds per `tools/call` of `tool` in one SDK session (after initialize)."""
+    async with create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}) as http, \
+            streamable_http_client(url, http_client=http) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        seen = []
+        for i in range(calls):
+            started = time.monotonic()
+            result = await session.call_tool(tool, {"a": i, "b": 1})
+            seen.append(time.monotonic() - started)
+            assert not result.is_error, result
+        return seen
+
+
+def _initialize_status(url: str, token: str) -> int:
+    return httpx.post(url, timeout=10, json={
+        "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}},
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}).status_code
