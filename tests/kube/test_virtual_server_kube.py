@@ -144,6 +144,16 @@ def _reconcile_and_delete(cluster: KubeCluster, ns: str, other: str) -> None:
         cluster.wait_for(f"V's session in {name}'s policy",
                          lambda name=name, where=where: f"{ns}/toolbox-cursor" in policy_sessions(cluster, name, where))
 
+    # A member that moves its app port: V's config (and direct Service) follow it.
+    def helper_upstream() -> str:
+        data = (cluster.get("configmap", "toolbox-virtual", ns) or {}).get("data") or {}
+        return next(m["upstream"] for m in json.loads(data["virtual.json"])["members"] if m["name"] == "helper")
+    assert helper_upstream() == f"http://{base}-helper-direct.{other}.svc:8088/helper/mcp"
+    cluster.kubectl("-n", other, "patch", "mcpserver", "helper", "--type=merge", "-p", '{"spec": {"port": 9000}}')
+    cluster.wait_for("V's config following the member's port", lambda: ":9000/" in helper_upstream(), timeout=60)
+    cluster.wait_for("the direct Service too", lambda: (cluster.get("service", f"{base}-helper-direct", other) or {})[
+        "spec"]["ports"][0]["targetPort"] == 9000, timeout=30)
+
     # A member that does not exist: named in the status.
     cluster.apply(virtual(ns, other, "ghost"), namespace=ns)
     cluster.wait_for("the missing member in V's status", lambda: f"{ns}/ghost not found" in status(
