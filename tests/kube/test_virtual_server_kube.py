@@ -35,6 +35,10 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 
 from fixtures.kube_cluster import KubeCluster
 from fixtures.kube_servers import CALLER_TEAM, GROUP_VERSION, PodServer, call_tool, list_tools, operator_process
+from mcp_runtime.kube import KubeClient
+from mcp_runtime.operator.reconcile import Reconciler
+from mcp_runtime.operator.reconcile_virtual import sweep_virtual_orphans
+from mcp_runtime.operator.settings import OperatorSettings
 from mcp_runtime.security import KeyRing, SessionClaims, issue_session_token
 
 LABELS = "mcpruntime.org/virtual-server=toolbox"
@@ -99,6 +103,23 @@ def test_the_operator_renders_a_virtual_server_over_two_namespaces_and_cleans_up
         except BaseException:
             print(f"--- the operator's log (tail) ---\n{log.read_text()[-8000:]}")
             raise
+
+    # With the operator down, V's delete event is missed: the sweep deletes what V left in other namespaces,
+    # and nothing of a virtual server that still exists.
+    cluster.apply(virtual(ns, other), namespace=ns)
+    def role(owner: str) -> dict[str, Any]:
+        return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": {"name": f"{owner}-left", "labels": {
+                    "app.kubernetes.io/managed-by": "mcp-runtime", "mcpruntime.org/virtual-server": owner,
+                    "mcpruntime.org/virtual-server-namespace": ns}}, "rules": []}
+    cluster.apply(role("gone"), role("toolbox"), namespace=other)
+    client = KubeClient.from_environment(str(cluster.kubeconfig))
+    try:
+        assert sweep_virtual_orphans(Reconciler(client, OperatorSettings(namespaces=(ns, other)))) == 1
+    finally:
+        client.close()
+    assert cluster.get("role", "gone-left", other) is None
+    assert cluster.get("role", "toolbox-left", other) is not None
 
 
 def _reconcile_and_delete(cluster: KubeCluster, ns: str, other: str) -> None:
