@@ -40,8 +40,8 @@ from mcp_runtime.manifests.names import label_value, object_name
 from mcp_runtime.manifests.options import OwnerReference, RenderOptions
 from mcp_runtime.manifests.pod import (
     SERVICE_ACCOUNT_DIR,
-    _api_access_volume,
-    _container_security,
+    api_access_volume,
+    container_security,
     resource_requirements,
 )
 from mcp_runtime.resources import MCPServer, MCPVirtualServer, virtual_path
@@ -244,7 +244,7 @@ def _container(virtual: MCPVirtualServer, options: RenderOptions) -> Manifest:
                            "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 3},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": port}, "initialDelaySeconds": 5,
                           "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3},
-        "securityContext": _container_security(),
+        "securityContext": container_security(),
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_MOUNT_DIR, "readOnly": True},
             {"name": "jwks", "mountPath": jwks_dir, "readOnly": True},
@@ -268,7 +268,7 @@ def _volumes(virtual: MCPVirtualServer, options: RenderOptions) -> list[Manifest
         {"name": "jwks", "configMap": {"name": options.jwks_configmap,
                                        "items": [{"key": options.jwks_key, "path": "jwks.json"}]}},
         {"name": "gateway-tmp", "emptyDir": {}},
-        _api_access_volume(),
+        api_access_volume(),
     ] + ([{"name": "ingest-key", "secret": {
         "secretName": options.ingest_key_secret.name,
         "defaultMode": 0o440 if options.run_as_group is not None else 0o444,
