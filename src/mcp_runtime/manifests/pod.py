@@ -74,7 +74,7 @@ def pod_template(ctx: RenderContext, policy: PolicyDocument, labels: dict[str, s
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
-def _api_access_volume() -> Manifest:
+def api_access_volume() -> Manifest:
     """What automounting would give (short-lived token, cluster CA, namespace), for one container only.
 
     Kubernetes client libraries find it at the standard path, so the sidecar's in-cluster config works;
@@ -88,7 +88,7 @@ def _api_access_volume() -> Manifest:
     ]}}
 
 
-def _container_security() -> Manifest:
+def container_security() -> Manifest:
     return {
         "runAsNonRoot": True,
         "readOnlyRootFilesystem": True,
@@ -141,7 +141,7 @@ def _app_container(ctx: RenderContext, image: str) -> Manifest:
                            "timeoutSeconds": 2, "failureThreshold": 3},
         "livenessProbe": {"tcpSocket": {"port": port_name}, "initialDelaySeconds": 10, "periodSeconds": 10,
                           "timeoutSeconds": 2, "failureThreshold": 3},
-        "securityContext": _container_security(),
+        "securityContext": container_security(),
         "volumeMounts": [{"name": "app-tmp", "mountPath": "/tmp"}],
     }
     if stdio is not None:
@@ -273,7 +273,7 @@ def _gateway_storage(ctx: RenderContext) -> tuple[list[Manifest], list[Manifest]
     ]
     if options.watch_policy_via_api:
         mounts.append({"name": "kube-api-access", "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": True})
-        volumes.append(_api_access_volume())
+        volumes.append(api_access_volume())
     return mounts, volumes
 
 
@@ -301,7 +301,7 @@ def _gateway_container(ctx: RenderContext) -> tuple[Manifest, list[Manifest]]:
                            "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 3},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": port_name}, "initialDelaySeconds": 5,
                           "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3},
-        "securityContext": _container_security(),
+        "securityContext": container_security(),
         "volumeMounts": mounts,
     }
     if options.image_pull_policy:

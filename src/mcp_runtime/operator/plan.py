@@ -138,8 +138,10 @@ def plan_server(
     observed: Observed,
     options: RenderOptions,
     now: datetime,
+    virtual_sessions: Sequence[MCPAgentSession] = (),
 ) -> ServerPlan:
-    """Desired objects (owned by the server), stale owned objects to delete, and the server's status."""
+    """Desired objects (owned by the server), stale owned objects to delete, and the server's status.
+    `virtual_sessions`: sessions of the virtual servers it is a member of (compiled in qualified)."""
     previous = _previous_conditions(server.status.model_dump(by_alias=True, mode="json") if server.status else None)
     generation = server.metadata.generation
     namespace = server.namespace or options.default_namespace
@@ -155,7 +157,7 @@ def plan_server(
         return status
 
     try:
-        policy, rendered = _render(server, grants, sessions, observed, options)
+        policy, rendered = _render(server, grants, sessions, observed, options, virtual_sessions)
     except (RenderError, ValueError) as exc:
         message = f"cannot render {server.name}: {exc}"
         conditions = [condition("Ready", False, "RenderFailed", message),
@@ -197,9 +199,10 @@ def plan_server(
 
 
 def _render(server: MCPServer, grants: Sequence[MCPAccessGrant], sessions: Sequence[MCPAgentSession],
-            observed: Observed, options: RenderOptions) -> tuple[PolicyDocument, RenderedServer]:
+            observed: Observed, options: RenderOptions,
+            virtual_sessions: Sequence[MCPAgentSession]) -> tuple[PolicyDocument, RenderedServer]:
     """The policy document and the rendered objects; a canary keeps the stable image the live Deployment runs."""
-    policy = compile_policy(server, list(grants), list(sessions))
+    policy = compile_policy(server, list(grants), list(sessions), virtual_sessions)
     render_options = replace(options, owner_reference=owner_reference_for(server))
     if server.spec.rollout is not None and server.spec.rollout.strategy == RolloutStrategy.canary:
         render_options = replace(render_options, canary_stable_image=_live_stable_image(
@@ -281,3 +284,13 @@ def server_selector(server_name: str) -> str:
     """The label selector of every object rendered for a server."""
     return f"{LABEL_SERVER}={label_value(server_name)}"
 
+
+_STATUS_KEYS = {"phase", "message", "url", "readyReplicas", "conditions", "observedGeneration"}
+
+
+def known_status(raw: dict[str, Any]) -> dict[str, Any]:
+    """The object with only the status fields our models know (other writers may add their own)."""
+    status = raw.get("status")
+    if not isinstance(status, dict):
+        return {k: v for k, v in raw.items() if k != "status"}
+    return {**raw, "status": {k: v for k, v in status.items() if k in _STATUS_KEYS}}
