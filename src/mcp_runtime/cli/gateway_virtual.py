@@ -16,7 +16,14 @@ import typer
 
 from mcp_runtime.cli.common.errors import CliError
 from mcp_runtime.cli.common.serving import OTLP_HELP, configure_logging, otlp_endpoint
-from mcp_runtime.cli.gateway import _emitter, _keys, _listen, _readable, _report_tools, _seconds
+from mcp_runtime.cli.gateway import (
+    analytics_emitter,
+    duration_seconds,
+    jwks_keys,
+    listen_address,
+    readable_file,
+    report_tools_to_platform,
+)
 
 if TYPE_CHECKING:
     from mcp_runtime.gateway import Gateway, GatewayRoute
@@ -35,7 +42,7 @@ def load_config(path: Path) -> tuple[MCPVirtualServer, list[dict[str, Any]]]:
     from mcp_runtime.resources import MCPVirtualServer
 
     try:
-        data = json.loads(_readable(path, "config file", "--config"))
+        data = json.loads(readable_file(path, "config file", "--config"))
         virtual = MCPVirtualServer.model_validate(data["virtualServer"])
         members = list(data.get("members") or [])
         for member in members:
@@ -64,8 +71,8 @@ def member_routes(members: list[dict[str, Any]], keys: JwksFile) -> list[Gateway
         routes.append(GatewayRoute(
             upstream=member["upstream"], policy=source, keys=keys, server=member["name"],
             namespace=member["namespace"], path=member_path(member["namespace"], member["name"]),
-            connect_timeout=_seconds(member.get("connectTimeout") or "10s", "connectTimeout"),
-            read_timeout=_seconds(member.get("readTimeout") or "300s", "readTimeout")))
+            connect_timeout=duration_seconds(member.get("connectTimeout") or "10s", "connectTimeout"),
+            read_timeout=duration_seconds(member.get("readTimeout") or "300s", "readTimeout")))
     return routes
 
 
@@ -96,16 +103,16 @@ def virtual(
     """
     from mcp_runtime.gateway.server import serve
 
-    host, port = _listen(listen)
+    host, port = listen_address(listen)
     server, members = load_config(config)
-    keys = _keys(jwks_file)
+    keys = jwks_keys(jwks_file)
     routes = member_routes(members, keys)
     traces = otlp_endpoint(otlp)
-    emitter = _emitter(ingest_url, ingest_key_file, spool_dir)
+    emitter = analytics_emitter(ingest_url, ingest_key_file, spool_dir)
     configure_logging(log_level)
     gateway = _build(server, routes, keys, traces, emitter)
     if emitter is not None and ingest_url is not None and ingest_key_file is not None:
-        _report_tools(gateway, ingest_url, ingest_key_file, approvals_url)  # drift reports and approvals too
+        report_tools_to_platform(gateway, ingest_url, ingest_key_file, approvals_url)  # drift reports and approvals too
     names = ", ".join(f"{m['namespace']}/{m['name']}" for m in members) or "none"
     typer.echo(f"mcp-gateway for virtual server {server.metadata.namespace}/{server.metadata.name}: "
                f"http://{host}:{port}/v/{server.metadata.name}/mcp (members {names}; analytics "
