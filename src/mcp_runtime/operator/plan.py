@@ -79,7 +79,7 @@ def server_url(server: MCPServer, tls: bool) -> str:
     return path
 
 
-def _condition(type_: str, ok: bool | None, reason: str, message: str, generation: int | None,
+def status_condition(type_: str, ok: bool | None, reason: str, message: str, generation: int | None,
                previous: Mapping[str, Manifest], now: datetime) -> Manifest:
     """A condition; `lastTransitionTime` moves only when the status changes."""
     status = "Unknown" if ok is None else ("True" if ok else "False")
@@ -93,12 +93,12 @@ def _condition(type_: str, ok: bool | None, reason: str, message: str, generatio
     return cond
 
 
-def _previous_conditions(status: Any) -> dict[str, Manifest]:
+def previous_conditions(status: Any) -> dict[str, Manifest]:
     conditions = (status or {}).get("conditions") or [] if isinstance(status, dict) else []
     return {c["type"]: c for c in conditions if isinstance(c, dict) and "type" in c}
 
 
-def _deployment_readiness(desired: Manifest, live: Manifest | None) -> tuple[int, int, str | None]:
+def deployment_readiness(desired: Manifest, live: Manifest | None) -> tuple[int, int, str | None]:
     """(wanted replicas, ready replicas, why not ready or None) of one Deployment."""
     wanted = int(desired["spec"].get("replicas", 1))
     if live is None:
@@ -142,12 +142,12 @@ def plan_server(
 ) -> ServerPlan:
     """Desired objects (owned by the server), stale owned objects to delete, and the server's status.
     `virtual_sessions`: sessions of the virtual servers it is a member of (compiled in qualified)."""
-    previous = _previous_conditions(server.status.model_dump(by_alias=True, mode="json") if server.status else None)
+    previous = previous_conditions(server.status.model_dump(by_alias=True, mode="json") if server.status else None)
     generation = server.metadata.generation
     namespace = server.namespace or options.default_namespace
 
     def condition(kind: str, ok: bool | None, reason: str, message: str) -> Manifest:
-        return _condition(kind, ok, reason, message, generation, previous, now)
+        return status_condition(kind, ok, reason, message, generation, previous, now)
 
     def status_of(conditions: list[Manifest], phase: str, message: str, ready: int | None) -> Manifest:
         status: Manifest = {"phase": phase, "message": message, "url": server_url(server, options.tls_enabled),
@@ -223,7 +223,7 @@ class _Replicas:
         wanted = ready = 0
         problems: list[str] = []
         for deployment in rendered.deployments:
-            want, up, problem = _deployment_readiness(deployment, observed.live("Deployment",
+            want, up, problem = deployment_readiness(deployment, observed.live("Deployment",
                                                                                deployment["metadata"]["name"]))
             wanted, ready = wanted + want, ready + up
             if problem:
@@ -255,7 +255,7 @@ def _gateway_state(server: MCPServer, replicas: _Replicas) -> tuple[bool, str, s
 def plan_access_status(obj: MCPAccessGrant | MCPAgentSession, server_exists: bool, now: datetime) -> Manifest:
     """Status of a grant (Active / Disabled / Expired) or session (Active / Expired / Revoked)."""
     phase, message = phase_message(obj, now)
-    previous = _previous_conditions(obj.status.model_dump(by_alias=True, mode="json") if obj.status else None)
+    previous = previous_conditions(obj.status.model_dump(by_alias=True, mode="json") if obj.status else None)
     generation = obj.metadata.generation
     ref = obj.spec.server_ref.name
     namespace = obj.metadata.namespace
@@ -264,9 +264,9 @@ def plan_access_status(obj: MCPAccessGrant | MCPAgentSession, server_exists: boo
         message = (f"MCPServer {ref} does not exist in namespace {namespace}: the {what} has no effect until it "
                    "does (a grant or session must live in its server's namespace)")
     conditions = [
-        _condition("ServerFound", server_exists, "ServerFound" if server_exists else "ServerNotFound",
+        status_condition("ServerFound", server_exists, "ServerFound" if server_exists else "ServerNotFound",
                    f"MCPServer {ref} exists" if server_exists else message, generation, previous, now),
-        _condition("Ready", server_exists and phase == "Active", phase, message, generation, previous, now),
+        status_condition("Ready", server_exists and phase == "Active", phase, message, generation, previous, now),
     ]
     return {"phase": phase, "message": message, "conditions": conditions, "observedGeneration": generation}
 

@@ -14,9 +14,9 @@ from mcp_runtime.manifests.virtual import Hosts, direct_service_name, render_vir
 from mcp_runtime.operator.plan import (
     Manifest,
     ObjectRef,
-    _condition,
-    _deployment_readiness,
-    _previous_conditions,
+    deployment_readiness,
+    previous_conditions,
+    status_condition,
 )
 from mcp_runtime.resources import MCPServer, MCPVirtualServer, virtual_path
 
@@ -68,7 +68,7 @@ def plan_virtual(virtual: MCPVirtualServer, members: Mapping[tuple[str, str], MC
                  hosts: Hosts | None = None) -> VirtualPlan:
     """`members`: each member key to the MCPServer read (None: not found); `existing`: every object that
     carries V's labels now, in any namespace (the stale ones are deleted); `hosts`: see render_virtual."""
-    previous = _previous_conditions(virtual.status.model_dump(by_alias=True, mode="json")
+    previous = previous_conditions(virtual.status.model_dump(by_alias=True, mode="json")
                                     if virtual.status else None)
     generation = virtual.metadata.generation
     found = [m for m in members.values() if m is not None]
@@ -83,14 +83,14 @@ def plan_virtual(virtual: MCPVirtualServer, members: Mapping[tuple[str, str], MC
     except (RenderError, ValueError) as exc:
         message = f"cannot render {virtual.metadata.name}: {exc}"
         return VirtualPlan(apply=[], delete=[], status=status("Error", message, [
-            _condition("Ready", False, "RenderFailed", message, generation, previous, now)]))
+            status_condition("Ready", False, "RenderFailed", message, generation, previous, now)]))
     desired = rendered.all()
     if jwks is not None:
         desired.insert(0, render_jwks_configmap(jwks, virtual.metadata.namespace or "", options))
     wanted = {_ref(o) for o in desired}
     delete = sorted({_ref(o) for o in existing} - wanted, key=lambda r: (r.namespace, r.kind, r.name))
 
-    _, ready, problem = _deployment_readiness(rendered.deployment, live_deployment)
+    _, ready, problem = deployment_readiness(rendered.deployment, live_deployment)
     members_ok = not missing
     members_message = (f"members {', '.join(missing)} not found: their tools are unavailable until they exist"
                        if missing else f"{len(found)} member(s): " + ", ".join(
@@ -98,12 +98,12 @@ def plan_virtual(virtual: MCPVirtualServer, members: Mapping[tuple[str, str], MC
     deployment_message = problem or f"{ready} gateway replica(s) ready (every member policy loaded)"
     ok = problem is None and members_ok
     conditions = [
-        _condition("Ready", ok, "Ready" if ok else "NotReady",
+        status_condition("Ready", ok, "Ready" if ok else "NotReady",
                    f"serving {virtual_path(virtual.metadata.name)}" if ok else (problem or members_message),
                    generation, previous, now),
-        _condition("MembersFound", members_ok, "MembersFound" if members_ok else "MemberNotFound",
+        status_condition("MembersFound", members_ok, "MembersFound" if members_ok else "MemberNotFound",
                    members_message, generation, previous, now),
-        _condition("DeploymentReady", problem is None, "ReplicasReady" if problem is None else "ReplicasNotReady",
+        status_condition("DeploymentReady", problem is None, "ReplicasReady" if problem is None else "ReplicasNotReady",
                    deployment_message, generation, previous, now),
     ]
     if ok:
