@@ -169,6 +169,8 @@ def test_build_push_deploy_call_revoke_delete(up: Served, built_image: dict[str,
     allowed = [e for e in events if e["decision"] == "allow"]
     assert allowed and {"cursor", "bob@globex.com", "mcp-team-acme"} <= set(allowed[0].values()), allowed[0]
 
+    _through_a_virtual_server(up, people, namespace)
+
     ok(up, "POST", f"/runtime/sessions/{namespace}/{session_name}/revoke", alice)
     revoked_at = time.monotonic()
     denied = wait_for(lambda: call_tool(public, token, "add", {"a": 2, "b": 3}), lambda r: not r[0], timeout=10)
@@ -201,3 +203,33 @@ def test_build_push_deploy_call_revoke_delete(up: Served, built_image: dict[str,
     assert gone != 0
 
 
+
+
+def _through_a_virtual_server(up: Served, people: dict[str, Any], namespace: str) -> None:
+    """A virtual server over the pod: `up` reaches the app in the pod by the pod's address and decides
+    each call by the member's policy (bob's grant: add and echo), as the sidecar does."""
+    admin, alice = people["tokens"]["admin"], people["tokens"]["alice"]
+    app = up.runtime.app_url(namespace, SERVER)
+    assert app is not None and not app.startswith("http://127.0.0.1"), app  # the pod's own address
+    ok(up, "POST", "/runtime/virtualservers", alice, {
+        "apiVersion": "mcpruntime.org/v1alpha1", "kind": "MCPVirtualServer",
+        "metadata": {"name": "toolbox", "namespace": namespace},
+        "spec": {"members": [{"serverRef": {"name": SERVER}, "prefix": "du_"}]}})
+    status = wait_for(lambda: ok(up, "GET", f"/runtime/virtualservers/{namespace}/toolbox", alice).get("status") or {},
+                      lambda s: s.get("phase") == "Ready", timeout=20)
+    assert status["url"] == f"{up.url}/v/toolbox/mcp", status
+    globex = people["teams"]["globex"]["id"]
+    issued = ok(up, "POST", "/runtime/sessions", admin, {
+        "apiVersion": "mcpruntime.org/v1alpha1", "kind": "MCPAgentSession",
+        "metadata": {"name": "toolbox-cursor", "namespace": namespace},
+        "spec": {"serverRef": {"name": "toolbox"}, "consentedTrust": "high",
+                 "subject": {"teamID": globex, "agentID": "cursor"}}})
+    virtual = f"{up.url}/v/toolbox/mcp"
+    assert call_tool(virtual, issued["token"], "du_add", {"a": 40, "b": 2}) == (True, "42")
+    denied = call_tool(virtual, issued["token"], "du_upper", {"text": "x"})
+    assert denied[0] is False and "is not in grant" in denied[1], denied
+    events = wait_for(lambda: ok(up, "GET", f"/analytics/events?server={SERVER}&limit=500", alice)["items"],
+                      lambda items: any(e.get("virtualServer") == f"{namespace}/toolbox" for e in items), timeout=20)
+    assert {(e["tool"], e["decision"]) for e in events if e.get("virtualServer")} >= {("add", "allow"),
+                                                                                      ("upper", "deny")}
+    ok(up, "DELETE", f"/runtime/virtualservers/{namespace}/toolbox", alice)

@@ -19,6 +19,7 @@ def register(app: typer.Typer) -> None:
         cluster,
         crds,
         gateway,
+        gateway_virtual,
         image,
         operator,
         platform,
@@ -44,6 +45,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(analytics.app, name="analytics")
     app.add_typer(audit.app, name="audit")
     app.add_typer(crds.app, name="crds")
+    gateway.app.command("virtual")(gateway_virtual.virtual)
     app.add_typer(gateway.app, name="gateway")
     app.add_typer(platform.app, name="platform")
     app.add_typer(registry.app, name="registry")

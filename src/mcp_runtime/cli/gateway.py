@@ -28,7 +28,7 @@ app = typer.Typer(help="Run the mcp-gateway: authenticate, authorize, forward an
 DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_GATEWAY_PORT}"
 
 
-def _readable(path: Path, what: str, flag: str) -> bytes:
+def readable_file(path: Path, what: str, flag: str) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
@@ -39,7 +39,7 @@ def _readable(path: Path, what: str, flag: str) -> bytes:
         raise CliError(f"cannot read {what} {path}: {exc.strerror or exc}", hint=f"check {flag}") from None
 
 
-def _listen(value: str) -> tuple[str, int]:
+def listen_address(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise CliError(f"--listen must be HOST:PORT, got {value!r}", hint=f"for example {DEFAULT_LISTEN}")
@@ -114,28 +114,28 @@ def run(
     from mcp_runtime.gateway import Gateway, GatewayRoute
     from mcp_runtime.gateway.server import serve
 
-    host, port = _listen(listen)
+    host, port = listen_address(listen)
     if not upstream.startswith(("http://", "https://")):
         raise CliError(f"--upstream must be an http(s) URL, got {upstream!r}",
                        hint="for example http://127.0.0.1:8088/mcp")
     if policy_file is None and policy_configmap is None:
         raise CliError("no policy source", hint="give --policy-file FILE or --policy-configmap NAMESPACE/NAME")
     if policy_file is not None:
-        _readable(policy_file, "policy file", "--policy-file")
-    keys = _keys(jwks_file)
+        readable_file(policy_file, "policy file", "--policy-file")
+    keys = jwks_keys(jwks_file)
     source = _policy_source(policy_file, policy_configmap)
     upstream_token = None
     if upstream_token_file is not None:
-        raw = _readable(upstream_token_file, "upstream token file", "--upstream-token-file")
+        raw = readable_file(upstream_token_file, "upstream token file", "--upstream-token-file")
         upstream_token = raw.decode().strip() or None
-    emitter = _emitter(ingest_url, ingest_key_file, spool_dir)
-    connect_seconds = _seconds(connect_timeout, "--connect-timeout")
-    read_seconds = _seconds(read_timeout, "--read-timeout")
+    emitter = analytics_emitter(ingest_url, ingest_key_file, spool_dir)
+    connect_seconds = duration_seconds(connect_timeout, "--connect-timeout")
+    read_seconds = duration_seconds(read_timeout, "--read-timeout")
     traces = otlp_endpoint(otlp)
 
     configure_logging(log_level)
     header = _upstream_header(upstream_header, upstream_header_prefix, upstream_credential_file)
-    ca_bundle = _readable(ca_file, "CA file", "--ca-file").decode("utf-8", "replace") if ca_file else None
+    ca_bundle = readable_file(ca_file, "CA file", "--ca-file").decode("utf-8", "replace") if ca_file else None
     oauth = _oauth_resource(resource_url, authorization_server, allowed_origin)
     try:
         route = GatewayRoute(upstream=upstream, policy=source, keys=keys, server=server, namespace=namespace,
@@ -147,7 +147,7 @@ def run(
     except ValueError as exc:
         raise CliError(str(exc), hint="check --upstream, --ca-file and the credential") from None
     if emitter is not None and ingest_url is not None and ingest_key_file is not None:
-        _report_tools(gateway, ingest_url, ingest_key_file, approvals_url)
+        report_tools_to_platform(gateway, ingest_url, ingest_key_file, approvals_url)
     doc = source.document
     who = f"{namespace or doc.server.namespace}/{server or doc.server.name}" if doc else server or "(from policy)"
     revision = doc.revision[:12] if doc else "none yet"
@@ -157,7 +157,7 @@ def run(
     serve(gateway, host, port, log_level=log_level.lower())
 
 
-def _report_tools(gateway: Gateway, ingest_url: str, ingest_key_file: Path, approvals: str | None) -> None:
+def report_tools_to_platform(gateway: Gateway, ingest_url: str, ingest_key_file: Path, approvals: str | None) -> None:
     """Tool definitions the gateway sees go to the platform next to the analytics (tool-definition pinning);
     calls that need a person's approval wait there (`approvals`, else next to the ingest URL)."""
     from mcp_runtime.gateway.approval_client import HttpApprovals, approvals_url
@@ -168,7 +168,7 @@ def _report_tools(gateway: Gateway, ingest_url: str, ingest_key_file: Path, appr
         typer.echo(f"note: --ingest-url {ingest_url} does not end in /ingest/events: tool definitions are not "
                    "reported to the platform (pins are still enforced)", err=True)
         return
-    key = _readable(ingest_key_file, "ingest key file", "--ingest-key-file").decode().strip()
+    key = readable_file(ingest_key_file, "ingest key file", "--ingest-key-file").decode().strip()
     gateway.drift_listener = ToolReporter(url, key)
     approvals = approvals or approvals_url(ingest_url)
     if approvals is not None:  # calls that need a person's approval wait in the platform (approval_client.py)
@@ -205,13 +205,13 @@ def _upstream_header(name: str | None, prefix: str, credential_file: Path | None
                        hint="give the header name and the file holding its value")
     if name is None or credential_file is None:
         return None
-    value = _readable(credential_file, "upstream credential file", "--upstream-credential-file").decode().strip()
+    value = readable_file(credential_file, "upstream credential file", "--upstream-credential-file").decode().strip()
     if not value:
         raise CliError(f"upstream credential file {credential_file} is empty", hint="check the Secret it comes from")
     return name, prefix + value
 
 
-def _seconds(value: str, flag: str) -> float:
+def duration_seconds(value: str, flag: str) -> float:
     """A duration flag (`10s`, `5m`) in seconds."""
     from mcp_runtime.resources import parse_duration
 
@@ -221,12 +221,12 @@ def _seconds(value: str, flag: str) -> float:
         raise CliError(f"{flag}: {exc}", hint=f"for example {flag} 30s") from None
 
 
-def _keys(jwks_file: Path) -> JwksFile:
+def jwks_keys(jwks_file: Path) -> JwksFile:
     """The session-token keys, watched for changes."""
     from mcp_runtime.gateway.keys_source import JwksFile
     from mcp_runtime.security import KeyRingError
 
-    _readable(jwks_file, "JWKS file", "--jwks-file")
+    readable_file(jwks_file, "JWKS file", "--jwks-file")
     try:
         return JwksFile(jwks_file)
     except KeyRingError as exc:
@@ -254,14 +254,14 @@ def _policy_source(policy_file: Path | None, policy_configmap: str | None) -> Po
     return source
 
 
-def _emitter(ingest_url: str | None, ingest_key_file: Path | None, spool_dir: Path | None) -> Emitter | None:
+def analytics_emitter(ingest_url: str | None, ingest_key_file: Path | None, spool_dir: Path | None) -> Emitter | None:
     """Analytics to Sentinel ingest when configured (URL and key both), else none."""
     if ingest_url is None and ingest_key_file is None and spool_dir is None:
         return None
     if ingest_url is None or ingest_key_file is None:
         raise CliError("analytics needs both --ingest-url and --ingest-key-file",
                        hint="give both, or neither to run without analytics")
-    api_key = _readable(ingest_key_file, "ingest key file", "--ingest-key-file").decode().strip()
+    api_key = readable_file(ingest_key_file, "ingest key file", "--ingest-key-file").decode().strip()
     if not api_key:
         raise CliError(f"ingest key file {ingest_key_file} is empty", hint="check --ingest-key-file")
     from mcp_runtime.sentinel.emitter import Emitter

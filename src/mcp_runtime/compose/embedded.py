@@ -244,9 +244,15 @@ class EmbeddedPlatform:
         path = server.spec.ingress_path or f"/{name}/mcp"
         if upstream is None or not server.spec.gateway.enabled:
             return
-        if getattr(self.runtime, "has_gateway_sidecar", False):  # podman: the pod's sidecar governs it
-            self._paths[(namespace, name)] = path  # served by runtime.proxy (see asgi)
-            return
+        if getattr(self.runtime, "has_gateway_sidecar", False):
+            # podman: the pod's sidecar serves the public route (runtime.proxy, see asgi). This gateway holds
+            # the same governed route to the app itself, only for virtual servers to find the member by.
+            self._paths[(namespace, name)] = path
+            upstream = self.runtime.app_url(namespace, name)  # type: ignore[attr-defined]
+            if upstream is None:
+                log.warning("%s/%s: no address of its app in the pod; virtual servers cannot reach it",
+                            namespace, name)
+                return
         timeouts = server.spec.gateway.timeouts
         route = GatewayRoute(upstream=upstream, policy=self._source(namespace, name),
                              keys=self.platform.keyring.public_keys(), server=name, namespace=namespace, path=path,

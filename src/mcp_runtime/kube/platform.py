@@ -155,7 +155,8 @@ def operator_cluster_role() -> Manifest:
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": ["apps"], "resources": ["deployments"],
          "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
-        {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"],
+        # NetworkPolicies: a virtual server's gateway is admitted to each member's app port (manifests/virtual.py).
+        {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "networkpolicies"],
          "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
         # It grants each sidecar get/list/watch on its own ConfigMap, so it must hold those verbs itself.
         {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"],

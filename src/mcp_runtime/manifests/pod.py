@@ -74,7 +74,7 @@ def pod_template(ctx: RenderContext, policy: PolicyDocument, labels: dict[str, s
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
-def _api_access_volume() -> Manifest:
+def api_access_volume() -> Manifest:
     """What automounting would give (short-lived token, cluster CA, namespace), for one container only.
 
     Kubernetes client libraries find it at the standard path, so the sidecar's in-cluster config works;
@@ -88,7 +88,7 @@ def _api_access_volume() -> Manifest:
     ]}}
 
 
-def _container_security() -> Manifest:
+def container_security() -> Manifest:
     return {
         "runAsNonRoot": True,
         "readOnlyRootFilesystem": True,
@@ -141,7 +141,7 @@ def _app_container(ctx: RenderContext, image: str) -> Manifest:
                            "timeoutSeconds": 2, "failureThreshold": 3},
         "livenessProbe": {"tcpSocket": {"port": port_name}, "initialDelaySeconds": 10, "periodSeconds": 10,
                           "timeoutSeconds": 2, "failureThreshold": 3},
-        "securityContext": _container_security(),
+        "securityContext": container_security(),
         "volumeMounts": [{"name": "app-tmp", "mountPath": "/tmp"}],
     }
     if stdio is not None:
@@ -233,16 +233,14 @@ def _ingest_parts(ctx: RenderContext, args: list[str], mounts: list[Manifest], v
                 "items": [{"key": ingest_key.key, "path": INGEST_KEY_FILE}]}})
 
 
-def _gateway_container(ctx: RenderContext) -> tuple[Manifest, list[Manifest]]:
-    spec = ctx.server.spec
-    options = ctx.options
-    policy_dir = options.policy_mount_dir.rstrip("/")
-    jwks_dir = options.jwks_mount_dir.rstrip("/")
+def _gateway_args(ctx: RenderContext) -> list[str]:
+    """`mcp-runtime gateway run`'s flags for the sidecar: upstream, policy and JWKS files, listen, timeouts."""
+    spec, options = ctx.server.spec, ctx.options
     args = [
         "gateway", "run",
         "--upstream", gateway_upstream(ctx.server),
-        "--policy-file", f"{policy_dir}/{POLICY_KEY}",
-        "--jwks-file", f"{jwks_dir}/jwks.json",
+        "--policy-file", f"{options.policy_mount_dir.rstrip('/')}/{POLICY_KEY}",
+        "--jwks-file", f"{options.jwks_mount_dir.rstrip('/')}/jwks.json",
         "--listen", f"0.0.0.0:{spec.gateway.port}",
         "--path", route_path(ctx.server),
     ]
@@ -253,6 +251,13 @@ def _gateway_container(ctx: RenderContext) -> tuple[Manifest, list[Manifest]]:
         args += ["--connect-timeout", timeouts.connect]
     if timeouts.read != DEFAULT_READ_TIMEOUT:
         args += ["--read-timeout", timeouts.read]
+    return args
+
+
+def _gateway_storage(ctx: RenderContext) -> tuple[list[Manifest], list[Manifest]]:
+    """The sidecar's mounts and the pod volumes behind them: policy (plus a remote's CA), JWKS, /tmp."""
+    options = ctx.options
+    policy_dir, jwks_dir = options.policy_mount_dir.rstrip("/"), options.jwks_mount_dir.rstrip("/")
     policy_items = [{"key": POLICY_KEY, "path": POLICY_KEY}] + [
         {"key": key, "path": key} for key in remote_ca_data(ctx.server)]
     mounts: list[Manifest] = [
@@ -268,7 +273,15 @@ def _gateway_container(ctx: RenderContext) -> tuple[Manifest, list[Manifest]]:
     ]
     if options.watch_policy_via_api:
         mounts.append({"name": "kube-api-access", "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": True})
-        volumes.append(_api_access_volume())
+        volumes.append(api_access_volume())
+    return mounts, volumes
+
+
+def _gateway_container(ctx: RenderContext) -> tuple[Manifest, list[Manifest]]:
+    spec = ctx.server.spec
+    options = ctx.options
+    args = _gateway_args(ctx)
+    mounts, volumes = _gateway_storage(ctx)
     if spec.remote is not None:
         _remote_parts(ctx, args, mounts, volumes)
     resource = resource_url(ctx.server, options)
@@ -288,7 +301,7 @@ def _gateway_container(ctx: RenderContext) -> tuple[Manifest, list[Manifest]]:
                            "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 3},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": port_name}, "initialDelaySeconds": 5,
                           "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3},
-        "securityContext": _container_security(),
+        "securityContext": container_security(),
         "volumeMounts": mounts,
     }
     if options.image_pull_policy:

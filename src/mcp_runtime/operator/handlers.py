@@ -17,6 +17,14 @@ import kopf
 from mcp_runtime.kube import KubeClient, KubeError
 from mcp_runtime.kube.connection import KubeConnection
 from mcp_runtime.operator.reconcile import Reconciler
+from mcp_runtime.operator.reconcile_virtual import (
+    VIRTUAL_KIND,
+    delete_virtual_objects,
+    reconcile_members_of,
+    reconcile_virtual,
+    sweep_virtual_orphans,
+    virtuals_of_member,
+)
 from mcp_runtime.operator.settings import OperatorSettings
 from mcp_runtime.resources import API_GROUP, API_VERSION, GRANT_KIND, SERVER_KIND, SESSION_KIND
 
@@ -91,6 +99,16 @@ def server_changed(namespace: str | None, name: str, **_: Any) -> None:
     # Grants and sessions applied before their server said ServerFound=False; they say True now.
     _retrying(f"status of the access to MCPServer {ns}/{name}",
               lambda: reconciler().refresh_access_of_server(ns, name))
+    _refresh_virtuals_of(ns, name)
+
+
+def _refresh_virtuals_of(namespace: str, name: str) -> None:
+    """A member appeared, changed (its port or path) or went: re-render the virtual servers naming it."""
+    try:
+        for virtual in virtuals_of_member(reconciler(), namespace, name):
+            reconcile_virtual(reconciler(), virtual.metadata.namespace or "", virtual.metadata.name)
+    except KubeError as exc:  # the next change, resume or deployment event catches up
+        log.warning("virtual servers over MCPServer %s/%s not re-rendered: %s", namespace, name, exc)
 
 
 @kopf.on.event(API_GROUP, API_VERSION, "mcpservers")
@@ -101,6 +119,7 @@ def server_event(type: str, namespace: str | None, name: str, **_: Any) -> None:
             reconciler().refresh_access_of_server(namespace, name)
         except KubeError as exc:  # events are not retried; the sweep catches up
             log.warning("access status for deleted MCPServer %s/%s not refreshed: %s", namespace, name, exc)
+        _refresh_virtuals_of(namespace, name)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": "mcp-runtime"})
@@ -109,6 +128,11 @@ def deployment_event(body: Any, namespace: str | None, **_: Any) -> None:
     if namespace is None:
         return
     for owner in body.get("metadata", {}).get("ownerReferences") or []:
+        if owner.get("kind") == VIRTUAL_KIND and owner.get("controller"):
+            try:
+                reconcile_virtual(reconciler(), namespace, owner["name"])
+            except KubeError as exc:
+                log.warning("status of MCPVirtualServer %s/%s not refreshed: %s", namespace, owner["name"], exc)
         if owner.get("kind") == SERVER_KIND and owner.get("controller"):
             try:
                 reconciler().reconcile_server(namespace, owner["name"])
@@ -150,7 +174,7 @@ def _access_deleted(kind: str, namespace: str, body: Any) -> None:
     server = _server_of(body)
     if server:
         try:
-            reconciler().reconcile_server(namespace, server)
+            reconciler().reconcile_target(namespace, server)
         except KubeError as exc:  # events are not retried; the next change or a restart (resume) catches up
             log.warning("policy of MCPServer %s/%s not re-rendered after a %s was deleted: %s",
                         namespace, server, kind, exc)
@@ -183,6 +207,45 @@ def session_event(type: str, namespace: str | None, body: Any, **_: Any) -> None
         _access_deleted(SESSION_KIND, _namespaced(namespace), body)
 
 
+# MCPVirtualServer ------------------------------------------------------------------------------------
+def _member_keys(body: Any) -> list[tuple[str, str]]:
+    """The member keys an old or deleted body named (its policies held V's sessions)."""
+    if not body:
+        return []
+    namespace = (body.get("metadata") or {}).get("namespace") or ""
+    keys = []
+    for member in (body.get("spec") or {}).get("members") or []:
+        ref = member.get("serverRef") or {}
+        if ref.get("name"):
+            keys.append((str(ref.get("namespace") or namespace), str(ref["name"])))
+    return keys
+
+
+@kopf.on.resume(API_GROUP, API_VERSION, "mcpvirtualservers")
+@kopf.on.create(API_GROUP, API_VERSION, "mcpvirtualservers")
+@kopf.on.update(API_GROUP, API_VERSION, "mcpvirtualservers")
+def virtual_changed(namespace: str | None, name: str, old: Any = None, **_: Any) -> None:
+    ns = _namespaced(namespace)
+    _retrying(f"reconcile MCPVirtualServer {ns}/{name}", lambda: reconcile_virtual(reconciler(), ns, name))
+    # Its sessions are compiled into every member's policy (members added or removed included).
+    _retrying(f"policies of the members of MCPVirtualServer {ns}/{name}",
+              lambda: reconcile_members_of(reconciler(), ns, name, _member_keys(old)))
+
+
+@kopf.on.event(API_GROUP, API_VERSION, "mcpvirtualservers")
+def virtual_event(type: str, namespace: str | None, name: str, body: Any, **_: Any) -> None:
+    """A deleted virtual server: what it rendered in member namespaces goes by label (no finalizer), and
+    its sessions leave the members' policies. Missed events are caught by the sweep."""
+    if type != "DELETED" or namespace is None:
+        return
+    try:
+        delete_virtual_objects(reconciler(), namespace, name)
+        reconcile_members_of(reconciler(), namespace, name, _member_keys(body))
+    except KubeError as exc:
+        log.warning("cleanup of deleted MCPVirtualServer %s/%s incomplete (the sweep retries): %s",
+                    namespace, name, exc)
+
+
 @kopf.on.startup()
 async def start_phase_sweeper(memo: kopf.Memo, **_: Any) -> None:
     """Every SWEEP_INTERVAL, move grants and sessions whose expiry passed to phase Expired, and copy the
@@ -210,6 +273,9 @@ async def _sweep_forever() -> None:
             if changed:
                 log.info("moved %d grant(s)/session(s) to a new phase", changed)
             copied = await asyncio.to_thread(reconciler().sync_jwks)
+            orphans = await asyncio.to_thread(sweep_virtual_orphans, reconciler())
+            if orphans:
+                log.info("deleted %d object(s) of virtual servers that are gone", orphans)
             if copied is not None:
                 log.info("JWKS source changed since the last copy; reconciled %d server(s)", copied)
         except Exception as exc:  # keep sweeping; the next round retries

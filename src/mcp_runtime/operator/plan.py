@@ -14,6 +14,7 @@ from typing import Any
 
 from mcp_runtime.kube.client import ANNOTATION_APPLIED_HASH, manifest_hash
 from mcp_runtime.manifests import (
+    RenderedServer,
     RenderError,
     RenderOptions,
     owner_reference_for,
@@ -78,7 +79,7 @@ def server_url(server: MCPServer, tls: bool) -> str:
     return path
 
 
-def _condition(type_: str, ok: bool | None, reason: str, message: str, generation: int | None,
+def status_condition(type_: str, ok: bool | None, reason: str, message: str, generation: int | None,
                previous: Mapping[str, Manifest], now: datetime) -> Manifest:
     """A condition; `lastTransitionTime` moves only when the status changes."""
     status = "Unknown" if ok is None else ("True" if ok else "False")
@@ -92,12 +93,12 @@ def _condition(type_: str, ok: bool | None, reason: str, message: str, generatio
     return cond
 
 
-def _previous_conditions(status: Any) -> dict[str, Manifest]:
+def previous_conditions(status: Any) -> dict[str, Manifest]:
     conditions = (status or {}).get("conditions") or [] if isinstance(status, dict) else []
     return {c["type"]: c for c in conditions if isinstance(c, dict) and "type" in c}
 
 
-def _deployment_readiness(desired: Manifest, live: Manifest | None) -> tuple[int, int, str | None]:
+def deployment_readiness(desired: Manifest, live: Manifest | None) -> tuple[int, int, str | None]:
     """(wanted replicas, ready replicas, why not ready or None) of one Deployment."""
     wanted = int(desired["spec"].get("replicas", 1))
     if live is None:
@@ -137,11 +138,16 @@ def plan_server(
     observed: Observed,
     options: RenderOptions,
     now: datetime,
+    virtual_sessions: Sequence[MCPAgentSession] = (),
 ) -> ServerPlan:
-    """Desired objects (owned by the server), stale owned objects to delete, and the server's status."""
-    previous = _previous_conditions(server.status.model_dump(by_alias=True, mode="json") if server.status else None)
+    """Desired objects (owned by the server), stale owned objects to delete, and the server's status.
+    `virtual_sessions`: sessions of the virtual servers it is a member of (compiled in qualified)."""
+    previous = previous_conditions(server.status.model_dump(by_alias=True, mode="json") if server.status else None)
     generation = server.metadata.generation
     namespace = server.namespace or options.default_namespace
+
+    def condition(kind: str, ok: bool | None, reason: str, message: str) -> Manifest:
+        return status_condition(kind, ok, reason, message, generation, previous, now)
 
     def status_of(conditions: list[Manifest], phase: str, message: str, ready: int | None) -> Manifest:
         status: Manifest = {"phase": phase, "message": message, "url": server_url(server, options.tls_enabled),
@@ -151,20 +157,13 @@ def plan_server(
         return status
 
     try:
-        policy = compile_policy(server, list(grants), list(sessions))
-        render_options = replace(options, owner_reference=owner_reference_for(server))
-        if server.spec.rollout is not None and server.spec.rollout.strategy == RolloutStrategy.canary:
-            render_options = replace(render_options, canary_stable_image=_live_stable_image(
-                server, observed, render_server(server, policy, render_options).deployment["metadata"]["name"]))
-        rendered = render_server(server, policy, render_options)
+        policy, rendered = _render(server, grants, sessions, observed, options, virtual_sessions)
     except (RenderError, ValueError) as exc:
         message = f"cannot render {server.name}: {exc}"
-        conditions = [
-            _condition("Ready", False, "RenderFailed", message, generation, previous, now),
-            _condition("DeploymentReady", None, "RenderFailed", "nothing was applied", generation, previous, now),
-            _condition("GatewayReady", None, "RenderFailed", "nothing was applied", generation, previous, now),
-            _condition("PolicyReady", False, "RenderFailed", message, generation, previous, now),
-        ]
+        conditions = [condition("Ready", False, "RenderFailed", message),
+                      condition("DeploymentReady", None, "RenderFailed", "nothing was applied"),
+                      condition("GatewayReady", None, "RenderFailed", "nothing was applied"),
+                      condition("PolicyReady", False, "RenderFailed", message)]
         return ServerPlan(apply=[], delete=[], status=status_of(conditions, "Error", message, None))
 
     desired = rendered.all()
@@ -175,56 +174,88 @@ def plan_server(
               for kind in OWNED_KINDS for o in observed.owned.get(kind, ())
               if (kind, o["metadata"]["name"]) not in wanted]
 
-    wanted_total = 0
-    ready_total = 0
-    problems: list[str] = []
-    for deployment in rendered.deployments:
-        want, ready, problem = _deployment_readiness(deployment, observed.live("Deployment",
-                                                                               deployment["metadata"]["name"]))
-        wanted_total += want
-        ready_total += ready
-        if problem:
-            problems.append(problem)
-    deployment_ok = not problems
-    deployment_message = "; ".join(problems) if problems else (
-        f"{ready_total}/{wanted_total} replicas ready" if wanted_total else "scaled to zero replicas")
-    if server.spec.gateway.enabled:
-        gateway_ok = deployment_ok
-        gateway_reason = "SidecarReady" if gateway_ok else "SidecarNotReady"
-        gateway_message = (f"the mcp-gateway sidecar is ready in {ready_total}/{wanted_total} pods (it is "
-                           "ready only once it has loaded the policy)" if gateway_ok else
-                           "waiting for the pods (the sidecar turns ready once it has loaded the policy): "
-                           + deployment_message)
-    else:
-        gateway_ok, gateway_reason = True, "GatewayDisabled"
-        gateway_message = "spec.gateway.enabled is false: traffic reaches the app ungoverned"
+    replicas = _Replicas.of(rendered, observed)
+    gateway_ok, gateway_reason, gateway_message = _gateway_state(server, replicas)
     configmap = rendered.policy_configmap["metadata"]["name"]
     policy_message = (f"policy revision {policy.revision[:12]} with {len(policy.grants)} grant(s) and "
                       f"{len(policy.sessions)} session(s) is in ConfigMap {configmap}")
-    ready = deployment_ok and gateway_ok
+    ready = replicas.ok and gateway_ok
     conditions = [
-        _condition("Ready", ready, "Ready" if ready else "NotReady",
-                   "the server is serving through its gateway" if ready else deployment_message,
-                   generation, previous, now),
-        _condition("DeploymentReady", deployment_ok, "ReplicasReady" if deployment_ok else "ReplicasNotReady",
-                   deployment_message, generation, previous, now),
-        _condition("GatewayReady", gateway_ok, gateway_reason, gateway_message, generation, previous, now),
-        _condition("PolicyReady", True, "Published", policy_message, generation, previous, now),
+        condition("Ready", ready, "Ready" if ready else "NotReady",
+                  "the server is serving through its gateway" if ready else replicas.message),
+        condition("DeploymentReady", replicas.ok, "ReplicasReady" if replicas.ok else "ReplicasNotReady",
+                  replicas.message),
+        condition("GatewayReady", gateway_ok, gateway_reason, gateway_message),
+        condition("PolicyReady", True, "Published", policy_message),
     ]
     if ready:
-        phase, message = "Ready", f"{ready_total}/{wanted_total} replicas ready"
-    elif ready_total > 0:
-        phase, message = "PartiallyReady", deployment_message
+        phase, message = "Ready", f"{replicas.ready}/{replicas.wanted} replicas ready"
+    elif replicas.ready > 0:
+        phase, message = "PartiallyReady", replicas.message
     else:
-        phase, message = "Pending", deployment_message
-    return ServerPlan(apply=desired, delete=delete, status=status_of(conditions, phase, message, ready_total),
+        phase, message = "Pending", replicas.message
+    return ServerPlan(apply=desired, delete=delete, status=status_of(conditions, phase, message, replicas.ready),
                       policy=policy)
+
+
+def _render(server: MCPServer, grants: Sequence[MCPAccessGrant], sessions: Sequence[MCPAgentSession],
+            observed: Observed, options: RenderOptions,
+            virtual_sessions: Sequence[MCPAgentSession]) -> tuple[PolicyDocument, RenderedServer]:
+    """The policy document and the rendered objects; a canary keeps the stable image the live Deployment runs."""
+    policy = compile_policy(server, list(grants), list(sessions), virtual_sessions)
+    render_options = replace(options, owner_reference=owner_reference_for(server))
+    if server.spec.rollout is not None and server.spec.rollout.strategy == RolloutStrategy.canary:
+        render_options = replace(render_options, canary_stable_image=_live_stable_image(
+            server, observed, render_server(server, policy, render_options).deployment["metadata"]["name"]))
+    return policy, render_server(server, policy, render_options)
+
+
+@dataclass(frozen=True)
+class _Replicas:
+    """Readiness summed over the server's Deployments (one, or stable and canary)."""
+
+    wanted: int
+    ready: int
+    problems: tuple[str, ...]
+
+    @classmethod
+    def of(cls, rendered: RenderedServer, observed: Observed) -> _Replicas:
+        wanted = ready = 0
+        problems: list[str] = []
+        for deployment in rendered.deployments:
+            want, up, problem = deployment_readiness(deployment, observed.live("Deployment",
+                                                                               deployment["metadata"]["name"]))
+            wanted, ready = wanted + want, ready + up
+            if problem:
+                problems.append(problem)
+        return cls(wanted, ready, tuple(problems))
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def message(self) -> str:
+        if self.problems:
+            return "; ".join(self.problems)
+        return f"{self.ready}/{self.wanted} replicas ready" if self.wanted else "scaled to zero replicas"
+
+
+def _gateway_state(server: MCPServer, replicas: _Replicas) -> tuple[bool, str, str]:
+    """GatewayReady's status, reason and message: the sidecar is ready once it has loaded the policy."""
+    if not server.spec.gateway.enabled:
+        return True, "GatewayDisabled", "spec.gateway.enabled is false: traffic reaches the app ungoverned"
+    if replicas.ok:
+        return True, "SidecarReady", (f"the mcp-gateway sidecar is ready in {replicas.ready}/{replicas.wanted} pods "
+                                      "(it is ready only once it has loaded the policy)")
+    return False, "SidecarNotReady", ("waiting for the pods (the sidecar turns ready once it has loaded the policy): "
+                                      + replicas.message)
 
 
 def plan_access_status(obj: MCPAccessGrant | MCPAgentSession, server_exists: bool, now: datetime) -> Manifest:
     """Status of a grant (Active / Disabled / Expired) or session (Active / Expired / Revoked)."""
     phase, message = phase_message(obj, now)
-    previous = _previous_conditions(obj.status.model_dump(by_alias=True, mode="json") if obj.status else None)
+    previous = previous_conditions(obj.status.model_dump(by_alias=True, mode="json") if obj.status else None)
     generation = obj.metadata.generation
     ref = obj.spec.server_ref.name
     namespace = obj.metadata.namespace
@@ -233,9 +264,9 @@ def plan_access_status(obj: MCPAccessGrant | MCPAgentSession, server_exists: boo
         message = (f"MCPServer {ref} does not exist in namespace {namespace}: the {what} has no effect until it "
                    "does (a grant or session must live in its server's namespace)")
     conditions = [
-        _condition("ServerFound", server_exists, "ServerFound" if server_exists else "ServerNotFound",
+        status_condition("ServerFound", server_exists, "ServerFound" if server_exists else "ServerNotFound",
                    f"MCPServer {ref} exists" if server_exists else message, generation, previous, now),
-        _condition("Ready", server_exists and phase == "Active", phase, message, generation, previous, now),
+        status_condition("Ready", server_exists and phase == "Active", phase, message, generation, previous, now),
     ]
     return {"phase": phase, "message": message, "conditions": conditions, "observedGeneration": generation}
 
@@ -253,3 +284,13 @@ def server_selector(server_name: str) -> str:
     """The label selector of every object rendered for a server."""
     return f"{LABEL_SERVER}={label_value(server_name)}"
 
+
+_STATUS_KEYS = {"phase", "message", "url", "readyReplicas", "conditions", "observedGeneration"}
+
+
+def known_status(raw: dict[str, Any]) -> dict[str, Any]:
+    """The object with only the status fields our models know (other writers may add their own)."""
+    status = raw.get("status")
+    if not isinstance(status, dict):
+        return {k: v for k, v in raw.items() if k != "status"}
+    return {**raw, "status": {k: v for k, v in status.items() if k in _STATUS_KEYS}}

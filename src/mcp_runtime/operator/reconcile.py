@@ -25,6 +25,10 @@ from mcp_runtime.operator.plan import (
     server_selector,
     status_changed,
 )
+from mcp_runtime.operator.plan import (
+    known_status as _known_status,
+)
+from mcp_runtime.operator.reconcile_virtual import VIRTUAL_KIND, reconcile_members_of, virtual_sessions
 from mcp_runtime.operator.settings import OperatorSettings
 from mcp_runtime.resources import (
     GRANT_KIND,
@@ -108,7 +112,7 @@ class Reconciler:
             owned = {kind: [o for o in self.client.list(kind, namespace, label_selector=server_selector(name))
                             if owned_by(o, uid)] for kind in OWNED_KINDS}
             plan = plan_server(server, grants, sessions, Observed(owned=owned, jwks=self._jwks()),
-                               self.settings.render, now)
+                               self.settings.render, now, virtual_sessions(self, namespace, name))
             for obj in plan.apply:
                 action, _ = self.client.apply(obj)
                 if action != "unchanged":
@@ -132,10 +136,12 @@ class Reconciler:
 
     def reconcile_access(self, kind: str, namespace: str, name: str, *, previous_server: str | None = None,
                          now: datetime | None = None) -> None:
-        """Write a grant's or session's status and re-render the policy of the server(s) it names."""
+        """Re-render the policy of the server(s) a grant or session names, then write its status (so a
+        status that says Disabled or Revoked is already in the policy)."""
         now = now or datetime.now(UTC)
         raw = self.client.get(kind, name, namespace)
         servers = {previous_server} if previous_server else set()
+        status: dict[str, Any] | None = None
         if raw is not None:
             model = MCPAccessGrant if kind == GRANT_KIND else MCPAgentSession
             try:
@@ -147,10 +153,23 @@ class Reconciler:
             else:
                 server_name = obj.spec.server_ref.name
                 servers.add(server_name)
-                exists = self.client.get(SERVER_KIND, server_name, namespace) is not None
-                self._write_status(kind, namespace, name, raw.get("status"), plan_access_status(obj, exists, now))
+                status = plan_access_status(obj, self._target_exists(namespace, server_name), now)
         for server_name in sorted(s for s in servers if s):
-            self.reconcile_server(namespace, server_name, now)
+            self.reconcile_target(namespace, server_name, now)
+        if raw is not None and status is not None:
+            self._write_status(kind, namespace, name, raw.get("status"), status)
+
+    def _target_exists(self, namespace: str, name: str) -> bool:
+        """A grant's or session's server: an MCPServer, or (sessions) an MCPVirtualServer."""
+        return (self.client.get(SERVER_KIND, name, namespace) is not None
+                or self.client.get(VIRTUAL_KIND, name, namespace) is not None)
+
+    def reconcile_target(self, namespace: str, name: str, now: datetime | None = None) -> None:
+        """Re-render what a grant or session names: the server, or every member of a virtual server
+        (their policies hold its sessions)."""
+        if self.reconcile_server(namespace, name, now) is None and \
+                self.client.get(VIRTUAL_KIND, name, namespace) is not None:
+            reconcile_members_of(self, namespace, name)
 
     def refresh_access_status(self, kind: str, namespace: str, name: str, now: datetime | None = None) -> bool:
         """Timer path: rewrite the phase when it moved (e.g. to Expired). True when it changed."""
@@ -163,7 +182,7 @@ class Reconciler:
             obj = model.model_validate(_known_status(raw))
         except Exception:
             return False
-        exists = self.client.get(SERVER_KIND, obj.spec.server_ref.name, namespace) is not None
+        exists = self._target_exists(namespace, obj.spec.server_ref.name)
         return self._write_status(kind, namespace, name, raw.get("status"), plan_access_status(obj, exists, now))
 
     def refresh_access_of_server(self, namespace: str, server: str, now: datetime | None = None) -> int:
@@ -214,14 +233,3 @@ class Reconciler:
         except ConflictError:  # pragma: no cover - merge patches do not conflict
             raise
         return True
-
-
-_STATUS_KEYS = {"phase", "message", "url", "readyReplicas", "conditions", "observedGeneration"}
-
-
-def _known_status(raw: dict[str, Any]) -> dict[str, Any]:
-    """The object with only the status fields our models know (other writers may add their own)."""
-    status = raw.get("status")
-    if not isinstance(status, dict):
-        return {k: v for k, v in raw.items() if k != "status"}
-    return {**raw, "status": {k: v for k, v in status.items() if k in _STATUS_KEYS}}

@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from mcp_runtime.manifests import RenderOptions, SecretKey
 from mcp_runtime.manifests.options import DEFAULT_GATEWAY_IMAGE
@@ -36,11 +37,15 @@ class OperatorSettings:
     MCP_OPERATOR_PUBLIC_URL         base URL clients reach servers at (https://mcp.<domain>); with the
                                     issuer below, every sidecar is an OAuth protected resource
     MCP_OPERATOR_OAUTH_ISSUER       the platform's OAuth issuer (https://platform.<domain>/api/v1/oauth)
+    MCP_OPERATOR_VIRTUAL_MEMBER_ADDRESS  `dns` (default): a virtual server's gateway reaches each member's
+                                    direct Service by its DNS name; `cluster-ip`: by its ClusterIP, for
+                                    clusters without DNS (the project's test cluster)
     """
 
     render: RenderOptions = field(default_factory=RenderOptions)
     jwks_source: tuple[str, str] | None = ("mcp-runtime", "mcp-runtime-jwks")
     namespaces: tuple[str, ...] = ()
+    virtual_member_address: Literal["dns", "cluster-ip"] = "dns"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -71,4 +76,8 @@ class OperatorSettings:
             ns, _, name = jwks.partition("/")
             source = (ns, name) if name else None
         namespaces = tuple(n.strip() for n in env.get("MCP_OPERATOR_NAMESPACES", "").split(",") if n.strip())
-        return cls(render=render, jwks_source=source, namespaces=namespaces)
+        address = (env.get("MCP_OPERATOR_VIRTUAL_MEMBER_ADDRESS") or "dns").strip().lower()
+        if address not in ("dns", "cluster-ip"):
+            raise ValueError(f"MCP_OPERATOR_VIRTUAL_MEMBER_ADDRESS must be dns or cluster-ip, got {address!r}")
+        return cls(render=render, jwks_source=source, namespaces=namespaces,
+                   virtual_member_address="cluster-ip" if address == "cluster-ip" else "dns")

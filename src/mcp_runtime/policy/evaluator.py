@@ -292,14 +292,7 @@ def evaluate(doc: PolicyDocument, identity: Identity | None, tool: str, now: dat
         if not g.disabled and not is_expired(g.expires_at, now) and _matches(g.subject, identity)
     ]
     if not grants:
-        if doc.default_decision == ToolDecision.allow:
-            approver = spec.approval
-            return decision(approver is None, Reason.approval_required if approver else Reason.default_allow,
-                            matched_session=session_name, required_trust=spec.required_trust,
-                            effective_trust=session.consented_trust if session else None, approval=approver,
-                            limits=_limits(doc, None, None, tool, identity) if doc.rate_limit else ())
-        return decision(False, Reason.no_matching_grant, matched_session=session_name,
-                        required_trust=spec.required_trust)
+        return _without_grant(doc, spec, session, identity, decision)
     # 6. an explicit deny in any matching grant wins.
     for grant in grants:
         rule = grant.rule_for(tool)
@@ -316,6 +309,20 @@ def evaluate(doc: PolicyDocument, identity: Identity | None, tool: str, now: dat
             closest = verdict
     assert closest is not None
     return closest
+
+
+def _without_grant(doc: PolicyDocument, tool: PolicyTool, session: PolicySession | None, identity: Identity,
+                   decision: Callable[..., Decision]) -> Decision:
+    """Step 5 when no grant applies: the server's default decision (allow still asks for a tool's approval)."""
+    session_name = session.name if session else None
+    if doc.default_decision != ToolDecision.allow:
+        return decision(False, Reason.no_matching_grant, matched_session=session_name,
+                        required_trust=tool.required_trust)
+    approver = tool.approval
+    return decision(approver is None, Reason.approval_required if approver else Reason.default_allow,
+                    matched_session=session_name, required_trust=tool.required_trust,
+                    effective_trust=session.consented_trust if session else None, approval=approver,
+                    limits=_limits(doc, None, None, tool.name, identity) if doc.rate_limit else ())
 
 
 def _judge_grant(doc: PolicyDocument, grant: PolicyGrant, tool: PolicyTool, session: PolicySession | None,
@@ -418,14 +425,17 @@ _APPROVAL_TEXT = {
 def describe(decision: Decision) -> str:
     """The human sentence for a decision; shown by MCP clients in the JSON-RPC error message."""
     tool = f"tool {decision.tool!r}" if decision.tool else "this request"
-    server = decision.server
+    for part in (_describe_caller, _describe_definition, _describe_grant):
+        text = part(decision, tool, decision.server)
+        if text is not None:
+            return text
+    return (f"{tool} needs trust {decision.required_trust} but this session has {decision.effective_trust}; "
+            "request a higher trust or ask for a grant with a higher maxTrust")
+
+
+def _describe_caller(decision: Decision, tool: str, server: str) -> str | None:
+    """The outcomes decided before any grant: mode, identity and session."""
     reason = decision.reason
-    if reason == Reason.allowed:
-        text = f"{tool} on {server} is allowed by grant {decision.matched_grant or '(none)'}"
-        if decision.condition is not None:
-            when = "if" if decision.conditional else "as"
-            text += f" {when} its condition holds: {decision.condition}"
-        return text
     if reason == Reason.observed:
         return f"{server} is in observe mode: {tool} is recorded, not enforced"
     if reason == Reason.default_allow:
@@ -442,12 +452,18 @@ def describe(decision: Decision) -> str:
         return f"session {decision.matched_session!r} has expired: obtain a new session (adapter --auto-refresh)"
     if reason == Reason.session_not_found:
         return f"session {decision.matched_session!r} is not known to {server}: obtain a new session"
-    if reason == Reason.tool_side_effect_unknown:
-        return (f"{tool} is not declared in {server}'s metadata with a side effect; add it to "
-                ".mcp/servers.yaml and redeploy (server validate catches this)")
     if reason == Reason.no_matching_grant:
         return (f"no grant on {server} matches this caller; ask the server's team to create one "
                 "with 'mcp-runtime access grant init ... && mcp-runtime access grant apply'")
+    return None
+
+
+def _describe_definition(decision: Decision, tool: str, server: str) -> str | None:
+    """The outcomes about the tool's declaration and its pinned definition."""
+    reason = decision.reason
+    if reason == Reason.tool_side_effect_unknown:
+        return (f"{tool} is not declared in {server}'s metadata with a side effect; add it to "
+                ".mcp/servers.yaml and redeploy (server validate catches this)")
     if reason == Reason.tool_definition_changed:
         return (f"{tool}'s definition on {server} changed since it was reviewed; an owner must review it "
                 f"('mcp-runtime server tools diff {server}') and approve it "
@@ -458,6 +474,18 @@ def describe(decision: Decision) -> str:
     if reason == Reason.tool_definition_unverified:
         return (f"the gateway has not seen {tool}'s definition from {server} (it is not in the server's "
                 "tools/list answer): list the tools first; if it stays, the server no longer offers it")
+    return None
+
+
+def _describe_grant(decision: Decision, tool: str, server: str) -> str | None:
+    """The outcomes a grant decided: allowed, its condition, limits, approval, deny, scope (not trust)."""
+    reason = decision.reason
+    if reason == Reason.allowed:
+        text = f"{tool} on {server} is allowed by grant {decision.matched_grant or '(none)'}"
+        if decision.condition is not None:
+            when = "if" if decision.conditional else "as"
+            text += f" {when} its condition holds: {decision.condition}"
+        return text
     if reason == Reason.condition_not_met:
         return (f"{tool} is allowed by grant {decision.matched_grant!r} only when {decision.condition}, and "
                 f"for this call it does not hold ({decision.condition_detail})")
@@ -476,5 +504,4 @@ def describe(decision: Decision) -> str:
     if reason == Reason.side_effect_not_allowed:
         return (f"{tool} has side effect {decision.side_effect}, which grant {decision.matched_grant!r} "
                 "does not allow")
-    return (f"{tool} needs trust {decision.required_trust} but this session has {decision.effective_trust}; "
-            "request a higher trust or ask for a grant with a higher maxTrust")
+    return None

@@ -11,7 +11,9 @@ of how podman 4.3 plays a Pod on one machine:
   `policy/policy.json` there atomically (temp file + rename) whenever the platform publishes a new policy
   document; the sidecar's file watcher sees the rename and reloads in well under a second.
 - Ports. The sidecar's port is published on 127.0.0.1 at a free host port (`hostPort`); that is the
-  server's address (`upstream_url`). The app port is not published: all traffic is governed.
+  server's address (`upstream_url`). The app port is not published: all traffic is governed. A virtual
+  server's gateway in `up` reaches the app at the pod's address (`app_url`) and governs with the server's
+  own policy, as the sidecar does (docs/virtual-servers.md).
 - Probes. podman 4.3 turns probes into exec healthchecks (needing curl/nc inside the image, named ports
   unresolved) driven by systemd timers; they are dropped and the runtime probes the sidecar's `/readyz`
   from the host instead, and reads container states with `podman pod inspect`.
@@ -32,6 +34,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import yaml
@@ -42,6 +45,7 @@ from mcp_runtime.manifests import (
     RenderError,
     RenderOptions,
     SecretKey,
+    gateway_upstream,
     object_name,
     render_server,
     route_path,
@@ -98,6 +102,8 @@ class PodmanServer:
     route: str
     host_port: int
     image: str
+    app_upstream: str = ""  # where the sidecar reaches the app inside the pod (loopback)
+    pod_ip: str | None = None  # the pod's address on podman's network, once it runs
     task: asyncio.Task[None] | None = None
     stopping: bool = False
     status: RuntimeStatus = field(default_factory=lambda: RuntimeStatus(ServerPhase.pending, "starting"))
@@ -105,6 +111,16 @@ class PodmanServer:
     @property
     def upstream_url(self) -> str:
         return f"http://127.0.0.1:{self.host_port}{self.route}"
+
+    @property
+    def app_url(self) -> str | None:
+        """The app as seen from the host: the sidecar's upstream with the pod's address for loopback."""
+        if self.pod_ip is None:
+            return None
+        url = urlsplit(self.app_upstream)
+        if url.hostname not in ("127.0.0.1", "localhost"):
+            return None  # an upstream outside the pod (spec.gateway.upstreamURL): only the sidecar knows it
+        return urlunsplit(url._replace(netloc=f"{self.pod_ip}:{url.port or 80}"))
 
     @property
     def readyz_url(self) -> str:
@@ -220,6 +236,7 @@ class PodmanRuntime:
             message = f"podman kube play failed: {_tail(output)}"
             self._report(managed, ServerPhase.error, message)
             raise PodmanRuntimeError(message)
+        managed.pod_ip = await self._pod_ip(managed)
         managed.task = asyncio.create_task(self._watch(managed), name=f"podman {namespace}/{name}")
         self.proxy.set_route(managed.route, managed.upstream_url, f"http://127.0.0.1:{managed.host_port}")
 
@@ -242,6 +259,13 @@ class PodmanRuntime:
         """The server's governed address: its sidecar on 127.0.0.1 at its route."""
         managed = self._servers.get((namespace, name))
         return managed.upstream_url if managed else None
+
+    def app_url(self, namespace: str, name: str) -> str | None:
+        """The app container's own address, for a gateway that governs with the server's policy itself (a
+        virtual server's member in `up`): the pod's IP on podman's network, where the app listens
+        (HOST=0.0.0.0). Local processes can reach that address anyway; nothing is published for it."""
+        managed = self._servers.get((namespace, name))
+        return managed.app_url if managed else None
 
     def status(self, namespace: str, name: str) -> RuntimeStatus | None:
         managed = self._servers.get((namespace, name))
@@ -334,7 +358,7 @@ class PodmanRuntime:
         managed = PodmanServer(
             namespace=namespace, name=name, pod_name=object_name(f"{namespace}-{name}"), directory=directory,
             route=route_path(server), host_port=host_port or pick_free_port(),
-            image=pod["spec"]["containers"][0]["image"],
+            image=pod["spec"]["containers"][0]["image"], app_upstream=gateway_upstream(server),
         )
         for sub in ("policy", "jwks", "ingest"):
             (directory / sub).mkdir(parents=True, exist_ok=True)
@@ -395,6 +419,24 @@ class PodmanRuntime:
             managed.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await managed.task
+
+    async def _pod_ip(self, managed: PodmanServer) -> str | None:
+        """The IP of the pod's infra container on podman's network (None with host networking or on error)."""
+        code, infra = await _run([self.podman, "pod", "inspect", "--format", "{{.InfraContainerID}}",
+                                  managed.pod_name])
+        if code != 0 or not infra.strip():
+            return None
+        code, output = await _run([self.podman, "inspect", "--format", "{{json .NetworkSettings.Networks}}",
+                                   infra.strip()])
+        try:
+            networks = json.loads(output) if code == 0 else {}
+        except ValueError:
+            return None
+        for network in (networks or {}).values():
+            address = (network or {}).get("IPAddress")
+            if address:
+                return str(address)
+        return None
 
     async def inspect(self, managed: PodmanServer) -> dict[str, str]:
         """Container name -> state (running, exited, created, ...), from `podman pod inspect`."""

@@ -30,15 +30,13 @@ from mcp_runtime.gateway.relay import denial_error, send_empty, send_json
 from mcp_runtime.gateway.resource_metadata import origin_allowed
 from mcp_runtime.gateway.routes import BoundRoute
 from mcp_runtime.gateway.sse import sse_event
-from mcp_runtime.gateway.upstream import UpstreamError
-from mcp_runtime.gateway.virtual import approve, catalog, govern
+from mcp_runtime.gateway.virtual import approve, catalog, forward, govern
 from mcp_runtime.gateway.virtual.fanout import member_list
 from mcp_runtime.gateway.virtual.mapping import (
     MemberKey,
     build_tool_map,
     cancelled_for,
     intersect_capabilities,
-    rename_call,
     resolve_name,
 )
 from mcp_runtime.gateway.virtual.session import VirtualSession
@@ -47,7 +45,7 @@ from mcp_runtime.resources import MCPVirtualServer, virtual_path
 from mcp_runtime.security import PublicKeySet, TokenError, session_audience
 from mcp_runtime.wire import BodyTooLarge, ClientDisconnected, read_body
 from mcp_runtime.wire.asgi import Receive, Scope, Send
-from mcp_runtime.wire.jsonrpc import DENIED, UPSTREAM_FAILED, error_object
+from mcp_runtime.wire.jsonrpc import DENIED, error_object
 
 log = logging.getLogger("mcp_runtime.gateway.virtual")
 
@@ -60,7 +58,6 @@ PROTOCOL_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26")
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 _METHODS = frozenset({"POST", "GET", "DELETE"})
-_SSE_HEAD = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 
 
 @dataclass
@@ -393,66 +390,13 @@ class VirtualEndpoint:
         if link is None:
             await self.member_unavailable(session, msg, key, send)
             return
-        member_id = link.ids.out(msg.id)
-        outgoing = {**rename_call(msg.raw, tool), "id": member_id}
-        await send({"type": "http.response.start", "status": 200, "headers": list(_SSE_HEAD)})
-        relay = asyncio.ensure_future(self.relay(session, link, outgoing, msg.id, send))
-        session.inflight[jsonrpc.id_key(msg.id)] = (key, member_id, relay)
-        left = asyncio.ensure_future(_disconnected(receive))
-        status = 200
-        try:
-            await asyncio.wait({relay, left}, return_when=asyncio.FIRST_COMPLETED)
-            if not relay.done():  # the client went away: the member stops working on it too
-                status = 499
-                relay.cancel()
-                with contextlib.suppress(Exception):
-                    await link.post({"jsonrpc": "2.0", "method": "notifications/cancelled",
-                                     "params": {"requestId": member_id, "reason": "the client went away"}})
-            else:
-                await relay
-        except asyncio.CancelledError:
-            status = 499  # cancelled by the client (notifications/cancelled): per MCP, no answer follows
-        except OSError:
-            status = 499  # the client's connection broke while its answer was sent
-        except Exception as exc:
-            status = 502
-            if not isinstance(exc, UpstreamError | TimeoutError):
-                log.exception("virtual server %s: relaying a call to %s failed", self.route.name, key[1])
-            session.mark_down(key, str(exc) or type(exc).__name__)
-            with contextlib.suppress(OSError):
-                await send({"type": "http.response.body", "more_body": True,
-                            "body": sse_event(self.unavailable_error(session, msg.id, key))})
-        finally:
-            left.cancel()
-            session.inflight.pop(jsonrpc.id_key(msg.id), None)
-            link.ids.back(member_id)
+        status = await forward.stream_answer(session, link, msg, tool, self.route.name, receive, send)
         self.audit(session, key, route, "tools/call", tool, decision, status, now, msg.raw)
         with contextlib.suppress(OSError):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def relay(self, session: VirtualSession, link: Any, outgoing: dict[str, Any], client_id: Any,
-                    send: Send) -> None:
-        """The member's answer stream to the client: its requests under virtual ids, the answer with the
-        client's id; progress notifications as they come (their token is the client's own)."""
-        member_id = outgoing["id"]
-        async for message in link.request(outgoing):
-            if message.get("method") == "notifications/tools/list_changed":
-                session.tool_map = None  # listed again on the next tools/list or call
-            if "method" in message and "id" in message:
-                message = {**message, "id": session.server_requests.out(link.key, message["id"])}
-            elif "method" not in message:
-                if message.get("id") != member_id:
-                    continue
-                message = {**message, "id": client_id}
-            await send({"type": "http.response.body", "body": sse_event(message), "more_body": True})
-
     def unavailable_error(self, session: VirtualSession, msg_id: Any, key: MemberKey) -> dict[str, Any]:
-        reason = session.down.get(key, "it is not available")
-        return error_object(msg_id, UPSTREAM_FAILED,
-                            f"member {key[1]} (namespace {key[0]}) of virtual server {self.route.name} is "
-                            f"unavailable: {reason}; the other members keep working",
-                            {"reason": "member_unavailable", "server": key[1], "namespace": key[0],
-                             "virtualServer": self.route.name})
+        return forward.unavailable_error(self.route.name, session, msg_id, key)
 
     async def member_unavailable(self, session: VirtualSession, msg: jsonrpc.RpcMessage, key: MemberKey,
                                  send: Send) -> None:
@@ -465,8 +409,8 @@ class VirtualEndpoint:
         if session.streaming:
             raise _Refused(409, {"error": "stream_open", "message": "this session has a stream open already"})
         session.streaming = True
-        await send({"type": "http.response.start", "status": 200, "headers": list(_SSE_HEAD)})
-        left = asyncio.ensure_future(_disconnected(receive))
+        await send({"type": "http.response.start", "status": 200, "headers": list(forward.SSE_HEAD)})
+        left = asyncio.ensure_future(forward.disconnected(receive))
         try:
             while True:
                 got = asyncio.ensure_future(session.outbox.get())
@@ -502,7 +446,3 @@ class VirtualEndpoint:
         for session in sessions:
             await session.close()
 
-
-async def _disconnected(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
