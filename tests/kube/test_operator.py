@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,25 +105,16 @@ def test_the_crds_are_established_and_the_api_server_enforces_their_schemas(
 # --- the operator -----------------------------------------------------------------------------------
 
 @pytest.fixture
-def platform_namespace(kube_cluster: KubeCluster) -> Iterator[str]:
-    """A namespace standing in for `mcp-runtime` (the JWKS source), so tests never share the real one."""
-    name = f"p-{uuid.uuid4().hex[:10]}"
-    kube_cluster.kubectl("create", "namespace", name)
-    yield name
-    kube_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
-
-
-@pytest.fixture
 def operator(kube_cluster: KubeCluster, platform_crds: list[str], kube_namespace: str,
-             platform_namespace: str, tmp_path: Path) -> Iterator[Path]:
+             jwks_namespace: str, tmp_path: Path) -> Iterator[Path]:
     """`mcp-runtime operator run` watching the test's namespaces, as a subprocess; yields its log file."""
     log_path = tmp_path / "operator.log"
     env = cli_env({"KUBECONFIG": str(kube_cluster.kubeconfig),
-                   "MCP_OPERATOR_JWKS_CONFIGMAP": f"{platform_namespace}/mcp-runtime-jwks"})
+                   "MCP_OPERATOR_JWKS_CONFIGMAP": f"{jwks_namespace}/mcp-runtime-jwks"})
     env.pop("KUBERNETES_SERVICE_HOST", None)
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "mcp_runtime", "operator", "run", "-n", kube_namespace, "-n", platform_namespace],
+            [sys.executable, "-m", "mcp_runtime", "operator", "run", "-n", kube_namespace, "-n", jwks_namespace],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         yield log_path
@@ -168,9 +158,9 @@ def publish_jwks(cluster: KubeCluster, ns: str, jwks: dict[str, Any]) -> None:
 
 
 def test_operator_reconciles_a_server_into_owned_objects_and_the_garbage_collector_removes_them(
-        kube_cluster: KubeCluster, kube_namespace: str, platform_namespace: str, operator: Path) -> None:
+        kube_cluster: KubeCluster, kube_namespace: str, jwks_namespace: str, operator: Path) -> None:
     cluster, ns = kube_cluster, kube_namespace
-    publish_jwks(cluster, platform_namespace, JWKS)
+    publish_jwks(cluster, jwks_namespace, JWKS)
     cluster.apply(server(ns))
     uid = (cluster.get("mcpserver", "payments", ns) or {})["metadata"]["uid"]
 
@@ -207,7 +197,7 @@ def test_operator_reconciles_a_server_into_owned_objects_and_the_garbage_collect
         (cluster.get("mcpserver", "payments", ns) or {}).get("status") or {}).get("observedGeneration") == 2)
 
     # Key rotation: the platform republishes its JWKS; the operator copies it again.
-    publish_jwks(cluster, platform_namespace, {"keys": [{"kid": "k2"}, {"kid": "k1"}]})
+    publish_jwks(cluster, jwks_namespace, {"keys": [{"kid": "k2"}, {"kid": "k1"}]})
     cluster.wait_for("the rotated JWKS copy", lambda: jwks_kids(cluster, ns) == ["k2", "k1"], timeout=120)
 
     # Deleting the MCPServer: the real garbage collector deletes what it owned, and a grant naming it says so.
@@ -225,9 +215,9 @@ def test_operator_reconciles_a_server_into_owned_objects_and_the_garbage_collect
 
 
 def test_operator_renders_grants_and_sessions_into_the_policy_with_status(
-        kube_cluster: KubeCluster, kube_namespace: str, platform_namespace: str, operator: Path) -> None:
+        kube_cluster: KubeCluster, kube_namespace: str, jwks_namespace: str, operator: Path) -> None:
     cluster, ns = kube_cluster, kube_namespace
-    publish_jwks(cluster, platform_namespace, JWKS)
+    publish_jwks(cluster, jwks_namespace, JWKS)
     cluster.apply(grant(ns))  # before its server exists
     cluster.wait_for("the grant Active with ServerFound=False", lambda: (
         phase(cluster.get("mcpaccessgrant", "cursor-echo", ns)) == "Active"
@@ -270,7 +260,7 @@ def test_operator_renders_grants_and_sessions_into_the_policy_with_status(
 
 
 def test_an_invalid_server_gets_an_error_status_and_no_deployment(
-        kube_cluster: KubeCluster, kube_namespace: str, platform_namespace: str, operator: Path) -> None:
+        kube_cluster: KubeCluster, kube_namespace: str, jwks_namespace: str, operator: Path) -> None:
     cluster, ns = kube_cluster, kube_namespace
     cluster.apply(server(ns, envVars=[{"name": "PORT", "value": "9"}]))
     cluster.wait_for("status Error", lambda: phase(cluster.get("mcpserver", "payments", ns)) == "Error")
@@ -294,16 +284,16 @@ def test_the_phase_sweep_moves_an_expired_grant_to_expired(
 
 
 def test_the_sweep_copies_a_rotated_jwks_that_no_event_announced(
-        kube_cluster: KubeCluster, platform_crds: list[str], kube_namespace: str, platform_namespace: str) -> None:
+        kube_cluster: KubeCluster, platform_crds: list[str], kube_namespace: str, jwks_namespace: str) -> None:
     # No operator process, so no watch event: only the sweep's `sync_jwks` can notice the rotation.
     cluster, ns = kube_cluster, kube_namespace
     reconciler = Reconciler(KubeClient.from_environment(str(cluster.kubeconfig)),
-                            OperatorSettings(jwks_source=(platform_namespace, "mcp-runtime-jwks"), namespaces=(ns,)))
-    publish_jwks(cluster, platform_namespace, JWKS)
+                            OperatorSettings(jwks_source=(jwks_namespace, "mcp-runtime-jwks"), namespaces=(ns,)))
+    publish_jwks(cluster, jwks_namespace, JWKS)
     cluster.apply(server(ns))
     assert reconciler.sync_jwks() == 1
     assert jwks_kids(cluster, ns) == ["k1"]
     assert reconciler.sync_jwks() is None  # unchanged source: no work
-    publish_jwks(cluster, platform_namespace, {"keys": [{"kid": "k2"}, {"kid": "k1"}]})
+    publish_jwks(cluster, jwks_namespace, {"keys": [{"kid": "k2"}, {"kid": "k1"}]})
     assert reconciler.sync_jwks() == 1
     assert jwks_kids(cluster, ns) == ["k2", "k1"]

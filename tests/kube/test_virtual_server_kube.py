@@ -20,7 +20,6 @@ import json
 import statistics
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,7 +32,7 @@ from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
-from fixtures.kube_cluster import KubeCluster
+from fixtures.kube_cluster import KubeCluster, fresh_namespace
 from fixtures.kube_servers import CALLER_TEAM, GROUP_VERSION, PodServer, call_tool, list_tools, operator_process
 from mcp_runtime.kube import KubeClient
 from mcp_runtime.operator.reconcile import Reconciler
@@ -47,10 +46,8 @@ LABELS = "mcpruntime.org/virtual-server=toolbox"
 @pytest.fixture
 def other_namespace(kube_cluster: KubeCluster) -> Iterator[str]:
     """A second team's namespace (the cross-namespace member lives here)."""
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    kube_cluster.kubectl("create", "namespace", name)
-    yield name
-    kube_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with fresh_namespace(kube_cluster) as name:
+        yield name
 
 
 def member(name: str, ns: str, image: str = "registry.example.com/acme/app:v1") -> dict[str, Any]:
