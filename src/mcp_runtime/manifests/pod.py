@@ -28,7 +28,7 @@ from mcp_runtime.manifests.common import (
     resource_url,
     route_path,
 )
-from mcp_runtime.manifests.options import SecretKey
+from mcp_runtime.manifests.options import RenderOptions, SecretKey
 from mcp_runtime.policy import PolicyDocument
 from mcp_runtime.resources import MCPServer
 from mcp_runtime.resources.server import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT
@@ -49,13 +49,7 @@ def pod_template(ctx: RenderContext, policy: PolicyDocument, labels: dict[str, s
         gateway, gateway_volumes = _gateway_container(ctx)
         containers.append(gateway)
         volumes.extend(gateway_volumes)
-    security: Manifest = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
-    if options.run_as_user is not None:
-        security["runAsUser"] = options.run_as_user
-    if options.run_as_group is not None:
-        # fsGroup makes the mounted Secret (mode 0440) readable by the sidecar's group.
-        security["runAsGroup"] = options.run_as_group
-        security["fsGroup"] = options.run_as_group
+    security = pod_security_context(options)
     pod_spec: Manifest = {
         # Never auto-mounted: with API watching, the token is projected into the sidecar alone.
         "automountServiceAccountToken": False,
@@ -86,6 +80,18 @@ def api_access_volume() -> Manifest:
         {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1",
                                                                        "fieldPath": "metadata.namespace"}}]}},
     ]}}
+
+
+def pod_security_context(options: RenderOptions) -> Manifest:
+    """Non-root with the runtime's seccomp profile; fsGroup makes mounted Secrets (mode 0440) readable by
+    the gateway's group."""
+    security: Manifest = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    if options.run_as_user is not None:
+        security["runAsUser"] = options.run_as_user
+    if options.run_as_group is not None:
+        security["runAsGroup"] = options.run_as_group
+        security["fsGroup"] = options.run_as_group
+    return security
 
 
 def container_security() -> Manifest:

@@ -42,6 +42,7 @@ from mcp_runtime.manifests.pod import (
     SERVICE_ACCOUNT_DIR,
     api_access_volume,
     container_security,
+    pod_security_context,
     resource_requirements,
 )
 from mcp_runtime.resources import MCPServer, MCPVirtualServer, virtual_path
@@ -200,12 +201,7 @@ def _deployment(virtual: MCPVirtualServer, config: Manifest, options: RenderOpti
     name = gateway_name(virtual.metadata.name)
     labels = {**options.labels, **_gateway_labels(virtual), **virtual_labels(virtual)}
     digest = hashlib.sha256(config["data"][CONFIG_KEY].encode()).hexdigest()[:16]
-    security: Manifest = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
-    if options.run_as_user is not None:
-        security["runAsUser"] = options.run_as_user
-    if options.run_as_group is not None:
-        security["runAsGroup"] = options.run_as_group
-        security["fsGroup"] = options.run_as_group
+    security = pod_security_context(options)
     template: Manifest = {
         # The config is read once at start: a changed config rolls the pods.
         "metadata": {"labels": labels, "annotations": {ANNOTATION_CONFIG: digest,
