@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from fixtures.cli import cli_env
-from fixtures.kube_cluster import KubeCluster
+from fixtures.kube_cluster import KubeCluster, fresh_namespace
 from fixtures.servers import stop_process
 from mcp_runtime.kube import KubeClient
 from mcp_runtime.operator.reconcile import Reconciler
@@ -285,15 +285,21 @@ def test_the_phase_sweep_moves_an_expired_grant_to_expired(
 
 def test_the_sweep_copies_a_rotated_jwks_that_no_event_announced(
         kube_cluster: KubeCluster, platform_crds: list[str], kube_namespace: str, jwks_namespace: str) -> None:
-    # No operator process, so no watch event: only the sweep's `sync_jwks` can notice the rotation.
+    # No operator process, so no watch event: only the sweep's `sync_jwks` can notice the rotation. It
+    # reaches a server's namespace and one that holds only a virtual server.
     cluster, ns = kube_cluster, kube_namespace
-    reconciler = Reconciler(KubeClient.from_environment(str(cluster.kubeconfig)),
-                            OperatorSettings(jwks_source=(jwks_namespace, "mcp-runtime-jwks"), namespaces=(ns,)))
     publish_jwks(cluster, jwks_namespace, JWKS)
     cluster.apply(server(ns))
-    assert reconciler.sync_jwks() == 1
-    assert jwks_kids(cluster, ns) == ["k1"]
-    assert reconciler.sync_jwks() is None  # unchanged source: no work
-    publish_jwks(cluster, jwks_namespace, {"keys": [{"kid": "k2"}, {"kid": "k1"}]})
-    assert reconciler.sync_jwks() == 1
-    assert jwks_kids(cluster, ns) == ["k2", "k1"]
+    with fresh_namespace(cluster, "v") as toolbox_ns:
+        reconciler = Reconciler(KubeClient.from_environment(str(cluster.kubeconfig)), OperatorSettings(
+            jwks_source=(jwks_namespace, "mcp-runtime-jwks"), namespaces=(ns, toolbox_ns)))
+        cluster.apply({"apiVersion": GROUP_VERSION, "kind": "MCPVirtualServer",
+                       "metadata": {"name": "toolbox", "namespace": toolbox_ns},
+                       "spec": {"members": [{"serverRef": {"name": "payments", "namespace": ns}}]}})
+        assert reconciler.sync_jwks() == 2  # the server and the virtual server
+        assert jwks_kids(cluster, ns) == jwks_kids(cluster, toolbox_ns) == ["k1"]
+        assert reconciler.sync_jwks() is None  # unchanged source: no work
+        publish_jwks(cluster, jwks_namespace, {"keys": [{"kid": "k2"}, {"kid": "k1"}]})
+        assert reconciler.sync_jwks() == 2
+        assert jwks_kids(cluster, ns) == jwks_kids(cluster, toolbox_ns) == ["k2", "k1"]
+        cluster.kubectl("-n", toolbox_ns, "delete", "mcpvirtualservers", "--all", timeout=60)

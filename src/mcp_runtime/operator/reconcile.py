@@ -28,7 +28,13 @@ from mcp_runtime.operator.plan import (
 from mcp_runtime.operator.plan import (
     known_status as _known_status,
 )
-from mcp_runtime.operator.reconcile_virtual import VIRTUAL_KIND, reconcile_members_of, virtual_sessions
+from mcp_runtime.operator.reconcile_virtual import (
+    VIRTUAL_KIND,
+    list_virtuals,
+    reconcile_members_of,
+    reconcile_virtual,
+    virtual_sessions,
+)
 from mcp_runtime.operator.settings import OperatorSettings
 from mcp_runtime.resources import (
     GRANT_KIND,
@@ -124,7 +130,8 @@ class Reconciler:
             return plan
 
     def reconcile_all(self, now: datetime | None = None) -> int:
-        """Reconcile every server in the watched namespaces (after the JWKS source changed)."""
+        """Reconcile every server and virtual server in the watched namespaces (after the JWKS source
+        changed: each copies it into its namespace; a namespace may hold only a virtual server)."""
         count = 0
         namespaces: list[str | None] = [*self.settings.namespaces] or [None]  # None: every namespace
         for namespace in namespaces:
@@ -132,6 +139,9 @@ class Reconciler:
                 meta = raw.get("metadata", {})
                 if self.reconcile_server(meta["namespace"], meta["name"], now) is not None:
                     count += 1
+        for virtual in list_virtuals(self):
+            if reconcile_virtual(self, virtual.metadata.namespace or "", virtual.metadata.name, now) is not None:
+                count += 1
         return count
 
     def reconcile_access(self, kind: str, namespace: str, name: str, *, previous_server: str | None = None,
