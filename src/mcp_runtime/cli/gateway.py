@@ -27,6 +27,21 @@ app = typer.Typer(help="Run the mcp-gateway: authenticate, authorize, forward an
 
 DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_GATEWAY_PORT}"
 
+# Options `gateway run` and `gateway virtual` share: one definition, so their flags and help cannot drift.
+JWKS_FILE_OPTION: Any = typer.Option(..., "--jwks-file", metavar="FILE",
+                                     help="Public keys (JWKS) session tokens are checked with; reloaded on change.")
+INGEST_URL_OPTION: Any = typer.Option(None, "--ingest-url", metavar="URL",
+                                      help="Sentinel ingest endpoint for analytics events.")
+INGEST_KEY_FILE_OPTION: Any = typer.Option(None, "--ingest-key-file", metavar="FILE",
+                                           help="File holding the ingest API key.")
+APPROVALS_URL_OPTION: Any = typer.Option(
+    None, "--approvals-url", metavar="URL",
+    help="Where calls wait for a person's approval, with the ingest key (default: next to --ingest-url).")
+SPOOL_DIR_OPTION: Any = typer.Option(None, "--spool-dir", metavar="DIR",
+                                     help="Where undelivered events wait (kept across restarts).")
+LOG_LEVEL_OPTION: Any = typer.Option("info", "--log-level", help="debug, info, warning or error.")
+OTLP_OPTION: Any = typer.Option(None, "--otlp-endpoint", metavar="URL", help=OTLP_HELP)
+
 
 def readable_file(path: Path, what: str, flag: str) -> bytes:
     try:
@@ -55,21 +70,15 @@ def run(
     policy_configmap: str | None = typer.Option(
         None, "--policy-configmap", metavar="NAMESPACE/NAME",
         help="Watch the policy ConfigMap through the Kubernetes API (a given --policy-file is read once at start)."),
-    jwks_file: Path = typer.Option(..., "--jwks-file", metavar="FILE",
-                                   help="Public keys (JWKS) session tokens are checked with; reloaded on change."),
+    jwks_file: Path = JWKS_FILE_OPTION,
     listen: str = typer.Option(DEFAULT_LISTEN, "--listen", metavar="HOST:PORT", help="Address to serve on."),
     path: str = typer.Option(DEFAULT_MCP_PATH, "--path", help="Public MCP path (the server's ingress path)."),
     server: str | None = typer.Option(None, "--server", help="Server name (default: from the policy)."),
     namespace: str | None = typer.Option(None, "--namespace", help="Namespace (default: from the policy)."),
-    ingest_url: str | None = typer.Option(None, "--ingest-url", metavar="URL",
-                                          help="Sentinel ingest endpoint for analytics events."),
-    ingest_key_file: Path | None = typer.Option(None, "--ingest-key-file", metavar="FILE",
-                                                help="File holding the ingest API key."),
-    approvals_url: str | None = typer.Option(
-        None, "--approvals-url", metavar="URL",
-        help="Where calls wait for a person's approval, with the ingest key (default: next to --ingest-url)."),
-    spool_dir: Path | None = typer.Option(None, "--spool-dir", metavar="DIR",
-                                          help="Where undelivered events wait (kept across restarts)."),
+    ingest_url: str | None = INGEST_URL_OPTION,
+    ingest_key_file: Path | None = INGEST_KEY_FILE_OPTION,
+    approvals_url: str | None = APPROVALS_URL_OPTION,
+    spool_dir: Path | None = SPOOL_DIR_OPTION,
     upstream_token_file: Path | None = typer.Option(
         None, "--upstream-token-file", metavar="FILE",
         help="Credential sent upstream as a bearer token (the client's never is)."),
@@ -100,8 +109,8 @@ def run(
     allowed_origin: list[str] = typer.Option(
         [], "--allowed-origin", metavar="ORIGIN",
         help="A browser origin (scheme://host[:port]) allowed besides the resource's own and loopback; repeatable."),
-    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
-    otlp: str | None = typer.Option(None, "--otlp-endpoint", metavar="URL", help=OTLP_HELP),
+    log_level: str = LOG_LEVEL_OPTION,
+    otlp: str | None = OTLP_OPTION,
 ) -> None:
     """Serve the gateway in front of one MCP server until interrupted.
 

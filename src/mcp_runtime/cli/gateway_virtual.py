@@ -15,8 +15,15 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from mcp_runtime.cli.common.errors import CliError
-from mcp_runtime.cli.common.serving import OTLP_HELP, configure_logging, otlp_endpoint
+from mcp_runtime.cli.common.serving import configure_logging, otlp_endpoint
 from mcp_runtime.cli.gateway import (
+    APPROVALS_URL_OPTION,
+    INGEST_KEY_FILE_OPTION,
+    INGEST_URL_OPTION,
+    JWKS_FILE_OPTION,
+    LOG_LEVEL_OPTION,
+    OTLP_OPTION,
+    SPOOL_DIR_OPTION,
     analytics_emitter,
     duration_seconds,
     jwks_keys,
@@ -79,20 +86,14 @@ def member_routes(members: list[dict[str, Any]], keys: JwksFile) -> list[Gateway
 def virtual(
     config: Path = typer.Option(..., "--config", metavar="FILE",
                                 help="The virtual server and its members (the operator's <name>-virtual ConfigMap)."),
-    jwks_file: Path = typer.Option(..., "--jwks-file", metavar="FILE",
-                                   help="Public keys (JWKS) session tokens are checked with; reloaded on change."),
+    jwks_file: Path = JWKS_FILE_OPTION,
     listen: str = typer.Option("0.0.0.0:8091", "--listen", metavar="HOST:PORT", help="Address to serve on."),
-    ingest_url: str | None = typer.Option(None, "--ingest-url", metavar="URL",
-                                          help="Sentinel ingest endpoint for analytics events."),
-    ingest_key_file: Path | None = typer.Option(None, "--ingest-key-file", metavar="FILE",
-                                                help="File holding the ingest API key."),
-    approvals_url: str | None = typer.Option(
-        None, "--approvals-url", metavar="URL",
-        help="Where calls wait for a person's approval, with the ingest key (default: next to --ingest-url)."),
-    spool_dir: Path | None = typer.Option(None, "--spool-dir", metavar="DIR",
-                                          help="Where undelivered events wait (kept across restarts)."),
-    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
-    otlp: str | None = typer.Option(None, "--otlp-endpoint", metavar="URL", help=OTLP_HELP),
+    ingest_url: str | None = INGEST_URL_OPTION,
+    ingest_key_file: Path | None = INGEST_KEY_FILE_OPTION,
+    approvals_url: str | None = APPROVALS_URL_OPTION,
+    spool_dir: Path | None = SPOOL_DIR_OPTION,
+    log_level: str = LOG_LEVEL_OPTION,
+    otlp: str | None = OTLP_OPTION,
 ) -> None:
     """Serve one virtual server at /v/<name>/mcp until interrupted (the operator's virtual gateway).
 
