@@ -47,8 +47,8 @@ def traefik_image(kube_registry: LocalRegistry) -> str:
     if built.returncode != 0:
         pytest.fail(f"tests/kube/traefik.sh build failed ({built.returncode}):\n{built.stderr[-4000:]}",
                     pytrace=False)
-    print(f"\n[traefik] {built.stderr.strip()}\n[traefik] traefik.sh build: {time.monotonic() - started:.1f}s",
-          file=sys.stderr)
+    progress = "".join(f"\n{line}" for line in built.stderr.strip().splitlines())  # the build's figures
+    print(f"{progress}\n[traefik] traefik.sh build: {time.monotonic() - started:.1f}s", file=sys.stderr)
     archive = built.stdout.strip().splitlines()[-1]
     pushed = time.monotonic()
     ref = kube_registry.push(f"oci-archive:{archive}", "mcp-runtime/traefik:v3.7.13")
