@@ -15,7 +15,9 @@ set -euo pipefail
 
 TRAEFIK_SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=build.sh
-. "$TRAEFIK_SCRIPT_DIR/build.sh" # say, die, go_tool, KUBE_CACHE_ROOT
+. "$TRAEFIK_SCRIPT_DIR/build.sh" # go_tool, KUBE_CACHE_ROOT
+say() { printf '[traefik] %s\n' "$*" >&2; }
+die() { printf '[traefik] error: %s\n' "$*" >&2; exit 1; }
 
 TRAEFIK_VERSION=v3.7.13
 TRAEFIK_PUBLISHED=2026-09-04T12:33:51Z # the module's publish time (proxy .info): a reproducible BuildDate
