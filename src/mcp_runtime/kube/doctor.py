@@ -226,13 +226,26 @@ class _Doctor:
             "mcp-runtime cluster config --ingress traefik (k3s ships Traefik already)"
 
     def ingress_controller(self) -> tuple[Level, str, str | None]:
+        """The Traefik that serves the class: the one `cluster config` installed for it (any namespace; its
+        pods are labelled with the class), else one named traefik in `traefik` or `kube-system` (k3s's).
+        Ready, not merely there: a Deployment whose image cannot be pulled routes nothing."""
+        ours = [d for d in self.client.list("Deployment", None, label_selector="app.kubernetes.io/name=traefik")
+                if ((d.get("spec") or {}).get("selector") or {}).get("matchLabels", {}).get(
+                    "app.kubernetes.io/instance") == self.options.ingress_class]
         names = {n["metadata"]["name"] for n in self.all("Namespace")}
-        for candidate in ("traefik", "kube-system"):
-            deployments = self.all("Deployment", candidate) if candidate in names else []
-            if any("traefik" in d["metadata"]["name"] for d in deployments):
-                return _ok(f"Traefik runs in {candidate}")
-        return (Level.warn, "no Traefik Deployment found in traefik or kube-system",
-                "mcp-runtime cluster config --ingress traefik (team NetworkPolicies admit namespace traefik)")
+        found = ours or [d for candidate in ("traefik", "kube-system") if candidate in names
+                         for d in self.all("Deployment", candidate) if "traefik" in d["metadata"]["name"]]
+        if not found:
+            return (Level.warn, "no Traefik Deployment found in traefik or kube-system",
+                    "mcp-runtime cluster config --ingress traefik (team NetworkPolicies admit namespace traefik)")
+        deployment = found[0]
+        where = f"{deployment['metadata']['namespace']}/{deployment['metadata']['name']}"
+        wanted, ready = _ready(deployment)
+        if ready < 1:
+            return (Level.fail, f"Traefik {where} has no ready pod (0/{wanted}): Ingresses are not served",
+                    f"kubectl -n {deployment['metadata']['namespace']} describe pods (an image it cannot pull: "
+                    "mcp-runtime cluster config --ingress traefik --image IMAGE)")
+        return _ok(f"Traefik {where} runs ({ready}/{wanted} ready)")
 
     def cert_manager(self) -> tuple[Level, str, str | None]:
         if self.client.get("CustomResourceDefinition", "clusterissuers.cert-manager.io") is None:
