@@ -30,6 +30,7 @@ from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+from mcp.shared.exceptions import MCPError
 from platform_support import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORDS, free_port, grant_doc, platform_settings
 from pydantic import AnyUrl
 
@@ -270,10 +271,13 @@ async def sdk_flow(server_url: str, browser: ConsentBrowser, storage: MemoryStor
             tools = sorted(t.name for t in (await session.list_tools()).tools)
             echo = await session.call_tool("echo", {"text": "hi"})
             add = await session.call_tool("add", {"a": 1, "b": 2})
+            denial: dict[str, Any] = {}
             try:
                 reverse = await session.call_tool("reverse", {"text": "hi"})
-                denial = " ".join(getattr(part, "text", "") for part in reverse.content) if reverse.is_error else ""
-            except Exception as exc:  # the gateway's JSON-RPC error (-32001) with the reason
-                denial = f"{type(exc).__name__}: {exc}"
+                if reverse.is_error:
+                    denial = {"message": " ".join(getattr(part, "text", "") for part in reverse.content)}
+            except MCPError as exc:  # the gateway's JSON-RPC error (-32001) with the reason in its data
+                data = exc.data if isinstance(exc.data, dict) else {}
+                denial = {"code": exc.code, "message": exc.message, "reason": data.get("reason")}
     return {"tools": tools, "echo": not echo.is_error, "add": not add.is_error, "reverse_denied": bool(denial),
             "denial": denial, "location": redirect.get("location", "")}

@@ -65,7 +65,7 @@ def test_sdk_oauth_client_reaches_a_governed_tool_through_consent(up: Up) -> Non
     assert "from trust low" in page and "from trust medium" in page
     assert outcome["tools"] == ["add", "echo"]  # tools/list filtered by bob's grant
     assert outcome["echo"] and outcome["add"] and outcome["reverse_denied"]
-    assert "tool_not_granted" in outcome["denial"] or "not in grant" in outcome["denial"], outcome["denial"]
+    assert outcome["denial"]["code"] == -32001 and outcome["denial"]["reason"] == "tool_not_granted", outcome["denial"]
     assert storage.tokens is not None and storage.tokens.refresh_token
 
     # the authorization is a session: bob, agent from the client's name, Globex, the OAuth client labelled

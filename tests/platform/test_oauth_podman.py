@@ -129,10 +129,13 @@ def test_sdk_oauth_client_through_a_podman_sidecar(up: Served, world: dict[str, 
                 ("POST", f"{up.url}/api/v1/oauth/register", 201), ("POST", f"{up.url}/api/v1/oauth/token", 200),
                 ("POST", url, 200)]
     assert _in_order(expected, steps), steps
+    # one authorization: the first call with the new token was not refused (the sidecar's policy caught up)
+    assert [step[1] for step in steps].count(f"{up.url}/api/v1/oauth/token") == 1, steps
+    assert [step for step in steps if step[0] == "POST" and step[1] == url and step[2] == 401] == [expected[0]]
     assert "Claude Test Agent" in browser.last_page and "payments" in browser.last_page
     assert outcome["tools"] == ["add", "echo"]  # tools/list filtered by bob's grant, at the sidecar
     assert outcome["echo"] and outcome["add"]
-    assert "tool_not_granted" in outcome["denial"] or "not in grant" in outcome["denial"], outcome["denial"]
+    assert outcome["denial"]["code"] == -32001 and outcome["denial"]["reason"] == "tool_not_granted", outcome["denial"]
     assert storage.tokens is not None
     # the sidecar decided those calls for bob's OAuth session (its analytics name the OAuth client)
     assert storage.client is not None
