@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -151,3 +153,40 @@ def test_rotated_jwks_file_is_picked_up(upstream: str, tmp_path: Path) -> None:
         wait_for(lambda: str(keys.last_error is not None), "True", 2.0)
         assert keys.last_error
         assert outcome(client, url, rotated, "echo") == "allowed"
+
+
+def test_a_session_issued_a_moment_ago_waits_for_the_policy_that_knows_it(upstream: str, tmp_path: Path) -> None:
+    """The platform answers with a token as soon as it created the session; a sidecar learns of the session
+    when its policy file is rewritten, a moment later. The first call (an OAuth client's, right after its code
+    exchange) is judged by that policy instead of being refused `session_not_found`, which would send the
+    client through the authorization again. A session the policy never learns of is still refused."""
+    kit = standard_kit()
+    policy = tmp_path / "policy.json"
+    policy.write_bytes(kit.document().to_json())
+    fresh = kit.token("s-new", "cursor", age=timedelta(seconds=0))
+    with serve_gateway(upstream, kit, source=FilePolicySource(policy)) as (url, _gw), \
+            httpx.Client(timeout=10) as client:
+        kit.session("s-new", "cursor")
+        timer = threading.Timer(0.3, lambda: write_atomically(policy, kit.document().to_json()))
+        started = time.monotonic()
+        timer.start()
+        try:
+            assert outcome(client, url, fresh, "echo") == "allowed"
+        finally:
+            timer.join()
+        assert 0.3 <= time.monotonic() - started < 2.0
+
+        old = kit.token("s-gone", "cursor", age=timedelta(minutes=5))  # not fresh: refused at once
+        started = time.monotonic()
+        assert outcome(client, url, old, "echo") == "session_not_found"
+        assert time.monotonic() - started < 0.5
+        unknown = kit.token("s-never", "cursor", age=timedelta(seconds=0))  # fresh, but never in the policy
+        started = time.monotonic()
+        assert outcome(client, url, unknown, "echo") == "session_not_found"
+        assert 2.5 <= time.monotonic() - started < 5.0
+        kit.session("s-new", "cursor", revoked=True)  # a known session is never waited for
+        write_atomically(policy, kit.document().to_json())
+        wait_for(lambda: outcome(client, url, fresh, "echo"), "session_revoked", 2.0)
+        started = time.monotonic()
+        assert outcome(client, url, fresh, "echo") == "session_revoked"
+        assert time.monotonic() - started < 0.5

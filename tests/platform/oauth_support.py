@@ -1,5 +1,7 @@
-"""MCP authorization against `mcp-runtime up` in process: the world (teams, servers, grants), a browser-like
-consent driver over HTTP, and a hand-driven OAuth flow for the bad-input tests.
+"""MCP authorization against `mcp-runtime up`: the world (teams, servers, grants), a browser-like consent
+driver over HTTP, the official SDK's OAuth client run against a server URL, and a hand-driven OAuth flow for
+the bad-input tests. Shared by the process runtime's tests (test_oauth.py, test_oauth_errors.py) and the
+podman one (test_oauth_podman.py): everything but `run_up`/`build_world` needs only the platform's URL.
 
 The world: Acme owns `payments` (echo: read, add: read at medium trust, reverse: write) and `ledger`;
 Globex's bob holds a grant on `payments` for echo and add up to medium trust, and one on `ledger`.
@@ -16,14 +18,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
+import anyio
 import httpx
 import uvicorn
 from dashboard_support import csrf_of
-from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
+from mcp.client.auth import OAuthClientProvider
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+from mcp.shared.exceptions import MCPError
 from platform_support import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORDS, free_port, grant_doc, platform_settings
+from pydantic import AnyUrl
 
 from fixtures.servers import DATA_UTILITY_DIR
 from mcp_runtime.compose.embedded import EmbeddedPlatform
@@ -35,6 +44,12 @@ TOOLS = [{"name": "echo", "sideEffect": "read"}, {"name": "add", "sideEffect": "
 BOB = ("bob@globex.com", PASSWORDS["bob@globex.com"])
 ALICE = ("alice@acme.com", PASSWORDS["alice@acme.com"])
 CALLBACK = "http://127.0.0.1:33418/callback"
+
+
+class Reachable(Protocol):
+    """A running platform as a client sees it: its public URL (`up` in process, or `up --runtime podman`)."""
+
+    url: str
 
 
 @dataclass
@@ -108,7 +123,7 @@ def wait_ready(up: Up, server: str) -> None:
 class ConsentBrowser:
     """Signs in to the dashboard like a person would (login form, cookies) and answers consent pages."""
 
-    def __init__(self, up: Up, who: tuple[str, str]) -> None:
+    def __init__(self, up: Reachable, who: tuple[str, str]) -> None:
         self.http = httpx.Client(base_url=up.url, timeout=30, follow_redirects=False)
         page = self.http.get("/login")
         answer = self.http.post("/login", data={"email": who[0], "password": who[1], "csrf": csrf_of(page.text),
@@ -174,7 +189,7 @@ def pkce() -> tuple[str, str]:
 
 @dataclass
 class Flow:
-    up: Up
+    up: Reachable
     client_id: str = ""
     client_secret: str = ""
     verifier: str = ""
@@ -217,8 +232,52 @@ class Flow:
         return self.token(grant_type="refresh_token", refresh_token=refresh_token)
 
 
-def mcp_list(up: Up, server: str, token: str) -> httpx.Response:
+def mcp_list(up: Reachable, server: str, token: str, **headers: str) -> httpx.Response:
     """A raw `tools/list` through the gateway with a bearer token (no MCP session needed for the answer code)."""
     return httpx.post(f"{up.url}/{server}/mcp", timeout=30,
                       json={"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}},
-                      headers={"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"})
+                      headers={"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream",
+                               **headers})
+
+
+# --- the official SDK's OAuth client ------------------------------------------------------------------------
+async def sdk_flow(server_url: str, browser: ConsentBrowser, storage: MemoryStorage,
+                   seen: list[tuple[str, str, int]] | None = None) -> dict[str, Any]:
+    """The SDK's OAuth client given only `server_url`: list the tools, call echo and add (granted) and reverse
+    (not granted). `seen` collects (method, URL, status) of every request the client sent, discovery included."""
+    redirect: dict[str, str] = {}
+
+    async def open_browser(url: str) -> None:  # the SDK hands the authorization URL to "the browser"
+        redirect["location"] = await anyio.to_thread.run_sync(browser.authorize, url)
+
+    async def callback() -> AuthorizationCodeResult:
+        query = parse_qs(urlsplit(redirect["location"]).query)
+        return AuthorizationCodeResult(code=query["code"][0], state=query["state"][0], iss=query["iss"][0])
+
+    async def record(response: Any) -> None:
+        if seen is not None:
+            seen.append((response.request.method, str(response.request.url), response.status_code))
+
+    provider = OAuthClientProvider(
+        server_url=server_url,
+        client_metadata=OAuthClientMetadata(client_name="Claude Test Agent", redirect_uris=[AnyUrl(CALLBACK)],
+                                            grant_types=["authorization_code", "refresh_token"]),
+        storage=storage, redirect_handler=open_browser, callback_handler=callback)
+    async with create_mcp_http_client(auth=provider) as http:
+        http.event_hooks = {"response": [record]}
+        async with streamable_http_client(server_url, http_client=http) as (read, write), \
+                ClientSession(read, write) as session:
+            await session.initialize()
+            tools = sorted(t.name for t in (await session.list_tools()).tools)
+            echo = await session.call_tool("echo", {"text": "hi"})
+            add = await session.call_tool("add", {"a": 1, "b": 2})
+            denial: dict[str, Any] = {}
+            try:
+                reverse = await session.call_tool("reverse", {"text": "hi"})
+                if reverse.is_error:
+                    denial = {"message": " ".join(getattr(part, "text", "") for part in reverse.content)}
+            except MCPError as exc:  # the gateway's JSON-RPC error (-32001) with the reason in its data
+                data = exc.data if isinstance(exc.data, dict) else {}
+                denial = {"code": exc.code, "message": exc.message, "reason": data.get("reason")}
+    return {"tools": tools, "echo": not echo.is_error, "add": not add.is_error, "reverse_denied": bool(denial),
+            "denial": denial, "location": redirect.get("location", "")}

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import uvicorn
-from platform_support import ADMIN_EMAIL, ADMIN_PASSWORD, free_port
+from platform_support import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORDS, free_port
 
 from mcp_runtime.compose.embedded import EmbeddedPlatform
 from mcp_runtime.compose.podman_stack import PodmanStack
@@ -105,6 +105,22 @@ def ok(up: Served, method: str, path: str, token: str | None = None, body: Any =
     answer = api(up, method, path, token, body)
     assert answer.is_success, f"{method} {path}: {answer.status_code} {answer.text}"
     return answer.json() if answer.content else None
+
+
+def make_people(up: Served) -> dict[str, Any]:
+    """Teams acme (alice, owner) and globex (bob, member); their access tokens and CLI environments."""
+    admin = ok(up, "POST", "/auth/login", body={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})["accessToken"]
+    teams = {slug: ok(up, "POST", "/teams", admin, {"slug": slug, "name": slug.title()})
+             for slug in ("acme", "globex")}
+    for slug, email, role in (("acme", "alice@acme.com", "owner"), ("globex", "bob@globex.com", "member")):
+        ok(up, "POST", f"/teams/{slug}/users", admin, {"email": email, "password": PASSWORDS[email], "role": role})
+    tokens = {"admin": admin}
+    for who, email in (("alice", "alice@acme.com"), ("bob", "bob@globex.com")):
+        tokens[who] = ok(up, "POST", "/auth/login", body={"email": email, "password": PASSWORDS[email]})[
+            "accessToken"]
+    keys = {who: ok(up, "POST", "/user/api-keys", tokens[who], {"name": "ci"})["key"] for who in ("alice", "bob")}
+    envs = {who: {"MCP_PLATFORM_API_TOKEN": key, "MCP_PLATFORM_API_URL": up.url} for who, key in keys.items()}
+    return {"teams": teams, "tokens": tokens, "env": envs}
 
 
 def wait_for(probe: Any, done: Any, timeout: float, interval: float = 0.1) -> Any:

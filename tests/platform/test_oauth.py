@@ -19,11 +19,6 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 import httpx
 import pytest
-from mcp.client.auth import OAuthClientProvider
-from mcp.client.session import ClientSession
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
-from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
 from oauth_support import (
     ACME_NS,
     ALICE,
@@ -36,9 +31,9 @@ from oauth_support import (
     build_world,
     mcp_list,
     run_up,
+    sdk_flow,
     wait_ready,
 )
-from pydantic import AnyUrl
 
 from fixtures.cli import run_cli
 
@@ -57,43 +52,11 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
         yield live
 
 
-async def _sdk_flow(up: Up, browser: ConsentBrowser, storage: MemoryStorage) -> dict[str, Any]:
-    """The SDK's OAuth client against `payments`: list the tools, call one allowed and one denied."""
-    redirect: dict[str, str] = {}
-
-    async def open_browser(url: str) -> None:  # the SDK hands the authorization URL to "the browser"
-        redirect["location"] = await anyio.to_thread.run_sync(browser.authorize, url)
-
-    async def callback() -> AuthorizationCodeResult:
-        query = parse_qs(urlsplit(redirect["location"]).query)
-        return AuthorizationCodeResult(code=query["code"][0], state=query["state"][0], iss=query["iss"][0])
-
-    provider = OAuthClientProvider(
-        server_url=f"{up.url}/payments/mcp",
-        client_metadata=OAuthClientMetadata(client_name="Claude Test Agent", redirect_uris=[AnyUrl(CALLBACK)],
-                                            grant_types=["authorization_code", "refresh_token"]),
-        storage=storage, redirect_handler=open_browser, callback_handler=callback)
-    async with create_mcp_http_client(auth=provider) as http, \
-            streamable_http_client(f"{up.url}/payments/mcp", http_client=http) as (read, write), \
-            ClientSession(read, write) as session:
-        await session.initialize()
-        tools = sorted(t.name for t in (await session.list_tools()).tools)
-        echo = await session.call_tool("echo", {"text": "hi"})
-        add = await session.call_tool("add", {"a": 1, "b": 2})
-        try:
-            reverse = await session.call_tool("reverse", {"text": "hi"})
-            reverse_denied = reverse.is_error
-        except Exception as exc:  # the gateway's JSON-RPC error (-32001)
-            reverse_denied = "tool_not_granted" in str(exc) or "not" in str(exc)
-    return {"tools": tools, "echo": not echo.is_error, "add": not add.is_error, "reverse_denied": reverse_denied,
-            "location": redirect.get("location", "")}
-
-
 def test_sdk_oauth_client_reaches_a_governed_tool_through_consent(up: Up) -> None:
     browser = ConsentBrowser(up, BOB)
     storage = MemoryStorage()
     try:
-        outcome = anyio.run(_sdk_flow, up, browser, storage)
+        outcome = anyio.run(sdk_flow, f"{up.url}/payments/mcp", browser, storage)
     finally:
         browser.close()
     # the consent page showed the server, the client and what bob's grant allows at which trust
@@ -102,6 +65,7 @@ def test_sdk_oauth_client_reaches_a_governed_tool_through_consent(up: Up) -> Non
     assert "from trust low" in page and "from trust medium" in page
     assert outcome["tools"] == ["add", "echo"]  # tools/list filtered by bob's grant
     assert outcome["echo"] and outcome["add"] and outcome["reverse_denied"]
+    assert outcome["denial"]["code"] == -32001 and outcome["denial"]["reason"] == "tool_not_granted", outcome["denial"]
     assert storage.tokens is not None and storage.tokens.refresh_token
 
     # the authorization is a session: bob, agent from the client's name, Globex, the OAuth client labelled

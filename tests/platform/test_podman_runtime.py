@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
-from platform_support import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORDS, grant_doc
-from podman_support import REPO, Served, call_tool, ensure_images, ok, run_cli, timed, wait_for
+from platform_support import grant_doc
+from podman_support import REPO, Served, call_tool, ensure_images, make_people, ok, run_cli, timed, wait_for
 
 from mcp_runtime.runtime.registry import BundledRegistry
 
@@ -55,18 +55,7 @@ def registry(up: Served) -> BundledRegistry:
 @pytest.fixture(scope="module")
 def people(up: Served) -> dict[str, Any]:
     """Teams acme (alice, owner) and globex (bob, member); their access tokens and CLI environments."""
-    admin = ok(up, "POST", "/auth/login", body={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})["accessToken"]
-    teams = {slug: ok(up, "POST", "/teams", admin, {"slug": slug, "name": slug.title()})
-             for slug in ("acme", "globex")}
-    for slug, email, role in (("acme", "alice@acme.com", "owner"), ("globex", "bob@globex.com", "member")):
-        ok(up, "POST", f"/teams/{slug}/users", admin, {"email": email, "password": PASSWORDS[email], "role": role})
-    tokens = {"admin": admin}
-    for who, email in (("alice", "alice@acme.com"), ("bob", "bob@globex.com")):
-        tokens[who] = ok(up, "POST", "/auth/login", body={"email": email, "password": PASSWORDS[email]})[
-            "accessToken"]
-    keys = {who: ok(up, "POST", "/user/api-keys", tokens[who], {"name": "ci"})["key"] for who in ("alice", "bob")}
-    envs = {who: {"MCP_PLATFORM_API_TOKEN": key, "MCP_PLATFORM_API_URL": up.url} for who, key in keys.items()}
-    return {"teams": teams, "tokens": tokens, "env": envs}
+    return make_people(up)
 
 
 @pytest.fixture(scope="module")

@@ -44,6 +44,7 @@ from mcp_runtime.gateway import jsonrpc, refusal
 from mcp_runtime.gateway.approval import ApprovalBroker, note_elicitation, remember_elicitation, settle, take_answers
 from mcp_runtime.gateway.audit import Auditor, call_arguments, tool_arguments, trace_id_from
 from mcp_runtime.gateway.auth import Authenticated, extract_token
+from mcp_runtime.gateway.catch_up import catch_up
 from mcp_runtime.gateway.credentials import SessionCredentials
 from mcp_runtime.gateway.exchange import Exchange
 from mcp_runtime.gateway.jsonrpc import RpcMessage
@@ -150,6 +151,7 @@ class RequestPath:
             self.admit(ex)
             await self.parse(ex)
             self.authenticate(ex)
+            await catch_up(ex)  # a session issued a moment ago may not be in this gateway's policy yet
             await self.authorize(ex)
             self.limit(ex)
             if ex.forward:
@@ -168,6 +170,7 @@ class RequestPath:
         try:
             self.admit(ex)
             self.authenticate(ex)
+            await catch_up(ex)
             self.authorize_access(ex)
             await self.forward(ex)
             await self.relay(ex)

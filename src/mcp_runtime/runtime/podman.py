@@ -11,7 +11,9 @@ of how podman 4.3 plays a Pod on one machine:
   `policy/policy.json` there atomically (temp file + rename) whenever the platform publishes a new policy
   document; the sidecar's file watcher sees the rename and reloads in well under a second.
 - Ports. The sidecar's port is published on 127.0.0.1 at a free host port (`hostPort`); that is the
-  server's address (`upstream_url`). The app port is not published: all traffic is governed. A virtual
+  server's address (`upstream_url`). Every other declared port (the app's) is dropped from the played Pod:
+  podman 4's `kube play` would publish it on all host interfaces at the same port number. So all traffic
+  is governed, and any number of servers with the same app port run side by side. A virtual
   server's gateway in `up` reaches the app at the pod's address (`app_url`) and governs with the server's
   own policy, as the sidecar does (docs/virtual-servers.md).
 - Probes. podman 4.3 turns probes into exec healthchecks (needing curl/nc inside the image, named ports
@@ -395,11 +397,18 @@ class PodmanRuntime:
         for container in spec["containers"]:
             container.pop("readinessProbe", None)
             container.pop("livenessProbe", None)
-            if container["name"] == GATEWAY_CONTAINER:
-                for port in container.get("ports", []):
-                    if port["containerPort"] == server.spec.gateway.port:
-                        port["hostPort"] = managed.host_port
-                        port["hostIP"] = "127.0.0.1"
+            # podman 4 publishes every containerPort without a hostPort on all host interfaces, at the same
+            # port (the app's 8088: reachable from the network ungoverned, and a second pod cannot start).
+            # Only the sidecar's port is published, on loopback; the pod's own address still reaches the app.
+            ports = [port for port in container.get("ports", []) if container["name"] == GATEWAY_CONTAINER
+                     and port["containerPort"] == server.spec.gateway.port]
+            for port in ports:
+                port["hostPort"] = managed.host_port
+                port["hostIP"] = "127.0.0.1"
+            if ports:
+                container["ports"] = ports
+            else:
+                container.pop("ports", None)
 
     # --- watching ------------------------------------------------------------------------------------
 
