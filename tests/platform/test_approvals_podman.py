@@ -1,18 +1,21 @@
 """Human approval through a podman pod's gateway sidecar, end to end.
 
 `up --runtime podman` deploys the data-utility example (built FROM the mmdebstrap base, pushed to the
-bundled registry) with `reverse` declared destructive, so every call of it needs its caller's approval.
-Bob (team globex, granted `echo` and `reverse`) calls it with the official Python SDK client through
-`up`'s public route, which podman's runtime hands straight to the pod's `mcp-gateway` sidecar: the sidecar
-has no platform in process, so it holds a call at the platform API (`/api/v1/ingest/approvals`, with its
-ingest key, long-polled) or asks the caller by MCP elicitation on the call's own stream.
+bundled registry) with `reverse` declared destructive, so every call of it needs its caller's approval, and
+`upper` reserved for the owners' approval by its metadata. Bob (team globex, granted them) calls them with
+the official Python SDK client through `up`'s public route, which podman's runtime hands straight to the
+pod's `mcp-gateway` sidecar (some calls go to the sidecar's own port): the sidecar has no platform in
+process, so it holds a call at the platform API (`/api/v1/ingest/approvals`, with its ingest key,
+long-polled) or asks the caller by MCP elicitation on the call's own stream.
 
 - Without the elicitation capability the call waits; `access approvals list` (alice, acme's owner, with the
   CLI) shows it with its caller, tool and argument digest; `approve ID` lets it run (the server's real
   answer); a call with other arguments is not covered by that approval and waits again; `deny` ends it
   `approval_denied`.
 - With the capability, bob (the approver: the caller) is asked in his client: accept runs it, decline is
-  `approval_declined`; nothing waits in the platform.
+  `approval_declined`; nothing waits in the platform. `upper` is not his to approve: it waits for alice.
+- Redeployed with `approvalTimeout: 2s`, a call nobody decides ends `approval_timeout` (this caught the
+  runtime dropping a policy published while the new pod was prepared: the sidecar kept the old timeout).
 - Every outcome is an analytics event of the sidecar's (the platform's `/analytics/events`), and each
   out-of-band decision an `Approval` audit entry.
 """
@@ -72,7 +75,7 @@ def up(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 @pytest.fixture(scope="module")
 def world(up: Served, images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """The example built, pushed and deployed in acme's namespace; bob granted echo and reverse (trust high),
+    """The example built, pushed and deployed in acme's namespace; bob granted its tools (trust high),
     with a session token from `runtime/adapter/sessions`, as a client's adapter gets one."""
     people = make_people(up)
     built = build_example_image(tmp_path_factory.mktemp("example"), SERVER, TAG, images["base"],
