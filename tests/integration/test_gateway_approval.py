@@ -24,8 +24,8 @@ from mcp import types
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
-from mcp.shared.exceptions import MCPError
 
+from fixtures.approvals import sdk_call
 from fixtures.gateway import NAMESPACE, SERVER, TOOLS, EchoUpstream, PolicyKit, serve_app, serve_gateway
 from fixtures.servers import run_data_utility_server
 from mcp_runtime.gateway import Gateway, jsonrpc
@@ -54,32 +54,11 @@ def world(request: pytest.FixtureRequest) -> Iterator[tuple[str, ApprovalKit, Ga
         yield url, kit, gateway
 
 
-async def _call(url: str, token: str, tool: str, arguments: dict[str, Any], answer: str | None,
-                asked: list[types.ElicitRequestParams]) -> Any:
-    """The tool's text or the denial's reason; `answer` None: the client does not declare elicitation."""
-    async def on_elicit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
-        asked.append(params)
-        if answer == "never":  # the person walks away: the client answers long after the gateway gave up
-            await anyio.sleep(6)
-        return types.ElicitResult(action="accept" if answer == "never" else answer)  # type: ignore[arg-type]
-
-    callback = on_elicit if answer is not None else None
-    async with create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}) as http, \
-            streamable_http_client(url, http_client=http) as (read, write), \
-            ClientSession(read, write, elicitation_callback=callback) as session:
-        await session.initialize()
-        try:
-            result = await session.call_tool(tool, arguments)
-        except MCPError as exc:
-            return exc.error.data["reason"]
-        return result.content[0].text  # type: ignore[union-attr]
-
-
 def call(world: tuple[str, ApprovalKit, Gateway], tool: str, arguments: dict[str, Any],
          answer: str | None) -> tuple[Any, list[types.ElicitRequestParams]]:
     url, kit, _ = world
     asked: list[types.ElicitRequestParams] = []
-    outcome = anyio.run(_call, url, kit.token("s-cursor", "cursor"), tool, arguments, answer, asked)
+    outcome = anyio.run(sdk_call, url, kit.token("s-cursor", "cursor"), tool, arguments, answer, asked)
     return outcome, asked
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -29,6 +30,7 @@ from mcp_runtime.runtime.podman import PodmanRuntime
 from mcp_runtime.runtime.registry import BundledRegistry
 
 REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "data-utility-mcp"
 
 
 def run_cli(args: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
@@ -96,17 +98,6 @@ class Served:
         self.stack.stop()
 
 
-def api(up: Served, method: str, path: str, token: str | None = None, body: Any = None) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.request(method, f"{up.url}/api/v1{path}", json=body, headers=headers, timeout=30)
-
-
-def ok(up: Served, method: str, path: str, token: str | None = None, body: Any = None) -> Any:
-    answer = api(up, method, path, token, body)
-    assert answer.is_success, f"{method} {path}: {answer.status_code} {answer.text}"
-    return answer.json() if answer.content else None
-
-
 def make_people(up: Served) -> dict[str, Any]:
     """Teams acme (alice, owner) and globex (bob, member); their access tokens and CLI environments."""
     admin = ok(up, "POST", "/auth/login", body={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})["accessToken"]
@@ -121,6 +112,48 @@ def make_people(up: Served) -> dict[str, Any]:
     keys = {who: ok(up, "POST", "/user/api-keys", tokens[who], {"name": "ci"})["key"] for who in ("alice", "bob")}
     envs = {who: {"MCP_PLATFORM_API_TOKEN": key, "MCP_PLATFORM_API_URL": up.url} for who, key in keys.items()}
     return {"teams": teams, "tokens": tokens, "env": envs}
+
+
+def build_example_image(parent: Path, server: str, tag: str, base: str, env: dict[str, str]
+                        ) -> subprocess.CompletedProcess[str]:
+    """`server build image SERVER` in a copy of the data-utility example under `parent` (offline: wheels
+    built on the host), as acme's owner (`env`); the image is tagged with the team's registry reference."""
+    workdir = parent / EXAMPLE.name
+    shutil.copytree(EXAMPLE, workdir, ignore=shutil.ignore_patterns("__pycache__", "*.whl"))
+    (workdir / ".mcp").mkdir()
+    (workdir / ".mcp" / "servers.yaml").write_text(f"version: v1\nservers:\n  - name: {server}\n    scope: tenant\n")
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
+                    "-r", "requirements.txt", "-w", "wheels"], cwd=workdir, check=True)
+    result = run_cli(["server", "build", "image", server, "--tag", tag,
+                      "--build-arg", f"BASE_IMAGE={base}", "--build-arg", "PIP_OFFLINE=1"],
+                     cwd=workdir, env=env, timeout=600)
+    timed("example image build", started)
+    return result
+
+
+def deploy_ready(up: Served, token: str, namespace: str, server: str, metadata: dict[str, Any],
+                 timeout: float = 180, update: bool = False) -> dict[str, Any]:
+    """Deploy (or update: the pod is replaced) `server` through the platform API and wait for its phase."""
+    started = time.monotonic()
+    body = {"name": server, "scope": "tenant", "metadata": metadata, **({"update": True} if update else {})}
+    ok(up, "POST", "/runtime/servers", token, body)
+    status: dict[str, Any] = wait_for(lambda: ok(up, "GET", f"/runtime/servers/{namespace}/{server}", token)["status"],
+                                      lambda s: s.get("phase") in ("Ready", "Error"), timeout=timeout)
+    timed("deploy to ready", started)
+    assert status["phase"] == "Ready", f"{status}\n{up.runtime.logs(namespace, server, 30, 'mcp-gateway')}"
+    return status
+
+
+def api(up: Served, method: str, path: str, token: str | None = None, body: Any = None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.request(method, f"{up.url}/api/v1{path}", json=body, headers=headers, timeout=30)
+
+
+def ok(up: Served, method: str, path: str, token: str | None = None, body: Any = None) -> Any:
+    answer = api(up, method, path, token, body)
+    assert answer.is_success, f"{method} {path}: {answer.status_code} {answer.text}"
+    return answer.json() if answer.content else None
 
 
 def wait_for(probe: Any, done: Any, timeout: float, interval: float = 0.1) -> Any:

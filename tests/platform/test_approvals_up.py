@@ -13,18 +13,14 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 from mcp import types
-from mcp.client.session import ClientSession
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
-from mcp.shared.exceptions import MCPError
 from oauth_support import ACME_NS, ALICE, Up, run_up, wait_ready
 from platform_support import ADMIN_EMAIL, ADMIN_PASSWORD, grant_doc
 
+from fixtures.approvals import sdk_call
 from fixtures.servers import DATA_UTILITY_DIR
 
 TOOLS = [{"name": "echo", "sideEffect": "read"}, {"name": "reverse", "sideEffect": "destructive"}]
@@ -51,31 +47,17 @@ def _token(up: Up) -> str:
     return str(issued["token"])
 
 
-async def _call(url: str, token: str, text: str, elicit: bool, asked: list[str]) -> Any:
-    async def on_elicit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
-        asked.append(params.message)
-        return types.ElicitResult(action="accept")
-
-    async with create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}) as http, \
-            streamable_http_client(url, http_client=http) as (read, write), \
-            ClientSession(read, write, elicitation_callback=on_elicit if elicit else None) as session:
-        await session.initialize()
-        try:
-            result = await session.call_tool("reverse", {"text": text})
-        except MCPError as exc:
-            return exc.error.data["reason"]
-        return result.content[0].text  # type: ignore[union-attr]
-
-
 def test_the_caller_accepts_in_their_client(up: Up) -> None:
-    asked: list[str] = []
-    assert anyio.run(_call, f"{up.url}/utility/mcp", _token(up), "stressed", True, asked) == "desserts"
-    assert len(asked) == 1 and "reverse" in asked[0] and "utility" in asked[0]
+    asked: list[types.ElicitRequestParams] = []
+    assert anyio.run(sdk_call, f"{up.url}/utility/mcp", _token(up), "reverse", {"text": "stressed"}, "accept",
+                     asked) == "desserts"
+    assert len(asked) == 1 and "reverse" in asked[0].message and "utility" in asked[0].message
 
 
 def test_the_owner_approves_out_of_band_and_the_gateway_hears_at_once(up: Up) -> None:
     with ThreadPoolExecutor(1) as pool:
-        call = pool.submit(anyio.run, _call, f"{up.url}/utility/mcp", _token(up), "drawer", False, [])
+        call = pool.submit(anyio.run, sdk_call, f"{up.url}/utility/mcp", _token(up), "reverse", {"text": "drawer"},
+                           None, [])
         deadline = time.monotonic() + 30
         while not (rows := up.api(ALICE, "GET", "/runtime/approvals")["items"]):
             assert time.monotonic() < deadline and not call.done(), call.result() if call.done() else "no approval"

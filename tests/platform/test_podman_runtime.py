@@ -12,9 +12,7 @@ when the package sources changed, the example image's layers are reused.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -22,11 +20,22 @@ from typing import Any
 import httpx
 import pytest
 from platform_support import grant_doc
-from podman_support import REPO, Served, call_tool, ensure_images, make_people, ok, run_cli, timed, wait_for
+from podman_support import (
+    EXAMPLE,
+    Served,
+    build_example_image,
+    call_tool,
+    deploy_ready,
+    ensure_images,
+    make_people,
+    ok,
+    run_cli,
+    timed,
+    wait_for,
+)
 
 from mcp_runtime.runtime.registry import BundledRegistry
 
-EXAMPLE = REPO / "examples" / "data-utility-mcp"
 SERVER = "data-utility"
 TAG = "ci"
 TOOLS = [{"name": t, "sideEffect": "read"} for t in ("echo", "add", "multiply", "upper", "lower", "ping")] + [
@@ -62,18 +71,10 @@ def people(up: Served) -> dict[str, Any]:
 def built_image(up: Served, people: dict[str, Any], images: dict[str, str], registry: BundledRegistry,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """`server build image` in a copy of the example (offline: wheels built on the host)."""
-    workdir = tmp_path_factory.mktemp("example") / "data-utility-mcp"
-    shutil.copytree(EXAMPLE, workdir, ignore=shutil.ignore_patterns("__pycache__", "*.whl"))
-    (workdir / ".mcp").mkdir()
-    (workdir / ".mcp" / "servers.yaml").write_text(f"version: v1\nservers:\n  - name: {SERVER}\n    scope: tenant\n")
-    started = time.monotonic()
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
-                    "-r", "requirements.txt", "-w", "wheels"], cwd=workdir, check=True)
-    result = run_cli(["server", "build", "image", SERVER, "--tag", TAG,
-                      "--build-arg", f"BASE_IMAGE={images['base']}", "--build-arg", "PIP_OFFLINE=1"],
-                     cwd=workdir, env=people["env"]["alice"], timeout=600)
-    timed("example image build", started)
+    parent = tmp_path_factory.mktemp("example")
+    result = build_example_image(parent, SERVER, TAG, images["base"], people["env"]["alice"])
     assert result.returncode == 0, result.stderr
+    workdir = parent / EXAMPLE.name
     reference = result.stdout.strip().splitlines()[-1]
     yield {"reference": reference, "workdir": workdir, "stderr": result.stderr}
     # the registry's port is random per run: do not leave one image name per run in podman's storage
@@ -116,16 +117,10 @@ def test_build_push_deploy_call_revoke_delete(up: Served, built_image: dict[str,
     # kube play must pull the app image from the registry, not find the local build
     subprocess.run(["podman", "rmi", "--force", reference], check=True, capture_output=True)
 
-    started = time.monotonic()
     image, tag = reference.rsplit(":", 1)
-    ok(up, "POST", "/runtime/servers", alice, {
-        "name": SERVER, "scope": "tenant",
-        "metadata": {"name": SERVER, "image": image, "imageTag": tag, "tools": TOOLS}})
     namespace = "mcp-team-acme"
-    status = wait_for(lambda: ok(up, "GET", f"/runtime/servers/{namespace}/{SERVER}", alice)["status"],
-                      lambda s: s.get("phase") in ("Ready", "Error"), timeout=180)
-    timed("deploy to ready", started)
-    assert status["phase"] == "Ready", f"{status}\n{up.runtime.logs(namespace, SERVER, 30, 'mcp-gateway')}"
+    status = deploy_ready(up, alice, namespace, SERVER, {"name": SERVER, "image": image, "imageTag": tag,
+                                                         "tools": TOOLS})
     conditions = {c["type"]: c["status"] for c in status["conditions"]}
     # ToolsPinned: Unknown once a gateway listed the tools (nothing is pinned in this metadata), never False
     assert conditions.pop("ToolsPinned", "Unknown") == "Unknown", conditions

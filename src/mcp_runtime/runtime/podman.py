@@ -31,6 +31,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -109,6 +110,7 @@ class PodmanServer:
     task: asyncio.Task[None] | None = None
     stopping: bool = False
     status: RuntimeStatus = field(default_factory=lambda: RuntimeStatus(ServerPhase.pending, "starting"))
+    policy_revision: str = ""  # the revision of the policy file written last
 
     @property
     def upstream_url(self) -> str:
@@ -179,6 +181,7 @@ class PodmanRuntime:
         self.podman = podman
         self._ready_timeout = ready_timeout
         self._servers: dict[tuple[str, str], PodmanServer] = {}
+        self._policy_lock = threading.Lock()  # policies arrive from the API's threads, deploys on the loop
         self.proxy = SidecarProxy()
         """Serve this at each server's route in `up`: it passes requests to the pod's sidecar unchanged."""
 
@@ -228,6 +231,7 @@ class PodmanRuntime:
             await self._stop_watch(previous)
         managed = self._prepare(server, namespace, previous.host_port if previous else None)
         self._servers[(namespace, name)] = managed
+        self._catch_up_policy(managed)
         self._report(managed, ServerPhase.pending, f"starting pod {managed.pod_name} ({managed.image})")
         command = [self.podman, "kube", "play", "--replace", "--quiet"]
         host = managed.image.split("/", 1)[0] if "/" in managed.image else ""
@@ -316,10 +320,26 @@ class PodmanRuntime:
         managed = self._servers.get((namespace, name))
         if managed is None or document is None:
             return
-        self._write_policy(managed, document)
+        with self._policy_lock:
+            self._write_policy(managed, document)
+
+    def _catch_up_policy(self, managed: PodmanServer) -> None:
+        """A policy published while the pod was being prepared found no server to write to (a redeploy's
+        own new policy, compiled in the API's thread as the runtime prepares the pod): without this the new
+        pod kept the policy `_prepare` read until the next change. Now that the server is registered, every
+        later policy reaches its file (`on_policy`); write the current one if it is not the prepared one."""
+        if self._policy_for is None:
+            return
+        with self._policy_lock:
+            current = self._policy_for(managed.namespace, managed.name)
+            if current is not None and current.revision != managed.policy_revision:
+                log.info("policy of %s/%s changed while its pod was prepared: writing %s", managed.namespace,
+                         managed.name, current.revision[:12])
+                self._write_policy(managed, current)
 
     def _write_policy(self, managed: PodmanServer, document: PolicyDocument) -> None:
         write_atomic(managed.directory / "policy" / POLICY_FILE, document.to_json(), 0o644, self._owner)
+        managed.policy_revision = document.revision
 
     # --- building the pod ------------------------------------------------------------------------------
 
