@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from mcp_runtime.gateway import jsonrpc, refusal
 from mcp_runtime.gateway.approval import ApprovalBroker, note_elicitation, remember_elicitation, settle, take_answers
 from mcp_runtime.gateway.audit import Auditor, call_arguments, tool_arguments, trace_id_from
-from mcp_runtime.gateway.auth import Authenticated, extract_token
+from mcp_runtime.gateway.auth import extract_token
 from mcp_runtime.gateway.catch_up import catch_up
 from mcp_runtime.gateway.credentials import SessionCredentials
 from mcp_runtime.gateway.exchange import Exchange
@@ -77,6 +77,7 @@ from mcp_runtime.gateway.upstream import (
     UpstreamInvalidAnswer,
     UpstreamRequest,
 )
+from mcp_runtime.gateway.upstream.headers import upstream_headers
 from mcp_runtime.policy import Decision, Reason, allowed_tools, evaluate, evaluate_access
 from mcp_runtime.resources.common import utcnow
 from mcp_runtime.security import TokenError
@@ -91,13 +92,6 @@ log = logging.getLogger("mcp_runtime.gateway")
 MAX_BODY = 1024 * 1024
 """Largest request body accepted (1 MiB); larger ones get 413 without being read."""
 
-# Never forwarded upstream: hop-by-hop headers, the client's credentials and identity claims, the
-# client's Host (the upstream's own is sent), lengths we recompute, encodings we could not rewrite.
-_STRIP_REQUEST = frozenset({
-    b"host", b"authorization", b"proxy-authorization", b"connection", b"keep-alive", b"proxy-connection",
-    b"te", b"trailer", b"transfer-encoding", b"upgrade", b"content-length", b"expect", b"accept-encoding",
-    b"x-mcp-human-id", b"x-mcp-agent-id", b"x-mcp-team-id", b"x-mcp-agent-session",
-})
 _METHODS = {"POST": b"POST", "GET": b"GET", "DELETE": b"DELETE"}
 
 
@@ -501,11 +495,3 @@ def visible_tools(ex: Exchange) -> ToolFilter:
     assert ex.doc is not None and ex.now is not None
     allowed = set(allowed_tools(ex.doc, ex.identity, ex.now))
     return ex.route.tools.filter(ex.doc, ex.identity, ex.now, allowed)
-
-
-def upstream_headers(scope: Scope, caller: Authenticated | None) -> list[tuple[bytes, bytes]]:
-    """The client's headers minus `_STRIP_REQUEST`, plus the identity headers of the verified caller."""
-    headers = [(k, v) for k, v in scope["headers"] if k not in _STRIP_REQUEST]
-    if caller is not None:
-        headers += caller.headers
-    return headers
