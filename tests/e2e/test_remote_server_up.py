@@ -262,4 +262,8 @@ def test_a_remote_server_is_published_with_the_cli_and_governed_like_a_deployed_
             "Authorization": f"Bearer {carol}", "Accept": "application/json, text/event-stream"})
         assert missing.status_code == 403, missing.text  # carol's session names no token: nothing is sent
         assert missing.json()["error"]["data"]["reason"] == "upstream_credential_missing"
-        assert len(remote.seen) == seen_before
+        # nothing of carol's reached the remote (the count alone is not it: the gateway's own periodic listing of
+        # `saas`, the same remote URL, may land in this window, as it did once in CI: 7 == 6)
+        since = remote.seen[seen_before:]
+        assert not [h for h in since if h.get("x-mcp-human-id") == "carol@acme.com"], since
+        assert all(carol not in json.dumps(h) for h in since), since

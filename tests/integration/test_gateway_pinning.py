@@ -16,9 +16,10 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
-from fixtures.gateway import NAMESPACE, SERVER, PolicyKit, serve_gateway
+from fixtures.gateway import NAMESPACE, SERVER, EchoUpstream, PolicyKit, serve_app, serve_gateway
 from fixtures.servers import REPO_ROOT, RunningServer, run_server_process
-from mcp_runtime.gateway import InProcessPolicySource
+from mcp_runtime.gateway import Gateway, GatewayRoute, InProcessPolicySource
+from mcp_runtime.gateway.credentials import SessionCredentials
 from mcp_runtime.gateway.pinning import DriftReport
 from mcp_runtime.policy.pinning import PinState
 from mcp_runtime.resources import MCPServer
@@ -197,3 +198,22 @@ def test_the_gateway_lists_again_on_its_own_and_sees_a_restarted_server_change(
         bound.config.upstream = after.url  # the server came back changed; no client lists its tools
         wait_for(lambda: bool(reports[-1].drift))
         assert [(d.name, d.state) for d in reports[-1].drift] == [("lookup", PinState.changed)]
+
+
+def test_a_remote_with_only_each_callers_credential_is_not_listed_by_the_gateway_itself(
+        pins: dict[str, dict[str, Any]]) -> None:
+    """A remote whose credential is each caller's own (`sessionToken`): the gateway has none of its own, so
+    its own listing would only send the remote unauthenticated requests (seen in CI: an extra request in
+    the remote's log); a route with a credential of its own is listed at once (the control)."""
+    kit = PinnedKit(pins)
+    per_caller, own = EchoUpstream(), EchoUpstream()
+    with serve_app(per_caller) as per_caller_url, serve_app(own) as own_url:
+        routes = [GatewayRoute(upstream=per_caller_url + "/mcp", policy=InProcessPolicySource(kit.document()),
+                               keys=kit.keyring.public_keys(), path="/per-caller/mcp",
+                               session_credentials=SessionCredentials("X-API-Key")),
+                  GatewayRoute(upstream=own_url + "/mcp", policy=InProcessPolicySource(kit.document()),
+                               keys=kit.keyring.public_keys(), path="/own/mcp", upstream_header=("X-API-Key", "k"))]
+        with serve_app(Gateway(routes)):
+            wait_for(lambda: bool(own.requests))
+            time.sleep(1.0)  # the first probe goes at once, its retries after 0.5 s and 1 s
+            assert per_caller.requests == []

@@ -115,6 +115,11 @@ class Gateway:
         self.report_tools(bound)
         if doc.pin_mode == PinMode.off or not (pinning_active(doc) or self.probe_unpinned):
             return
+        if bound.config.session_credentials is not None:
+            # Each caller's own credential (a remote's `sessionToken`) and none of ours: listing it ourselves
+            # would only send the remote unauthenticated requests, one per backoff step, forever. Its tools
+            # are checked on every caller's `tools/list` answer instead.
+            return
         pins = tuple((t.name, t.pin) for t in doc.tools)
         if bound.tools.probed_pins == pins:
             return
